@@ -1,0 +1,29 @@
+# One command each: `make run` sets up and counts the bundled sample; `make test` sets up and tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run test test-fast bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+run: setup
+	$(BIN)/wordpipe run samples/sample.txt
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup  # no broker: the pure core only
+	$(BIN)/python -m pytest tests/unit
+
+bench: setup
+	$(BIN)/python bench/e2e_throughput.py
+
+clean:
+	rm -rf $(VENV) bench/out .pytest_cache .hypothesis

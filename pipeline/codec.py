@@ -1,0 +1,223 @@
+"""The one place messages are encoded and decoded. Schemas: schemas/*.v1.json.
+
+Every value is a msgpack map with a schema version `v`. Decoders check shape and
+types and raise CodecError naming what was wrong; callers dead-letter the record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgpack
+
+VERSION = 1
+DEADLETTER_PAYLOAD_LIMIT = 64 * 1024
+
+
+class CodecError(ValueError):
+    """A record that does not match its schema; the message says what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkMessage:
+    doc: str
+    seq: int
+    source: str
+    offset: int
+    text: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FlushMarker:
+    """Ingest has nothing more to send for now: workers close their open window here."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartialMessage:
+    source: tuple[int, int, int]  # (chunks partition, first offset, end offset): the window
+    docs: dict[str, int]  # document id -> chunks of it in the window
+    shard: int
+    buckets: dict[int, dict[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class TotalMessage:
+    word: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    payload: bytes
+
+
+def _pack(obj: dict) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def _unpack(data: bytes | None, kind: str, fields: tuple[str, ...]) -> dict:
+    if data is None:
+        raise CodecError(f"{kind}: empty value")
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise CodecError(f"{kind}: not msgpack ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict):
+        raise CodecError(f"{kind}: expected a map, got {type(obj).__name__}")
+    version = obj.get("v")
+    if version != VERSION:
+        raise CodecError(f"{kind}: unsupported schema version {version!r} (expected {VERSION})")
+    missing = [f for f in fields if f not in obj]
+    if missing:
+        raise CodecError(f"{kind}: missing field(s) {', '.join(missing)}")
+    extra = set(obj) - set(fields) - {"v"}
+    if extra:
+        raise CodecError(f"{kind}: unknown field(s) {', '.join(sorted(map(str, extra)))}")
+    return obj
+
+
+def _check(kind: str, field: str, value: object, typ: type, *, minimum: int | None = None) -> None:
+    if type(value) is not typ:
+        raise CodecError(f"{kind}.{field}: expected {typ.__name__}, got {type(value).__name__}")
+    if minimum is not None and value < minimum:  # type: ignore[operator]
+        raise CodecError(f"{kind}.{field}: must be >= {minimum}, got {value}")
+
+
+# -- chunk -------------------------------------------------------------------
+
+_CHUNK_FIELDS = ("doc", "seq", "source", "offset", "text")
+
+
+def encode_chunk(msg: ChunkMessage) -> bytes:
+    return _pack({"v": VERSION, "doc": msg.doc, "seq": msg.seq, "source": msg.source, "offset": msg.offset, "text": msg.text})
+
+
+def encode_flush() -> bytes:
+    return _pack({"v": VERSION, "flush": True})
+
+
+def decode_chunk(data: bytes | None) -> ChunkMessage | FlushMarker:
+    """A record of the chunks topic: a chunk or a flush marker."""
+    if data is not None and len(data) < 16:  # a flush marker is 11 bytes; a chunk is longer
+        obj = _unpack(data, "flush marker", ("flush",))
+        if obj["flush"] is not True:
+            raise CodecError(f"flush marker: flush must be true, got {obj['flush']!r}")
+        return FlushMarker()
+    obj = _unpack(data, "chunk", _CHUNK_FIELDS)
+    _check("chunk", "doc", obj["doc"], str)
+    if not obj["doc"]:
+        raise CodecError("chunk.doc: must not be empty")
+    _check("chunk", "seq", obj["seq"], int, minimum=0)
+    _check("chunk", "source", obj["source"], str)
+    _check("chunk", "offset", obj["offset"], int, minimum=0)
+    _check("chunk", "text", obj["text"], bytes)
+    return ChunkMessage(obj["doc"], obj["seq"], obj["source"], obj["offset"], obj["text"])
+
+
+# -- partials --------------------------------------------------------------
+# One record carries, for one shard, the parts of several windows (see workers/windows.py):
+# faust's cost is per record, and each part is a deterministic function of its window.
+
+PARTIALS_MAX_BYTES = 900 * 1024  # under Kafka's default 1 MiB message limit
+
+
+def encode_partials(shard: int, parts: list[PartialMessage], max_bytes: int = PARTIALS_MAX_BYTES) -> list[bytes]:
+    """The parts as one or more partials records of at most ~max_bytes each."""
+    encoded = [_pack({"source": list(p.source), "docs": p.docs, "buckets": p.buckets}) for p in parts]
+    records, group, size = [], [], 0
+    for item in encoded:
+        if group and size + len(item) > max_bytes:
+            records.append(_partials_record(shard, group))
+            group, size = [], 0
+        group.append(item)
+        size += len(item)
+    if group:
+        records.append(_partials_record(shard, group))
+    return records
+
+
+def _partials_record(shard: int, encoded_parts: list[bytes]) -> bytes:
+    # Same bytes as packing {"v", "shard", "parts": [...]}, without packing the parts twice.
+    packer = msgpack.Packer(use_bin_type=True)
+    head = packer.pack_map_header(3) + packer.pack("v") + packer.pack(VERSION) + packer.pack("shard") + packer.pack(shard)
+    return head + packer.pack("parts") + packer.pack_array_header(len(encoded_parts)) + b"".join(encoded_parts)
+
+
+def decode_partials(data: bytes | None, partition: int | None = None) -> list[PartialMessage]:
+    """The parts of a partials record; with `partition`, the record's shard must equal it."""
+    obj = _unpack(data, "partials", ("shard", "parts"))
+    shard = obj["shard"]
+    _check("partials", "shard", shard, int, minimum=0)
+    if partition is not None and shard != partition:
+        raise CodecError(f"partials.shard: {shard} arrived on partition {partition}")
+    parts = obj["parts"]
+    if not isinstance(parts, list):
+        raise CodecError(f"partials.parts: expected a list, got {type(parts).__name__}")
+    return [_decode_part(i, part, shard) for i, part in enumerate(parts)]
+
+
+def _decode_part(i: int, part: object, shard: int) -> PartialMessage:
+    where = f"partials.parts[{i}]"
+    if not isinstance(part, dict) or set(part) != {"source", "docs", "buckets"}:
+        raise CodecError(f"{where}: expected a map with exactly source, docs, buckets")
+    source = part["source"]
+    if not (isinstance(source, list) and len(source) == 3 and all(type(x) is int and x >= 0 for x in source)):
+        raise CodecError(f"{where}.source: expected [partition, start, end] of non-negative ints, got {source!r:.80}")
+    if source[1] >= source[2]:
+        raise CodecError(f"{where}.source: empty offset range {source[1]}..{source[2]}")
+    docs = part["docs"]
+    if not isinstance(docs, dict) or not all(type(d) is str and type(n) is int and n > 0 for d, n in docs.items()):
+        raise CodecError(f"{where}.docs: expected a map of document id -> positive chunk count")
+    buckets = part["buckets"]
+    if not isinstance(buckets, dict):
+        raise CodecError(f"{where}.buckets: expected a map, got {type(buckets).__name__}")
+    for bucket, counts in buckets.items():
+        if type(bucket) is not int or bucket < 0:
+            raise CodecError(f"{where}.buckets: bucket ids must be non-negative ints, got {bucket!r:.40}")
+        if not isinstance(counts, dict) or not counts:
+            raise CodecError(f"{where}.buckets[{bucket}]: expected a non-empty map of word -> count")
+        # Type checks through map/set run in C: this is the aggregator's hot path.
+        if set(map(type, counts.values())) != {int} or min(counts.values()) < 1:
+            raise CodecError(f"{where}.buckets[{bucket}]: counts must be positive ints")
+        if set(map(type, counts)) != {str} or "" in counts:
+            raise CodecError(f"{where}.buckets[{bucket}]: words must be non-empty strings")
+    return PartialMessage((source[0], source[1], source[2]), docs, shard, buckets)
+
+
+# -- total -------------------------------------------------------------------
+
+
+def encode_total(msg: TotalMessage) -> bytes:
+    return _pack({"v": VERSION, "word": msg.word, "count": msg.count})
+
+
+def decode_total(data: bytes | None) -> TotalMessage:
+    obj = _unpack(data, "total", ("word", "count"))
+    _check("total", "word", obj["word"], str)
+    _check("total", "count", obj["count"], int, minimum=1)
+    return TotalMessage(obj["word"], obj["count"])
+
+
+# -- dead letter -------------------------------------------------------------
+
+
+def encode_deadletter(msg: DeadLetter) -> bytes:
+    return _pack(
+        {
+            "v": VERSION,
+            "topic": msg.topic,
+            "partition": msg.partition,
+            "offset": msg.offset,
+            "reason": msg.reason,
+            "payload": bytes(msg.payload[:DEADLETTER_PAYLOAD_LIMIT]),
+        }
+    )
+
+
+def decode_deadletter(data: bytes | None) -> DeadLetter:
+    obj = _unpack(data, "deadletter", ("topic", "partition", "offset", "reason", "payload"))
+    return DeadLetter(obj["topic"], obj["partition"], obj["offset"], obj["reason"], obj["payload"])

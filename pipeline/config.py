@@ -1,0 +1,148 @@
+"""Settings: one typed object, loaded from defaults < TOML file < WORDPIPE_* env < flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "WORDPIPE_"
+
+
+class ConfigError(ValueError):
+    """A bad setting; the message names the setting, where it came from, and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Kafka cluster; None starts an embedded Tansu broker on a free loopback port.
+    bootstrap: str | None = None
+    replication_factor: int = 1
+
+    chunks_topic: str = "chunks"
+    partials_topic: str = "partials"
+    totals_topic: str = "totals"
+    deadletter_topic: str = "deadletter"
+    chunk_partitions: int = 12
+    partial_partitions: int = 8
+
+    chunk_size: int = 64 * 1024
+
+    workers: int = 2
+    worker_group: str = "wordpipe-workers"
+    worker_batch: int = 32  # records taken from the consumer at a time
+    window_chunks: int = 64  # chunks counted and published as one unit (workers/windows.py)
+    window_max_words: int = 100_000  # ...or fewer, once a window holds this many distinct words
+    session_timeout_ms: int = 6000
+    # Longest a fetch waits for data. Tansu answers a waiting fetch only at this deadline,
+    # even when data arrives sooner, so every hop pays it: keep it short there.
+    fetch_max_wait_ms: int = 50
+
+    aggregator_id: str = "wordpipe-aggregator"
+    aggregator_host: str = "127.0.0.1"
+    aggregator_port: int = 8081
+    buckets: int = 16  # state buckets per shard: the unit of snapshot and deduplication
+    flush_interval: float = 0.5  # seconds between durable state snapshots
+    totals_interval: float = 2.0  # seconds between publications to the totals topic
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_partitions", "partial_partitions", "buckets", "worker_batch", "window_chunks", "window_max_words", "replication_factor"):
+            _at_least(name, getattr(self, name), 1)
+        _at_least("workers", self.workers, 0)
+        _at_least("chunk_size", self.chunk_size, 16)
+        if self.chunk_size > 1024 * 1024 - 1024:
+            raise ConfigError(f"chunk_size: {self.chunk_size} bytes exceeds Kafka's default 1 MiB message limit")
+        _at_least("session_timeout_ms", self.session_timeout_ms, 1000)
+        _at_least("fetch_max_wait_ms", self.fetch_max_wait_ms, 1)
+        if not 0 <= self.aggregator_port <= 65535:
+            raise ConfigError(f"aggregator_port: {self.aggregator_port} is not a TCP port")
+        for name in ("flush_interval", "totals_interval"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}: must be > 0 seconds, got {getattr(self, name)}")
+        topics = [self.chunks_topic, self.partials_topic, self.totals_topic, self.deadletter_topic]
+        if len(set(topics)) != len(topics) or not all(topics):
+            raise ConfigError(f"topic names must be distinct and non-empty, got {topics}")
+
+    @property
+    def embedded(self) -> bool:
+        return not self.bootstrap
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as WORDPIPE_* variables, to hand to child processes."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out[ENV_PREFIX + f.name.upper()] = str(value)
+        return out
+
+
+def _at_least(name: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise ConfigError(f"{name}: must be >= {minimum}, got {value}")
+
+
+def _coerce(name: str, raw: Any, origin: str) -> Any:
+    field = _FIELDS[name]
+    kind = field.type.split(" | ")[0] if isinstance(field.type, str) else field.type
+    try:
+        if kind == "int":
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            return int(raw)
+        if kind == "float":
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if kind == "str":
+            if not isinstance(raw, str):
+                raise ValueError
+            return raw or None if "None" in str(field.type) else raw
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected {kind}, got {raw!r} (from {origin})") from None
+    raise AssertionError(f"unhandled setting type {field.type}")
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+
+
+def load(
+    file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Settings from a TOML file (or $WORDPIPE_CONFIG), WORDPIPE_* variables and flag overrides."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    file = file or env.get(ENV_PREFIX + "CONFIG")
+    if file:
+        path = Path(file)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        for key, raw in data.items():
+            if key not in _FIELDS:
+                raise ConfigError(f"{key}: unknown setting (in {path}); known: {', '.join(sorted(_FIELDS))}")
+            values[key] = _coerce(key, raw, str(path))
+    for var, raw in env.items():
+        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
+            continue
+        key = var[len(ENV_PREFIX) :].lower()
+        if key in _FIELDS:
+            values[key] = _coerce(key, raw, f"${var}")
+    for key, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if key not in _FIELDS:
+            raise ConfigError(f"{key}: unknown setting")
+        values[key] = _coerce(key, raw, "command line") if isinstance(raw, str) else raw
+    return Settings(**values)

@@ -1,0 +1,1 @@
+"""Ingest: documents in, chunks on Kafka."""

@@ -1,0 +1,95 @@
+"""Publish documents as chunks and remember which offsets the broker acknowledged."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+from confluent_kafka import Producer
+
+from pipeline import codec, kafka
+from pipeline.chunking import iter_chunks
+from pipeline.config import Settings
+from pipeline.ingest.sources import Source
+from pipeline.offsets import OffsetRanges
+
+log = logging.getLogger("wordpipe.ingest")
+
+
+@dataclass
+class IngestReport:
+    documents: int = 0
+    chunks: int = 0
+    bytes: int = 0
+    first_produced_at: float | None = None  # time.monotonic()
+    produced: dict[int, OffsetRanges] = field(default_factory=dict)  # chunks partition -> acked offsets
+
+
+class ChunkPublisher:
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        self.settings = settings
+        self.producer = Producer(kafka.producer_config(bootstrap, **{"linger.ms": 20, "batch.size": 1 << 20, "compression.type": "lz4"}))
+        self.report = IngestReport()
+        self._failures: list[str] = []
+        self._next_partition = 0
+
+    def _on_delivery(self, err, msg) -> None:
+        if err is not None:
+            self._failures.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
+            return
+        self.report.produced.setdefault(msg.partition(), OffsetRanges()).add(msg.offset())
+
+    def publish(self, source: Source, on_bytes: Callable[[int], None] | None = None) -> str:
+        """Chunk and send one document; returns its id. Call `flush()` to make it durable."""
+        doc = uuid.uuid4().hex
+        s = self.settings
+
+        def forced_cut(offset: int) -> None:
+            log.warning("%s: whitespace-free run longer than %d bytes cut at byte %d", source.name, s.chunk_size, offset)
+
+        with source.open() as stream:
+            for seq, chunk in enumerate(iter_chunks(stream, s.chunk_size, on_forced_cut=forced_cut)):
+                value = codec.encode_chunk(codec.ChunkMessage(doc, seq, source.name, chunk.offset, chunk.data))
+                partition = self._next_partition
+                self._next_partition = (partition + 1) % s.chunk_partitions
+                self._produce(value, doc.encode(), partition)
+                if self.report.first_produced_at is None:
+                    self.report.first_produced_at = time.monotonic()
+                self.report.chunks += 1
+                self.report.bytes += len(chunk.data)
+                if on_bytes:
+                    on_bytes(len(chunk.data))
+        self.report.documents += 1
+        return doc
+
+    def _produce(self, value: bytes, key: bytes | None, partition: int) -> None:
+        while True:
+            try:
+                self.producer.produce(self.settings.chunks_topic, value, key=key, partition=partition, on_delivery=self._on_delivery)
+                self.producer.poll(0)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def mark_flush(self) -> None:
+        """A flush marker on every chunks partition: workers close their open windows there.
+
+        Sent after a batch of documents, and at start-up to close windows a crashed
+        predecessor left open.
+        """
+        marker = codec.encode_flush()
+        for partition in range(self.settings.chunk_partitions):
+            self._produce(marker, None, partition)
+
+    def flush(self, timeout: float = 60.0) -> IngestReport:
+        """Mark the end of what was sent and wait until Kafka has acknowledged all of it."""
+        self.mark_flush()
+        left = self.producer.flush(timeout)
+        if left:
+            raise kafka.KafkaUnavailable(f"{left} chunk(s) not acknowledged by Kafka within {timeout:.0f} s")
+        if self._failures:
+            raise kafka.KafkaUnavailable(f"chunk delivery failed: {self._failures[0]}")
+        return self.report

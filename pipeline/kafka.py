@@ -1,0 +1,125 @@
+"""Thin adapters over confluent-kafka: client configs, topic creation, delivery checks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from pipeline.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class KafkaUnavailable(RuntimeError):
+    pass
+
+
+LIBRDKAFKA_LOG = logging.getLogger("wordpipe.librdkafka")
+# One window's part for one shard is never split (the aggregator dedupes whole parts);
+# windows are capped by distinct words, and this leaves room for unusually long words.
+PARTIALS_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def common_config(bootstrap: str) -> dict[str, Any]:
+    # librdkafka's own messages go through logging, so a CLI can quiet them (it reports errors itself).
+    return {"bootstrap.servers": bootstrap, "client.id": "wordpipe", "logger": LIBRDKAFKA_LOG}
+
+
+def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    # Idempotence keeps each producer's records in order and without gaps per partition.
+    return {**common_config(bootstrap), "enable.idempotence": True, "linger.ms": 5, "acks": "all", **extra}
+
+
+def consumer_config(bootstrap: str, group: str, settings: Settings, **extra: Any) -> dict[str, Any]:
+    return {
+        **common_config(bootstrap),
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": max(100, settings.session_timeout_ms // 6),
+        "fetch.wait.max.ms": settings.fetch_max_wait_ms,
+        **extra,
+    }
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    rf = settings.replication_factor
+    return [
+        NewTopic(settings.chunks_topic, settings.chunk_partitions, rf),
+        NewTopic(settings.partials_topic, settings.partial_partitions, rf,
+                 config={"max.message.bytes": str(PARTIALS_MAX_MESSAGE_BYTES)}),
+        NewTopic(settings.totals_topic, settings.partial_partitions, rf, config={"cleanup.policy": "compact"}),
+        NewTopic(settings.deadletter_topic, 1, rf),
+    ]
+
+
+def ensure_topics(bootstrap: str, settings: Settings, timeout: float = 30.0) -> None:
+    """Create wordpipe's topics; existing ones must have the configured partition counts."""
+    admin = AdminClient(common_config(bootstrap))
+    wanted = {t.topic: t for t in topic_specs(settings)}
+    existing = describe_partitions(admin, timeout)
+    for name, spec in wanted.items():
+        have = existing.get(name)
+        if have is not None and have != spec.num_partitions:
+            raise ValueError(
+                f"topic {name!r} exists with {have} partitions but settings ask for {spec.num_partitions}; "
+                "change the setting or the topic"
+            )
+    missing = [spec for name, spec in wanted.items() if name not in existing]
+    if missing:
+        for name, future in admin.create_topics(missing, request_timeout=timeout).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+            log.info("created topic %s", name)
+    # Wait until metadata shows every partition, so producers never race creation.
+    deadline = time.monotonic() + timeout
+    while True:
+        have = describe_partitions(admin, timeout)
+        if all(have.get(name) == spec.num_partitions for name, spec in wanted.items()):
+            return
+        if time.monotonic() > deadline:
+            raise KafkaUnavailable(f"topics {sorted(wanted)} did not appear in metadata within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def describe_partitions(admin: AdminClient, timeout: float) -> dict[str, int]:
+    try:
+        meta = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"Kafka unreachable: {exc.args[0].str() if exc.args else exc}") from None
+    return {name: len(t.partitions) for name, t in meta.topics.items() if not t.error}
+
+
+def check_reachable(bootstrap: str, timeout: float = 10.0) -> None:
+    admin = AdminClient(common_config(bootstrap))
+    try:
+        admin.list_topics(timeout=timeout)
+    except KafkaException:
+        raise KafkaUnavailable(f"no Kafka broker answers at {bootstrap} (waited {timeout:.0f} s)") from None
+
+
+class DeliveryTracker:
+    """Collects delivery reports of one producer; raises the first failure on `check()`."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def __call__(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self.failures.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
+
+    def flush(self, producer: Producer, timeout: float = 60.0) -> None:
+        left = producer.flush(timeout)
+        if left:
+            raise KafkaUnavailable(f"{left} record(s) not delivered within {timeout:.0f} s")
+        if self.failures:
+            failures, self.failures = self.failures, []
+            raise KafkaUnavailable(f"delivery failed: {failures[0]} (+{len(failures) - 1} more)")

@@ -1,0 +1,206 @@
+"""`wordpipe run`: broker (if embedded), aggregator and workers around one ingest.
+
+    with Pipeline(settings) as p:
+        report = p.ingest(sources)
+        p.wait_counted(report)
+        totals = p.totals()
+
+Workers or an aggregator that die are relaunched while the pipeline waits, so a run
+survives crashes; exactness does not depend on it (see pipeline.aggregator).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from pipeline import broker as broker_mod
+from pipeline import kafka, processes
+from pipeline.cluster.local import LocalBackend
+from pipeline.config import Settings
+from pipeline.ingest.publisher import ChunkPublisher, IngestReport
+from pipeline.ingest.sources import Source
+from pipeline.progress import all_counted, chunks_counted
+
+log = logging.getLogger("wordpipe.run")
+
+
+CRASH_LOOP_RESTARTS = 5  # more exits than this of one role within the window fails the run
+CRASH_LOOP_WINDOW = 30.0
+
+
+class RunError(RuntimeError):
+    pass
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, log_dir: Path | None = None) -> None:
+        self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="wordpipe-run-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if settings.embedded:
+            settings = settings.replace(aggregator_port=broker_mod.free_port(settings.aggregator_host))
+        else:  # a one-shot job on a shared cluster gets topics and groups of its own
+            run = f"wordpipe-run-{uuid.uuid4().hex[:8]}"
+            settings = settings.replace(
+                chunks_topic=f"{run}.chunks", partials_topic=f"{run}.partials", totals_topic=f"{run}.totals",
+                deadletter_topic=f"{run}.deadletter", worker_group=f"{run}.workers", aggregator_id=f"{run}.aggregator",
+                aggregator_port=broker_mod.free_port(settings.aggregator_host),
+            )
+        self.settings = settings
+        self.broker: broker_mod.EmbeddedBroker | None = None
+        self.bootstrap = settings.bootstrap or ""
+        self.workers: LocalBackend | None = None
+        self.aggregator: subprocess.Popen | None = None
+        self.http = requests.Session()
+        self.restarts = {"workers": 0, "aggregator": 0}
+        self._recent_restarts: dict[str, list[float]] = {}
+        self.counted_at: float | None = None
+        self._created_topics = False
+
+    @property
+    def results_url(self) -> str:
+        return f"http://{self.settings.aggregator_host}:{self.settings.aggregator_port}"
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> Pipeline:
+        if self.workers is not None:
+            raise RunError("this pipeline is already started")
+        s = self.settings
+        try:
+            if s.embedded:
+                self.broker = broker_mod.EmbeddedBroker(log_file=self.log_dir / "broker.log").start()
+                self.bootstrap = self.broker.bootstrap
+            else:
+                kafka.check_reachable(self.bootstrap)
+            self._created_topics = True  # from here on, a run on a shared cluster cleans up after itself
+            kafka.ensure_topics(self.bootstrap, s)
+            env = {**s.to_env(), "WORDPIPE_BOOTSTRAP": self.bootstrap}
+            self.workers = LocalBackend(env, self.log_dir)
+            self.start_aggregator()
+            self.workers.launch(s.workers)
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Until the aggregator owns every shard and the workers share every chunks partition."""
+        deadline = time.monotonic() + timeout
+        partitions = self.settings.chunk_partitions
+        while time.monotonic() < deadline:
+            self.supervise()
+            assignments = self.workers.assignments()
+            covered = sorted(p for a in assignments.values() for p in a) == list(range(partitions))
+            balanced = all(assignments.values()) or len(assignments) > partitions
+            progress = self.progress()
+            aggregator_ready = progress is not None and len(progress["shards"]) == progress["partitions"]
+            if covered and balanced and len(assignments) == self.settings.workers and aggregator_ready:
+                return
+            time.sleep(0.05)
+        raise RunError(f"the pipeline did not become ready within {timeout:.0f} s; logs in {self.log_dir}")
+
+    def start_aggregator(self) -> None:
+        env = {**self.workers.env}
+        with open(self.log_dir / "aggregator.log", "ab") as out:
+            self.aggregator = processes.spawn(
+                [sys.executable, "-m", "pipeline.aggregator"], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def stop(self) -> None:
+        if self.workers is not None:
+            self.workers.close()
+        if self.aggregator is not None:
+            processes.terminate(self.aggregator, grace=10.0)
+            self.aggregator = None
+        if self.broker is not None:
+            self.broker.stop()
+        elif self._created_topics:
+            self._delete_run_topics()
+        self.http.close()
+
+    def _delete_run_topics(self) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        s = self.settings
+        admin = AdminClient(kafka.common_config(self.bootstrap))
+        prefix = s.chunks_topic.rsplit(".", 1)[0]
+        topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        for future in admin.delete_topics(topics, operation_timeout=10).values():
+            try:
+                future.result()
+            except Exception as exc:  # best effort: the run's answer is already out
+                log.warning("could not delete run topic: %s", exc)
+
+    def __enter__(self) -> Pipeline:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the job -----------------------------------------------------------------
+
+    def ingest(self, sources: list[Source], on_bytes: Callable[[int], None] | None = None) -> IngestReport:
+        publisher = ChunkPublisher(self.settings, self.bootstrap)
+        for source in sources:
+            publisher.publish(source, on_bytes)
+        return publisher.flush()
+
+    def supervise(self) -> None:
+        """Relaunch workers and the aggregator that died; give up on a crash loop."""
+        for gone in self.workers.reap():
+            log.warning("%s exited with status %s; relaunching", gone.id, gone.exit_code)
+            self._count_restart("workers", gone.exit_code, self.log_dir / f"{gone.id}.log")
+            self.workers.launch(1)
+        if self.aggregator is not None and self.aggregator.poll() is not None:
+            log.warning("aggregator exited with status %s; relaunching", self.aggregator.returncode)
+            self._count_restart("aggregator", self.aggregator.returncode, self.log_dir / "aggregator.log")
+            self.start_aggregator()
+
+    def _count_restart(self, role: str, exit_code: int | None, log_file: Path) -> None:
+        self.restarts[role] += 1
+        if exit_code is None or exit_code < 0:
+            return  # killed from outside: not a crash loop
+        now = time.monotonic()
+        recent = self._recent_restarts.setdefault(role, [])
+        recent[:] = [t for t in recent if now - t < CRASH_LOOP_WINDOW] + [now]
+        if len(recent) > CRASH_LOOP_RESTARTS:
+            tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else "(no log)"
+            raise RunError(f"{role} keeps crashing ({len(recent)} exits in {CRASH_LOOP_WINDOW:.0f} s); last log lines:\n{tail}")
+
+    def progress(self) -> dict | None:
+        try:
+            return self.http.get(self.results_url + "/v1/progress", timeout=5).json()
+        except (requests.RequestException, ValueError):
+            return None  # starting or restarting
+
+    def wait_counted(
+        self, report: IngestReport, timeout: float | None = None, on_counted: Callable[[int], None] | None = None
+    ) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.supervise()
+            progress = self.progress()
+            if progress is not None:
+                if on_counted:
+                    on_counted(chunks_counted(progress, report.produced))
+                if all_counted(progress, report.produced):
+                    self.counted_at = time.monotonic()
+                    return
+            if deadline is not None and time.monotonic() > deadline:
+                raise RunError(f"not every chunk was counted within {timeout:.0f} s; logs in {self.log_dir}")
+            time.sleep(0.05)
+
+    def totals(self) -> dict[str, int]:
+        response = self.http.get(self.results_url + "/v1/totals", timeout=60)
+        response.raise_for_status()
+        return response.json()["counts"]

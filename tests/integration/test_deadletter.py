@@ -1,0 +1,65 @@
+"""Poison records in `chunks` and `partials` go to the dead-letter topic with a reason; counting goes on."""
+
+from collections import Counter
+
+import msgpack
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from pipeline import codec, config, kafka
+from pipeline.ingest.sources import Source
+from pipeline.reference import count_sources
+from pipeline.run import Pipeline
+
+pytestmark = pytest.mark.e2e
+
+POISON_CHUNKS = [
+    (b"\x00garbage\xff", "not msgpack"),
+    (msgpack.packb({"v": 9, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"x" * 40}), "unsupported schema version 9"),
+    (msgpack.packb({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": 5, "pad": "x" * 20}), "unknown field(s) pad"),
+    (b"\x92" + b"x" * 50, "not msgpack"),
+]
+POISON_PARTIALS = [
+    (b"\xc1", "partials: not msgpack"),
+    (msgpack.packb({"v": 1, "shard": 3, "parts": []}), "partials.shard: 3 arrived on partition 0"),
+    (msgpack.packb({"v": 1, "shard": 0, "parts": [{"source": [0, 5, 6], "docs": {}, "buckets": {0: {"w": -2}}}]}), "counts must be positive"),
+]
+
+
+def read_deadletters(bootstrap, topic, want, timeout=30.0):
+    consumer = Consumer({**kafka.common_config(bootstrap), "group.id": "dlq-reader", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    letters = []
+    try:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while len(letters) < want and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                letters.append(codec.decode_deadletter(msg.value()))
+    finally:
+        consumer.close()
+    return letters
+
+
+def test_poison_is_dead_lettered_and_counts_stay_exact(tmp_path, corpora):
+    doc = Source("zh", corpora / "seed-mesos-docker-zh.txt")
+    with Pipeline(config.Settings(workers=1, chunk_size=4096)) as p:
+        s = p.settings
+        producer = Producer(kafka.producer_config(p.bootstrap))
+        for value, _ in POISON_CHUNKS:
+            producer.produce(s.chunks_topic, value, partition=0)
+        for value, _ in POISON_PARTIALS:
+            producer.produce(s.partials_topic, value, partition=0)
+        producer.flush(10)
+        report = p.ingest([doc])
+        p.wait_counted(report, timeout=120)
+        assert p.totals() == count_sources([doc])
+        letters = read_deadletters(p.bootstrap, s.deadletter_topic, len(POISON_CHUNKS) + len(POISON_PARTIALS))
+    by_topic = Counter(letter.topic for letter in letters)
+    assert by_topic == {s.chunks_topic: len(POISON_CHUNKS), s.partials_topic: len(POISON_PARTIALS)}
+    reasons = [letter.reason for letter in letters]
+    for _, expected in POISON_CHUNKS + POISON_PARTIALS:
+        assert any(expected in r for r in reasons), (expected, reasons)
+    assert {letter.payload for letter in letters} == {v for v, _ in POISON_CHUNKS + POISON_PARTIALS}

@@ -1,0 +1,61 @@
+import io
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline import tokenize
+from pipeline.chunking import iter_chunks
+from tests.hostile import PIECES, hostile_bytes
+
+
+def count_bytes(data: bytes) -> Counter:
+    return tokenize.count(tokenize.decode(data).text)
+
+
+def chunked_counts(data: bytes, size: int, cuts: list | None = None) -> Counter:
+    total = Counter()
+    for chunk in iter_chunks(io.BytesIO(data), size, on_forced_cut=(cuts.append if cuts is not None else None), read_size=97):
+        assert len(chunk.data) <= size
+        total.update(count_bytes(chunk.data))
+    return total
+
+
+def test_chunks_reassemble_with_offsets():
+    data = hostile_bytes(1, 50_000)
+    chunks = list(iter_chunks(io.BytesIO(data), 1000, read_size=333))
+    assert b"".join(c.data for c in chunks) == data
+    assert [c.offset for c in chunks] == [sum(len(c.data) for c in chunks[:i]) for i in range(len(chunks))]
+
+
+text_pieces = st.lists(
+    st.one_of(st.sampled_from(PIECES), st.text(max_size=30), st.sampled_from([" ", "\n", "\r\n", "\t", "\u00a0"])),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=text_pieces, size=st.integers(min_value=64, max_value=400), junk=st.binary(max_size=20))
+def test_counts_of_chunks_equal_counts_of_whole(pieces, size, junk):
+    data = "".join(pieces).encode("utf-8", "surrogatepass") + junk
+    cuts: list[int] = []
+    counted = chunked_counts(data, size, cuts)
+    longest_run = max((len(run) for run in data.split()), default=0)
+    if longest_run < size:  # the contract: exact for every token shorter than the chunk size
+        assert not cuts
+        assert counted == count_bytes(data)
+
+
+def test_long_run_is_cut_at_a_character_boundary_and_reported():
+    data = b"start " + "\u00e9".encode() * 1000 + b" end"
+    cuts: list[int] = []
+    chunks = list(iter_chunks(io.BytesIO(data), 301, on_forced_cut=cuts.append))
+    assert cuts and all(c > 6 for c in cuts)
+    for chunk in chunks:
+        chunk.data.decode("utf-8")  # no chunk splits a character
+    assert b"".join(c.data for c in chunks) == data
+
+
+def test_hostile_text_chunks_exactly_at_default_size():
+    data = hostile_bytes(3, 400_000)
+    assert chunked_counts(data, 64 * 1024) == count_bytes(data)

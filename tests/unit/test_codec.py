@@ -1,0 +1,102 @@
+import json
+from pathlib import Path
+
+import jsonschema
+import msgpack
+import pytest
+
+from pipeline import codec
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+
+
+def as_json(obj):
+    """msgpack data in JSON terms: bytes -> str, map keys -> str (what the schemas describe)."""
+    if isinstance(obj, dict):
+        return {str(k): as_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [as_json(v) for v in obj]
+    if isinstance(obj, bytes):
+        return obj.decode("latin-1")
+    return obj
+
+
+def conforms(data: bytes, schema: str) -> None:
+    jsonschema.validate(as_json(msgpack.unpackb(data, raw=False, strict_map_key=False)), json.loads((SCHEMAS / schema).read_text()))
+
+
+def test_chunk_round_trip_and_schema():
+    msg = codec.ChunkMessage("doc1", 3, "a.txt", 65536, b"bytes \xff kept raw")
+    data = codec.encode_chunk(msg)
+    conforms(data, "chunk.v1.json")
+    assert codec.decode_chunk(data) == msg
+
+
+def test_flush_marker_round_trip_and_schema():
+    data = codec.encode_flush()
+    conforms(data, "flush.v1.json")
+    assert isinstance(codec.decode_chunk(data), codec.FlushMarker)
+
+
+def test_partials_round_trip_split_and_schema():
+    parts = [codec.PartialMessage((1, 16 * i, 16 * i + 16), {"d": 16}, 2, {3: {f"w{i}-{j}": j + 1 for j in range(200)}}) for i in range(50)]
+    records = codec.encode_partials(2, parts, max_bytes=20_000)
+    assert len(records) > 1 and all(len(r) < 25_000 for r in records)
+    for r in records:
+        conforms(r, "partials.v1.json")
+    assert [p for r in records for p in codec.decode_partials(r)] == parts
+
+
+def test_total_and_deadletter_schemas():
+    conforms(codec.encode_total(codec.TotalMessage("word", 3)), "total.v1.json")
+    letter = codec.DeadLetter("chunks", 1, 2, "bad", b"x" * 100_000)
+    data = codec.encode_deadletter(letter)
+    conforms(data, "deadletter.v1.json")
+    assert len(codec.decode_deadletter(data).payload) == codec.DEADLETTER_PAYLOAD_LIMIT
+
+
+def pack(obj) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+good_part = {"source": [0, 0, 16], "docs": {"d": 1}, "buckets": {1: {"a": 1}}}
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"\xc1garbage", "partials: not msgpack"),
+        (pack([1, 2]), "expected a map, got list"),
+        (pack({"v": 2, "shard": 0, "parts": []}), "unsupported schema version 2"),
+        (pack({"v": 1, "shard": 0}), "missing field(s) parts"),
+        (pack({"v": 1, "shard": 0, "parts": [], "x": 1}), "unknown field(s) x"),
+        (pack({"v": 1, "shard": -1, "parts": []}), "partials.shard: must be >= 0"),
+        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "source": [0, 5]}]}), "parts[0].source: expected [partition, start, end]"),
+        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "source": [0, 5, 5]}]}), "empty offset range"),
+        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "buckets": {1: {"a": 0}}}]}), "counts must be positive ints"),
+        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "buckets": {1: {"a": "1"}}}]}), "counts must be positive ints"),
+        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "buckets": {1: {b"a": 1}}}]}), "words must be non-empty strings"),
+        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "buckets": {"1": {"a": 1}}}]}), "bucket ids must be non-negative ints"),
+        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "docs": {"d": 0}}]}), "docs: expected a map"),
+    ],
+)
+def test_bad_partials_name_what_is_wrong(data, message):
+    with pytest.raises(codec.CodecError) as info:
+        codec.decode_partials(data)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (None, "chunk: empty value"),
+        (pack({"v": 1, "flush": "yes"}), "flush must be true"),
+        (pack({"v": 1, "doc": "", "seq": 0, "source": "s", "offset": 0, "text": b""}), "chunk.doc: must not be empty"),
+        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": "not bytes"}), "chunk.text: expected bytes"),
+        (pack({"v": 1, "doc": "d", "seq": -1, "source": "s", "offset": 0, "text": b""}), "chunk.seq: must be >= 0"),
+    ],
+)
+def test_bad_chunks_name_what_is_wrong(data, message):
+    with pytest.raises(codec.CodecError) as info:
+        codec.decode_chunk(data)
+    assert message in str(info.value)

@@ -1,0 +1,38 @@
+from workers.windows import Windows
+
+
+def test_windows_close_at_aligned_offsets_and_flush_markers():
+    w = Windows(4)
+    closed = []
+    for offset in range(0, 10):
+        closed += w.add(0, offset, ["a"], "d", flush=(offset == 5))
+    assert [(x.start, x.end) for x in closed] == [(0, 4), (4, 6), (6, 8)]
+    assert w.open[0].start == 8 and w.open[0].counts == {"a": 2}
+
+
+def test_a_gap_past_the_boundary_closes_the_window_there():
+    w = Windows(4)
+    w.add(0, 1, ["a"])
+    closed = w.add(0, 9, ["b"])
+    assert [(x.start, x.end, dict(x.counts)) for x in closed] == [(1, 4, {"a": 1})]
+    assert w.open[0].start == 9
+
+
+def test_partitions_are_independent_and_drop_forgets():
+    w = Windows(2)
+    w.add(0, 0, ["a"])
+    w.add(1, 0, ["b"])
+    w.drop([0])
+    assert list(w.open) == [1]
+    assert [(x.partition, dict(x.counts), dict(x.docs)) for x in w.add(1, 1, ["c"], "d")] == [(1, {"b": 1, "c": 1}, {"d": 1})]
+
+
+def test_a_window_closes_at_max_words_deterministically():
+    log = [[f"w{i}", f"w{i + 1}"] for i in range(0, 40, 2)]
+    first = Windows(100, max_words=7)
+    closed = [w for offset, toks in enumerate(log) for w in first.add(0, offset, toks)]
+    assert [(w.start, w.end) for w in closed] == [(0, 4), (4, 8), (8, 12), (12, 16), (16, 20)]
+    # A replayer resuming at a committed window end rebuilds the same windows.
+    replay = Windows(100, max_words=7)
+    again = [w for offset, toks in enumerate(log[8:], start=8) for w in replay.add(0, offset, toks)]
+    assert [(w.start, w.end, w.counts) for w in again] == [(w.start, w.end, w.counts) for w in closed[2:]]

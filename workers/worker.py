@@ -1,0 +1,201 @@
+"""Consume chunks in batches, count them by window, publish partials, then commit.
+
+Offsets are committed only at the ends of windows whose partials the broker has
+acknowledged, so a crash replays chunks rather than losing them; a replayed window
+is identical to the original (workers/windows.py) and the aggregator recognises it
+by its offset range.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from pipeline import codec, faults, kafka, tokenize
+from pipeline.config import Settings
+from pipeline.sharding import Router
+from workers.counting import split_by_shard
+from workers.windows import Window, Windows
+
+log = logging.getLogger("wordpipe.worker")
+
+
+@dataclass
+class PendingCommit:
+    """Window ends to commit once every partial of their batch is acknowledged."""
+
+    ends: dict[int, int]  # chunks partition -> offset after the last closed window
+    unacked: int = 0
+    failure: str | None = None
+
+    def on_delivery(self, err, msg) -> None:
+        if err is not None:
+            self.failure = f"{msg.topic()}[{msg.partition()}]: {err.str()}"
+        self.unacked -= 1
+
+
+class Worker:
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        self.settings = settings
+        self.router = Router(settings.partial_partitions, settings.buckets)
+        self.consumer = Consumer(
+            kafka.consumer_config(
+                bootstrap, settings.worker_group, settings,
+                **{"partition.assignment.strategy": "roundrobin", "on_commit": self.on_commit},
+            )
+        )
+        self.producer = Producer(kafka.producer_config(bootstrap, **{"message.max.bytes": kafka.PARTIALS_MAX_MESSAGE_BYTES}))
+        self.pending: deque[PendingCommit] = deque()  # in publication order
+        self.windows = Windows(settings.window_chunks, settings.window_max_words)
+        self.stopping = False
+        self.chunks_counted = 0
+        self.assigned: set[int] = set()
+        # Where a backend asks to hear about our assignment (readiness), if it does.
+        self.status_file = os.environ.get("WORDPIPE_WORKER_STATUS_FILE")
+
+    def on_assign(self, consumer, partitions) -> None:
+        self.assigned.update(tp.partition for tp in partitions)
+        self.write_status()
+
+    def on_revoke(self, consumer, partitions) -> None:
+        self.assigned.difference_update(tp.partition for tp in partitions)
+        self.windows.drop([tp.partition for tp in partitions])
+        self.write_status()
+
+    def on_commit(self, err, partitions) -> None:
+        if err is not None:
+            log.warning("commit failed (%s); those windows will be replayed by the next owner", err)
+
+    def write_status(self) -> None:
+        if not self.status_file:
+            return
+        tmp = f"{self.status_file}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"pid": os.getpid(), "assigned": sorted(self.assigned), "chunks_counted": self.chunks_counted}, f)
+        os.replace(tmp, self.status_file)
+
+    def request_stop(self, *_: object) -> None:
+        self.stopping = True
+
+    def run(self) -> None:
+        s = self.settings
+        self.consumer.subscribe([s.chunks_topic], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_revoke)
+        log.info("worker consuming %s as group %s", s.chunks_topic, s.worker_group)
+        try:
+            while not self.stopping:
+                batch = self.next_batch()
+                if batch:
+                    self.process(batch)
+                self.producer.poll(0)  # delivery reports
+                self.commit_acknowledged()
+            self.producer.flush(30)  # drain: what was published gets committed
+            self.commit_acknowledged()
+        finally:
+            # Leaving the group hands our partitions over at once instead of after a session timeout.
+            self.consumer.close()
+        log.info("worker stopped after %d chunks", self.chunks_counted)
+
+    def next_batch(self) -> list:
+        """Up to worker_batch chunks: whatever is fetched already, else wait for the first."""
+        batch = self.consumer.consume(num_messages=self.settings.worker_batch, timeout=0)
+        if not batch:
+            batch = self.consumer.consume(num_messages=1, timeout=0.5)
+            if batch:
+                batch += self.consumer.consume(num_messages=self.settings.worker_batch - 1, timeout=0)
+        return batch
+
+    def process(self, batch: list) -> None:
+        closed: list[Window] = []
+        for msg in batch:
+            if msg.error():
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error: %s", msg.error().str())
+                continue
+            partition, offset = msg.partition(), msg.offset()
+            try:
+                record = codec.decode_chunk(msg.value())
+            except codec.CodecError as exc:
+                self.dead_letter(msg, str(exc))
+                closed += self.windows.add(partition, offset)  # it still takes up its offset
+                continue
+            if isinstance(record, codec.FlushMarker):
+                closed += self.windows.add(partition, offset, flush=True)
+                continue
+            decoded = tokenize.decode(record.text)
+            if decoded.invalid_bytes:
+                log.warning(
+                    "%s: %d invalid UTF-8 byte sequence(s) replaced by U+FFFD in the chunk at byte %d",
+                    record.source, decoded.invalid_bytes, record.offset,
+                )
+            closed += self.windows.add(partition, offset, tokenize.tokens(decoded.text), record.doc)
+            self.chunks_counted += 1
+        if closed:
+            self.publish(closed)
+
+    def publish(self, closed: list[Window]) -> None:
+        """Send the partials of the closed windows; their ends are committed once acknowledged."""
+        s = self.settings
+        commit = PendingCommit({w.partition: w.end for w in closed})  # offset order: the last end wins
+        parts: list[list[codec.PartialMessage]] = [[] for _ in range(self.router.shards)]
+        for window in closed:
+            source = (window.partition, window.start, window.end)
+            for shard, buckets in enumerate(split_by_shard(window.counts, self.router)):
+                parts[shard].append(codec.PartialMessage(source, dict(window.docs), shard, buckets))
+        for shard, shard_parts in enumerate(parts):
+            for record in codec.encode_partials(shard, shard_parts):
+                commit.unacked += 1
+                self.produce(s.partials_topic, record, shard, commit.on_delivery)
+        self.pending.append(commit)
+
+    def commit_acknowledged(self) -> None:
+        """Commit, in order, the batches whose partials are all acknowledged.
+
+        A failed delivery stops the worker without committing anything after it: its
+        windows are replayed by the next owner. The commit itself is asynchronous: a
+        commit lost to a rebalance also only means a replay.
+        """
+        while self.pending and self.pending[0].unacked == 0:
+            commit = self.pending.popleft()
+            if commit.failure:
+                raise kafka.KafkaUnavailable(f"partials not delivered, stopping uncommitted: {commit.failure}")
+            faults.point("worker.before_commit")
+            offsets = [TopicPartition(self.settings.chunks_topic, p, end) for p, end in commit.ends.items()]
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+
+    def produce(self, topic: str, value: bytes, partition: int, on_delivery) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, partition=partition, on_delivery=on_delivery)
+                return
+            except BufferError:  # local queue full: let deliveries drain
+                self.producer.poll(0.05)
+
+    def dead_letter(self, msg, reason: str) -> None:
+        log.warning("dead-lettering %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), reason)
+        letter = codec.DeadLetter(msg.topic(), msg.partition(), msg.offset(), reason, msg.value() or b"")
+        # Rare, so delivered at once: it must be durable before any commit covers its offset.
+        failures: list[str] = []
+        self.produce(self.settings.deadletter_topic, codec.encode_deadletter(letter), 0,
+                     lambda err, m: err and failures.append(err.str()))
+        if self.producer.flush(30) or failures:
+            raise kafka.KafkaUnavailable(f"dead letter not delivered: {failures or 'timed out'}")
+
+
+def main(settings: Settings) -> int:
+    if settings.embedded:
+        log.error("workers need a bootstrap address (--bootstrap or WORDPIPE_BOOTSTRAP)")
+        return 2
+    worker = Worker(settings, settings.bootstrap)
+    signal.signal(signal.SIGTERM, worker.request_stop)
+    signal.signal(signal.SIGINT, worker.request_stop)
+    started = time.monotonic()
+    worker.run()
+    log.info("worker ran %.1f s", time.monotonic() - started)
+    return 0

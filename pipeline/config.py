@@ -103,7 +103,8 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
         if kind == "str":
             if not isinstance(raw, str):
                 raise ValueError
-            return raw or None if "None" in str(field.type) else raw
+            optional = "None" in str(field.type)
+            return (raw or None) if optional else raw  # an empty optional setting means "unset"
     except (TypeError, ValueError):
         raise ConfigError(f"{name}: expected {kind}, got {raw!r} (from {origin})") from None
     raise AssertionError(f"unhandled setting type {field.type}")

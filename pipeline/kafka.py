@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.config import Settings
@@ -107,7 +107,7 @@ def check_reachable(bootstrap: str, timeout: float = 10.0) -> None:
 
 
 class DeliveryTracker:
-    """Collects delivery reports of one producer; raises the first failure on `check()`."""
+    """Collects the delivery failures of one producer."""
 
     def __init__(self) -> None:
         self.failures: list[str] = []
@@ -115,11 +115,3 @@ class DeliveryTracker:
     def __call__(self, err: KafkaError | None, msg: Any) -> None:
         if err is not None:
             self.failures.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
-
-    def flush(self, producer: Producer, timeout: float = 60.0) -> None:
-        left = producer.flush(timeout)
-        if left:
-            raise KafkaUnavailable(f"{left} record(s) not delivered within {timeout:.0f} s")
-        if self.failures:
-            failures, self.failures = self.failures, []
-            raise KafkaUnavailable(f"delivery failed: {failures[0]} (+{len(failures) - 1} more)")

@@ -10,6 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = REPO.parent / "shared" / "corpora"
+SAMPLE = REPO / "samples" / "sample.txt"  # 60 KB of Shakespeare, shipped with the repo
 
 
 @pytest.fixture(scope="session")

@@ -65,6 +65,15 @@ class Worker:
         self.write_status()
 
     def on_revoke(self, consumer, partitions) -> None:
+        # Hand over cleanly: commit what is published, so the next owner replays only open windows.
+        self.producer.flush(30)
+        self.commit_acknowledged(asynchronous=False)
+        self.assigned.difference_update(tp.partition for tp in partitions)
+        self.windows.drop([tp.partition for tp in partitions])
+        self.write_status()
+
+    def on_lost(self, consumer, partitions) -> None:
+        # Already someone else's: committing now could only move their offsets back.
         self.assigned.difference_update(tp.partition for tp in partitions)
         self.windows.drop([tp.partition for tp in partitions])
         self.write_status()
@@ -86,7 +95,7 @@ class Worker:
 
     def run(self) -> None:
         s = self.settings
-        self.consumer.subscribe([s.chunks_topic], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_revoke)
+        self.consumer.subscribe([s.chunks_topic], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost)
         log.info("worker consuming %s as group %s", s.chunks_topic, s.worker_group)
         try:
             while not self.stopping:
@@ -96,7 +105,7 @@ class Worker:
                 self.producer.poll(0)  # delivery reports
                 self.commit_acknowledged()
             self.producer.flush(30)  # drain: what was published gets committed
-            self.commit_acknowledged()
+            self.commit_acknowledged(asynchronous=False)
         finally:
             # Leaving the group hands our partitions over at once instead of after a session timeout.
             self.consumer.close()
@@ -154,12 +163,12 @@ class Worker:
                 self.produce(s.partials_topic, record, shard, commit.on_delivery)
         self.pending.append(commit)
 
-    def commit_acknowledged(self) -> None:
+    def commit_acknowledged(self, asynchronous: bool = True) -> None:
         """Commit, in order, the batches whose partials are all acknowledged.
 
         A failed delivery stops the worker without committing anything after it: its
-        windows are replayed by the next owner. The commit itself is asynchronous: a
-        commit lost to a rebalance also only means a replay.
+        windows are replayed by the next owner. In steady state the commit is
+        asynchronous: a commit lost to a rebalance also only means a replay.
         """
         while self.pending and self.pending[0].unacked == 0:
             commit = self.pending.popleft()
@@ -167,7 +176,10 @@ class Worker:
                 raise kafka.KafkaUnavailable(f"partials not delivered, stopping uncommitted: {commit.failure}")
             faults.point("worker.before_commit")
             offsets = [TopicPartition(self.settings.chunks_topic, p, end) for p, end in commit.ends.items()]
-            self.consumer.commit(offsets=offsets, asynchronous=True)
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=asynchronous)
+            except Exception as exc:  # synchronous only: a rebalance raced us
+                log.warning("commit of %s failed (%s); those windows will be replayed", commit.ends, exc)
 
     def produce(self, topic: str, value: bytes, partition: int, on_delivery) -> None:
         while True:

@@ -61,11 +61,13 @@ class LocalBackend:
         """Chunks partitions each running worker reports as assigned to it."""
         out = {}
         for info in self.list():
+            if info.state != "running":
+                continue
             try:
                 out[info.id] = json.loads(self._status_file(info.id).read_text())["assigned"]
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError):  # not written yet
                 out[info.id] = []
-        return {i: a for i, a in out.items() if any(w.id == i and w.state == "running" for w in self.list())}
+        return out
 
     def pid(self, worker_id: str) -> int:
         return self.procs[worker_id].pid

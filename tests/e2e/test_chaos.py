@@ -15,17 +15,18 @@ from pipeline.ingest.publisher import ChunkPublisher
 from pipeline.ingest.sources import Source
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
+from tests.conftest import SAMPLE
 from tests.hostile import hostile_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
 
 @pytest.fixture
-def documents(tmp_path, corpora):
+def documents(tmp_path):
     paths = []
     for i in range(6):
         p = tmp_path / f"doc{i}.txt"
-        p.write_bytes((corpora / "shakespeare.txt").read_bytes() if i % 2 else hostile_bytes(i, 600_000))
+        p.write_bytes(SAMPLE.read_bytes() * 15 if i % 2 else hostile_bytes(i, 600_000))
         paths.append(p)
     return [Source(str(p), p) for p in paths]
 

@@ -10,6 +10,7 @@ from pipeline import codec, config, kafka
 from pipeline.ingest.sources import Source
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
+from tests.conftest import SAMPLE
 
 pytestmark = pytest.mark.e2e
 
@@ -43,8 +44,8 @@ def read_deadletters(bootstrap, topic, want, timeout=30.0):
     return letters
 
 
-def test_poison_is_dead_lettered_and_counts_stay_exact(tmp_path, corpora):
-    doc = Source("zh", corpora / "seed-mesos-docker-zh.txt")
+def test_poison_is_dead_lettered_and_counts_stay_exact():
+    doc = Source("sample", SAMPLE)
     with Pipeline(config.Settings(workers=1, chunk_size=4096)) as p:
         s = p.settings
         producer = Producer(kafka.producer_config(p.bootstrap))

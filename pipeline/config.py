@@ -44,6 +44,7 @@ class Settings:
     aggregator_id: str = "wordpipe-aggregator"
     aggregator_host: str = "127.0.0.1"
     aggregator_port: int = 8081
+    aggregator_datadir: str | None = None  # faust's directory; default: <tmp>/wordpipe-faust/<aggregator_id>
     buckets: int = 16  # state buckets per shard: the unit of snapshot and deduplication
     flush_interval: float = 0.5  # seconds between durable state snapshots
     totals_interval: float = 2.0  # seconds between publications to the totals topic

@@ -12,6 +12,7 @@ survives crashes; exactness does not depend on it (see pipeline.aggregator).
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,8 +44,11 @@ class RunError(RuntimeError):
 
 class Pipeline:
     def __init__(self, settings: Settings, log_dir: Path | None = None) -> None:
+        # Logs of a temporary directory are kept only when the run fails (errors name it).
+        self._own_log_dir = log_dir is None
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="wordpipe-run-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        settings = settings.replace(aggregator_datadir=settings.aggregator_datadir or str(self.log_dir / "faust"))
         if settings.embedded:
             settings = settings.replace(aggregator_port=broker_mod.free_port(settings.aggregator_host))
         else:  # a one-shot job on a shared cluster gets topics and groups of its own
@@ -142,10 +146,12 @@ class Pipeline:
                 log.warning("could not delete run topic: %s", exc)
 
     def __enter__(self) -> Pipeline:
-        return self.start()
+        return self if self.workers is not None else self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
         self.stop()
+        if exc_type is None and self._own_log_dir:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
 
     # -- the job -----------------------------------------------------------------
 

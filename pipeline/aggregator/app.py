@@ -49,8 +49,8 @@ class Aggregator:
     def __init__(self, settings: Settings, bootstrap: str) -> None:
         self.settings = settings
         s = settings
-        datadir = Path(tempfile.gettempdir()) / "wordpipe-faust" / s.aggregator_id
-        datadir.parent.mkdir(exist_ok=True)
+        datadir = Path(s.aggregator_datadir or Path(tempfile.gettempdir()) / "wordpipe-faust" / s.aggregator_id)
+        datadir.parent.mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
             s.aggregator_id,
             broker=f"kafka://{bootstrap}",
@@ -218,6 +218,8 @@ class Aggregator:
         @app.on_before_shutdown.connect
         async def on_shutdown(app, **kwargs) -> None:
             await self.flush()  # a clean stop leaves nothing to replay
+            self.publish_totals()
+            await self.flush_producers()
 
         @app.page("/health")
         async def health(web, request):

@@ -1,0 +1,56 @@
+"""`--bootstrap`: a run on an existing cluster uses topics of its own, publishes totals, and cleans up."""
+
+import time
+from collections import Counter
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from pipeline import codec, config, kafka
+from pipeline.ingest.sources import Source
+from pipeline.reference import count_sources
+from pipeline.run import Pipeline
+from tests.conftest import SAMPLE, wordpipe
+
+pytestmark = pytest.mark.e2e
+
+
+def read_totals_topic(bootstrap: str, topic: str, partitions: int, want: dict, timeout: float = 30) -> dict:
+    """Latest record per key, as any Kafka consumer of the documented format would read it."""
+    c = Consumer({**kafka.common_config(bootstrap), "group.id": "reader", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    latest: dict[str, int] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while latest != want and time.monotonic() < deadline:
+            msg = c.poll(0.3)
+            if msg is not None and not msg.error():
+                total = codec.decode_total(msg.value())
+                assert msg.key() == total.word.encode()
+                latest[total.word] = total.count
+    finally:
+        c.close()
+    return latest
+
+
+def test_run_on_a_shared_cluster(broker):
+    doc = Source("sample", SAMPLE)
+    settings = config.Settings(bootstrap=broker.bootstrap, totals_interval=0.2)
+    with Pipeline(settings) as p:
+        assert p.settings.chunks_topic.startswith("wordpipe-run-") and p.settings.chunks_topic != "chunks"
+        report = p.ingest([doc])
+        p.wait_counted(report, timeout=120)
+        totals = p.totals()
+        assert Counter(totals) == count_sources([doc])
+        published = read_totals_topic(broker.bootstrap, p.settings.totals_topic, p.settings.partial_partitions, totals)
+        assert published == totals
+    left = AdminClient(kafka.common_config(broker.bootstrap)).list_topics(timeout=10).topics
+    assert not [t for t in left if t.startswith("wordpipe-run-")], "run topics were not deleted"
+
+
+def test_cli_with_bootstrap(broker):
+    done = wordpipe("run", str(SAMPLE), "--bootstrap", broker.bootstrap, "--json", "--top", "3")
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    expected = wordpipe("reference", str(SAMPLE), "--json", "--top", "3")
+    assert done.stdout == expected.stdout

@@ -92,8 +92,10 @@ class Pipeline:
             self.start_aggregator()
             self.workers.launch(s.workers)
             self.wait_ready()
-        except BaseException:
+        except BaseException as exc:
             self.stop()
+            if self._own_log_dir and not isinstance(exc, RunError):  # a RunError points at the logs
+                shutil.rmtree(self.log_dir, ignore_errors=True)
             raise
         return self
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import tempfile
 from pathlib import Path
 
@@ -28,11 +29,9 @@ log = logging.getLogger("wordpipe.aggregator")
 class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
     """faust hard-codes fetch_max_wait_ms=1500; Tansu holds every fetch that long."""
 
-    fetch_max_wait_ms = 500
-
-    def _create_worker_consumer(self, transport):
+    def _create_worker_consumer(self, transport: _Transport):
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms  # read when the consumer starts
+        consumer._fetch_max_wait_ms = transport.fetch_max_wait_ms  # read when the consumer starts
         return consumer
 
 
@@ -43,6 +42,10 @@ class _Consumer(faust_kafka.Consumer):
 
 class _Transport(faust_kafka.Transport):
     Consumer = _Consumer
+
+    def __init__(self, *args, fetch_max_wait_ms: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fetch_max_wait_ms = fetch_max_wait_ms
 
 
 class Aggregator:
@@ -70,8 +73,7 @@ class Aggregator:
             # shutdown would only stall: anything unacked is replayed and deduplicated.
             stream_wait_empty=False,
         )
-        _ConsumerThread.fetch_max_wait_ms = s.fetch_max_wait_ms
-        self.app.transport = _Transport(self.app.conf.broker, self.app, loop=self.app.loop)
+        self.app.transport = _Transport(self.app.conf.broker, self.app, fetch_max_wait_ms=s.fetch_max_wait_ms)
         self.partials = self.app.topic(
             s.partials_topic, key_serializer="raw", value_serializer="raw", partitions=s.partial_partitions
         )
@@ -114,9 +116,9 @@ class Aggregator:
             for part in parts:
                 try:
                     applied = state.apply(part)
-                except OverlapError as exc:  # workers disagree on window_chunks: an operator must look
-                    log.error("%s; dead-lettering that part", exc)
-                    self.dead_letter(message, str(exc))
+                except OverlapError as exc:  # workers disagree on window settings: an operator must look
+                    log.error("%s; dead-lettering the record", exc)
+                    self.dead_letter(message, f"{exc} (this part only; the record's other parts were applied)")
                     continue
                 if applied:
                     self.partials_applied += 1
@@ -131,7 +133,20 @@ class Aggregator:
         self.producer.produce(self.settings.deadletter_topic, codec.encode_deadletter(letter), on_delivery=self.deliveries)
 
     async def flush(self) -> None:
-        """Make everything applied so far durable, then ack its events."""
+        """Make everything applied so far durable, then ack its events.
+
+        A flush that fails ends the process: its buckets are no longer marked dirty, so
+        carrying on could let a later progress record vouch for counts that are not
+        durable. A restart recovers the durable state and replays the unacked partials.
+        """
+        try:
+            await self._flush()
+        except Exception:
+            log.critical("flush failed; exiting so that recovery starts from durable state", exc_info=True)
+            logging.shutdown()
+            os._exit(70)
+
+    async def _flush(self) -> None:
         async with self.lock:
             if not self.pending:
                 return

@@ -33,6 +33,11 @@ def format_counts(counts: Counter[str], top: int | None, as_json: bool) -> str:
     return "\n".join(lines)
 
 
+def _top(args: argparse.Namespace) -> int | None:
+    """--top K; without it, every word with --json and the top 20 in a table."""
+    return args.top if args.top is not None or args.json else 20
+
+
 def cmd_reference(args: argparse.Namespace) -> int:
     from pipeline.ingest.sources import resolve
     from pipeline.reference import count_sources
@@ -40,7 +45,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
     started = time.monotonic()
     counts = count_sources(resolve(args.paths))
     log.info("reference counted in %.3f s", time.monotonic() - started)
-    print(format_counts(counts, args.top if args.top is not None or args.json else 20, args.json))
+    print(format_counts(counts, _top(args), args.json))
     return 0
 
 
@@ -77,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             }
             with open(args.stats_file, "w") as f:
                 json.dump(stats, f)
-    print(format_counts(counts, args.top if args.top is not None or args.json else 20, args.json))
+    print(format_counts(counts, _top(args), args.json))
     return 0
 
 

@@ -35,6 +35,7 @@ class ChunkPublisher:
         self.report = IngestReport()
         self._failures: list[str] = []
         self._next_partition = 0
+        self.mark_flush()  # closes any window a crashed predecessor left open
 
     def _on_delivery(self, err, msg) -> None:
         if err is not None:

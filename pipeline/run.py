@@ -152,7 +152,8 @@ class Pipeline:
 
     def __exit__(self, exc_type: type | None, *exc: object) -> None:
         self.stop()
-        if exc_type is None and self._own_log_dir:
+        interrupted = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit))
+        if self._own_log_dir and (exc_type is None or interrupted):
             shutil.rmtree(self.log_dir, ignore_errors=True)
 
     # -- the job -----------------------------------------------------------------

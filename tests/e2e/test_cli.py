@@ -63,7 +63,8 @@ def test_no_orphans_whatever_stops_the_run(tmp_path, sig):
     big = tmp_path / "big.txt"
     big.write_bytes(b"word " * 4_000_000)
     exe = os.path.join(os.path.dirname(sys.executable), "wordpipe")
-    proc = subprocess.Popen([exe, "run", str(big), "--json", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # a SIGKILLed run cannot remove its log directory
+    proc = subprocess.Popen([exe, "run", str(big), "--json", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 60
     while len(children := descendants(proc.pid)) < 4:  # broker, aggregator, two workers
         assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read().decode() if proc.poll() is not None else "no children"
@@ -75,3 +76,5 @@ def test_no_orphans_whatever_stops_the_run(tmp_path, sig):
     while any(os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z" for pid in children):
         assert time.monotonic() < deadline, "a child outlived wordpipe"
         time.sleep(0.2)
+    if sig != signal.SIGKILL:  # an interrupted run cleans up after itself
+        assert not list(tmp_path.glob("wordpipe-run-*"))

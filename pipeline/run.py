@@ -94,8 +94,8 @@ class Pipeline:
             self.wait_ready()
         except BaseException as exc:
             self.stop()
-            if self._own_log_dir and not isinstance(exc, RunError):  # a RunError points at the logs
-                shutil.rmtree(self.log_dir, ignore_errors=True)
+            if not isinstance(exc, RunError):  # a RunError points at the logs
+                self._discard_logs()
             raise
         return self
 
@@ -152,8 +152,12 @@ class Pipeline:
 
     def __exit__(self, exc_type: type | None, *exc: object) -> None:
         self.stop()
-        interrupted = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit))
-        if self._own_log_dir and (exc_type is None or interrupted):
+        if exc_type is None or issubclass(exc_type, (KeyboardInterrupt, SystemExit)):  # success or interrupted
+            self._discard_logs()
+
+    def _discard_logs(self) -> None:
+        """Remove the log directory if it is our temporary one (kept only when a run fails)."""
+        if self._own_log_dir:
             shutil.rmtree(self.log_dir, ignore_errors=True)
 
     # -- the job -----------------------------------------------------------------

@@ -68,14 +68,19 @@ class Worker:
         # Hand over cleanly: commit what is published, so the next owner replays only open windows.
         self.producer.flush(30)
         self.commit_acknowledged(asynchronous=False)
-        self.assigned.difference_update(tp.partition for tp in partitions)
-        self.windows.drop([tp.partition for tp in partitions])
-        self.write_status()
+        self._forget([tp.partition for tp in partitions])
 
     def on_lost(self, consumer, partitions) -> None:
         # Already someone else's: committing now could only move their offsets back.
-        self.assigned.difference_update(tp.partition for tp in partitions)
-        self.windows.drop([tp.partition for tp in partitions])
+        self._forget([tp.partition for tp in partitions])
+
+    def _forget(self, partitions: list[int]) -> None:
+        """Drop every trace of partitions we no longer own: open windows and commits still pending."""
+        self.assigned.difference_update(partitions)
+        self.windows.drop(partitions)
+        for commit in self.pending:
+            for partition in partitions:
+                commit.ends.pop(partition, None)
         self.write_status()
 
     def on_commit(self, err, partitions) -> None:
@@ -176,6 +181,8 @@ class Worker:
                 raise kafka.KafkaUnavailable(f"partials not delivered, stopping uncommitted: {commit.failure}")
             faults.point("worker.before_commit")
             offsets = [TopicPartition(self.settings.chunks_topic, p, end) for p, end in commit.ends.items()]
+            if not offsets:  # all its partitions were handed over
+                continue
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=asynchronous)
             except Exception as exc:  # synchronous only: a rebalance raced us

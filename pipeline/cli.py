@@ -14,6 +14,7 @@ from typing import Sequence
 from pipeline import config
 
 log = logging.getLogger("wordpipe")
+SERVICES = ("worker", "aggregator")
 
 
 def _settings(args: argparse.Namespace, **overrides) -> config.Settings:
@@ -55,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.ingest.sources import resolve
     from pipeline.run import Pipeline
 
-    overrides = {"workers": args.workers, "chunk_size": args.chunk_size}
+    overrides = {"workers": args.workers, "chunk_size": args.chunk_size, "backend": args.backend, "image": args.image}
     settings = _settings(args, **{k: v for k, v in overrides.items() if v is not None})
     sources = resolve(args.paths)  # bad paths fail before anything starts
     known = [s.size() for s in sources]
@@ -92,6 +93,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return main(_settings(args))
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    from pipeline.health import check
+
+    problem = check(_settings(args).health_file, args.max_age)
+    if problem:
+        print(f"wordpipe: unhealthy: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_aggregator(args: argparse.Namespace) -> int:
     from pipeline.aggregator.app import main
 
@@ -117,6 +128,8 @@ def parser() -> argparse.ArgumentParser:
     common(run)
     run.add_argument("--workers", type=_positive, metavar="N", help="worker processes (default 2)")
     run.add_argument("--chunk-size", type=_positive, metavar="BYTES", help="chunk size in bytes (default 65536)")
+    run.add_argument("--backend", choices=config.BACKENDS, help="where workers run: local processes (default) or docker containers")
+    run.add_argument("--image", help="the workers' image for --backend docker (default wordpipe:latest)")
     run.add_argument("--timeout", type=float, metavar="SECONDS", help="give up if counting takes longer")
     run.add_argument("--stats-file", metavar="PATH", help="write timing figures as JSON (for benchmarks)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -134,6 +147,12 @@ def parser() -> argparse.ArgumentParser:
     common(agg)
     agg.add_argument("--port", type=int, help="HTTP port (default 8081)")
     agg.set_defaults(func=cmd_aggregator)
+
+    health = sub.add_parser("health", help="exit 0 if this container's service is alive (the image's HEALTHCHECK)")
+    health.add_argument("--config", help="TOML settings file ($WORDPIPE_CONFIG)")
+    health.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    health.add_argument("--max-age", type=float, default=30.0, metavar="SECONDS", help="the longest a service may go without a heartbeat")
+    health.set_defaults(func=cmd_health)
     return p
 
 
@@ -158,8 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.run import RunError
 
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="wordpipe: %(levelname)s %(message)s")
-    if not args.verbose:
+    if args.command in SERVICES:  # long-running: a timestamped log of what they do
+        logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.command}[%(process)d] %(levelname)s %(name)s: %(message)s")
+    else:
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="wordpipe: %(levelname)s %(message)s")
+    if not args.verbose and args.command not in SERVICES:
         logging.getLogger("wordpipe.librdkafka").setLevel(logging.CRITICAL)  # our own errors say it better
     signal.signal(signal.SIGTERM, _terminate)
     try:

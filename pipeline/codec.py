@@ -47,6 +47,20 @@ class TotalMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """A worker's report of itself, keyed by worker id on the status topic."""
+
+    worker: str
+    partitions: tuple[int, ...]  # chunks partitions assigned to it now
+    chunks: int  # chunks counted since it started
+    busy_seconds: float  # time spent counting and publishing: rate while busy = chunks / busy_seconds
+    started_at: float  # Unix time
+    first_chunk_at: float | None  # Unix time it counted its first chunk
+    peak_rss_kb: int
+    at: float  # Unix time of this report
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     topic: str
     partition: int
@@ -200,6 +214,30 @@ def decode_total(data: bytes | None) -> TotalMessage:
     _check("total", "word", obj["word"], str)
     _check("total", "count", obj["count"], int, minimum=1)
     return TotalMessage(obj["word"], obj["count"])
+
+
+# -- worker status -----------------------------------------------------------
+
+_STATUS_FIELDS = ("worker", "partitions", "chunks", "busy_seconds", "started_at", "first_chunk_at", "peak_rss_kb", "at")
+
+
+def encode_status(msg: WorkerStatus) -> bytes:
+    return _pack({"v": VERSION, **{f: getattr(msg, f) for f in _STATUS_FIELDS}, "partitions": list(msg.partitions)})
+
+
+def decode_status(data: bytes | None) -> WorkerStatus:
+    obj = _unpack(data, "status", _STATUS_FIELDS)
+    _check("status", "worker", obj["worker"], str)
+    partitions = obj["partitions"]
+    if not (isinstance(partitions, list) and all(type(p) is int and p >= 0 for p in partitions)):
+        raise CodecError(f"status.partitions: expected a list of non-negative ints, got {partitions!r:.80}")
+    _check("status", "chunks", obj["chunks"], int, minimum=0)
+    _check("status", "peak_rss_kb", obj["peak_rss_kb"], int, minimum=0)
+    for name in ("busy_seconds", "started_at", "at") + (("first_chunk_at",) if obj["first_chunk_at"] is not None else ()):
+        if type(obj[name]) not in (int, float) or obj[name] < 0:
+            raise CodecError(f"status.{name}: expected a non-negative number, got {obj[name]!r:.40}")
+        obj[name] = float(obj[name])
+    return WorkerStatus(**{f: obj[f] for f in _STATUS_FIELDS if f != "partitions"}, partitions=tuple(partitions))
 
 
 # -- dead letter -------------------------------------------------------------

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 ENV_PREFIX = "WORDPIPE_"
+BACKENDS = ("local", "docker")
+EMBEDDED_SESSION_TIMEOUT_MS = 2000
+CLUSTER_SESSION_TIMEOUT_MS = 6000
 
 
 class ConfigError(ValueError):
@@ -26,6 +29,7 @@ class Settings:
     partials_topic: str = "partials"
     totals_topic: str = "totals"
     deadletter_topic: str = "deadletter"
+    status_topic: str = "workers"  # workers' status reports (pipeline/roster.py)
     chunk_partitions: int = 12
     partial_partitions: int = 8
 
@@ -36,7 +40,11 @@ class Settings:
     worker_batch: int = 32  # records taken from the consumer at a time
     window_chunks: int = 64  # chunks counted and published as one unit (workers/windows.py)
     window_max_words: int = 100_000  # ...or fewer, once a window holds this many distinct words
-    session_timeout_ms: int = 6000
+    # The workers' group session. Tansu answers a group join only after about half of it,
+    # which a new worker waits before it consumes. None: 2000 ms on the embedded broker,
+    # 6000 ms on a cluster (Apache Kafka's group.min.session.timeout.ms).
+    session_timeout_ms: int | None = None
+    status_interval: float = 1.0  # seconds between a worker's status reports
     # Longest a fetch waits for data. Tansu answers a waiting fetch only at this deadline,
     # even when data arrives sooner, so every hop pays it: keep it short there.
     fetch_max_wait_ms: int = 50
@@ -49,6 +57,14 @@ class Settings:
     flush_interval: float = 0.5  # seconds between durable state snapshots
     totals_interval: float = 2.0  # seconds between publications to the totals topic
 
+    # Where workers run (pipeline/cluster/): "local" processes or "docker" containers.
+    backend: str = "local"
+    image: str = "wordpipe:latest"  # the workers' image (deploy/build-image.sh)
+    worker_cpus: float = 1.0
+    worker_mem_mb: int = 256
+    worker_id: str | None = None  # set by the backend for each worker it launches
+    health_file: str | None = None  # a file each service touches while healthy (the image's HEALTHCHECK)
+
     def __post_init__(self) -> None:
         for name in ("chunk_partitions", "partial_partitions", "buckets", "worker_batch", "window_chunks", "window_max_words", "replication_factor"):
             _at_least(name, getattr(self, name), 1)
@@ -56,20 +72,32 @@ class Settings:
         _at_least("chunk_size", self.chunk_size, 16)
         if self.chunk_size > 1024 * 1024 - 1024:
             raise ConfigError(f"chunk_size: {self.chunk_size} bytes exceeds Kafka's default 1 MiB message limit")
-        _at_least("session_timeout_ms", self.session_timeout_ms, 1000)
+        if self.session_timeout_ms is not None:
+            _at_least("session_timeout_ms", self.session_timeout_ms, 1000)
         _at_least("fetch_max_wait_ms", self.fetch_max_wait_ms, 1)
         if not 0 <= self.aggregator_port <= 65535:
             raise ConfigError(f"aggregator_port: {self.aggregator_port} is not a TCP port")
-        for name in ("flush_interval", "totals_interval"):
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if not self.worker_cpus > 0:
+            raise ConfigError(f"worker_cpus: must be > 0, got {self.worker_cpus}")
+        _at_least("worker_mem_mb", self.worker_mem_mb, 64)
+        for name in ("flush_interval", "totals_interval", "status_interval"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: must be > 0 seconds, got {getattr(self, name)}")
-        topics = [self.chunks_topic, self.partials_topic, self.totals_topic, self.deadletter_topic]
+        topics = [self.chunks_topic, self.partials_topic, self.totals_topic, self.deadletter_topic, self.status_topic]
         if len(set(topics)) != len(topics) or not all(topics):
             raise ConfigError(f"topic names must be distinct and non-empty, got {topics}")
 
     @property
     def embedded(self) -> bool:
         return not self.bootstrap
+
+    @property
+    def worker_session_timeout_ms(self) -> int:
+        if self.session_timeout_ms is not None:
+            return self.session_timeout_ms
+        return EMBEDDED_SESSION_TIMEOUT_MS if self.embedded else CLUSTER_SESSION_TIMEOUT_MS
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

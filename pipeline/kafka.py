@@ -40,8 +40,8 @@ def consumer_config(bootstrap: str, group: str, settings: Settings, **extra: Any
         "group.id": group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
-        "session.timeout.ms": settings.session_timeout_ms,
-        "heartbeat.interval.ms": max(100, settings.session_timeout_ms // 6),
+        "session.timeout.ms": settings.worker_session_timeout_ms,
+        "heartbeat.interval.ms": max(100, settings.worker_session_timeout_ms // 6),
         "fetch.wait.max.ms": settings.fetch_max_wait_ms,
         **extra,
     }
@@ -55,6 +55,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
                  config={"max.message.bytes": str(PARTIALS_MAX_MESSAGE_BYTES)}),
         NewTopic(settings.totals_topic, settings.partial_partitions, rf, config={"cleanup.policy": "compact"}),
         NewTopic(settings.deadletter_topic, 1, rf),
+        NewTopic(settings.status_topic, 1, rf, config={"cleanup.policy": "compact"}),
     ]
 
 

@@ -12,6 +12,7 @@ survives crashes; exactness does not depend on it (see pipeline.aggregator).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -25,11 +26,12 @@ import requests
 
 from pipeline import broker as broker_mod
 from pipeline import kafka, processes
-from pipeline.cluster.local import LocalBackend
+from pipeline.cluster import Backend, BackendError, Resources, open_backend
 from pipeline.config import Settings
 from pipeline.ingest.publisher import ChunkPublisher, IngestReport
 from pipeline.ingest.sources import Source
 from pipeline.progress import all_counted, chunks_counted
+from pipeline.roster import Roster
 
 log = logging.getLogger("wordpipe.run")
 
@@ -48,11 +50,15 @@ class Pipeline:
         self._own_log_dir = log_dir is None
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="wordpipe-run-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        settings = settings.replace(aggregator_datadir=settings.aggregator_datadir or str(self.log_dir / "faust"))
+        self.run_id = f"run-{uuid.uuid4().hex[:8]}"
+        settings = settings.replace(
+            aggregator_datadir=settings.aggregator_datadir or str(self.log_dir / "faust"),
+            session_timeout_ms=settings.worker_session_timeout_ms,  # workers see a bootstrap address, not "embedded"
+        )
         if settings.embedded:
             settings = settings.replace(aggregator_port=broker_mod.free_port(settings.aggregator_host))
         else:  # a one-shot job on a shared cluster gets topics and groups of its own
-            run = f"wordpipe-run-{uuid.uuid4().hex[:8]}"
+            run = f"wordpipe-{self.run_id}"
             settings = settings.replace(
                 chunks_topic=f"{run}.chunks", partials_topic=f"{run}.partials", totals_topic=f"{run}.totals",
                 deadletter_topic=f"{run}.deadletter", worker_group=f"{run}.workers", aggregator_id=f"{run}.aggregator",
@@ -61,7 +67,9 @@ class Pipeline:
         self.settings = settings
         self.broker: broker_mod.EmbeddedBroker | None = None
         self.bootstrap = settings.bootstrap or ""
-        self.workers: LocalBackend | None = None
+        self.workers: Backend | None = None
+        self.roster: Roster | None = None
+        self.env: dict[str, str] = {}
         self.aggregator: subprocess.Popen | None = None
         self.http = requests.Session()
         self.restarts = {"workers": 0, "aggregator": 0}
@@ -87,13 +95,16 @@ class Pipeline:
                 kafka.check_reachable(self.bootstrap)
             self._created_topics = True  # from here on, a run on a shared cluster cleans up after itself
             kafka.ensure_topics(self.bootstrap, s)
-            env = {**s.to_env(), "WORDPIPE_BOOTSTRAP": self.bootstrap}
-            self.workers = LocalBackend(env, self.log_dir)
+            self.env = {**s.to_env(), "WORDPIPE_BOOTSTRAP": self.bootstrap}
+            self.workers = open_backend(s, self.env, self.run_id, self.log_dir, owner_pid=os.getpid())
+            self.roster = Roster(self.bootstrap, s)
             self.start_aggregator()
-            self.workers.launch(s.workers)
+            self.launch_workers(s.workers)
             self.wait_ready()
         except BaseException as exc:
             self.stop()
+            if isinstance(exc, BackendError):
+                raise RunError(str(exc)) from None
             if not isinstance(exc, RunError):  # a RunError points at the logs
                 self._discard_logs()
             raise
@@ -105,7 +116,9 @@ class Pipeline:
         partitions = self.settings.chunk_partitions
         while time.monotonic() < deadline:
             self.supervise()
-            assignments = self.workers.assignments()
+            live = [w.id for w in self.workers.list() if w.state == "running"]
+            self.roster.refresh()
+            assignments = self.roster.assignments(live)
             covered = sorted(p for a in assignments.values() for p in a) == list(range(partitions))
             balanced = all(assignments.values()) or len(assignments) > partitions
             progress = self.progress()
@@ -115,8 +128,11 @@ class Pipeline:
             time.sleep(0.05)
         raise RunError(f"the pipeline did not become ready within {timeout:.0f} s; logs in {self.log_dir}")
 
+    def launch_workers(self, count: int) -> None:
+        self.workers.launch(count, Resources(self.settings.worker_cpus, self.settings.worker_mem_mb))
+
     def start_aggregator(self) -> None:
-        env = {**self.workers.env}
+        env = {**os.environ, **self.env}
         with open(self.log_dir / "aggregator.log", "ab") as out:
             self.aggregator = processes.spawn(
                 [sys.executable, "-m", "pipeline.aggregator"], env=env, stdout=out, stderr=subprocess.STDOUT
@@ -124,7 +140,11 @@ class Pipeline:
 
     def stop(self) -> None:
         if self.workers is not None:
+            self.workers.kill([w.id for w in self.workers.list()])
             self.workers.close()
+        if self.roster is not None:
+            self.roster.close()
+            self.roster = None
         if self.aggregator is not None:
             processes.terminate(self.aggregator, grace=10.0)
             self.aggregator = None
@@ -170,10 +190,13 @@ class Pipeline:
 
     def supervise(self) -> None:
         """Relaunch workers and the aggregator that died; give up on a crash loop."""
-        for gone in self.workers.reap():
-            log.warning("%s exited with status %s; relaunching", gone.id, gone.exit_code)
-            self._count_restart("workers", gone.exit_code, self.log_dir / f"{gone.id}.log")
-            self.workers.launch(1)
+        gone = [w for w in self.workers.list() if w.state == "exited"]
+        if gone:
+            self.workers.kill([w.id for w in gone])  # forgets them, keeping their logs
+            for w in gone:
+                log.warning("%s (%s) exited with status %s; relaunching", w.id, w.detail, w.exit_code)
+                self._count_restart("workers", w.exit_code, self.log_dir / f"{w.id}.log")
+            self.launch_workers(len(gone))
         if self.aggregator is not None and self.aggregator.poll() is not None:
             log.warning("aggregator exited with status %s; relaunching", self.aggregator.returncode)
             self._count_restart("aggregator", self.aggregator.returncode, self.log_dir / "aggregator.log")

@@ -34,3 +34,28 @@ def wordpipe(*args: str, timeout: float = 300, input: bytes | None = None, env: 
     return subprocess.run(
         [exe, *args], capture_output=True, timeout=timeout, input=input, env={**os.environ, **(env or {})}
     )
+
+
+@pytest.fixture(scope="session")
+def docker_image() -> str:
+    """wordpipe:latest, built from this checkout, on a running Docker engine.
+
+    Starts dockerd and builds the images if needed (both cached on this machine); when
+    that is impossible the Docker tests fail with the reason, they never skip.
+    """
+    env = {**os.environ, "PYTHON": sys.executable}
+    for step in (["deploy/docker-engine.sh"], ["deploy/build-image.sh", "--local-base"]):
+        done = subprocess.run(step, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            pytest.fail(f"{' '.join(step)} failed (exit {done.returncode}):\n{done.stderr[-3000:]}", pytrace=False)
+    return "wordpipe:latest"
+
+
+def docker_leftovers() -> list[str]:
+    """Containers of any wordpipe pipeline, and networks beyond the engine's own."""
+    containers = subprocess.run(
+        ["docker", "ps", "-a", "--filter", "label=wordpipe.pipeline", "--format", "{{.Names}}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    networks = subprocess.run(["docker", "network", "ls", "--format", "{{.Name}}"], capture_output=True, text=True, check=True).stdout.split()
+    return containers + [f"network {n}" for n in networks if n not in ("host", "none", "bridge")]

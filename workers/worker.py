@@ -8,10 +8,11 @@ by its offset range.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import resource
 import signal
+import socket
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from pipeline import codec, faults, kafka, tokenize
 from pipeline.config import Settings
+from pipeline.health import Heartbeat
 from pipeline.sharding import Router
 from workers.counting import split_by_shard
 from workers.windows import Window, Windows
@@ -55,14 +57,19 @@ class Worker:
         self.pending: deque[PendingCommit] = deque()  # in publication order
         self.windows = Windows(settings.window_chunks, settings.window_max_words)
         self.stopping = False
-        self.chunks_counted = 0
         self.assigned: set[int] = set()
-        # Where a backend asks to hear about our assignment (readiness), if it does.
-        self.status_file = os.environ.get("WORDPIPE_WORKER_STATUS_FILE")
+        # What the status topic hears about us (pipeline/roster.py).
+        self.id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.started_at = time.time()
+        self.first_chunk_at: float | None = None
+        self.chunks_counted = 0
+        self.busy_seconds = 0.0
+        self.next_report = 0.0
+        self.heartbeat = Heartbeat(settings.health_file)
 
     def on_assign(self, consumer, partitions) -> None:
         self.assigned.update(tp.partition for tp in partitions)
-        self.write_status()
+        self.report_status()
 
     def on_revoke(self, consumer, partitions) -> None:
         # Hand over cleanly: commit what is published, so the next owner replays only open windows.
@@ -81,22 +88,30 @@ class Worker:
         for commit in self.pending:
             for partition in partitions:
                 commit.ends.pop(partition, None)
-        self.write_status()
+        self.report_status()
 
     def on_commit(self, err, partitions) -> None:
         if err is not None:
             log.warning("commit failed (%s); those windows will be replayed by the next owner", err)
 
-    def write_status(self) -> None:
-        if not self.status_file:
-            return
-        tmp = f"{self.status_file}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"pid": os.getpid(), "assigned": sorted(self.assigned), "chunks_counted": self.chunks_counted}, f)
-        os.replace(tmp, self.status_file)
+    def report_status(self, stopped: bool = False) -> None:
+        """Tell the status topic who we are and what we own; a tombstone once we stopped."""
+        self.next_report = time.monotonic() + self.settings.status_interval
+        self.heartbeat.beat()
+        value = None
+        if not stopped:
+            value = codec.encode_status(codec.WorkerStatus(
+                self.id, tuple(sorted(self.assigned)), self.chunks_counted, self.busy_seconds, self.started_at,
+                self.first_chunk_at, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.time(),
+            ))
+        try:
+            self.producer.produce(self.settings.status_topic, value, key=self.id.encode(), partition=0)
+        except BufferError:
+            pass  # reports are periodic; the next one says the same and more
 
     def request_stop(self, *_: object) -> None:
         self.stopping = True
+        faults.point("worker.draining")
 
     def run(self) -> None:
         s = self.settings
@@ -106,14 +121,20 @@ class Worker:
             while not self.stopping:
                 batch = self.next_batch()
                 if batch:
+                    busy_from = time.perf_counter()
                     self.process(batch)
+                    self.busy_seconds += time.perf_counter() - busy_from
                 self.producer.poll(0)  # delivery reports
                 self.commit_acknowledged()
+                if time.monotonic() >= self.next_report:
+                    self.report_status()
             self.producer.flush(30)  # drain: what was published gets committed
             self.commit_acknowledged(asynchronous=False)
         finally:
             # Leaving the group hands our partitions over at once instead of after a session timeout.
             self.consumer.close()
+        self.report_status(stopped=True)
+        self.producer.flush(5)
         log.info("worker stopped after %d chunks", self.chunks_counted)
 
     def next_batch(self) -> list:
@@ -150,6 +171,9 @@ class Worker:
                 )
             closed += self.windows.add(partition, offset, tokenize.tokens(decoded.text), record.doc)
             self.chunks_counted += 1
+        if self.first_chunk_at is None and self.chunks_counted:
+            self.first_chunk_at = time.time()
+            self.report_status()
         if closed:
             self.publish(closed)
 

@@ -21,7 +21,8 @@ from faust.transport.drivers import aiokafka as faust_kafka
 
 from pipeline import codec, faults, kafka
 from pipeline.aggregator.state import OverlapError, ShardState
-from pipeline.config import Settings
+from pipeline.config import CLUSTER_SESSION_TIMEOUT_MS, Settings
+from pipeline.health import Heartbeat
 
 log = logging.getLogger("wordpipe.aggregator")
 
@@ -65,8 +66,10 @@ class Aggregator:
             web_port=s.aggregator_port,
             topic_partitions=s.partial_partitions,
             topic_replication_factor=s.replication_factor,
-            broker_session_timeout=s.session_timeout_ms / 1000,
-            broker_heartbeat_interval=max(0.1, s.session_timeout_ms / 6000),
+            # Not the workers' short session: faust heartbeats from its event loop, which a
+            # large flush may hold up for a while.
+            broker_session_timeout=CLUSTER_SESSION_TIMEOUT_MS / 1000,
+            broker_heartbeat_interval=CLUSTER_SESSION_TIMEOUT_MS / 6000,
             consumer_auto_offset_reset="earliest",
             table_standby_replicas=0,
             # Acks are ours (after each durable flush); waiting for them at a rebalance or
@@ -87,6 +90,7 @@ class Aggregator:
         self.lock = asyncio.Lock()
         self.partials_applied = 0
         self.partials_replayed = 0
+        self.heartbeat = Heartbeat(s.health_file)
         self._wire()
 
     # -- state -----------------------------------------------------------------
@@ -218,6 +222,7 @@ class Aggregator:
         @app.timer(self.settings.flush_interval, name="flush")
         async def flush_timer() -> None:
             await self.flush()
+            self.heartbeat.beat()
 
         @app.timer(self.settings.totals_interval, name="publish-totals")
         async def totals_timer() -> None:

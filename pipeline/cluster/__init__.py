@@ -1,1 +1,26 @@
-"""Cluster backends: where worker processes run (local processes now; Docker and Mesos later)."""
+"""Cluster backends: where workers run. One interface (backend.py), one module each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.cluster.backend import Backend, BackendError, Resources, WorkerInfo
+from pipeline.config import Settings
+
+__all__ = ["Backend", "BackendError", "Resources", "WorkerInfo", "open_backend"]
+
+
+def open_backend(
+    settings: Settings, env: dict[str, str], pipeline: str, log_dir: Path, owner_pid: int | None = None
+) -> Backend:
+    """The backend `settings.backend` names, for the workers of `pipeline`, with `env` for each worker.
+
+    `owner_pid`: the workers are this process's alone and must not outlive it (`wordpipe run`).
+    """
+    if settings.backend == "docker":
+        from pipeline.cluster.docker import DockerBackend
+
+        return DockerBackend(settings.image, env, pipeline, log_dir, owner_pid)
+    from pipeline.cluster.local import LocalBackend
+
+    return LocalBackend(env, log_dir)

@@ -1,9 +1,18 @@
-"""The one interface every cluster backend implements."""
+"""The one interface every cluster backend implements: launch, kill, list.
+
+A backend only runs workers; it does not decide how many (the autoscaler does) nor
+know what they do. Workers report their own progress on the status topic
+(pipeline/roster.py), so nothing here depends on where a worker runs.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
+
+
+class BackendError(RuntimeError):
+    """The backend cannot do what was asked; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -21,14 +30,19 @@ class Resources:
 
 
 class Backend(Protocol):
-    def launch(self, count: int, resources: Resources = Resources()) -> list[str]:
+    def launch(self, count: int, resources: Resources) -> list[str]:
         """Start `count` workers; returns their ids."""
 
     def kill(self, ids: list[str], grace: float = 10.0) -> None:
-        """SIGTERM the workers (they drain and leave the group), SIGKILL after `grace` seconds."""
+        """SIGTERM the workers (they drain and leave the group), SIGKILL after `grace` seconds.
+
+        Also how an exited worker is forgotten (its logs are kept where the backend keeps logs).
+        """
 
     def list(self) -> list[WorkerInfo]:
-        """Live workers, as the backend itself reports them."""
+        """This pipeline's workers as the cluster reports them now, exited ones included
+        until killed: a new controller adopts what an old one launched."""
 
     def close(self) -> None:
-        """Stop every worker this backend launched."""
+        """Release the backend's own resources. Workers that outlive their controller
+        (containers, tasks) keep running, to be adopted by the next one."""

@@ -1,12 +1,16 @@
-"""Workers as plain local processes: the embedded default."""
+"""Workers as plain local processes: the embedded default.
+
+They are our children and die with us (PR_SET_PDEATHSIG), so there is nothing to adopt
+after a restart. Resource requests are not enforced here; the docker and mesos backends
+enforce them.
+"""
 
 from __future__ import annotations
 
-import itertools
-import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from pipeline import processes
@@ -18,18 +22,14 @@ class LocalBackend:
         self.env = {**os.environ, **env}
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen] = {}
-        self._ids = itertools.count(1)
 
     def launch(self, count: int, resources: Resources = Resources()) -> list[str]:
         ids = []
         for _ in range(count):
-            worker_id = f"worker-{next(self._ids)}"
-            out = open(self.log_dir / f"{worker_id}.log", "ab")
-            env = {**self.env, "WORDPIPE_WORKER_STATUS_FILE": str(self._status_file(worker_id))}
-            try:
+            worker_id = f"worker-{uuid.uuid4().hex[:8]}"
+            env = {**self.env, "WORDPIPE_WORKER_ID": worker_id}
+            with open(self.log_dir / f"{worker_id}.log", "ab") as out:
                 self.procs[worker_id] = processes.spawn([sys.executable, "-m", "workers"], env=env, stdout=out, stderr=subprocess.STDOUT)
-            finally:
-                out.close()
             ids.append(worker_id)
         return ids
 
@@ -46,28 +46,6 @@ class LocalBackend:
             WorkerInfo(worker_id, "running" if proc.poll() is None else "exited", f"pid {proc.pid}", proc.returncode)
             for worker_id, proc in self.procs.items()
         ]
-
-    def reap(self) -> list[WorkerInfo]:
-        """Forget workers that have exited; returns them."""
-        gone = [w for w in self.list() if w.state == "exited"]
-        for w in gone:
-            self.procs.pop(w.id).wait()
-        return gone
-
-    def _status_file(self, worker_id: str) -> Path:
-        return self.log_dir / f"{worker_id}.status.json"
-
-    def assignments(self) -> dict[str, list[int]]:
-        """Chunks partitions each running worker reports as assigned to it."""
-        out = {}
-        for info in self.list():
-            if info.state != "running":
-                continue
-            try:
-                out[info.id] = json.loads(self._status_file(info.id).read_text())["assigned"]
-            except (OSError, ValueError, KeyError):  # not written yet
-                out[info.id] = []
-        return out
 
     def pid(self, worker_id: str) -> int:
         return self.procs[worker_id].pid

@@ -3,7 +3,6 @@
 import os
 import random
 import signal
-import threading
 import time
 from collections import Counter
 
@@ -11,11 +10,11 @@ import pytest
 import requests
 
 from pipeline import config
-from pipeline.ingest.publisher import ChunkPublisher
 from pipeline.ingest.sources import Source
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
 from tests.conftest import SAMPLE
+from tests.e2e.scenario import no_process_left, trickle
 from tests.hostile import hostile_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
@@ -36,34 +35,8 @@ def settings(**overrides) -> config.Settings:
     return config.Settings(workers=2, chunk_size=16 * 1024, window_chunks=4, flush_interval=0.2, **overrides)
 
 
-def trickle(pipeline: Pipeline, sources, pause: float):
-    """Ingest one document at a time with pauses, in a thread; returns (thread, reports)."""
-    result = {}
-
-    def run():
-        publisher = ChunkPublisher(pipeline.settings, pipeline.bootstrap)
-        for source in sources:
-            publisher.publish(source)
-            result["report"] = publisher.flush()
-            time.sleep(pause)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, result
-
-
 def stats(pipeline: Pipeline) -> dict:
     return requests.get(pipeline.results_url + "/v1/stats", timeout=5).json()
-
-
-def no_process_left(pids):
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            continue
-        with open(f"/proc/{pid}/stat") as f:
-            assert f.read().split()[2] == "Z", f"process {pid} outlived the pipeline"
 
 
 def test_sigkill_random_workers_and_the_aggregator_once(documents):

@@ -1,6 +1,5 @@
 """The worker process on a real broker: batches, commits, SIGTERM drain."""
 
-import json
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pipeline import codec, config, kafka
 from pipeline.ingest.publisher import ChunkPublisher
 from pipeline.ingest.sources import Source
 from pipeline.offsets import OffsetRanges
+from pipeline.roster import Roster
 from tests.conftest import SAMPLE
 
 pytestmark = pytest.mark.e2e
@@ -27,26 +27,35 @@ def committed(bootstrap, settings):
         c.close()
 
 
-def test_worker_commits_what_it_published_and_drains_on_sigterm(broker, tmp_path):
+def test_worker_commits_what_it_published_reports_itself_and_drains_on_sigterm(broker):
     s = config.Settings(bootstrap=broker.bootstrap, chunk_partitions=2, window_chunks=4, chunk_size=8192)
     kafka.ensure_topics(broker.bootstrap, s)
     publisher = ChunkPublisher(s, broker.bootstrap)
     publisher.publish(Source("sample", SAMPLE))
     report = publisher.flush()
-    status = tmp_path / "status.json"
-    env = {**s.to_env(), "WORDPIPE_WORKER_STATUS_FILE": str(status), "PATH": ""}
+    env = {**s.to_env(), "WORDPIPE_WORKER_ID": "w-test", "PATH": ""}
+    launched_at = time.time()
     worker = subprocess.Popen([sys.executable, "-m", "workers"], env=env, stderr=subprocess.PIPE)
+    roster = Roster(broker.bootstrap, s)
     try:
         deadline = time.monotonic() + 60
         ends = {p: max(e for _, e in r) for p, r in report.produced.items()}
         while committed(broker.bootstrap, s) != ends:
             assert time.monotonic() < deadline, f"committed {committed(broker.bootstrap, s)} != produced {ends}"
             time.sleep(0.3)
-        assert json.loads(status.read_text())["assigned"] == [0, 1]
+        while roster.refresh(0.2).get("w-test") is None or roster.statuses["w-test"].chunks < report.chunks:
+            assert time.monotonic() < deadline, f"status reports: {roster.statuses}"
+        status = roster.statuses["w-test"]
+        assert status.partitions == (0, 1) and status.chunks == report.chunks
+        assert launched_at < status.started_at < status.first_chunk_at <= status.at
+        assert 0 < status.busy_seconds < status.at - status.started_at
+        assert 20_000 < status.peak_rss_kb < 500_000
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(15) == 0
+        assert "w-test" not in roster.refresh(1.0), "a clean stop leaves a tombstone"
     finally:
         worker.kill()
+        roster.close()
     log = worker.stderr.read().decode()
     assert "worker stopped after" in log
     # Every produced offset reached `partials` inside some window of at most 4 chunks.

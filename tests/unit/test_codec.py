@@ -55,8 +55,35 @@ def test_total_and_deadletter_schemas():
     assert len(codec.decode_deadletter(data).payload) == codec.DEADLETTER_PAYLOAD_LIMIT
 
 
+def test_status_round_trip_and_schema():
+    for first in (None, 1700000001.5):
+        status = codec.WorkerStatus("worker-1", (0, 3), 12, 0.25, 1700000000.0, first, 61_000, 1700000002.0)
+        data = codec.encode_status(status)
+        conforms(data, "status.v1.json")
+        assert codec.decode_status(data) == status
+    assert codec.decode_status(pack({**good_status, "at": 2})).at == 2.0  # any JSON number will do
+
+
 def pack(obj) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
+
+
+good_status = {"v": 1, "worker": "w", "partitions": [0], "chunks": 0, "busy_seconds": 0.0, "started_at": 1.0,
+               "first_chunk_at": None, "peak_rss_kb": 1, "at": 2.0}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"partitions": [-1]}, "status.partitions: expected a list of non-negative ints"),
+        ({"chunks": -1}, "status.chunks: must be >= 0"),
+        ({"first_chunk_at": "soon"}, "status.first_chunk_at: expected a non-negative number, got 'soon'"),
+        ({"at": -2}, "status.at: expected a non-negative number, got -2"),
+    ],
+)
+def test_bad_status_names_what_is_wrong(change, message):
+    with pytest.raises(codec.CodecError, match=message.replace("(", r"\(")):
+        codec.decode_status(pack({**good_status, **change}))
 
 
 good_part = {"source": [0, 0, 16], "docs": {"d": 1}, "buckets": {1: {"a": 1}}}

@@ -16,6 +16,12 @@ def test_config_file_from_env(tmp_path):
     assert config.load(env={"WORDPIPE_CONFIG": str(f)}).partial_partitions == 4
 
 
+def test_worker_session_defaults_to_short_on_the_embedded_broker_only():
+    assert config.load(env={}).worker_session_timeout_ms == config.EMBEDDED_SESSION_TIMEOUT_MS
+    assert config.load(env={"WORDPIPE_BOOTSTRAP": "k:9092"}).worker_session_timeout_ms == config.CLUSTER_SESSION_TIMEOUT_MS
+    assert config.load(env={"WORDPIPE_BOOTSTRAP": "k:9092", "WORDPIPE_SESSION_TIMEOUT_MS": "9000"}).worker_session_timeout_ms == 9000
+
+
 def test_empty_bootstrap_means_embedded():
     assert config.load(env={"WORDPIPE_BOOTSTRAP": ""}).embedded
     assert not config.load(env={"WORDPIPE_BOOTSTRAP": "k:9092"}).embedded
@@ -30,6 +36,10 @@ def test_empty_bootstrap_means_embedded():
         ({"overrides": {"partial_partitions": 0}}, "partial_partitions: must be >= 1"),
         ({"overrides": {"totals_topic": "chunks"}}, "topic names must be distinct"),
         ({"overrides": {"nope": 1}}, "nope: unknown setting"),
+        ({"env": {"WORDPIPE_BACKEND": "k8s"}}, "backend: 'k8s' is not one of local, docker"),
+        ({"env": {"WORDPIPE_WORKER_CPUS": "0"}}, "worker_cpus: must be > 0"),
+        ({"env": {"WORDPIPE_WORKER_MEM_MB": "32"}}, "worker_mem_mb: must be >= 64"),
+        ({"env": {"WORDPIPE_SESSION_TIMEOUT_MS": "500"}}, "session_timeout_ms: must be >= 1000"),
     ],
 )
 def test_bad_settings_name_the_field(kwargs, message):

@@ -1,0 +1,194 @@
+"""Deploy latency and worker memory, per cluster backend.
+
+    python bench/deploy_latency.py [--launches 10] [--backends local,docker] [--load-mb 20]
+
+Deploy latency is the time from the launch request to the new worker counting its first
+chunk, taken as the autoscaler sees a scale-up: one resident worker consumes a steady
+trickle of chunks, a second is launched into its group, and the time runs until the
+newcomer's status report (pipeline/roster.py) says it counted a chunk. It splits into
+*start* (launch request -> the worker process running its code: process or container
+start plus imports) and *join* (-> first chunk: the group rebalance and first fetch).
+Each newcomer is then stopped gracefully and the resident takes its partitions back;
+the next launch comes 0.5-3 s later, at a random moment as scale decisions do.
+
+The broker's share is measured too: a bare consumer, already running, joining the same busy
+group (no process start at all). On Tansu that floor is ~2.0 s: it holds a JoinGroup for
+max(1 s, session/2) and a follower's SyncGroup for 1 s, however fast the members answer.
+
+Peak RSS per worker comes from the workers' own reports (getrusage), after two workers
+counted --load-mb MB of shakespeare. The Docker backend needs the engine and the image;
+this script starts / builds them as the tests do (both cached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from confluent_kafka import Consumer, Producer  # noqa: E402
+
+from pipeline import codec, kafka  # noqa: E402
+from pipeline.broker import EmbeddedBroker  # noqa: E402
+from pipeline.cluster import Resources, open_backend  # noqa: E402
+from pipeline.config import Settings  # noqa: E402
+from pipeline.roster import Roster  # noqa: E402
+
+CORPUS = REPO.parent / "shared" / "corpora" / "shakespeare.txt"
+SAMPLE = REPO / "samples" / "sample.txt"
+
+
+def trickle(bootstrap: str, settings: Settings, stop: threading.Event) -> None:
+    """A chunk every 10 ms, round-robin over the partitions, until stopped."""
+    producer = Producer(kafka.producer_config(bootstrap))
+    chunk = codec.encode_chunk(codec.ChunkMessage("trickle", 0, "trickle", 0, b"to be or not to be " * 10))
+    i = 0
+    while not stop.is_set():
+        producer.produce(settings.chunks_topic, chunk, partition=i % settings.chunk_partitions)
+        producer.poll(0)
+        i += 1
+        time.sleep(0.01)
+    producer.flush(10)
+
+
+def wait_for(condition, timeout: float, what: str, roster: Roster) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition(roster.refresh(0.05)):
+        if time.monotonic() > deadline:
+            sys.exit(f"timed out waiting for {what}; roster: {roster.statuses}")
+
+
+def measure_backend(name: str, launches: int, load_mb: float, image: str, log_dir: Path, backends_first: str) -> dict:
+    with EmbeddedBroker(log_file=log_dir / f"broker-{name}.log") as broker:
+        # The session `wordpipe run` gives workers on the embedded broker.
+        s = Settings(bootstrap=broker.bootstrap, backend=name, image=image, session_timeout_ms=Settings().worker_session_timeout_ms)
+        kafka.ensure_topics(broker.bootstrap, s)
+        env = {**s.to_env(), "WORDPIPE_BOOTSTRAP": broker.bootstrap}
+        backend = open_backend(s, env, f"bench-{name}", log_dir)
+        roster = Roster(broker.bootstrap, s)
+        stop = threading.Event()
+        producer = threading.Thread(target=trickle, args=(broker.bootstrap, s, stop))
+        producer.start()
+        try:
+            [resident] = backend.launch(1, Resources())
+            everything = tuple(range(s.chunk_partitions))
+            wait_for(lambda st: resident in st and st[resident].partitions == everything and st[resident].chunks, 60,
+                     "the resident worker", roster)
+            rows = []
+            rng = random.Random(1)
+            for _ in range(launches):
+                # Launches come at random moments, as scale decisions do; Tansu completes group
+                # joins on a timer, so back-to-back launches would all see the same phase of it.
+                time.sleep(rng.uniform(0.5, 3.0))
+                requested = time.time()
+                [newcomer] = backend.launch(1, Resources())
+                wait_for(lambda st: newcomer in st and st[newcomer].first_chunk_at, 60, f"{newcomer}'s first chunk", roster)
+                status = roster.statuses[newcomer]
+                rows.append({"latency": status.first_chunk_at - requested, "start": status.started_at - requested,
+                             "join": status.first_chunk_at - status.started_at})
+                print(f"  {name}: {rows[-1]['latency']:.2f} s (start {rows[-1]['start']:.2f} s, join {rows[-1]['join']:.2f} s)", flush=True)
+                backend.kill([newcomer], grace=20)
+                wait_for(lambda st: newcomer not in st and st[resident].partitions == everything, 60, "the resident's takeover", roster)
+            floor = join_floor(broker.bootstrap, s, launches, rng) if name == backends_first else None
+            stop.set()
+            producer.join()
+            rss = load_peak_rss(backend, roster, broker.bootstrap, s, load_mb, resident)
+        finally:
+            stop.set()
+            backend.kill([w.id for w in backend.list()], grace=20)
+            backend.close()
+            roster.close()
+    latencies = sorted(r["latency"] for r in rows)
+    return {
+        "backend": name,
+        "launches": launches,
+        "median_s": statistics.median(latencies),
+        "p90_s": latencies[max(0, int(round(0.9 * len(latencies))) - 1)],
+        "median_start_s": statistics.median(r["start"] for r in rows),
+        "median_join_s": statistics.median(r["join"] for r in rows),
+        "peak_rss_mb": rss,
+        "join_floor_s": floor,
+        "runs": rows,
+    }
+
+
+def join_floor(bootstrap: str, s: Settings, launches: int, rng: random.Random) -> float:
+    """The broker's own share: a bare consumer, already running, joins the busy group (median)."""
+    times = []
+    for _ in range(launches):
+        time.sleep(rng.uniform(0.5, 3.0))
+        consumer = Consumer(kafka.consumer_config(bootstrap, s.worker_group, s, **{"partition.assignment.strategy": "roundrobin"}))
+        started = time.time()
+        consumer.subscribe([s.chunks_topic])
+        while (msg := consumer.poll(0.05)) is None or msg.error():
+            pass
+        times.append(time.time() - started)
+        consumer.close()
+    return statistics.median(times)
+
+
+def load_peak_rss(backend, roster: Roster, bootstrap: str, s: Settings, load_mb: float, resident: str) -> float:
+    """Two workers count load_mb MB of shakespeare; returns the larger peak RSS, in MB."""
+    [second] = backend.launch(1, Resources())
+    wait_for(lambda st: second in st and st[second].partitions, 60, "the second worker's assignment", roster)
+    text = (CORPUS if CORPUS.exists() else SAMPLE).read_bytes()
+    producer = Producer(kafka.producer_config(bootstrap))
+    before = {w: roster.statuses[w].chunks for w in (resident,) if w in roster.statuses}
+    produced, size, seq = 0, 0, 0
+    while size < load_mb * 1e6:
+        for start in range(0, len(text), s.chunk_size):
+            piece = text[start:start + s.chunk_size]
+            producer.produce(s.chunks_topic, codec.encode_chunk(codec.ChunkMessage("load", seq, "load", start, piece)),
+                             partition=seq % s.chunk_partitions)
+            producer.poll(0)
+            seq, produced, size = seq + 1, produced + 1, size + len(piece)
+    producer.flush(60)
+    target = before.get(resident, 0) + produced
+    wait_for(lambda st: sum(st[w].chunks for w in (resident, second) if w in st) >= target, 300, "the load to be counted", roster)
+    return max(roster.statuses[w].peak_rss_kb for w in (resident, second)) / 1024
+
+
+def ensure_docker() -> str:
+    for step in (["deploy/docker-engine.sh"], ["deploy/build-image.sh", "--local-base"]):
+        subprocess.run(step, cwd=REPO, check=True, env={"PYTHON": sys.executable, "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"})
+    return "wordpipe:latest"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--launches", type=int, default=10)
+    ap.add_argument("--backends", default="local,docker")
+    ap.add_argument("--load-mb", type=float, default=20)
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "deploy_latency.json")
+    args = ap.parse_args()
+    backends = args.backends.split(",")
+    image = ensure_docker() if "docker" in backends else "wordpipe:latest"
+    results = []
+    with tempfile.TemporaryDirectory(prefix="wordpipe-bench-") as tmp:
+        for name in backends:
+            results.append(measure_backend(name, args.launches, args.load_mb, image, Path(tmp), backends[0]))
+    print(f"\ndeploy latency: launch request -> first chunk counted, {args.launches} launches each")
+    print(f"{'backend':<8} {'median':>8} {'p90':>8} {'start':>8} {'join':>8} {'peak RSS':>10}")
+    for r in results:
+        print(f"{r['backend']:<8} {r['median_s']:>7.2f}s {r['p90_s']:>7.2f}s {r['median_start_s']:>7.2f}s "
+              f"{r['median_join_s']:>7.2f}s {r['peak_rss_mb']:>7.0f} MB")
+    floor = results[0]["join_floor_s"]
+    print(f"broker floor: a bare in-process consumer joining the same busy group takes {floor:.2f}s (median)")
+    if len(results) == 2:
+        print(f"{results[1]['backend']} / {results[0]['backend']} median: {results[1]['median_s'] / results[0]['median_s']:.2f}x")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The roster: every worker's latest status report, read from the status topic.
+
+Workers report their assignment, progress and peak memory to a compacted topic keyed by
+worker id (schemas/status.v1.json). Whatever the backend (process, container, Mesos
+task), this is how a controller learns that a worker is consuming, which partitions it
+owns, and how fast it works while busy. A clean stop leaves a tombstone.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from pipeline import codec, kafka
+from pipeline.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Roster:
+    def __init__(self, bootstrap: str, settings: Settings) -> None:
+        self.consumer = Consumer({
+            **kafka.common_config(bootstrap),
+            "group.id": "wordpipe-roster",  # never joined nor committed: partitions are assigned
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": settings.fetch_max_wait_ms,
+        })
+        self.consumer.assign([TopicPartition(settings.status_topic, 0, OFFSET_BEGINNING)])
+        self.statuses: dict[str, codec.WorkerStatus] = {}
+
+    def refresh(self, timeout: float = 0.0) -> dict[str, codec.WorkerStatus]:
+        """Read every report that arrived since the last call; returns the latest per worker."""
+        while True:
+            batch = self.consumer.consume(num_messages=500, timeout=timeout)
+            timeout = 0.0
+            if not batch:
+                return self.statuses
+            for msg in batch:
+                if msg.error() or msg.key() is None:
+                    continue
+                worker = msg.key().decode(errors="replace")
+                if msg.value() is None:
+                    self.statuses.pop(worker, None)
+                    continue
+                try:
+                    self.statuses[worker] = codec.decode_status(msg.value())
+                except codec.CodecError as exc:
+                    log.warning("ignoring a bad status report of %s: %s", worker, exc)
+
+    def assignments(self, workers: list[str]) -> dict[str, tuple[int, ...]]:
+        """Chunks partitions each of `workers` last reported owning (none if it has not reported)."""
+        return {w: self.statuses[w].partitions if w in self.statuses else () for w in workers}
+
+    def close(self) -> None:
+        self.consumer.close()

@@ -1,0 +1,104 @@
+"""`wordpipe run --backend docker`: worker containers count exactly, survive `docker kill`,
+and leave no container, process or network behind."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+
+import pytest
+
+from pipeline import config
+from pipeline.ingest.sources import Source
+from pipeline.reference import count_sources
+from pipeline.run import Pipeline
+from tests.conftest import SAMPLE, docker_leftovers, wordpipe
+from tests.e2e.scenario import no_process_left, trickle
+from tests.hostile import hostile_bytes
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker]
+
+
+def processes_marked(mark: str) -> list[int]:
+    """Live processes whose environment carries `mark` (inherited from a test's command)."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if mark.encode() in f.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return [pid for pid in found if pid != os.getpid()]
+
+
+def test_two_worker_containers_count_a_corpus_exactly(docker_image, corpora):
+    path = str(corpora / "shakespeare.txt")
+    mark = f"WORDPIPE_TEST_MARK={uuid.uuid4().hex}"
+    done = wordpipe("run", "--backend", "docker", "--workers", "2", "--json", "-q", path, env=dict([mark.split("=")]))
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert json.loads(done.stdout) == json.loads(wordpipe("reference", "--json", path).stdout)
+    assert docker_leftovers() == []
+    assert processes_marked(mark) == []
+
+
+def test_docker_kill_mid_run_loses_and_duplicates_nothing(docker_image, tmp_path):
+    rng = random.Random(7)
+    paths = []
+    for i in range(4):
+        p = tmp_path / f"doc{i}.txt"
+        p.write_bytes(SAMPLE.read_bytes() * 12 if i % 2 else hostile_bytes(i, 500_000))
+        paths.append(p)
+    sources = [Source(str(p), p) for p in paths]
+    expected = count_sources(sources)
+    s = config.Settings(backend="docker", image=docker_image, workers=2, chunk_size=16 * 1024, window_chunks=4, flush_interval=0.2)
+    with Pipeline(s) as p:
+        pids = [p.broker.proc.pid, p.aggregator.pid]
+        thread, result = trickle(p, sources, pause=1.0)
+        kills = 0
+        while thread.is_alive() or kills < 2:
+            time.sleep(rng.uniform(0.8, 1.5))
+            live = [w for w in p.workers.list() if w.state == "running"]
+            if live:
+                victim = rng.choice(live)
+                name = f"wordpipe-{p.run_id}-{victim.id}"
+                subprocess.run(["docker", "kill", name], check=True, capture_output=True)
+                kills += 1
+            p.supervise()
+        thread.join()
+        p.wait_counted(result["report"], timeout=240)
+        assert Counter(p.totals()) == expected
+        assert p.restarts["workers"] >= 2
+    assert docker_leftovers() == []
+    no_process_left(pids)
+
+
+def test_a_sigkilled_run_leaves_containers_the_next_run_removes(docker_image, tmp_path):
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"word " * 2_000_000)
+    exe = os.path.join(os.path.dirname(sys.executable), "wordpipe")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([exe, "run", "--backend", "docker", str(big), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 60
+    while len(docker_leftovers()) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None, "the run never launched its containers"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert len(docker_leftovers()) == 2  # nothing of ours can stop them now...
+    done = wordpipe("run", "--backend", "docker", str(SAMPLE), "-q", env={"TMPDIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr.decode()
+    assert "the run that launched it is gone" in done.stderr.decode()  # ...but the next run does
+    assert docker_leftovers() == []
+
+
+def test_a_missing_image_is_named(docker_image):
+    done = wordpipe("run", "--backend", "docker", "--image", "wordpipe:no-such-tag", str(SAMPLE))
+    assert done.returncode == 1
+    assert "image 'wordpipe:no-such-tag' does not exist here; build it with deploy/build-image.sh" in done.stderr.decode()
+    assert docker_leftovers() == []

@@ -61,7 +61,8 @@ class Pipeline:
             run = f"wordpipe-{self.run_id}"
             settings = settings.replace(
                 chunks_topic=f"{run}.chunks", partials_topic=f"{run}.partials", totals_topic=f"{run}.totals",
-                deadletter_topic=f"{run}.deadletter", worker_group=f"{run}.workers", aggregator_id=f"{run}.aggregator",
+                deadletter_topic=f"{run}.deadletter", status_topic=f"{run}.status", worker_group=f"{run}.workers",
+                aggregator_id=f"{run}.aggregator",
                 aggregator_port=broker_mod.free_port(settings.aggregator_host),
             )
         self.settings = settings

@@ -47,6 +47,7 @@ def test_run_on_a_shared_cluster(broker):
         assert published == totals
     left = AdminClient(kafka.common_config(broker.bootstrap)).list_topics(timeout=10).topics
     assert not [t for t in left if t.startswith("wordpipe-run-")], "run topics were not deleted"
+    assert not set(left) & {"chunks", "partials", "totals", "deadletter", "workers"}, "a run used a shared topic"
 
 
 def test_cli_with_bootstrap(broker):

@@ -6,8 +6,10 @@ import uuid
 
 import docker
 import pytest
+import requests
 
 from pipeline import config, kafka
+from pipeline.broker import free_port
 from pipeline.cluster import BackendError, Resources
 from pipeline.cluster.docker import DockerBackend
 from pipeline.roster import Roster
@@ -119,3 +121,25 @@ def test_clear_errors_for_a_missing_image_or_engine(docker_image, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(BackendError, match="cannot reach the Docker engine"):
         DockerBackend(docker_image, {}, "x")
+
+
+def test_the_image_runs_the_aggregator_too_read_only_and_healthy(docker_image, broker):
+    s = config.Settings(bootstrap=broker.bootstrap)
+    kafka.ensure_topics(broker.bootstrap, s)
+    port = free_port("127.0.0.1")
+    name = f"wordpipe-test-aggregator-{uuid.uuid4().hex[:6]}"
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, "--label", "wordpipe.pipeline=test", "--network", "host", "--read-only",
+         "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+         "-e", f"WORDPIPE_BOOTSTRAP={broker.bootstrap}", "-e", f"WORDPIPE_AGGREGATOR_PORT={port}", docker_image, "aggregator"],
+        check=True, capture_output=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run(["docker", "exec", name, "wordpipe", "health"], capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline, subprocess.run(["docker", "logs", name], capture_output=True, text=True).stderr[-2000:]
+            time.sleep(0.5)
+        shards = requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json()["shards"]
+        assert shards == list(range(s.partial_partitions))  # it joined and owns every shard
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import statistics
 import subprocess
@@ -113,7 +114,7 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
         "backend": name,
         "launches": launches,
         "median_s": statistics.median(latencies),
-        "p90_s": latencies[max(0, int(round(0.9 * len(latencies))) - 1)],
+        "p90_s": latencies[max(0, math.ceil(0.9 * len(latencies)) - 1)],  # nearest rank
         "median_start_s": statistics.median(r["start"] for r in rows),
         "median_join_s": statistics.median(r["join"] for r in rows),
         "peak_rss_mb": rss,

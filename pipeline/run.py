@@ -104,10 +104,10 @@ class Pipeline:
             self.wait_ready()
         except BaseException as exc:
             self.stop()
-            if isinstance(exc, BackendError):
-                raise RunError(str(exc)) from None
             if not isinstance(exc, RunError):  # a RunError points at the logs
                 self._discard_logs()
+            if isinstance(exc, BackendError):  # says all there is to say
+                raise RunError(str(exc)) from None
             raise
         return self
 

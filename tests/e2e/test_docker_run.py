@@ -97,8 +97,9 @@ def test_a_sigkilled_run_leaves_containers_the_next_run_removes(docker_image, tm
     assert docker_leftovers() == []
 
 
-def test_a_missing_image_is_named(docker_image):
-    done = wordpipe("run", "--backend", "docker", "--image", "wordpipe:no-such-tag", str(SAMPLE))
+def test_a_missing_image_is_named(docker_image, tmp_path):
+    done = wordpipe("run", "--backend", "docker", "--image", "wordpipe:no-such-tag", str(SAMPLE), env={"TMPDIR": str(tmp_path)})
     assert done.returncode == 1
     assert "image 'wordpipe:no-such-tag' does not exist here; build it with deploy/build-image.sh" in done.stderr.decode()
     assert docker_leftovers() == []
+    assert list(tmp_path.iterdir()) == [], "a run that failed to start left files behind"

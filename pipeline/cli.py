@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Sequence
 
 from pipeline import config
 
 log = logging.getLogger("wordpipe")
-SERVICES = ("worker", "aggregator")
+SERVICES = ("worker", "aggregator")  # and `autoscale run`
 
 
 def _settings(args: argparse.Namespace, **overrides) -> config.Settings:
@@ -103,6 +105,110 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from pipeline.autoscaler import policy_file
+    from pipeline.autoscaler.policy import Policy
+    from pipeline.autoscaler.simulate import (
+        WorkerModel,
+        compare,
+        plot,
+        scenario,
+        simulate,
+    )
+
+    policy = policy_file.load(args.policy) if args.policy else Policy()
+    sc = scenario(args.scenario, seed=args.seed)
+    if args.partitions:
+        sc = dataclasses.replace(sc, partitions=args.partitions)
+    model = WorkerModel(args.worker_rate, args.startup, args.rebalance)
+    results = list(compare(policy, sc, model)) if args.compare else [simulate(policy, sc, model)]
+    if args.plot:
+        plot(results, args.plot)
+    ours = results[0].summary()
+    if args.json:
+        if args.compare:
+            ours["compare"] = {r.policy: r.summary() for r in results[1:]}
+        print(json.dumps(ours))
+        return 0
+    for d in ours["decisions"]:
+        print(f"{d['at'] / 60:6.1f} min  {d['from']:>3} -> {d['to']:<3} {d['message']}")
+    print(f"\n{'':<22}" + "".join(f"{r.policy:>14}" for r in results))
+    summaries = [r.summary() for r in results]
+    for key in ("final_workers", "expected_workers", "reversals", "drain_seconds", "max_lag", "worker_seconds"):
+        cells = "".join(f"{'-' if s[key] is None else round(s[key]):>14}" for s in summaries)
+        print(f"{key:<22}{cells}")
+    print(f"{'actions':<22}" + "".join(f"{len(s['decisions']):>14}" for s in summaries))
+    return 0
+
+
+def cmd_autoscale_run(args: argparse.Namespace) -> int:
+    import tempfile
+    import threading
+
+    from pipeline.autoscaler import policy_file
+    from pipeline.autoscaler.controller import Controller, serve_status
+    from pipeline.autoscaler.monitor import LagMonitor
+    from pipeline.autoscaler.policy import Policy
+    from pipeline.cluster import Resources, open_backend
+
+    overrides = {"backend": args.backend, "autoscaler_port": args.port}
+    s = _settings(args, **{k: v for k, v in overrides.items() if v is not None})
+    if s.embedded:
+        raise config.ConfigError("bootstrap: the autoscaler watches an existing cluster; give --bootstrap or $WORDPIPE_BOOTSTRAP")
+    watched = policy_file.PolicyFile(args.policy) if args.policy else None
+    current = watched.current if watched else Policy
+    log_dir = Path(tempfile.gettempdir()) / "wordpipe-workers" / s.worker_group
+    log_dir.mkdir(parents=True, exist_ok=True)
+    backend = open_backend(s, {**s.to_env(), "WORDPIPE_BOOTSTRAP": s.bootstrap}, s.worker_group, log_dir)
+    monitor = LagMonitor(s.bootstrap, s, offset_reset=current().offset_reset)
+    controller = Controller(backend, monitor, current, Resources(s.worker_cpus, s.worker_mem_mb), interval=s.autoscale_interval)
+    server = serve_status(controller, s.autoscaler_host, s.autoscaler_port)
+    print(f"wordpipe autoscaler: status on http://{s.autoscaler_host}:{s.autoscaler_port}/v1/status", file=sys.stderr)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        controller.run(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        monitor.close()
+        backend.close()  # local workers stop with us; containers stay, for the next controller to adopt
+    return 0
+
+
+def cmd_autoscale_status(args: argparse.Namespace) -> int:
+    import requests
+
+    try:
+        response = requests.get(args.url.rstrip("/") + "/v1/status", timeout=10)
+        response.raise_for_status()
+        status = response.json()
+    except (requests.RequestException, ValueError) as exc:
+        raise StatusUnavailable(f"no autoscaler status at {args.url}: {exc}") from None
+    if args.json:
+        print(json.dumps(status))
+        return 0
+    m = status["metrics"] or {}
+
+    def rate(key: str) -> str:
+        return "-" if m.get(key) is None else f"{m[key]:.1f}/s"
+
+    print(f"lag        {m.get('lag')!s:>12} records (growing {rate('lag_growth')})")
+    print(f"arrival    {rate('arrival_rate'):>12} (trend {rate('arrival_trend')})")
+    print(f"processing {rate('processing_rate'):>12} (one busy worker: {rate('worker_rate')})")
+    workers = status["workers"]
+    print(f"workers    {sum(w['state'] == 'running' for w in workers):>12} running: {', '.join(w['id'] for w in workers) or '-'}")
+    nxt = status["next_decision"]
+    if nxt:
+        print(f"next       {nxt['action']} {nxt['from']} -> {nxt['to']} ({nxt['reason']}): {nxt['message']}")
+    return 0
+
+
+class StatusUnavailable(RuntimeError):
+    pass
+
+
 def cmd_aggregator(args: argparse.Namespace) -> int:
     from pipeline.aggregator.app import main
 
@@ -148,6 +254,31 @@ def parser() -> argparse.ArgumentParser:
     agg.add_argument("--port", type=int, help="HTTP port (default 8081)")
     agg.set_defaults(func=cmd_aggregator)
 
+    autoscale = sub.add_parser("autoscale", help="the autoscaler: run it, ask it how it is, or simulate a policy")
+    autoscale_sub = autoscale.add_subparsers(dest="autoscale_command", required=True)
+    sim = autoscale_sub.add_parser("simulate", help="run a policy against a model of workers under a load scenario")
+    sim.add_argument("--policy", metavar="FILE", help="policy TOML file (default: the built-in policy)")
+    sim.add_argument("--scenario", required=True, metavar="NAME", help="step, ramp, spike, noisy, or a CSV trace (seconds,records_per_second)")
+    sim.add_argument("--compare", choices=["keda"], help="also run a KEDA-style policy (ceil(lag / lagThreshold), HPA defaults)")
+    sim.add_argument("--plot", type=Path, metavar="PNG", help="plot arrival rate, lag and workers over time")
+    sim.add_argument("--json", action="store_true", help="print decisions, final_workers, expected_workers, reversals, drain_seconds, ...")
+    sim.add_argument("--worker-rate", type=float, default=100.0, metavar="R", help="records/s of one worker (default 100)")
+    sim.add_argument("--startup", type=float, default=5.0, metavar="S", help="seconds from launch to consuming (default 5)")
+    sim.add_argument("--rebalance", type=float, default=3.0, metavar="S", help="seconds every membership change pauses all workers (default 3)")
+    sim.add_argument("--partitions", type=_positive, metavar="P", help="chunks partitions (default 12)")
+    sim.add_argument("--seed", type=int, default=0, help="for the noisy scenario")
+    sim.set_defaults(func=cmd_simulate)
+    arun = autoscale_sub.add_parser("run", help="watch the workers' lag and scale them through the backend")
+    common(arun)
+    arun.add_argument("--policy", metavar="FILE", help="policy TOML file, reloaded when it changes (default: the built-in policy)")
+    arun.add_argument("--backend", choices=config.BACKENDS, help="where workers run (default local)")
+    arun.add_argument("--port", type=int, help="status and metrics port (default 8082)")
+    arun.set_defaults(func=cmd_autoscale_run)
+    astatus = autoscale_sub.add_parser("status", help="lag, rates, workers, and the next decision and why")
+    astatus.add_argument("--url", default="http://127.0.0.1:8082", help="the autoscaler's status address")
+    astatus.add_argument("--json", action="store_true", help="the whole status document")
+    astatus.set_defaults(func=cmd_autoscale_status)
+
     health = sub.add_parser("health", help="exit 0 if this container's service is alive (the image's HEALTHCHECK)")
     health.add_argument("--config", help="TOML settings file ($WORDPIPE_CONFIG)")
     health.add_argument("--bootstrap", help=argparse.SUPPRESS)
@@ -171,13 +302,15 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pipeline.autoscaler.policy import PolicyError
+    from pipeline.autoscaler.simulate import ScenarioError
     from pipeline.broker import BrokerError
     from pipeline.ingest.sources import SourceError
     from pipeline.kafka import KafkaUnavailable
     from pipeline.run import RunError
 
     args = parser().parse_args(argv)
-    if args.command in SERVICES:  # long-running: a timestamped log of what they do
+    if args.command in SERVICES or getattr(args, "autoscale_command", None) == "run":  # long-running: timestamped logs
         logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.command}[%(process)d] %(levelname)s %(name)s: %(message)s")
     else:
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="wordpipe: %(levelname)s %(message)s")
@@ -186,10 +319,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
-    except (config.ConfigError, SourceError) as exc:
+    except (config.ConfigError, SourceError, PolicyError, ScenarioError) as exc:
         print(f"wordpipe: error: {exc}", file=sys.stderr)
         return 2
-    except (KafkaUnavailable, BrokerError, RunError) as exc:
+    except (KafkaUnavailable, BrokerError, RunError, StatusUnavailable) as exc:
         print(f"wordpipe: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -63,6 +63,11 @@ class Settings:
     worker_cpus: float = 1.0
     worker_mem_mb: int = 256
     worker_id: str | None = None  # set by the backend for each worker it launches
+
+    # The autoscaler (pipeline/autoscaler/): its status and metrics endpoint, and its tick.
+    autoscaler_host: str = "127.0.0.1"
+    autoscaler_port: int = 8082
+    autoscale_interval: float = 10.0
     health_file: str | None = None  # a file each service touches while healthy (the image's HEALTHCHECK)
 
     def __post_init__(self) -> None:
@@ -75,14 +80,15 @@ class Settings:
         if self.session_timeout_ms is not None:
             _at_least("session_timeout_ms", self.session_timeout_ms, 1000)
         _at_least("fetch_max_wait_ms", self.fetch_max_wait_ms, 1)
-        if not 0 <= self.aggregator_port <= 65535:
-            raise ConfigError(f"aggregator_port: {self.aggregator_port} is not a TCP port")
+        for name in ("aggregator_port", "autoscaler_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(f"{name}: {getattr(self, name)} is not a TCP port")
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
         if not self.worker_cpus > 0:
             raise ConfigError(f"worker_cpus: must be > 0, got {self.worker_cpus}")
         _at_least("worker_mem_mb", self.worker_mem_mb, 64)
-        for name in ("flush_interval", "totals_interval", "status_interval"):
+        for name in ("flush_interval", "totals_interval", "status_interval", "autoscale_interval"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: must be > 0 seconds, got {getattr(self, name)}")
         topics = [self.chunks_topic, self.partials_topic, self.totals_topic, self.deadletter_topic, self.status_topic]

@@ -10,24 +10,16 @@ import pytest
 import requests
 
 from pipeline import config
-from pipeline.ingest.sources import Source
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
-from tests.conftest import SAMPLE
-from tests.e2e.scenario import no_process_left, trickle
-from tests.hostile import hostile_bytes
+from tests.e2e.scenario import mixed_documents, no_process_left, trickle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
 
 @pytest.fixture
 def documents(tmp_path):
-    paths = []
-    for i in range(6):
-        p = tmp_path / f"doc{i}.txt"
-        p.write_bytes(SAMPLE.read_bytes() * 15 if i % 2 else hostile_bytes(i, 600_000))
-        paths.append(p)
-    return [Source(str(p), p) for p in paths]
+    return mixed_documents(tmp_path, 6, sample_copies=15, hostile_size=600_000)
 
 
 def settings(**overrides) -> config.Settings:

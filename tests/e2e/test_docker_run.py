@@ -14,12 +14,10 @@ from collections import Counter
 import pytest
 
 from pipeline import config
-from pipeline.ingest.sources import Source
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
 from tests.conftest import CORPORA, SAMPLE, docker_leftovers, wordpipe
-from tests.e2e.scenario import no_process_left, trickle
-from tests.hostile import hostile_bytes
+from tests.e2e.scenario import mixed_documents, no_process_left, trickle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
@@ -49,12 +47,7 @@ def test_two_worker_containers_count_a_corpus_exactly(docker_image):
 
 def test_docker_kill_mid_run_loses_and_duplicates_nothing(docker_image, tmp_path):
     rng = random.Random(7)
-    paths = []
-    for i in range(4):
-        p = tmp_path / f"doc{i}.txt"
-        p.write_bytes(SAMPLE.read_bytes() * 12 if i % 2 else hostile_bytes(i, 500_000))
-        paths.append(p)
-    sources = [Source(str(p), p) for p in paths]
+    sources = mixed_documents(tmp_path, 4, sample_copies=12, hostile_size=500_000)
     expected = count_sources(sources)
     s = config.Settings(backend="docker", image=docker_image, workers=2, chunk_size=16 * 1024, window_chunks=4, flush_interval=0.2)
     with Pipeline(s) as p:

@@ -1,0 +1,157 @@
+"""The controller: every `interval` seconds, read metrics, ask the policy, act through
+the backend.
+
+    controller = Controller(backend, monitor, policy_source, resources)
+    controller.run(stop)              # or controller.tick() from a loop of your own
+
+Actions are synchronous, so at most one launch or kill batch is ever in flight. On
+start it adopts the workers the backend lists (a restarted controller launches no
+duplicates). Workers that exited are forgotten and replaced at once: that is repair,
+not scaling. Prometheus metrics and a JSON status are served by `serve_status`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from pipeline.autoscaler.monitor import LagMonitor
+from pipeline.autoscaler.policy import Decision, Metrics, Policy, State, decide
+from pipeline.cluster.backend import Backend, Resources
+
+log = logging.getLogger(__name__)
+
+
+class Controller:
+    def __init__(
+        self, backend: Backend, monitor: LagMonitor, policy: Callable[[], Policy], resources: Resources,
+        interval: float = 10.0, grace: float = 30.0,
+    ) -> None:
+        self.backend = backend
+        self.monitor = monitor
+        self.policy = policy
+        self.resources = resources
+        self.interval = interval
+        self.grace = grace
+        self.state = State()
+        self.last_metrics: Metrics | None = None
+        self.last_decision: Decision | None = None
+        self.actions: deque[Decision] = deque(maxlen=100)  # decisions that changed the count
+        self.lock = threading.Lock()  # the status endpoint reads what tick() writes
+        self.registry = CollectorRegistry()
+        self._gauges = {
+            name: Gauge(f"wordpipe_autoscaler_{name}", text, registry=self.registry)
+            for name, text in [
+                ("lag_records", "records the workers have yet to process"),
+                ("arrival_rate", "records/s into the chunks topic"),
+                ("processing_rate", "records/s committed by the workers"),
+                ("worker_rate", "records per busy second of one worker"),
+                ("desired_workers", "workers the last decision asked for"),
+                ("actual_workers", "workers the backend lists as running"),
+            ]
+        }
+        self._decisions = Counter("wordpipe_autoscaler_decisions", "decisions by reason", ["reason"], registry=self.registry)
+        self._replaced = Counter("wordpipe_autoscaler_replaced_workers", "workers that exited and were replaced", registry=self.registry)
+        adopted = self.running()
+        log.info("controller starts with %d running worker(s) adopted from the backend", len(adopted))
+
+    def running(self) -> list[str]:
+        return [w.id for w in self.backend.list() if w.state == "running"]
+
+    def tick(self) -> Decision:
+        gone = [w for w in self.backend.list() if w.state == "exited"]
+        if gone:
+            self.backend.kill([w.id for w in gone])
+            for w in gone:
+                log.warning("%s (%s) exited with status %s; replacing it", w.id, w.detail, w.exit_code)
+            self.backend.launch(len(gone), self.resources)
+            self._replaced.inc(len(gone))
+        live = self.running()
+        metrics = self.monitor.read(live)
+        decision, state = decide(self.policy(), self.state, metrics)
+        if decision.desired > len(live):
+            self.backend.launch(decision.desired - len(live), self.resources)
+        elif decision.desired < len(live):
+            self.backend.kill(live[decision.desired:], grace=self.grace)  # the newest go first
+        if decision.action != "hold":
+            log.info("%s", decision.message)
+        with self.lock:
+            self.state = state
+            self.last_metrics = metrics
+            self.last_decision = decision
+            if decision.action != "hold":
+                self.actions.append(decision)
+        self._observe(metrics, decision)
+        return decision
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.tick()
+            except Exception:  # one bad tick (engine hiccup, broker away) must not end the controller
+                log.exception("autoscaler tick failed; trying again next tick")
+            stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def _observe(self, m: Metrics, d: Decision) -> None:
+        values = {"lag_records": m.lag, "arrival_rate": m.arrival_rate, "processing_rate": m.processing_rate,
+                  "worker_rate": m.worker_rate, "desired_workers": d.desired, "actual_workers": m.workers}
+        for name, value in values.items():
+            if value is not None:
+                self._gauges[name].set(value)
+        self._decisions.labels(d.reason).inc()
+
+    def status(self) -> dict:
+        """Lag, rates, workers, the last decision and actions, and what the policy would do now, and why."""
+        with self.lock:
+            metrics, state, last, actions = self.last_metrics, self.state, self.last_decision, list(self.actions)
+        next_decision = decide(self.policy(), state, dataclasses.replace(metrics, at=time.time())) if metrics else None
+        return {
+            "metrics": dataclasses.asdict(metrics) if metrics else None,
+            "workers": [dataclasses.asdict(w) for w in self.backend.list()],
+            "policy": dataclasses.asdict(self.policy()),
+            "last_decision": _decision_json(last) if last else None,
+            "next_decision": _decision_json(next_decision[0]) if next_decision else None,
+            "actions": [_decision_json(d) for d in actions][-20:],
+        }
+
+
+def _decision_json(d: Decision) -> dict:
+    return {"at": d.at, "action": d.action, "from": d.current, "to": d.desired, "reason": d.reason, "message": d.message}
+
+
+def serve_status(controller: Controller, host: str, port: int) -> ThreadingHTTPServer:
+    """`GET /v1/status` (JSON) and `GET /metrics` (Prometheus), on a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            if self.path == "/metrics":
+                self._send(200, generate_latest(controller.registry), CONTENT_TYPE_LATEST)
+            elif self.path == "/v1/status":
+                self._send(200, json.dumps(controller.status()).encode(), "application/json")
+            else:
+                body = {"error": f"no such endpoint {self.path}; try /v1/status or /metrics"}
+                self._send(404, json.dumps(body).encode(), "application/json")
+
+        def _send(self, code: int, body: bytes, content_type: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass  # scrapes every few seconds would drown the log
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="autoscaler-status", daemon=True).start()
+    return server

@@ -1,0 +1,126 @@
+"""The lag monitor: reads the workers' group offsets and status reports, and turns them
+into the policy's Metrics.
+
+Lag per partition = end offset - committed offset. A partition the group never
+committed lags by end - start under `offset_reset = earliest` (where a new worker
+would begin), by 0 under `latest`: KEDA reports such partitions wrongly. Arrival rate
+comes from end offsets over time, processing rate from committed offsets over time,
+and a worker's true rate from its own reports: records per second spent busy (DS2).
+
+On Tansu the high watermark is the base offset of the last record batch + 1, so lag
+reads low by at most one batch per partition; rates are unaffected over a window.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from pipeline import kafka
+from pipeline.autoscaler.policy import Metrics
+from pipeline.config import Settings
+from pipeline.roster import Roster
+
+log = logging.getLogger(__name__)
+
+
+def partition_lag(low: int, high: int, committed: int | None, offset_reset: str) -> int:
+    """Records of one partition the group has yet to process."""
+    if committed is None or committed < 0:  # never committed: where would a worker start?
+        return high - low if offset_reset == "earliest" else 0
+    return max(0, high - max(committed, low))
+
+
+def position(low: int, high: int, committed: int | None, offset_reset: str) -> int:
+    """Where the group stands in one partition (for processing rates)."""
+    if committed is None or committed < 0:
+        return low if offset_reset == "earliest" else high
+    return max(committed, low)
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float
+    ends: int  # sum of end offsets
+    positions: int  # sum of the group's positions
+    lag: int
+
+
+def rates(samples: list[Sample], window: float) -> tuple[float | None, float | None, float | None, float | None]:
+    """(arrival over the last interval, arrival over `window`, processing over `window`,
+    lag growth over the last interval) from samples oldest first, the first at or beyond
+    the window's start; None where they do not reach back far enough."""
+    if len(samples) < 2:
+        return None, None, None, None
+    last, before = samples[-1], samples[-2]
+    dt = last.at - before.at
+    recent = (last.ends - before.ends) / dt if dt > 0 else None
+    growth = (last.lag - before.lag) / dt if dt > 0 else None
+    oldest = samples[0]  # the caller keeps one sample at or beyond the window's start
+    span = last.at - oldest.at
+    trend = (last.ends - oldest.ends) / span if span >= window else None
+    processing = (last.positions - oldest.positions) / span if span > 0 else None
+    return recent, trend, processing, growth
+
+
+class LagMonitor:
+    def __init__(self, bootstrap: str, settings: Settings, offset_reset: str = "earliest", window: float = 120.0) -> None:
+        self.settings = settings
+        self.offset_reset = offset_reset
+        self.window = window
+        self.consumer = Consumer({
+            **kafka.common_config(bootstrap),
+            "group.id": settings.worker_group,  # to read its commits; never joins, never commits
+            "enable.auto.commit": False,
+        })
+        self.roster = Roster(bootstrap, settings)
+        self.samples: deque[Sample] = deque()
+        self.last_read_at: float | None = None
+
+    def read(self, workers: list[str], now: float | None = None) -> Metrics:
+        """Metrics now; lag is None (stale: the policy holds) when the broker does not answer."""
+        now = time.time() if now is None else now
+        s = self.settings
+        try:
+            topic = self.consumer.list_topics(s.chunks_topic, timeout=5).topics[s.chunks_topic]
+            partitions = sorted(topic.partitions)
+            tps = [TopicPartition(s.chunks_topic, p) for p in partitions]
+            committed = {tp.partition: tp.offset for tp in self.consumer.committed(tps, timeout=5)}
+            marks = {p: self.consumer.get_watermark_offsets(TopicPartition(s.chunks_topic, p), timeout=5) for p in partitions}
+        except KafkaException as exc:
+            log.warning("cannot read the group's offsets: %s", exc)
+            return self._stale(now, len(workers), self.settings.chunk_partitions)
+        if not partitions or any(m is None for m in marks.values()):
+            return self._stale(now, len(workers), len(partitions) or self.settings.chunk_partitions)
+        lag = sum(partition_lag(*marks[p], committed.get(p), self.offset_reset) for p in partitions)
+        sample = Sample(now, sum(h for _, h in marks.values()),
+                        sum(position(*marks[p], committed.get(p), self.offset_reset) for p in partitions), lag)
+        self.samples.append(sample)
+        while len(self.samples) > 2 and now - self.samples[1].at >= self.window:
+            self.samples.popleft()  # samples[0] stays the newest at or beyond the window's start
+        self.last_read_at = now
+        recent, trend, processing, growth = rates(list(self.samples), self.window)
+        return Metrics(
+            at=now, workers=len(workers), partitions=len(partitions), lag=float(lag),
+            arrival_rate=recent, processing_rate=processing, worker_rate=self.worker_rate(workers),
+            lag_growth=growth, age=0.0, arrival_trend=trend,
+        )
+
+    def worker_rate(self, workers: list[str]) -> float | None:
+        """Chunks per busy second of the live workers, pooled (DS2's true processing rate)."""
+        statuses = [st for w, st in self.roster.refresh().items() if w in set(workers)]
+        busy = sum(st.busy_seconds for st in statuses)
+        return sum(st.chunks for st in statuses) / busy if busy > 0.5 else None
+
+    def _stale(self, now: float, workers: int, partitions: int) -> Metrics:
+        age = now - (self.last_read_at if self.last_read_at is not None else 0.0)  # never read: as old as can be
+        return Metrics(at=now, workers=workers, partitions=partitions, lag=None, arrival_rate=None,
+                       processing_rate=None, age=age)
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.roster.close()

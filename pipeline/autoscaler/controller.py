@@ -78,19 +78,19 @@ class Controller:
         live = self.running()
         metrics = self.monitor.read(live)
         decision, state = decide(self.policy(), self.state, metrics)
-        if decision.desired > len(live):
-            self.backend.launch(decision.desired - len(live), self.resources)
-        elif decision.desired < len(live):
-            self.backend.kill(live[decision.desired:], grace=self.grace)  # the newest go first
-        if decision.action != "hold":
-            log.info("%s", decision.message)
-        with self.lock:
+        with self.lock:  # recorded before acting: a kill may take its whole grace period
             self.state = state
             self.last_metrics = metrics
             self.last_decision = decision
             if decision.action != "hold":
                 self.actions.append(decision)
         self._observe(metrics, decision)
+        if decision.action != "hold":
+            log.info("%s", decision.message)
+        if decision.desired > len(live):
+            self.backend.launch(decision.desired - len(live), self.resources)
+        elif decision.desired < len(live):
+            self.backend.kill(live[decision.desired:], grace=self.grace)  # the newest go first
         return decision
 
     def run(self, stop: threading.Event) -> None:

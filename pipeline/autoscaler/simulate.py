@@ -6,7 +6,7 @@ The model: each worker processes `rate` records/s once `startup_seconds` after i
 launch; every change in the set of running workers pauses them all for
 `rebalance_seconds`; n workers over P partitions go only as fast as the busiest, which
 owns ceil(P/n) partitions. Every `interval` seconds the controller reads lag, rates
-(averaged over `rate_window` seconds) and the busy workers' true rate, and the policy
+(trends over `rate_window` seconds, as the live monitor's) and the busy workers' true rate, and the policy
 decides, exactly as it does live. `keda_decide` is a KEDA-style policy on the same
 model: ceil(total lag / lagThreshold) with the HPA's defaults.
 """
@@ -52,7 +52,7 @@ class Scenario:
     duration: int  # seconds
     arrival: Callable[[int], float]  # records/s during second t
     partitions: int = 12
-    final_rate: float | None = None  # the nominal load at the end (noise aside); None: as measured
+    nominal_rate: float | None = None  # the load without its noise, if it is noisy: sizes the start and the expectation
 
 
 def scenario(name: str, seed: int = 0) -> Scenario:
@@ -66,7 +66,7 @@ def scenario(name: str, seed: int = 0) -> Scenario:
     if name == "noisy":  # 450/s +-30%, redrawn every 10 s, for 90 minutes
         rng = random.Random(seed)
         levels = [450.0 * rng.uniform(0.7, 1.3) for _ in range(5400 // 10 + 1)]
-        return Scenario("noisy", 5400, lambda t: levels[t // 10], final_rate=450.0)
+        return Scenario("noisy", 5400, lambda t: levels[t // 10], nominal_rate=450.0)
     path = Path(name)
     if path.suffix == ".csv":
         return trace_scenario(path)
@@ -197,10 +197,10 @@ class _Cluster:
 
 
 def simulate(
-    policy: Policy, sc: Scenario, model: WorkerModel = WorkerModel(), interval: int = 10, rate_window: int = 180,
+    policy: Policy, sc: Scenario, model: WorkerModel = WorkerModel(), interval: int = 10, rate_window: int = 120,
     decide_fn: Decide = decide, name: str = "wordpipe",
 ) -> Result:
-    initial = expected_workers(policy, model, sc.partitions, sc.final_rate if sc.final_rate is not None and sc.name == "noisy" else sc.arrival(0))
+    initial = expected_workers(policy, model, sc.partitions, sc.nominal_rate if sc.nominal_rate is not None else sc.arrival(0))
     cluster = _Cluster(sc.partitions, model, [-1e9] * initial, ready_before=initial)
     lag = 0.0
     arrivals: list[float] = []
@@ -235,7 +235,7 @@ def simulate(
             decisions.append(decision)
             cluster.scale(t, decision.desired)
         timeline.append((t, arrival, lag, len(cluster.launched)))
-    final_arrival = sc.final_rate if sc.final_rate is not None else sum(arrivals[-rate_window:]) / len(arrivals[-rate_window:])
+    final_arrival = sc.nominal_rate if sc.nominal_rate is not None else sum(arrivals[-rate_window:]) / len(arrivals[-rate_window:])
     expected = expected_workers(policy, model, sc.partitions, final_arrival)
     return Result(sc.name, name, decisions, timeline, expected, policy.catch_up_seconds)
 

@@ -44,7 +44,7 @@ class LocalBackend:
     def list(self) -> list[WorkerInfo]:
         return [
             WorkerInfo(worker_id, "running" if proc.poll() is None else "exited", f"pid {proc.pid}", proc.returncode)
-            for worker_id, proc in self.procs.items()
+            for worker_id, proc in list(self.procs.items())  # a copy: a controller may launch meanwhile
         ]
 
     def pid(self, worker_id: str) -> int:

@@ -235,7 +235,8 @@ def decide(policy: Policy, state: State, m: Metrics) -> tuple[Decision, State]:
             return hold("cooldown", f"{sizing}: {recommendation} wanted, cooling down after the last action", recommendation)
         if m.workers == 0:
             target = recommendation
-            return act(target, "activate", f"lag {m.lag:.0f} passed the activation threshold {policy.activation_lag}: {sizing}; starting {target}", recommendation)
+            return act(target, "activate", f"work for no workers (lag {m.lag:.0f}, activation threshold "
+                       f"{policy.activation_lag}): {sizing}; starting {target}", recommendation)
         target = min(recommendation, round_up_to_useful(m.partitions, m.workers + policy.max_step_up))
         step = f" (step limit {policy.max_step_up})" if target < recommendation else ""
         return act(target, "up", f"{sizing}: scaling up {m.workers} -> {target}{step}", recommendation)

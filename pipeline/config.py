@@ -148,6 +148,16 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
 _FIELDS = {f.name: f for f in fields(Settings)}
 
 
+def read_toml(path: Path, what: str, error: type[ValueError]) -> dict[str, Any]:
+    """A TOML file's table; a missing or malformed file raises `error` naming it as `what`."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{what} {path}: {exc}") from None
+
+
 def load(
     file: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -159,12 +169,7 @@ def load(
     file = file or env.get(ENV_PREFIX + "CONFIG")
     if file:
         path = Path(file)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path}: {exc}") from None
+        data = read_toml(path, "config file", ConfigError)
         for key, raw in data.items():
             if key not in _FIELDS:
                 raise ConfigError(f"{key}: unknown setting (in {path}); known: {', '.join(sorted(_FIELDS))}")

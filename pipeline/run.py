@@ -26,7 +26,13 @@ import requests
 
 from pipeline import broker as broker_mod
 from pipeline import kafka, processes
-from pipeline.cluster import Backend, BackendError, Resources, open_backend
+from pipeline.cluster import (
+    Backend,
+    BackendError,
+    Resources,
+    forget_exited,
+    open_backend,
+)
 from pipeline.config import Settings
 from pipeline.ingest.publisher import ChunkPublisher, IngestReport
 from pipeline.ingest.sources import Source
@@ -191,11 +197,9 @@ class Pipeline:
 
     def supervise(self) -> None:
         """Relaunch workers and the aggregator that died; give up on a crash loop."""
-        gone = [w for w in self.workers.list() if w.state == "exited"]
+        gone = forget_exited(self.workers)
         if gone:
-            self.workers.kill([w.id for w in gone])  # forgets them, keeping their logs
             for w in gone:
-                log.warning("%s (%s) exited with status %s; relaunching", w.id, w.detail, w.exit_code)
                 self._count_restart("workers", w.exit_code, self.log_dir / f"{w.id}.log")
             self.launch_workers(len(gone))
         if self.aggregator is not None and self.aggregator.poll() is not None:

@@ -26,7 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from pipeline.autoscaler.monitor import LagMonitor
 from pipeline.autoscaler.policy import Decision, Metrics, Policy, State, decide
-from pipeline.cluster.backend import Backend, Resources
+from pipeline.cluster.backend import Backend, Resources, forget_exited
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,8 @@ class Controller:
         return [w.id for w in self.backend.list() if w.state == "running"]
 
     def tick(self) -> Decision:
-        gone = [w for w in self.backend.list() if w.state == "exited"]
+        gone = forget_exited(self.backend)
         if gone:
-            self.backend.kill([w.id for w in gone])
-            for w in gone:
-                log.warning("%s (%s) exited with status %s; replacing it", w.id, w.detail, w.exit_code)
             self.backend.launch(len(gone), self.resources)
             self._replaced.inc(len(gone))
         live = self.running()

@@ -112,7 +112,8 @@ class LagMonitor:
 
     def worker_rate(self, workers: list[str]) -> float | None:
         """Chunks per busy second of the live workers, pooled (DS2's true processing rate)."""
-        statuses = [st for w, st in self.roster.refresh().items() if w in set(workers)]
+        live = set(workers)
+        statuses = [st for w, st in self.roster.refresh().items() if w in live]
         busy = sum(st.busy_seconds for st in statuses)
         return sum(st.chunks for st in statuses) / busy if busy > 0.5 else None
 

@@ -5,23 +5,17 @@ from __future__ import annotations
 
 import logging
 import os
-import tomllib
 from pathlib import Path
 
 from pipeline.autoscaler.policy import Policy, PolicyError
+from pipeline.config import read_toml
 
 log = logging.getLogger(__name__)
 
 
 def load(path: str | os.PathLike[str]) -> Policy:
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise PolicyError(f"policy file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"policy file {path}: {exc}") from None
-    return Policy.from_mapping(data, str(path))
+    return Policy.from_mapping(read_toml(path, "policy file", PolicyError), str(path))
 
 
 class PolicyFile:

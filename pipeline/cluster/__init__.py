@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.cluster.backend import Backend, BackendError, Resources, WorkerInfo
+from pipeline.cluster.backend import (
+    Backend,
+    BackendError,
+    Resources,
+    WorkerInfo,
+    forget_exited,
+)
 from pipeline.config import Settings
 
-__all__ = ["Backend", "BackendError", "Resources", "WorkerInfo", "open_backend"]
+__all__ = ["Backend", "BackendError", "Resources", "WorkerInfo", "forget_exited", "open_backend"]
 
 
 def open_backend(

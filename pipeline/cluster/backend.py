@@ -7,8 +7,12 @@ know what they do. Workers report their own progress on the status topic
 
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import dataclass
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 class BackendError(RuntimeError):
@@ -46,3 +50,18 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release the backend's own resources. Workers that outlive their controller
         (containers, tasks) keep running, to be adopted by the next one."""
+
+
+def new_worker_id() -> str:
+    """Unique across controllers and restarts: status reports and labels are keyed by it."""
+    return f"worker-{uuid.uuid4().hex[:8]}"
+
+
+def forget_exited(backend: Backend) -> list[WorkerInfo]:
+    """Forget the workers that exited (keeping their logs) and return them, for the caller to replace."""
+    gone = [w for w in backend.list() if w.state == "exited"]
+    if gone:
+        backend.kill([w.id for w in gone])
+        for w in gone:
+            log.warning("%s (%s) exited with status %s; replacing it", w.id, w.detail, w.exit_code)
+    return gone

@@ -13,14 +13,13 @@ import logging
 import os
 import re
 import time
-import uuid
 from pathlib import Path
 
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from pipeline.cluster.backend import BackendError, Resources, WorkerInfo
+from pipeline.cluster.backend import BackendError, Resources, WorkerInfo, new_worker_id
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ class DockerBackend:
     def launch(self, count: int, resources: Resources = Resources()) -> list[str]:
         ids = []
         for _ in range(count):
-            worker_id = f"worker-{uuid.uuid4().hex[:8]}"
+            worker_id = new_worker_id()
             try:
                 self.client.containers.run(
                     self.image, ["worker"], detach=True,
@@ -83,7 +82,8 @@ class DockerBackend:
         return ids
 
     def kill(self, ids: list[str], grace: float = 10.0) -> None:
-        victims = [c for c in self._containers() if c.labels[LABEL_WORKER] in set(ids)]
+        wanted = set(ids)
+        victims = [c for c in self._containers() if c.labels[LABEL_WORKER] in wanted]
         for c in victims:  # signal all first so they drain in parallel
             if c.status in _LIVE_STATES:
                 self._signal(c, "SIGTERM")

@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 from pipeline import processes
-from pipeline.cluster.backend import Resources, WorkerInfo
+from pipeline.cluster.backend import Resources, WorkerInfo, new_worker_id
 
 
 class LocalBackend:
@@ -26,7 +25,7 @@ class LocalBackend:
     def launch(self, count: int, resources: Resources = Resources()) -> list[str]:
         ids = []
         for _ in range(count):
-            worker_id = f"worker-{uuid.uuid4().hex[:8]}"
+            worker_id = new_worker_id()
             env = {**self.env, "WORDPIPE_WORKER_ID": worker_id}
             with open(self.log_dir / f"{worker_id}.log", "ab") as out:
                 self.procs[worker_id] = processes.spawn([sys.executable, "-m", "workers"], env=env, stdout=out, stderr=subprocess.STDOUT)

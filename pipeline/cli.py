@@ -10,8 +10,8 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from pipeline import config
 
@@ -58,7 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.ingest.sources import resolve
     from pipeline.run import Pipeline
 
-    overrides = {"workers": args.workers, "chunk_size": args.chunk_size, "backend": args.backend, "image": args.image}
+    overrides = {"workers": args.workers, "chunk_size": args.chunk_size, "backend": args.backend, "image": args.image,
+                 "mesos_master": args.mesos_master}
     settings = _settings(args, **{k: v for k, v in overrides.items() if v is not None})
     sources = resolve(args.paths)  # bad paths fail before anything starts
     known = [s.size() for s in sources]
@@ -151,7 +152,7 @@ def cmd_autoscale_run(args: argparse.Namespace) -> int:
     from pipeline.autoscaler.policy import Policy
     from pipeline.cluster import Resources, open_backend
 
-    overrides = {"backend": args.backend, "autoscaler_port": args.port}
+    overrides = {"backend": args.backend, "autoscaler_port": args.port, "image": args.image, "mesos_master": args.mesos_master}
     s = _settings(args, **{k: v for k, v in overrides.items() if v is not None})
     if s.embedded:
         raise config.ConfigError("bootstrap: the autoscaler watches an existing cluster; give --bootstrap or $WORDPIPE_BOOTSTRAP")
@@ -173,7 +174,22 @@ def cmd_autoscale_run(args: argparse.Namespace) -> int:
     finally:
         server.shutdown()
         monitor.close()
-        backend.close()  # local workers stop with us; containers stay, for the next controller to adopt
+        backend.close()  # local workers stop with us; containers and tasks stay, for the next controller to adopt
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from pipeline import kafka
+
+    s = _settings(args)
+    if s.embedded:
+        raise config.ConfigError("bootstrap: topics are created on an existing cluster; give --bootstrap or $WORDPIPE_BOOTSTRAP")
+    try:
+        kafka.ensure_topics(s.bootstrap, s)
+    except ValueError as exc:  # an existing topic with other partition counts
+        raise config.ConfigError(str(exc)) from None
+    print(f"topics ready on {s.bootstrap}: {s.chunks_topic}, {s.partials_topic}, {s.totals_topic}, "
+          f"{s.deadletter_topic}, {s.status_topic}")
     return 0
 
 
@@ -234,8 +250,10 @@ def parser() -> argparse.ArgumentParser:
     common(run)
     run.add_argument("--workers", type=_positive, metavar="N", help="worker processes (default 2)")
     run.add_argument("--chunk-size", type=_positive, metavar="BYTES", help="chunk size in bytes (default 65536)")
-    run.add_argument("--backend", choices=config.BACKENDS, help="where workers run: local processes (default) or docker containers")
-    run.add_argument("--image", help="the workers' image for --backend docker (default wordpipe:latest)")
+    run.add_argument("--backend", choices=config.BACKENDS,
+                     help="where workers run: local processes (default), docker containers, or mesos tasks")
+    run.add_argument("--image", help="the workers' image for --backend docker or mesos (default wordpipe:latest)")
+    run.add_argument("--mesos-master", help="the Mesos master(s) for --backend mesos, comma-separated (default http://127.0.0.1:5050)")
     run.add_argument("--timeout", type=float, metavar="SECONDS", help="give up if counting takes longer")
     run.add_argument("--stats-file", metavar="PATH", help="write timing figures as JSON (for benchmarks)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -272,12 +290,18 @@ def parser() -> argparse.ArgumentParser:
     common(arun)
     arun.add_argument("--policy", metavar="FILE", help="policy TOML file, reloaded when it changes (default: the built-in policy)")
     arun.add_argument("--backend", choices=config.BACKENDS, help="where workers run (default local)")
+    arun.add_argument("--image", help="the workers' image for --backend docker or mesos (default wordpipe:latest)")
+    arun.add_argument("--mesos-master", help="the Mesos master(s) for --backend mesos, comma-separated")
     arun.add_argument("--port", type=int, help="status and metrics port (default 8082)")
     arun.set_defaults(func=cmd_autoscale_run)
     astatus = autoscale_sub.add_parser("status", help="lag, rates, workers, and the next decision and why")
     astatus.add_argument("--url", default="http://127.0.0.1:8082", help="the autoscaler's status address")
     astatus.add_argument("--json", action="store_true", help="the whole status document")
     astatus.set_defaults(func=cmd_autoscale_status)
+
+    topics = sub.add_parser("topics", help="create the pipeline's topics on a cluster where missing (a deployment's first step)")
+    common(topics)
+    topics.set_defaults(func=cmd_topics)
 
     health = sub.add_parser("health", help="exit 0 if this container's service is alive (the image's HEALTHCHECK)")
     health.add_argument("--config", help="TOML settings file ($WORDPIPE_CONFIG)")
@@ -305,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.autoscaler.policy import PolicyError
     from pipeline.autoscaler.simulate import ScenarioError
     from pipeline.broker import BrokerError
+    from pipeline.cluster import BackendError
     from pipeline.ingest.sources import SourceError
     from pipeline.kafka import KafkaUnavailable
     from pipeline.run import RunError
@@ -322,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (config.ConfigError, SourceError, PolicyError, ScenarioError) as exc:
         print(f"wordpipe: error: {exc}", file=sys.stderr)
         return 2
-    except (KafkaUnavailable, BrokerError, RunError, StatusUnavailable) as exc:
+    except (KafkaUnavailable, BrokerError, BackendError, RunError, StatusUnavailable) as exc:
         print(f"wordpipe: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
 ENV_PREFIX = "WORDPIPE_"
-BACKENDS = ("local", "docker")
+BACKENDS = ("local", "docker", "mesos")
 EMBEDDED_SESSION_TIMEOUT_MS = 2000
 CLUSTER_SESSION_TIMEOUT_MS = 6000
 
@@ -57,12 +58,27 @@ class Settings:
     flush_interval: float = 0.5  # seconds between durable state snapshots
     totals_interval: float = 2.0  # seconds between publications to the totals topic
 
-    # Where workers run (pipeline/cluster/): "local" processes or "docker" containers.
+    # Where workers run (pipeline/cluster/): "local" processes, "docker" containers, or
+    # containers that a "mesos" (or Clusterd) cluster schedules.
     backend: str = "local"
     image: str = "wordpipe:latest"  # the workers' image (deploy/build-image.sh)
     worker_cpus: float = 1.0
     worker_mem_mb: int = 256
     worker_id: str | None = None  # set by the backend for each worker it launches
+
+    # The mesos backend (pipeline/cluster/mesos/): a framework on the v1 scheduler HTTP API.
+    mesos_master: str = "http://127.0.0.1:5050"  # comma-separated; a non-leader redirects to the leader
+    # How long the master keeps our tasks running while the framework is away (Mesos' own
+    # default, 0, kills them at the first disconnect). A one-shot `wordpipe run` uses 0.
+    mesos_failover_timeout: float = 7 * 24 * 3600.0
+    mesos_role: str = "*"
+    mesos_user: str | None = None  # the user tasks run as; default: the framework's own user
+    mesos_principal: str | None = None  # with mesos_secret: HTTP basic auth to the master
+    mesos_secret: str | None = None
+    # The framework id and launched task ids, kept so a restarted framework adopts its
+    # tasks; default: $XDG_STATE_HOME/wordpipe/mesos-<worker group>.json
+    mesos_state_file: str | None = None
+    mesos_refuse_seconds: float = 30.0  # how long a declined offer's resources stay away
 
     # The autoscaler (pipeline/autoscaler/): its status and metrics endpoint, and its tick.
     autoscaler_host: str = "127.0.0.1"
@@ -85,10 +101,17 @@ class Settings:
                 raise ConfigError(f"{name}: {getattr(self, name)} is not a TCP port")
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        for url in self.mesos_master.split(","):
+            if not re.fullmatch(r"https?://[^/\s]+/?", url.strip()):
+                raise ConfigError(f"mesos_master: {url.strip()!r} is not a master address like http://host:5050")
+        if self.mesos_failover_timeout < 0:
+            raise ConfigError(f"mesos_failover_timeout: must be >= 0 seconds, got {self.mesos_failover_timeout}")
+        if (self.mesos_principal is None) != (self.mesos_secret is None):
+            raise ConfigError("mesos_principal and mesos_secret: give both or neither")
         if not self.worker_cpus > 0:
             raise ConfigError(f"worker_cpus: must be > 0, got {self.worker_cpus}")
         _at_least("worker_mem_mb", self.worker_mem_mb, 64)
-        for name in ("flush_interval", "totals_interval", "status_interval", "autoscale_interval"):
+        for name in ("flush_interval", "totals_interval", "status_interval", "autoscale_interval", "mesos_refuse_seconds"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: must be > 0 seconds, got {getattr(self, name)}")
         topics = [self.chunks_topic, self.partials_topic, self.totals_topic, self.deadletter_topic, self.status_topic]

@@ -52,10 +52,27 @@ def docker_image() -> str:
 
 
 def docker_leftovers() -> list[str]:
-    """Containers of any wordpipe pipeline, and networks beyond the engine's own."""
-    containers = subprocess.run(
-        ["docker", "ps", "-a", "--filter", "label=wordpipe.pipeline", "--format", "{{.Names}}"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()
+    """Containers of any wordpipe pipeline or of the Mesos double, and networks beyond the engine's own."""
+    containers = [
+        name
+        for label in ("wordpipe.pipeline", "wordpipe.mesos-double")  # ours, and the Mesos double's tasks
+        for name in subprocess.run(
+            ["docker", "ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}"],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()
+    ]
     networks = subprocess.run(["docker", "network", "ls", "--format", "{{.Name}}"], capture_output=True, text=True, check=True).stdout.split()
     return containers + [f"network {n}" for n in networks if n not in ("host", "none", "bridge")]
+
+
+@pytest.fixture
+def mesos_master(docker_image):
+    """A Mesos master double with one agent that runs tasks as containers; its event stream
+    is cut into random HTTP chunks, and it heartbeats every 0.5 s."""
+    from tests.mesos_double.agent import DockerAgent
+    from tests.mesos_double.master import MasterDouble
+
+    with MasterDouble(DockerAgent(cpus=8, mem_mb=4096), heartbeat_interval=0.5, update_retry=2.0) as master:
+        master.split = True
+        yield master
+    assert docker_leftovers() == []

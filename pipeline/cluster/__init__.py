@@ -23,6 +23,11 @@ def open_backend(
 
     `owner_pid`: the workers are this process's alone and must not outlive it (`wordpipe run`).
     """
+    env = {k: v for k, v in env.items() if not k.startswith("WORDPIPE_MESOS_")}  # the framework's, not the workers'
+    if settings.backend == "mesos":
+        from pipeline.cluster.mesos import MesosBackend
+
+        return MesosBackend(settings, env, pipeline, one_shot=owner_pid is not None)
     if settings.backend == "docker":
         from pipeline.cluster.docker import DockerBackend
 

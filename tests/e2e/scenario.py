@@ -48,3 +48,30 @@ def no_process_left(pids):
             continue
         with open(f"/proc/{pid}/stat") as f:
             assert f.read().split()[2] == "Z", f"process {pid} outlived the pipeline"
+
+
+def burst_until_scaled_down(pipeline: Pipeline, controller, sources, count_workers, timeout: float) -> tuple[int, float | None]:
+    """Run `controller` while `sources` trickle in, until everything is counted and the
+    controller is back at its policy's minimum; returns (peak workers, when all was counted)."""
+    from pipeline.progress import all_counted
+
+    stop = threading.Event()
+    thread = threading.Thread(target=controller.run, args=(stop,))
+    thread.start()
+    try:
+        ingest, result = trickle(pipeline, sources, pause=0.2)
+        peak, counted_at = 1, None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            peak = max(peak, count_workers())
+            if counted_at is None and not ingest.is_alive():
+                progress = pipeline.progress()
+                if progress and all_counted(progress, result["report"].produced):
+                    counted_at = time.monotonic()
+            if counted_at and len(controller.running()) == controller.policy().min_workers:
+                break
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join()
+    return peak, counted_at

@@ -1,8 +1,6 @@
 """The autoscaler live, on the local backend: a burst scales workers up, idleness scales
 them back down to the minimum, and the counts stay exact throughout."""
 
-import threading
-import time
 from collections import Counter
 
 import pytest
@@ -14,10 +12,9 @@ from pipeline.autoscaler.monitor import LagMonitor
 from pipeline.autoscaler.policy import Policy
 from pipeline.broker import free_port
 from pipeline.cluster import Resources
-from pipeline.progress import all_counted
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
-from tests.e2e.scenario import mixed_documents, trickle
+from tests.e2e.scenario import burst_until_scaled_down, mixed_documents
 
 pytestmark = pytest.mark.e2e
 
@@ -34,27 +31,11 @@ def test_a_burst_scales_up_idleness_scales_down_and_counts_stay_exact(tmp_path):
         monitor = LagMonitor(p.bootstrap, p.settings, window=4)
         controller = Controller(p.workers, monitor, lambda: EAGER, Resources(), interval=0.5, grace=20)
         server = serve_status(controller, "127.0.0.1", port := free_port("127.0.0.1"))
-        stop = threading.Event()
-        thread = threading.Thread(target=controller.run, args=(stop,))
-        thread.start()
         try:
-            ingest, result = trickle(p, sources, pause=0.2)
-            peak, counted_at = 1, None
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                peak = max(peak, len(controller.running()))
-                if counted_at is None and not ingest.is_alive():
-                    progress = p.progress()
-                    if progress and all_counted(progress, result["report"].produced):
-                        counted_at = time.monotonic()
-                if counted_at and len(controller.running()) == EAGER.min_workers:
-                    break
-                time.sleep(0.2)
+            peak, counted_at = burst_until_scaled_down(p, controller, sources, lambda: len(controller.running()), timeout=90)
             status = requests.get(f"http://127.0.0.1:{port}/v1/status", timeout=5).json()
             scrape = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         finally:
-            stop.set()
-            thread.join()
             server.shutdown()
             monitor.close()
         assert counted_at is not None, "the burst was never fully counted"

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 
@@ -20,11 +19,10 @@ from pipeline.autoscaler.monitor import LagMonitor
 from pipeline.autoscaler.policy import Policy
 from pipeline.broker import free_port
 from pipeline.cluster import Resources
-from pipeline.progress import all_counted
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
 from tests.conftest import SAMPLE, docker_leftovers, wordpipe
-from tests.e2e.scenario import mixed_documents, trickle
+from tests.e2e.scenario import burst_until_scaled_down, mixed_documents
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mesos, pytest.mark.docker]
 
@@ -40,25 +38,9 @@ def test_the_autoscaler_scales_mesos_tasks_up_and_down_and_counts_stay_exact(mes
     with Pipeline(s) as p:
         monitor = LagMonitor(p.bootstrap, p.settings, window=4)
         controller = Controller(p.workers, monitor, lambda: EAGER, Resources(0.5, 200), interval=0.5, grace=20)
-        stop = threading.Event()
-        thread = threading.Thread(target=controller.run, args=(stop,))
-        thread.start()
         try:
-            ingest, result = trickle(p, sources, pause=0.2)
-            peak, counted_at = 1, None
-            deadline = time.monotonic() + 150
-            while time.monotonic() < deadline:
-                peak = max(peak, len(mesos_master.active_tasks()))
-                if counted_at is None and not ingest.is_alive():
-                    progress = p.progress()
-                    if progress and all_counted(progress, result["report"].produced):
-                        counted_at = time.monotonic()
-                if counted_at and len(controller.running()) == EAGER.min_workers:
-                    break
-                time.sleep(0.2)
+            peak, counted_at = burst_until_scaled_down(p, controller, sources, lambda: len(mesos_master.active_tasks()), timeout=150)
         finally:
-            stop.set()
-            thread.join()
             monitor.close()
         assert counted_at is not None, "the burst was never fully counted"
         assert peak > 1, f"never scaled up; last decision: {controller.last_decision}"

@@ -237,3 +237,20 @@ def test_a_one_shot_framework_that_dies_takes_its_tasks_with_it(settings, mesos_
     backend.scheduler._drop_stream()
     wait_for(lambda: not mesos_master.agent.running_containers(), timeout=30, what="failover timeout 0 to kill the task")
     assert not mesos_master.calls_of("TEARDOWN") and not mesos_master.frameworks
+
+
+def test_a_worker_container_killed_outside_mesos_is_an_exit_to_replace(settings, mesos_master):
+    from pipeline.cluster import forget_exited
+
+    backend = open_mesos(settings)
+    try:
+        ids = backend.launch(2, Resources(0.5, 200))
+        wait_for(lambda: running(backend) == sorted(ids), what="two running tasks")
+        docker.from_env().containers.list(filters={"label": f"wordpipe.mesos-task={ids[0]}"})[0].kill()
+        wait_for(lambda: any(w.state == "exited" for w in backend.list()), what="the exit to be reported")
+        gone = forget_exited(backend)  # what the controller does before launching replacements
+        assert [(w.id, w.exit_code) for w in gone] == [(ids[0], -9)] and "TASK_FAILED" in gone[0].detail
+        assert [w.id for w in backend.list()] == [ids[1]]
+    finally:
+        backend.kill([w.id for w in backend.list()], grace=5)
+        backend.close()

@@ -48,14 +48,15 @@ class DockerAgent:
         return True
 
     def destroy_all(self) -> None:
-        for c in self.client.containers.list(all=True, filters={"label": f"{LABEL}={self.id}"}):
+        for c in self.client.containers.list(all=True, sparse=True, filters={"label": f"{LABEL}={self.id}"}):
             try:
                 c.remove(force=True)
             except (NotFound, APIError):
                 pass
 
     def running_containers(self) -> list:
-        return self.client.containers.list(filters={"label": f"{LABEL}={self.id}"})
+        # sparse: no inspect per container, which races with containers being removed
+        return self.client.containers.list(sparse=True, filters={"label": f"{LABEL}={self.id}"})
 
     def _run(self, task: dict, report: Report) -> None:
         task_id = task["task_id"]["value"]

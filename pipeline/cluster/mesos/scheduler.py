@@ -419,9 +419,13 @@ def _describe(response: requests.Response) -> str:
 
 
 def exit_code(task: Task) -> int | None:
-    """The container's exit status where the executor's message gives it ("exited with status 1")."""
-    found = re.search(r"exited with status (-?\d+)", task.message)
-    return int(found.group(1)) if found else None
+    """The container's exit status where the executor's message gives it ("exited with status 1");
+    negative for death by a signal, as the other backends report it (Docker says 128 + N)."""
+    found = re.search(r"exited with status (\d+)", task.message)
+    if not found:
+        return None
+    code = int(found.group(1))
+    return -(code - 128) if code > 128 else code
 
 
 def _socket_of(response: requests.Response) -> socket.socket | None:

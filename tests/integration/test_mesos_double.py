@@ -1,0 +1,68 @@
+"""The master double answers as Master::Http::scheduler does (src/master/http.cpp): the
+framework's tests are only as good as the double's faithfulness."""
+
+import json
+import time
+
+import pytest
+import requests
+
+from tests.mesos_double.master import MasterDouble
+
+pytestmark = pytest.mark.mesos
+
+SUBSCRIBE = {"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u", "name": "n", "failover_timeout": 60}}}
+
+
+@pytest.fixture
+def master():
+    with MasterDouble(heartbeat_interval=0.2) as m:
+        yield m
+
+
+def post(master, body, **headers):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return requests.post(master.url + "/api/v1/scheduler", data=data, headers=headers, timeout=5, stream=True,
+                         allow_redirects=False)
+
+
+def test_requests_that_are_not_calls_are_refused_with_the_masters_words(master):
+    assert (r := post(master, SUBSCRIBE)).status_code == 400 and r.text == "Expecting 'Content-Type' to be present"
+    assert post(master, SUBSCRIBE, **{"Content-Type": "text/plain"}).status_code == 415
+    assert post(master, b"{", **{"Content-Type": "application/json"}).text.startswith("Failed to parse body into JSON")
+    r = post(master, {"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u"}}}, **{"Content-Type": "application/json"})
+    assert r.status_code == 400 and "framework_info.name: required field" in r.text
+    r = post(master, SUBSCRIBE, **{"Content-Type": "application/json", "Accept": "application/x-protobuf"})
+    assert r.status_code == 406
+    r = post(master, SUBSCRIBE, **{"Content-Type": "application/json", "Mesos-Stream-Id": "x"})
+    assert r.status_code == 400 and "should not include the 'Mesos-Stream-Id'" in r.text
+
+
+def test_calls_need_a_subscribed_framework_and_its_stream_id(master):
+    json_type = {"Content-Type": "application/json"}
+    revive = lambda fid: {"type": "REVIVE", "framework_id": {"value": fid}}
+    assert post(master, revive("nope"), **json_type).text == "Framework cannot be found"
+    stream = post(master, SUBSCRIBE, **json_type, Accept="application/json")
+    assert stream.status_code == 200 and stream.headers["Content-Type"] == "application/json"
+    assert stream.headers["Transfer-Encoding"] == "chunked"
+    length, _, rest = next(stream.iter_content(chunk_size=None)).partition(b"\n")
+    subscribed = json.loads(rest[: int(length)])
+    fid = subscribed["subscribed"]["framework_id"]["value"]
+    assert subscribed["type"] == "SUBSCRIBED" and subscribed["subscribed"]["heartbeat_interval_seconds"] == 0.2
+    assert post(master, revive(fid), **json_type).status_code == 400  # no stream id
+    assert post(master, revive(fid), **json_type, **{"Mesos-Stream-Id": "other"}).text.startswith("The stream ID 'other'")
+    assert post(master, revive(fid), **json_type, **{"Mesos-Stream-Id": stream.headers["Mesos-Stream-Id"]}).status_code == 202
+    stream.close()
+    master.disconnect(fid)
+    deadline = time.monotonic() + 5
+    while (r := post(master, revive(fid), **json_type, **{"Mesos-Stream-Id": stream.headers["Mesos-Stream-Id"]})).status_code != 403:
+        assert time.monotonic() < deadline, r.status_code
+    assert r.text == "Framework is not subscribed"
+
+
+def test_a_standby_redirects_with_a_protocol_relative_location(master):
+    master.leader = "leader.example:5050"
+    r = post(master, SUBSCRIBE, **{"Content-Type": "application/json"})
+    assert r.status_code == 307 and r.headers["Location"] == "//leader.example:5050/api/v1/scheduler"
+    master.leader, master.recovered = None, False
+    assert post(master, SUBSCRIBE, **{"Content-Type": "application/json"}).status_code == 503

@@ -66,3 +66,39 @@ def test_a_standby_redirects_with_a_protocol_relative_location(master):
     assert r.status_code == 307 and r.headers["Location"] == "//leader.example:5050/api/v1/scheduler"
     master.leader, master.recovered = None, False
     assert post(master, SUBSCRIBE, **{"Content-Type": "application/json"}).status_code == 503
+
+
+@pytest.mark.docker
+def test_launch_errors_arrive_later_as_updates_without_uuid(mesos_master):
+    from pipeline.cluster.mesos.recordio import Decoder
+
+    json_type = {"Content-Type": "application/json"}
+    stream = post(mesos_master, SUBSCRIBE, **json_type, Accept="application/json")
+    events, decoder = stream.iter_content(chunk_size=None), Decoder()
+
+    def next_event(kind: str) -> dict:
+        while True:
+            for record in decoder.feed(next(events)):
+                if (event := json.loads(record))["type"] == kind:
+                    return event
+
+    fid = next_event("SUBSCRIBED")["subscribed"]["framework_id"]["value"]
+    offer = next_event("OFFERS")["offers"]["offers"][0]
+    headers = {**json_type, "Mesos-Stream-Id": stream.headers["Mesos-Stream-Id"]}
+
+    def accept(offer_id: str, cpus: float) -> None:
+        task = {"name": "t", "task_id": {"value": f"t-{cpus}"}, "agent_id": offer["agent_id"],
+                "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}}],
+                "command": {"shell": True, "value": "true"}, "container": {"type": "DOCKER", "docker": {"image": "x"}}}
+        call = {"type": "ACCEPT", "framework_id": {"value": fid},
+                "accept": {"offer_ids": [{"value": offer_id}], "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}]}}
+        assert post(mesos_master, call, **headers).status_code == 202  # accepted for processing; the verdict comes later
+
+    accept("no-such-offer", 0.5)
+    dropped = next_event("UPDATE")["update"]["status"]  # TASK_LOST: this framework is not PARTITION_AWARE
+    assert dropped["state"] == "TASK_LOST" and dropped["reason"] == "REASON_INVALID_OFFERS" and "uuid" not in dropped
+    accept(offer["id"]["value"], 1000.0)
+    error = next_event("UPDATE")["update"]["status"]
+    assert error["state"] == "TASK_ERROR" and error["reason"] == "REASON_TASK_INVALID" and "uuid" not in error
+    assert "more resources" in error["message"] and not mesos_master.launched
+    stream.close()

@@ -248,7 +248,7 @@ class MasterDouble:
             while True:
                 with self.lock:
                     due = next_heartbeat
-                    self.wakeup.wait_for(lambda: sub.events or sub.closed or time.monotonic() >= due,
+                    self.wakeup.wait_for(lambda due=due: sub.events or sub.closed or time.monotonic() >= due,
                                          max(0.0, due - time.monotonic()))
                     events, sub.events = ([], sub.events) if self.mute else (sub.events, [])
                     closed = sub.closed

@@ -102,3 +102,46 @@ def test_launch_errors_arrive_later_as_updates_without_uuid(mesos_master):
     assert error["state"] == "TASK_ERROR" and error["reason"] == "REASON_TASK_INVALID" and "uuid" not in error
     assert "more resources" in error["message"] and not mesos_master.launched
     stream.close()
+
+
+@pytest.mark.docker
+def test_the_next_update_waits_for_the_acknowledgement_of_the_last_which_is_retried(mesos_master, docker_image):
+    from pipeline.cluster.mesos.recordio import Decoder
+
+    subscribe = json.loads(json.dumps(SUBSCRIBE))
+    subscribe["subscribe"]["framework_info"]["capabilities"] = [{"type": "PARTITION_AWARE"}]
+    stream = post(mesos_master, subscribe, **{"Content-Type": "application/json"}, Accept="application/json")
+    headers = {"Content-Type": "application/json", "Mesos-Stream-Id": stream.headers["Mesos-Stream-Id"]}
+    events, decoder, seen = stream.iter_content(chunk_size=None), Decoder(), []
+
+    def updates_within(seconds: float) -> list[dict]:
+        """The task updates that arrive in the next `seconds` (heartbeats keep the stream moving)."""
+        out, deadline = [], time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for record in decoder.feed(next(events)):
+                event = json.loads(record)
+                seen.append(event)
+                if event["type"] == "UPDATE":
+                    out.append(event["update"]["status"])
+        return out
+
+    updates_within(0.5)
+    fid = next(e for e in seen if e["type"] == "SUBSCRIBED")["subscribed"]["framework_id"]["value"]
+    offer = next(e for e in seen if e["type"] == "OFFERS")["offers"]["offers"][0]
+    task = {"name": "t", "task_id": {"value": "sleeper"}, "agent_id": offer["agent_id"],
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                          {"name": "mem", "type": "SCALAR", "scalar": {"value": 64.0}}],
+            "command": {"shell": True, "value": "sleep 60"}, "container": {"type": "DOCKER", "docker": {"image": docker_image}}}
+    call = {"type": "ACCEPT", "framework_id": {"value": fid}, "accept": {
+        "offer_ids": [offer["id"]], "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}]}}
+    assert post(mesos_master, call, **headers).status_code == 202
+    first = updates_within(3.5)  # the retry interval is 2 s: STARTING, then STARTING again, never RUNNING
+    assert [u["state"] for u in first] == ["TASK_STARTING", "TASK_STARTING"] and first[0]["uuid"] == first[1]["uuid"]
+    ack = {"type": "ACKNOWLEDGE", "framework_id": {"value": fid},
+           "acknowledge": {"agent_id": first[0]["agent_id"], "task_id": first[0]["task_id"], "uuid": first[0]["uuid"]}}
+    assert post(mesos_master, ack, **headers).status_code == 202
+    assert [u["state"] for u in updates_within(1.0)][:1] == ["TASK_RUNNING"]
+    assert post(mesos_master, ack, **headers).status_code == 202  # the same again: nothing awaits it
+    time.sleep(0.3)
+    assert mesos_master.bad_acks == [ack["acknowledge"]]
+    stream.close()

@@ -37,7 +37,6 @@ class Framework:
     role: str = "*"
     failover_timeout: float = 0.0
     principal: str | None = None
-    hostname: str | None = None
 
 
 def framework_info(framework: Framework, framework_id: str | None) -> dict:
@@ -53,8 +52,6 @@ def framework_info(framework: Framework, framework_id: str | None) -> dict:
         info["id"] = {"value": framework_id}
     if framework.principal:
         info["principal"] = framework.principal
-    if framework.hostname:
-        info["hostname"] = framework.hostname
     return info
 
 

@@ -254,3 +254,17 @@ def test_a_worker_container_killed_outside_mesos_is_an_exit_to_replace(settings,
     finally:
         backend.kill([w.id for w in backend.list()], grace=5)
         backend.close()
+
+
+def test_a_malformed_event_costs_a_resubscription_not_the_framework(settings, mesos_master, caplog):
+    backend = open_mesos(settings)
+    try:
+        with mesos_master.lock:
+            mesos_master.frameworks[backend.scheduler.framework_id].subscription.events.append(b'17\n{"type":"OFFERS"}')
+        wait_for(lambda: len(mesos_master.calls_of("SUBSCRIBE")) == 2, timeout=20, what="a resubscription")
+        assert "a malformed event from the master (KeyError('offers'))" in caplog.text
+        ids = backend.launch(1, Resources(0.5, 200))
+        wait_for(lambda: running(backend) == ids, what="a task launched after it")
+    finally:
+        backend.kill([w.id for w in backend.list()], grace=5)
+        backend.close()

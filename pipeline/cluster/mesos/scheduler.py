@@ -165,6 +165,8 @@ class Scheduler:
             except requests.RequestException as exc:
                 self._note(f"cannot reach the master at {self.endpoint}: {exc}")
                 self.endpoint = self._next_master()
+            except (ValueError, KeyError, TypeError) as exc:  # JSON that is not an Event: never end the thread
+                self._note(f"a malformed event from the master ({exc!r}); resubscribing")
             redirects = 0
             if self._stop.is_set():
                 break
@@ -230,7 +232,7 @@ class Scheduler:
                 log.error("mesos: framework %s is gone (%s); its tasks with it. Subscribing anew", self.framework_id, message)
                 with self.lock:
                     self.framework_id = None
-                    self.tasks.clear()
+                    self.tasks = {k: t for k, t in self.tasks.items() if t.state == PENDING}  # still wanted
                     self._unreconciled.clear()
                     self._save_state()
             raise Disconnected(f"the master sent ERROR: {message}")

@@ -140,7 +140,16 @@ class DockerBackend:
 
     def _containers(self) -> list:
         labels = [f"{LABEL_PIPELINE}={self.pipeline}", f"{LABEL_ROLE}=worker"]
-        return self.client.containers.list(all=True, filters={"label": labels})
+        found = []
+        # List, then inspect each ourselves: the SDK's own inspect fails the whole listing
+        # when a container is removed in between (a concurrent kill, the engine's cleanup).
+        for c in self.client.containers.list(all=True, sparse=True, filters={"label": labels}):
+            try:
+                c.reload()
+            except NotFound:
+                continue
+            found.append(c)
+        return found
 
     def _signal(self, container, signal: str) -> None:
         try:

@@ -143,3 +143,21 @@ def test_the_image_runs_the_aggregator_too_read_only_and_healthy(docker_image, b
         assert shards == list(range(s.partial_partitions))  # it joined and owns every shard
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def test_a_container_removed_while_listing_is_skipped_not_an_error(backend, monkeypatch):
+    from docker.models.containers import ContainerCollection
+
+    ids = backend.launch(2, Resources(cpus=0.5, mem_mb=200))
+    engine = docker.from_env()
+    listing = ContainerCollection.list
+
+    def list_then_remove(self, *args, **kwargs):  # the engine removes one between the listing and its inspection
+        found = listing(self, *args, **kwargs)
+        victim = next(c for c in found if (c.attrs.get("Labels") or c.attrs["Config"]["Labels"])["wordpipe.worker"] == ids[0])
+        engine.containers.get(victim.id).remove(force=True)
+        return found
+
+    monkeypatch.setattr(ContainerCollection, "list", list_then_remove)
+    assert [w.id for w in backend.list()] == [ids[1]]
+    monkeypatch.undo()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
-import logging
 import os
 from pathlib import Path
 
@@ -17,8 +16,6 @@ from pipeline.cluster.backend import BackendError, Resources, WorkerInfo, new_wo
 from pipeline.cluster.mesos.calls import GONE_STATES, Framework, Worker
 from pipeline.cluster.mesos.scheduler import PENDING, Scheduler, exit_code
 from pipeline.config import Settings
-
-log = logging.getLogger(__name__)
 
 SUBSCRIBE_TIMEOUT = 30.0
 

@@ -58,9 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.ingest.sources import resolve
     from pipeline.run import Pipeline
 
-    overrides = {"workers": args.workers, "chunk_size": args.chunk_size, "backend": args.backend, "image": args.image,
-                 "mesos_master": args.mesos_master}
-    settings = _settings(args, **{k: v for k, v in overrides.items() if v is not None})
+    settings = _settings(args, workers=args.workers, chunk_size=args.chunk_size, backend=args.backend, image=args.image,
+                         mesos_master=args.mesos_master)  # flags not given are None: the file and env decide
     sources = resolve(args.paths)  # bad paths fail before anything starts
     known = [s.size() for s in sources]
     total = None if None in known else sum(known)
@@ -152,15 +151,14 @@ def cmd_autoscale_run(args: argparse.Namespace) -> int:
     from pipeline.autoscaler.policy import Policy
     from pipeline.cluster import Resources, open_backend
 
-    overrides = {"backend": args.backend, "autoscaler_port": args.port, "image": args.image, "mesos_master": args.mesos_master}
-    s = _settings(args, **{k: v for k, v in overrides.items() if v is not None})
+    s = _settings(args, backend=args.backend, autoscaler_port=args.port, image=args.image, mesos_master=args.mesos_master)
     if s.embedded:
         raise config.ConfigError("bootstrap: the autoscaler watches an existing cluster; give --bootstrap or $WORDPIPE_BOOTSTRAP")
     watched = policy_file.PolicyFile(args.policy) if args.policy else None
     current = watched.current if watched else Policy
     log_dir = Path(tempfile.gettempdir()) / "wordpipe-workers" / s.worker_group
     log_dir.mkdir(parents=True, exist_ok=True)
-    backend = open_backend(s, {**s.to_env(), "WORDPIPE_BOOTSTRAP": s.bootstrap}, s.worker_group, log_dir)
+    backend = open_backend(s, s.to_env(), s.worker_group, log_dir)
     monitor = LagMonitor(s.bootstrap, s, offset_reset=current().offset_reset)
     controller = Controller(backend, monitor, current, Resources(s.worker_cpus, s.worker_mem_mb), interval=s.autoscale_interval)
     server = serve_status(controller, s.autoscaler_host, s.autoscaler_port)

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,16 @@ def broker():
 
     with EmbeddedBroker() as b:
         yield b
+
+
+def wait_for(condition, timeout: float = 60, what="condition"):
+    """Poll `condition` until it returns something true, and return that; fail after `timeout`
+    seconds saying what never happened (`what` may be a callable, read only on failure)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
+        time.sleep(0.1)
+    return value
 
 
 def wordpipe(*args: str, timeout: float = 300, input: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

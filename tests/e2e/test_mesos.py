@@ -21,7 +21,7 @@ from pipeline.broker import free_port
 from pipeline.cluster import Resources
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
-from tests.conftest import SAMPLE, docker_leftovers, wordpipe
+from tests.conftest import SAMPLE, docker_leftovers, wait_for, wordpipe
 from tests.e2e.scenario import burst_until_scaled_down, mixed_documents
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mesos, pytest.mark.docker]
@@ -68,12 +68,10 @@ def test_a_sigkilled_framework_restarted_in_time_adopts_its_tasks(mesos_master, 
                 "--image", docker_image, "--policy", str(policy), "--port", str(free_port("127.0.0.1"))]
         return subprocess.Popen([exe, *args], env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "autoscaler.log", "ab"))
 
-    def wait_running(count: int, timeout: float = 60) -> dict:
-        deadline = time.monotonic() + timeout
-        while (tasks := mesos_master.active_tasks()) is None or list(tasks.values()) != ["TASK_RUNNING"] * count:
-            assert time.monotonic() < deadline, f"never {count} running tasks: {tasks}\n{(tmp_path / 'autoscaler.log').read_text()[-3000:]}"
-            time.sleep(0.2)
-        return tasks
+    def wait_running(count: int) -> dict:
+        return wait_for(lambda: list((tasks := mesos_master.active_tasks()).values()) == ["TASK_RUNNING"] * count and tasks,
+                        what=lambda: f"{count} running tasks: {mesos_master.active_tasks()}\n"
+                                     f"{(tmp_path / 'autoscaler.log').read_text()[-3000:]}")
 
     first = autoscaler()
     try:
@@ -84,10 +82,7 @@ def test_a_sigkilled_framework_restarted_in_time_adopts_its_tasks(mesos_master, 
         assert mesos_master.active_tasks() == before
         second = autoscaler()
         try:
-            deadline = time.monotonic() + 30
-            while len(mesos_master.calls_of("SUBSCRIBE")) < 2:
-                assert time.monotonic() < deadline, "the restarted framework never subscribed"
-                time.sleep(0.2)
+            wait_for(lambda: len(mesos_master.calls_of("SUBSCRIBE")) >= 2, timeout=30, what="the restarted framework to subscribe")
             time.sleep(5)  # ten controller ticks: time enough to launch duplicates, were it going to
             assert mesos_master.active_tasks() == before
             assert sorted(mesos_master.launched) == sorted(before), "the restarted framework launched new tasks"

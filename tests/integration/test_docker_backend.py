@@ -22,8 +22,7 @@ pytestmark = pytest.mark.docker
 def backend(docker_image, broker, tmp_path):
     s = config.Settings(bootstrap=broker.bootstrap, session_timeout_ms=2000)
     kafka.ensure_topics(broker.bootstrap, s)
-    env = {**s.to_env(), "WORDPIPE_BOOTSTRAP": broker.bootstrap}
-    b = DockerBackend(docker_image, env, f"test-{uuid.uuid4().hex[:6]}", tmp_path)
+    b = DockerBackend(docker_image, s.to_env(), f"test-{uuid.uuid4().hex[:6]}", tmp_path)
     b.settings = s
     yield b
     b.kill([w.id for w in b.list()], grace=5)

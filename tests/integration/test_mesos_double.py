@@ -7,6 +7,7 @@ import time
 import pytest
 import requests
 
+from tests.conftest import wait_for
 from tests.mesos_double.master import MasterDouble
 
 pytestmark = pytest.mark.mesos
@@ -54,10 +55,9 @@ def test_calls_need_a_subscribed_framework_and_its_stream_id(master):
     assert post(master, revive(fid), **json_type, **{"Mesos-Stream-Id": stream.headers["Mesos-Stream-Id"]}).status_code == 202
     stream.close()
     master.disconnect(fid)
-    deadline = time.monotonic() + 5
-    while (r := post(master, revive(fid), **json_type, **{"Mesos-Stream-Id": stream.headers["Mesos-Stream-Id"]})).status_code != 403:
-        assert time.monotonic() < deadline, r.status_code
-    assert r.text == "Framework is not subscribed"
+    headers = {**json_type, "Mesos-Stream-Id": stream.headers["Mesos-Stream-Id"]}
+    refusal = wait_for(lambda: (r := post(master, revive(fid), **headers)).status_code == 403 and r.text, timeout=5, what="a 403")
+    assert refusal == "Framework is not subscribed"
 
 
 def test_a_standby_redirects_with_a_protocol_relative_location(master):

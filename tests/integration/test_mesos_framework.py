@@ -12,6 +12,7 @@ import pytest
 from pipeline import config, kafka
 from pipeline.cluster import BackendError, Resources
 from pipeline.cluster.mesos import MesosBackend
+from tests.conftest import wait_for
 from tests.mesos_double.master import MasterDouble
 
 pytestmark = [pytest.mark.mesos, pytest.mark.docker]
@@ -26,15 +27,7 @@ def settings(broker, mesos_master, tmp_path):
 
 
 def open_mesos(s: config.Settings, name: str = "test", one_shot: bool = False) -> MesosBackend:
-    return MesosBackend(s, {**s.to_env(), "WORDPIPE_BOOTSTRAP": s.bootstrap}, name, one_shot=one_shot)
-
-
-def wait_for(condition, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return value
+    return MesosBackend(s, s.to_env(), name, one_shot=one_shot)
 
 
 def running(backend: MesosBackend) -> list[str]:

@@ -16,6 +16,7 @@ import pytest
 from pipeline import config, kafka
 from pipeline.cluster import Resources
 from pipeline.cluster.mesos import MesosBackend
+from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.mesos, pytest.mark.docker]
 
@@ -42,13 +43,10 @@ def test_every_call_the_framework_sends_is_a_valid_call(protos, broker, mesos_ma
     s = config.Settings(bootstrap=broker.bootstrap, backend="mesos", mesos_master=mesos_master.url, worker_cpus=0.5,
                         worker_mem_mb=200, mesos_state_file=str(tmp_path / "state.json"))
     kafka.ensure_topics(broker.bootstrap, s)
-    backend = MesosBackend(s, {**s.to_env(), "WORDPIPE_BOOTSTRAP": broker.bootstrap}, "protos")
+    backend = MesosBackend(s, s.to_env(), "protos")
     try:
         ids = backend.launch(2, Resources(0.5, 200))
-        deadline = time.monotonic() + 60
-        while sum("TASK_RUNNING" in w.detail for w in backend.list()) < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_for(lambda: sum("TASK_RUNNING" in w.detail for w in backend.list()) == 2, what="two running tasks")
         backend.kill(ids[:1], grace=2)
         backend.launch(1, Resources(64.0, 200))  # fits no offer: DECLINE
         time.sleep(1)

@@ -16,7 +16,7 @@ TERMINAL_STATES = frozenset(
      "TASK_GONE_BY_OPERATOR"}
 )
 GONE_STATES = TERMINAL_STATES | {"TASK_UNKNOWN"}
-CAPABILITIES = ("TASK_KILLING_STATE", "PARTITION_AWARE")
+CAPABILITIES = ("MULTI_ROLE", "TASK_KILLING_STATE", "PARTITION_AWARE")
 
 # The worker container's hardening, as `docker run` flags the DOCKER containerizer passes
 # through (DockerInfo.parameters): the same limits the docker backend sets.
@@ -46,7 +46,7 @@ def framework_info(framework: Framework, framework_id: str | None) -> dict:
         "roles": [framework.role],
         "failover_timeout": framework.failover_timeout,
         "checkpoint": True,  # agents keep tasks running across their own restarts
-        "capabilities": [{"type": c} for c in ("MULTI_ROLE", *CAPABILITIES)],
+        "capabilities": [{"type": c} for c in CAPABILITIES],
     }
     if framework_id:
         info["id"] = {"value": framework_id}

@@ -160,10 +160,10 @@ def test_rejected_calls_are_logged_with_the_masters_reason(settings, mesos_maste
     backend = open_mesos(settings)
     try:
         wait_for(lambda: mesos_master.calls_of("SUPPRESS"), what="the calls after SUBSCRIBED")
-        mesos_master.fail_next = (400, "Failed to validate scheduler::Call: something")
+        mesos_master.fail_next = ("REVIVE", 400, "Failed to validate scheduler::Call: something")
         backend.launch(1, Resources(0.5, 200))  # its REVIVE is refused
         assert "the master rejected REVIVE as malformed: 400 Bad Request: Failed to validate scheduler::Call: something" in caplog.text
-        mesos_master.fail_next = (403, "Framework is not subscribed")
+        mesos_master.fail_next = ("REVIVE", 403, "Framework is not subscribed")
         backend.scheduler._offers_wanted(force=True)
         wait_for(lambda: len(mesos_master.calls_of("SUBSCRIBE")) == 2, timeout=20, what="a resubscription after 403")
         assert "REVIVE refused: 403 Forbidden: Framework is not subscribed; resubscribing" in caplog.text
@@ -258,6 +258,34 @@ def test_a_malformed_event_costs_a_resubscription_not_the_framework(settings, me
         assert "a malformed event from the master (KeyError('offers'))" in caplog.text
         ids = backend.launch(1, Resources(0.5, 200))
         wait_for(lambda: running(backend) == ids, what="a task launched after it")
+    finally:
+        backend.kill([w.id for w in backend.list()], grace=5)
+        backend.close()
+
+
+def test_a_failed_accept_is_left_to_reconciliation_and_only_a_400_is_a_rejection(settings, mesos_master):
+    backend = open_mesos(settings)
+    details: set[str] = set()
+
+    def exited() -> list:
+        workers = backend.list()
+        details.update(w.detail for w in workers)
+        return [w for w in workers if w.state == "exited"]
+
+    try:
+        wait_for(lambda: mesos_master.calls_of("SUPPRESS"), what="the calls after SUBSCRIBED")
+        mesos_master.fail_next = ("ACCEPT", 503, "Master has not finished recovery")  # launched or not? unknown
+        [unknown] = backend.launch(1, Resources(0.5, 200))
+        [gone] = wait_for(exited, what="the reconciliation of the task")
+        assert gone.id == unknown and "TASK_GONE" in gone.detail  # the master never launched it, and says so
+        assert not [d for d in details if "rejected" in d], details
+        backend.kill([unknown])
+        mesos_master.fail_next = ("ACCEPT", 400, "Failed to validate scheduler::Call: bad")
+        [refused] = backend.launch(1, Resources(0.5, 200))
+        [gone] = wait_for(exited, what="the refused task")
+        assert gone.id == refused and "TASK_ERROR" in gone.detail and "rejected the ACCEPT as malformed" in gone.detail
+        backend.kill([refused])
+        assert mesos_master.launched == []
     finally:
         backend.kill([w.id for w in backend.list()], grace=5)
         backend.close()

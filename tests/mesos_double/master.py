@@ -94,7 +94,7 @@ class MasterDouble:
         self.recovered = True
         self.mute = False
         self.split = False
-        self.fail_next: tuple[int, str] | None = None  # (status, body) for the next call that is not SUBSCRIBE
+        self.fail_next: tuple[str, int, str] | None = None  # (call type, status, body): the next such call gets it
         self.lock = threading.RLock()
         self.wakeup = threading.Condition(self.lock)
         self.frameworks: dict[str, Framework] = {}
@@ -185,8 +185,8 @@ class MasterDouble:
             if "Mesos-Stream-Id" in request.headers:
                 return _reply(request, 400, "Subscribe calls should not include the 'Mesos-Stream-Id' header")
             return self._subscribe(request, call["subscribe"])
-        if self.fail_next is not None:
-            (status, text), self.fail_next = self.fail_next, None
+        if self.fail_next is not None and self.fail_next[0] == call["type"]:
+            (_, status, text), self.fail_next = self.fail_next, None
             return _reply(request, status, text)
         with self.lock:
             fw = self.frameworks.get(call["framework_id"]["value"])

@@ -276,11 +276,13 @@ class Scheduler:
             return
         tasks = [calls.task_info(t.id, offer, self.worker) for t in launching]
         log.info("mesos: launching %s on %s", ", ".join(t.id for t in launching), offer.get("hostname"))
-        if not self._call(calls.accept(self.framework_id, calls.offer_id(offer), tasks, self.refuse_seconds)):
+        # Only a 400 says the master refused these tasks. Any other failure leaves it unknown
+        # whether it launched them: they stay STAGING until the resubscription reconciles them.
+        if self._call(calls.accept(self.framework_id, calls.offer_id(offer), tasks, self.refuse_seconds)) == 400:
             with self.lock:
                 for task in launching:
                     if task.state == "TASK_STAGING":
-                        task.state, task.message = "TASK_ERROR", "the master rejected the ACCEPT (see the log)"
+                        task.state, task.message = "TASK_ERROR", "the master rejected the ACCEPT as malformed (see the log)"
                 self.lock.notify_all()
         self._offers_wanted()
 
@@ -308,8 +310,11 @@ class Scheduler:
 
     # --- calls --------------------------------------------------------------------------
 
-    def _call(self, body: dict) -> bool:
-        """Send a call on the call connection; True when the master accepted it (202)."""
+    def _call(self, body: dict) -> int | None:
+        """Send a call on the call connection; the HTTP status (202: accepted), None when unreachable.
+
+        Every failure but a 400 leaves the call's fate unknown, so it ends the subscription:
+        the next SUBSCRIBED reconciles."""
         kind = body["type"]
         try:
             with self._call_lock:
@@ -320,20 +325,18 @@ class Scheduler:
         except requests.RequestException as exc:
             log.warning("mesos: %s failed: cannot reach %s (%s); resubscribing", kind, self.endpoint, exc)
             self._drop_stream()
-            return False
-        if response.status_code == 202:
-            return True
+            return None
         if response.status_code == 400:
             log.error("mesos: the master rejected %s as malformed: %s", kind, _describe(response))
-            return False
-        if response.status_code in (307, 403, 503):
+        elif response.status_code in (307, 403, 503):
             # 307: the master lost its leadership; 403: it no longer counts us as subscribed;
             # 503: it cannot serve us now. Each calls for a fresh subscription.
             log.warning("mesos: %s refused: %s; resubscribing", kind, _describe(response))
             self._drop_stream()
-            return False
-        log.error("mesos: %s failed: %s", kind, _describe(response))
-        return False
+        elif response.status_code != 202:
+            log.error("mesos: %s failed: %s; resubscribing", kind, _describe(response))
+            self._drop_stream()
+        return response.status_code
 
     def _kill(self, task: Task, grace: float) -> None:
         if self.connected:  # else: _on_subscribed sends it

@@ -68,6 +68,7 @@ class EmbeddedBroker:
                 [binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # a terminal's Ctrl-C is for our caller, who stops the broker last
             )
         finally:
             if out is not subprocess.DEVNULL:

@@ -46,32 +46,67 @@ def cut_points(buf: bytes | bytearray, chunk_size: int, *, final: bool) -> Itera
         yield len(buf), False
 
 
+class Chunker:
+    """Incremental: feed bytes as they arrive, take the chunks that are whole.
+
+    For sources that push (an HTTP body) rather than pull; `iter_chunks` wraps it for streams.
+    `on_forced_cut(offset)` is called with the source byte offset of every cut made
+    inside a whitespace-free run.
+    """
+
+    def __init__(self, chunk_size: int = DEFAULT_CHUNK_SIZE, on_forced_cut: Callable[[int], None] | None = None) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1 byte, got {chunk_size}")
+        self.chunk_size = chunk_size
+        self.on_forced_cut = on_forced_cut
+        self.buf = bytearray()
+        self.base = 0  # source offset of buf[0]
+
+    @property
+    def pending(self) -> int:
+        """Bytes fed but not yet in a chunk."""
+        return len(self.buf)
+
+    def feed(self, block: bytes) -> list[Chunk]:
+        self.buf += block
+        return self._cut(final=False)
+
+    def finish(self) -> list[Chunk]:
+        """The rest, as the last chunk(s)."""
+        return self._cut(final=True)
+
+    def take_whole(self) -> list[Chunk]:
+        """Everything up to the last whitespace fed so far, keeping only a word still being
+        written: what a stream can commit now without changing any count."""
+        last_ws = max(self.buf.rfind(ws) for ws in WHITESPACE)
+        if last_ws < 0:
+            return []
+        return self._cut(final=True, upto=last_ws + 1)
+
+    def _cut(self, final: bool, upto: int | None = None) -> list[Chunk]:
+        out, start = [], 0
+        view = self.buf if upto is None else self.buf[:upto]
+        for end, forced in cut_points(view, self.chunk_size, final=final):
+            if forced and self.on_forced_cut:
+                self.on_forced_cut(self.base + end)
+            out.append(Chunk(self.base + start, bytes(self.buf[start:end])))
+            start = end
+        del self.buf[:start]
+        self.base += start
+        return out
+
+
 def iter_chunks(
     stream: BinaryIO,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     on_forced_cut: Callable[[int], None] | None = None,
     read_size: int = 1 << 20,
 ) -> Iterator[Chunk]:
-    """Chunks of at most `chunk_size` bytes from a binary stream, cut at whitespace.
-
-    `on_forced_cut(offset)` is called with the source byte offset of every cut made
-    inside a whitespace-free run.
-    """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1 byte, got {chunk_size}")
-    buf = bytearray()
-    base = 0  # source offset of buf[0]
+    """Chunks of at most `chunk_size` bytes from a binary stream, cut at whitespace."""
+    chunker = Chunker(chunk_size, on_forced_cut)
     while True:
         block = stream.read(max(read_size, chunk_size))
-        final = not block
-        buf += block
-        start = 0
-        for end, forced in cut_points(buf, chunk_size, final=final):
-            if forced and on_forced_cut:
-                on_forced_cut(base + end)
-            yield Chunk(base + start, bytes(buf[start:end]))
-            start = end
-        del buf[:start]
-        base += start
-        if final:
+        if not block:
+            yield from chunker.finish()
             return
+        yield from chunker.feed(block)

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 from pipeline import config
 
 log = logging.getLogger("wordpipe")
-SERVICES = ("worker", "aggregator")  # and `autoscale run`
+SERVICES = ("worker", "aggregator", "ingest-server", "up")  # and `autoscale run`
 
 
 def _settings(args: argparse.Namespace, **overrides) -> config.Settings:
@@ -187,7 +188,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
     except ValueError as exc:  # an existing topic with other partition counts
         raise config.ConfigError(str(exc)) from None
     print(f"topics ready on {s.bootstrap}: {s.chunks_topic}, {s.partials_topic}, {s.totals_topic}, "
-          f"{s.deadletter_topic}, {s.status_topic}")
+          f"{s.deadletter_topic}, {s.status_topic}, {s.documents_topic}")
     return 0
 
 
@@ -221,6 +222,127 @@ def cmd_autoscale_status(args: argparse.Namespace) -> int:
 
 class StatusUnavailable(RuntimeError):
     pass
+
+
+def cmd_ingest_server(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pipeline.ingest.service import run
+
+    s = _settings(args, ingest_port=args.port)
+    if s.embedded:
+        raise config.ConfigError("bootstrap: the ingest service needs a bootstrap address (--bootstrap or $WORDPIPE_BOOTSTRAP)")
+    print(f"wordpipe ingest: listening on http://{s.ingest_host}:{s.ingest_port}", file=sys.stderr)
+    try:
+        asyncio.run(run(s, s.bootstrap))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    import secrets
+    import tempfile
+
+    from pipeline.client import token_file
+    from pipeline.stack import Stack
+
+    s = _settings(args, backend=args.backend, image=args.image, mesos_master=args.mesos_master, ingest_port=args.ingest_port,
+                  aggregator_port=args.results_port, autoscaler_port=args.autoscaler_port)
+    generated = None
+    if s.auth == "token" and not s.token_list:  # a token for this stack, where clients on this machine find it
+        generated = secrets.token_urlsafe(24)
+        s = s.replace(tokens=generated)
+        path = token_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(generated + "\n")
+    log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="wordpipe-up-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(s, log_dir, policy=args.policy)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    try:
+        stack.start()
+        urls = stack.urls
+        print(f"wordpipe is up ({'embedded broker' if s.embedded else s.bootstrap}, {s.backend} workers):")
+        for name in ("ingest", "results", "dashboard", "autoscaler"):
+            print(f"  {name:<11}{urls[name]}")
+        if generated:
+            print(f"  token      {generated}  (saved to {token_file()}; the wordpipe CLI reads it there)")
+        print(f"  logs       {log_dir}\nCtrl-C stops it.", flush=True)
+        while not stop:
+            stack.supervise()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("wordpipe: stopping", file=sys.stderr, flush=True)
+        stack.stop()
+    return 0
+
+
+def _client(args: argparse.Namespace):
+    from pipeline.client import Client
+
+    return Client(ingest_url=getattr(args, "url", None) or "http://127.0.0.1:8080",
+                  results_url=getattr(args, "results_url", None) or "http://127.0.0.1:8081", token=args.token)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pipeline.ingest.sources import resolve
+
+    sources = resolve(args.paths)
+    if any(src.path is None for src in sources):
+        raise config.ConfigError("paths: '-' (standard input) cannot be retried safely; save it to a file first")
+    client = _client(args)
+    total = sum(src.size() for src in sources)
+    results = []
+    with tqdm(total=total, unit="B", unit_scale=True, desc="upload", disable=args.quiet or None) as bar:
+        for src in sources:
+            start = bar.n
+            def on_bytes(n: int) -> None:
+                bar.update(n)
+
+            receipt = client.ingest(src.path, name=src.name, on_bytes=on_bytes)
+            bar.update(start + src.size() - bar.n)  # a retry sent some bytes twice
+            results.append({"path": src.name, **receipt})
+    for r in results:
+        print(json.dumps(r) if args.json else f"{r['path']}: document {r['document']}, {r['bytes']} bytes, {r['chunks']} chunks")
+    return 0
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    body = _client(args).top(args.k)
+    if args.json:
+        print(json.dumps(body, ensure_ascii=False))
+        return 0
+    counts = Counter(body["counts"])
+    lines = format_counts(counts, args.k, False).splitlines()[:-1]
+    print("\n".join(lines + [f"{body['total_words']} words, {body['distinct_words']} distinct"]))
+    return 0
+
+
+def cmd_count(args: argparse.Namespace) -> int:
+    print(_client(args).count(args.word))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    client = _client(args)
+    status = client.wait_counted(timeout=args.wait) if args.wait else client.status()
+    if args.json:
+        print(json.dumps(status))
+        return 0
+    print(f"documents  {status['documents_counted']} counted of {status['documents_ingested']} ingested "
+          f"({status['documents_aborted']} aborted, {status['documents_open']} open)")
+    print(f"chunks     {status['chunks_counted']} counted of {status['chunks_ingested']} ingested")
+    print(f"shards     {len(status['shards']['owned'])} of {status['shards']['total']} owned"
+          + ("" if status["complete"] else " (rebalancing or recovering)"))
+    return 0
 
 
 def cmd_aggregator(args: argparse.Namespace) -> int:
@@ -297,6 +419,54 @@ def parser() -> argparse.ArgumentParser:
     astatus.add_argument("--json", action="store_true", help="the whole status document")
     astatus.set_defaults(func=cmd_autoscale_status)
 
+    up = sub.add_parser("up", help="run the long-running stack: broker, aggregator, ingest and autoscaler, until Ctrl-C")
+    common(up)
+    up.add_argument("--backend", choices=config.BACKENDS, help="where workers run (default local)")
+    up.add_argument("--image", help="the workers' image for --backend docker or mesos (default wordpipe:latest)")
+    up.add_argument("--mesos-master", help="the Mesos master(s) for --backend mesos, comma-separated")
+    up.add_argument("--policy", metavar="FILE", help="the autoscaler's policy TOML file")
+    up.add_argument("--ingest-port", type=int, help="ingest API port (default 8080)")
+    up.add_argument("--results-port", type=int, help="results API and dashboard port (default 8081)")
+    up.add_argument("--autoscaler-port", type=int, help="autoscaler status port (default 8082)")
+    up.add_argument("--log-dir", help="where the services' logs go (default: a new temporary directory)")
+    up.set_defaults(func=cmd_up)
+
+    iserver = sub.add_parser("ingest-server", help="run the ingest HTTP service")
+    common(iserver)
+    iserver.add_argument("--port", type=int, help="HTTP port (default 8080)")
+    iserver.set_defaults(func=cmd_ingest_server)
+
+    def client(sp: argparse.ArgumentParser, ingest: bool = False) -> None:
+        if ingest:
+            sp.add_argument("--url", help="the ingest service (default http://127.0.0.1:8080)")
+        else:
+            sp.add_argument("--url", dest="results_url", help="the results API (default http://127.0.0.1:8081)")
+        sp.add_argument("--token", help="bearer token (default: $WORDPIPE_TOKEN, or the one `wordpipe up` saved)")
+
+    ingest = sub.add_parser("ingest", help="upload files to the ingest service, each one document, retried safely")
+    ingest.add_argument("paths", nargs="+", metavar="PATH", help="files or directories (recursively)")
+    client(ingest, ingest=True)
+    ingest.add_argument("--json", action="store_true", help="one JSON object per document")
+    ingest.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ingest.set_defaults(func=cmd_ingest)
+
+    top = sub.add_parser("top", help="the K most frequent words so far")
+    top.add_argument("k", type=_positive, metavar="K")
+    client(top)
+    top.add_argument("--json", action="store_true", help='print {"total_words", "distinct_words", "counts"} like `run --json`')
+    top.set_defaults(func=cmd_top)
+
+    count = sub.add_parser("count", help="one word's total so far")
+    count.add_argument("word")
+    client(count)
+    count.set_defaults(func=cmd_count)
+
+    status = sub.add_parser("status", help="documents and chunks ingested and counted")
+    client(status)
+    status.add_argument("--json", action="store_true", help="the whole status document")
+    status.add_argument("--wait", type=float, metavar="SECONDS", help="first wait until everything ingested is counted")
+    status.set_defaults(func=cmd_status)
+
     topics = sub.add_parser("topics", help="create the pipeline's topics on a cluster where missing (a deployment's first step)")
     common(topics)
     topics.set_defaults(func=cmd_topics)
@@ -330,7 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.cluster import BackendError
     from pipeline.ingest.sources import SourceError
     from pipeline.kafka import KafkaUnavailable
+    from pipeline.client import ApiError as ClientError
     from pipeline.run import RunError
+    from pipeline.stack import StackError
 
     args = parser().parse_args(argv)
     if args.command in SERVICES or getattr(args, "autoscale_command", None) == "run":  # long-running: timestamped logs
@@ -345,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (config.ConfigError, SourceError, PolicyError, ScenarioError) as exc:
         print(f"wordpipe: error: {exc}", file=sys.stderr)
         return 2
-    except (KafkaUnavailable, BrokerError, BackendError, RunError, StatusUnavailable) as exc:
+    except (KafkaUnavailable, BrokerError, BackendError, RunError, StatusUnavailable, StackError, ClientError, TimeoutError) as exc:
         print(f"wordpipe: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -25,6 +25,9 @@ class ChunkMessage:
     source: str
     offset: int
     text: bytes
+    # A held chunk belongs to a document that counts only once its DocumentEnd commits
+    # it (uploads over HTTP); the others count at once (`wordpipe run`).
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +36,33 @@ class FlushMarker:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentEnd:
+    """The verdict on a held document, written after all its chunks, on their partition."""
+
+    doc: str
+    chunks: int  # how many chunks the document has
+    commit: bool  # False: an abort, the document counts nothing
+
+
+Buckets = dict[int, dict[str, int]]  # state bucket -> {word: count}
+
+
+@dataclass(frozen=True, slots=True)
+class HeldPart:
+    """A held document's counts from one window, parked by the aggregator until its verdict."""
+
+    first: int  # offset of the document's first chunk in the window
+    chunks: int
+    buckets: Buckets
+
+
+@dataclass(frozen=True, slots=True)
 class PartialMessage:
     source: tuple[int, int, int]  # (chunks partition, first offset, end offset): the window
-    docs: dict[str, int]  # document id -> chunks of it in the window
     shard: int
-    buckets: dict[int, dict[str, int]]
+    buckets: Buckets  # counted at once
+    held: dict[str, HeldPart]  # document id -> its parked counts
+    ends: dict[str, tuple[int, int, bool]]  # document id -> (marker offset, chunks, commit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +83,23 @@ class WorkerStatus:
     first_chunk_at: float | None  # Unix time it counted its first chunk
     peak_rss_kb: int
     at: float  # Unix time of this report
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Ingest's record of an upload, keyed by its Idempotency-Key (or document id)."""
+
+    document: str
+    key: str | None  # the Idempotency-Key it came with
+    state: str  # "open": sending its end marker; "committed"; "aborted"
+    partition: int  # of the chunks topic
+    first: int  # offset of its first chunk (of its end marker, for an empty document)
+    chunks: int
+    bytes: int
+    at: float  # Unix time
+
+
+RECEIPT_STATES = ("open", "committed", "aborted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,24 +145,38 @@ def _check(kind: str, field: str, value: object, typ: type, *, minimum: int | No
 
 # -- chunk -------------------------------------------------------------------
 
-_CHUNK_FIELDS = ("doc", "seq", "source", "offset", "text")
+_CHUNK_FIELDS = ("doc", "seq", "source", "offset", "text", "held")
+_END_FIELDS = ("end", "chunks", "commit")
 
 
 def encode_chunk(msg: ChunkMessage) -> bytes:
-    return _pack({"v": VERSION, "doc": msg.doc, "seq": msg.seq, "source": msg.source, "offset": msg.offset, "text": msg.text})
+    return _pack({"v": VERSION, "doc": msg.doc, "seq": msg.seq, "source": msg.source, "offset": msg.offset,
+                  "text": msg.text, "held": msg.held})
 
 
 def encode_flush() -> bytes:
     return _pack({"v": VERSION, "flush": True})
 
 
-def decode_chunk(data: bytes | None) -> ChunkMessage | FlushMarker:
-    """A record of the chunks topic: a chunk or a flush marker."""
+def encode_end(msg: DocumentEnd) -> bytes:
+    return _pack({"v": VERSION, "end": msg.doc, "chunks": msg.chunks, "commit": msg.commit})
+
+
+def decode_chunk(data: bytes | None) -> ChunkMessage | FlushMarker | DocumentEnd:
+    """A record of the chunks topic: a chunk, a flush marker or a document's end."""
     if data is not None and len(data) < 16:  # a flush marker is 11 bytes; a chunk is longer
         obj = _unpack(data, "flush marker", ("flush",))
         if obj["flush"] is not True:
             raise CodecError(f"flush marker: flush must be true, got {obj['flush']!r}")
         return FlushMarker()
+    if data is not None and b"\xa3end" in data[:8]:  # the "end" key comes right after "v"
+        obj = _unpack(data, "document end", _END_FIELDS)
+        _check("document end", "end", obj["end"], str)
+        if not obj["end"]:
+            raise CodecError("document end.end: the document id must not be empty")
+        _check("document end", "chunks", obj["chunks"], int, minimum=0)
+        _check("document end", "commit", obj["commit"], bool)
+        return DocumentEnd(obj["end"], obj["chunks"], obj["commit"])
     obj = _unpack(data, "chunk", _CHUNK_FIELDS)
     _check("chunk", "doc", obj["doc"], str)
     if not obj["doc"]:
@@ -129,7 +185,8 @@ def decode_chunk(data: bytes | None) -> ChunkMessage | FlushMarker:
     _check("chunk", "source", obj["source"], str)
     _check("chunk", "offset", obj["offset"], int, minimum=0)
     _check("chunk", "text", obj["text"], bytes)
-    return ChunkMessage(obj["doc"], obj["seq"], obj["source"], obj["offset"], obj["text"])
+    _check("chunk", "held", obj["held"], bool)
+    return ChunkMessage(obj["doc"], obj["seq"], obj["source"], obj["offset"], obj["text"], obj["held"])
 
 
 # -- partials --------------------------------------------------------------
@@ -141,7 +198,7 @@ PARTIALS_MAX_BYTES = 900 * 1024  # under Kafka's default 1 MiB message limit
 
 def encode_partials(shard: int, parts: list[PartialMessage], max_bytes: int = PARTIALS_MAX_BYTES) -> list[bytes]:
     """The parts as one or more partials records of at most ~max_bytes each."""
-    encoded = [_pack({"source": list(p.source), "docs": p.docs, "buckets": p.buckets}) for p in parts]
+    encoded = [_pack(_part(p)) for p in parts]
     records, group, size = [], [], 0
     for item in encoded:
         if group and size + len(item) > max_bytes:
@@ -152,6 +209,15 @@ def encode_partials(shard: int, parts: list[PartialMessage], max_bytes: int = PA
     if group:
         records.append(_partials_record(shard, group))
     return records
+
+
+def _part(p: PartialMessage) -> dict:
+    return {
+        "source": list(p.source),
+        "buckets": p.buckets,
+        "held": {doc: [h.first, h.chunks, h.buckets] for doc, h in p.held.items()},
+        "ends": {doc: list(end) for doc, end in p.ends.items()},
+    }
 
 
 def _partials_record(shard: int, encoded_parts: list[bytes]) -> bytes:
@@ -176,17 +242,33 @@ def decode_partials(data: bytes | None, partition: int | None = None) -> list[Pa
 
 def _decode_part(i: int, part: object, shard: int) -> PartialMessage:
     where = f"partials.parts[{i}]"
-    if not isinstance(part, dict) or set(part) != {"source", "docs", "buckets"}:
-        raise CodecError(f"{where}: expected a map with exactly source, docs, buckets")
+    if not isinstance(part, dict) or set(part) != {"source", "buckets", "held", "ends"}:
+        raise CodecError(f"{where}: expected a map with exactly source, buckets, held, ends")
     source = part["source"]
     if not (isinstance(source, list) and len(source) == 3 and all(type(x) is int and x >= 0 for x in source)):
         raise CodecError(f"{where}.source: expected [partition, start, end] of non-negative ints, got {source!r:.80}")
     if source[1] >= source[2]:
         raise CodecError(f"{where}.source: empty offset range {source[1]}..{source[2]}")
-    docs = part["docs"]
-    if not isinstance(docs, dict) or not all(type(d) is str and type(n) is int and n > 0 for d, n in docs.items()):
-        raise CodecError(f"{where}.docs: expected a map of document id -> positive chunk count")
-    buckets = part["buckets"]
+    held, ends = part["held"], part["ends"]
+    if not isinstance(held, dict) or not isinstance(ends, dict):
+        raise CodecError(f"{where}: held and ends must be maps keyed by document id")
+    out_held = {}
+    for doc, entry in held.items():
+        if not (type(doc) is str and isinstance(entry, list) and len(entry) == 3
+                and type(entry[0]) is int and type(entry[1]) is int and entry[0] >= 0 and entry[1] >= 1):
+            raise CodecError(f"{where}.held[{doc!r:.40}]: expected [first offset, chunks >= 1, buckets]")
+        out_held[doc] = HeldPart(entry[0], entry[1], _decode_buckets(f"{where}.held[{doc!r:.40}]", entry[2]))
+    out_ends = {}
+    for doc, end in ends.items():
+        if not (type(doc) is str and isinstance(end, list) and len(end) == 3 and type(end[0]) is int
+                and type(end[1]) is int and type(end[2]) is bool and end[0] >= 0 and end[1] >= 0):
+            raise CodecError(f"{where}.ends[{doc!r:.40}]: expected [marker offset, chunks, commit]")
+        out_ends[doc] = (end[0], end[1], end[2])
+    buckets = _decode_buckets(where, part["buckets"])
+    return PartialMessage((source[0], source[1], source[2]), shard, buckets, out_held, out_ends)
+
+
+def _decode_buckets(where: str, buckets: object) -> Buckets:
     if not isinstance(buckets, dict):
         raise CodecError(f"{where}.buckets: expected a map, got {type(buckets).__name__}")
     for bucket, counts in buckets.items():
@@ -199,7 +281,7 @@ def _decode_part(i: int, part: object, shard: int) -> PartialMessage:
             raise CodecError(f"{where}.buckets[{bucket}]: counts must be positive ints")
         if set(map(type, counts)) != {str} or "" in counts:
             raise CodecError(f"{where}.buckets[{bucket}]: words must be non-empty strings")
-    return PartialMessage((source[0], source[1], source[2]), docs, shard, buckets)
+    return buckets
 
 
 # -- total -------------------------------------------------------------------
@@ -238,6 +320,29 @@ def decode_status(data: bytes | None) -> WorkerStatus:
             raise CodecError(f"status.{name}: expected a non-negative number, got {obj[name]!r:.40}")
         obj[name] = float(obj[name])
     return WorkerStatus(**{f: obj[f] for f in _STATUS_FIELDS if f != "partitions"}, partitions=tuple(partitions))
+
+
+# -- receipt -----------------------------------------------------------------
+
+_RECEIPT_FIELDS = ("document", "key", "state", "partition", "first", "chunks", "bytes", "at")
+
+
+def encode_receipt(msg: Receipt) -> bytes:
+    return _pack({"v": VERSION, **{f: getattr(msg, f) for f in _RECEIPT_FIELDS}})
+
+
+def decode_receipt(data: bytes | None) -> Receipt:
+    obj = _unpack(data, "receipt", _RECEIPT_FIELDS)
+    _check("receipt", "document", obj["document"], str)
+    if obj["key"] is not None:
+        _check("receipt", "key", obj["key"], str)
+    if obj["state"] not in RECEIPT_STATES:
+        raise CodecError(f"receipt.state: expected one of {', '.join(RECEIPT_STATES)}, got {obj['state']!r:.40}")
+    for name in ("partition", "first", "chunks", "bytes"):
+        _check("receipt", name, obj[name], int, minimum=0)
+    if type(obj["at"]) not in (int, float):
+        raise CodecError(f"receipt.at: expected a number, got {type(obj['at']).__name__}")
+    return Receipt(**{f: obj[f] for f in _RECEIPT_FIELDS})
 
 
 # -- dead letter -------------------------------------------------------------

@@ -31,6 +31,7 @@ class Settings:
     totals_topic: str = "totals"
     deadletter_topic: str = "deadletter"
     status_topic: str = "workers"  # workers' status reports (pipeline/roster.py)
+    documents_topic: str = "documents"  # ingest's receipts: accepted uploads, idempotency keys
     chunk_partitions: int = 12
     partial_partitions: int = 8
 
@@ -50,8 +51,23 @@ class Settings:
     # even when data arrives sooner, so every hop pays it: keep it short there.
     fetch_max_wait_ms: int = 50
 
+    # The ingest service (pipeline/ingest/service.py): uploads over HTTP.
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = 8080
+    max_document_bytes: int = 4 << 30  # per upload, after gzip decoding: larger is a 413
+    max_uploads: int = 16  # uploads at once; more get a 429
+    stream_segment_bytes: int = 1 << 20  # a stream commits what it received every this many bytes...
+    stream_segment_seconds: float = 1.0  # ...or this often, whichever comes first
+    # A held document commits only if its end lands fewer than this many offsets after its
+    # first chunk on their partition; an upload left open longer is abandoned everywhere.
+    document_max_span: int = 1_000_000
+    # HTTP APIs take `Authorization: Bearer <token>`, one of `tokens` (comma-separated;
+    # WORDPIPE_TOKENS), unless auth = "none".
+    auth: str = "token"
+    tokens: str | None = None
+
     aggregator_id: str = "wordpipe-aggregator"
-    aggregator_host: str = "127.0.0.1"
+    aggregator_host: str = "127.0.0.1"  # the aggregator serves the results API
     aggregator_port: int = 8081
     aggregator_datadir: str | None = None  # faust's directory; default: <tmp>/wordpipe-faust/<aggregator_id>
     buckets: int = 16  # state buckets per shard: the unit of snapshot and deduplication
@@ -87,7 +103,8 @@ class Settings:
     health_file: str | None = None  # a file each service touches while healthy (the image's HEALTHCHECK)
 
     def __post_init__(self) -> None:
-        for name in ("chunk_partitions", "partial_partitions", "buckets", "worker_batch", "window_chunks", "window_max_words", "replication_factor"):
+        for name in ("chunk_partitions", "partial_partitions", "buckets", "worker_batch", "window_chunks", "window_max_words",
+                     "replication_factor", "max_document_bytes", "max_uploads", "stream_segment_bytes", "document_max_span"):
             _at_least(name, getattr(self, name), 1)
         _at_least("workers", self.workers, 0)
         _at_least("chunk_size", self.chunk_size, 16)
@@ -96,7 +113,7 @@ class Settings:
         if self.session_timeout_ms is not None:
             _at_least("session_timeout_ms", self.session_timeout_ms, 1000)
         _at_least("fetch_max_wait_ms", self.fetch_max_wait_ms, 1)
-        for name in ("aggregator_port", "autoscaler_port"):
+        for name in ("ingest_port", "aggregator_port", "autoscaler_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ConfigError(f"{name}: {getattr(self, name)} is not a TCP port")
         if self.backend not in BACKENDS:
@@ -111,16 +128,26 @@ class Settings:
         if not self.worker_cpus > 0:
             raise ConfigError(f"worker_cpus: must be > 0, got {self.worker_cpus}")
         _at_least("worker_mem_mb", self.worker_mem_mb, 64)
-        for name in ("flush_interval", "totals_interval", "status_interval", "autoscale_interval", "mesos_refuse_seconds"):
+        if self.auth not in ("token", "none"):
+            raise ConfigError(f"auth: {self.auth!r} is not one of token, none")
+        if self.tokens is not None and not all(t.strip() for t in self.tokens.split(",")):
+            raise ConfigError("tokens: an empty token in the comma-separated list")
+        for name in ("flush_interval", "totals_interval", "status_interval", "autoscale_interval", "mesos_refuse_seconds",
+                     "stream_segment_seconds"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: must be > 0 seconds, got {getattr(self, name)}")
-        topics = [self.chunks_topic, self.partials_topic, self.totals_topic, self.deadletter_topic, self.status_topic]
+        topics = [self.chunks_topic, self.partials_topic, self.totals_topic, self.deadletter_topic, self.status_topic,
+                  self.documents_topic]
         if len(set(topics)) != len(topics) or not all(topics):
             raise ConfigError(f"topic names must be distinct and non-empty, got {topics}")
 
     @property
     def embedded(self) -> bool:
         return not self.bootstrap
+
+    @property
+    def token_list(self) -> list[str]:
+        return [t.strip() for t in (self.tokens or "").split(",") if t.strip()]
 
     @property
     def worker_session_timeout_ms(self) -> int:

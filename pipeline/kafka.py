@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.config import Settings
@@ -56,6 +58,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.totals_topic, settings.partial_partitions, rf, config={"cleanup.policy": "compact"}),
         NewTopic(settings.deadletter_topic, 1, rf),
         NewTopic(settings.status_topic, 1, rf, config={"cleanup.policy": "compact"}),
+        NewTopic(settings.documents_topic, 1, rf, config={"cleanup.policy": "compact"}),
     ]
 
 
@@ -116,3 +119,62 @@ class DeliveryTracker:
     def __call__(self, err: KafkaError | None, msg: Any) -> None:
         if err is not None:
             self.failures.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
+
+
+class Saturated(RuntimeError):
+    """The producer's local queue stayed full: Kafka takes records slower than they come."""
+
+
+class AsyncProducer:
+    """confluent-kafka's producer for asyncio: `send` resolves to the record's offset.
+
+    A thread serves delivery reports and hands each to the event loop. A send that finds
+    the local queue full waits up to `saturation_timeout` for room, then raises Saturated.
+    """
+
+    def __init__(self, config: dict[str, Any], saturation_timeout: float = 5.0) -> None:
+        self.producer = Producer(config)
+        self.saturation_timeout = saturation_timeout
+        self.loop = asyncio.get_running_loop()
+        self._closed = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="producer-poll", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._closed.is_set():
+            self.producer.poll(0.1)
+
+    async def send(self, topic: str, value: bytes, key: bytes | None, partition: int) -> int:
+        """Queue a record and wait until Kafka acknowledged it; returns its offset."""
+        return await (await self.enqueue(topic, value, key, partition))
+
+    async def enqueue(self, topic: str, value: bytes, key: bytes | None, partition: int) -> asyncio.Future[int]:
+        """Queue a record; the returned future resolves to its offset once Kafka acknowledged it."""
+        future: asyncio.Future[int] = self.loop.create_future()
+
+        def on_delivery(err: KafkaError | None, msg: Any) -> None:
+            self.loop.call_soon_threadsafe(_settle, future, err, msg)
+
+        deadline = time.monotonic() + self.saturation_timeout
+        while True:
+            try:
+                self.producer.produce(topic, value, key=key, partition=partition, on_delivery=on_delivery)
+                return future
+            except BufferError:
+                if time.monotonic() > deadline:
+                    raise Saturated(f"Kafka producer queue full for {self.saturation_timeout:.0f} s") from None
+                await asyncio.sleep(0.01)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._closed.set()
+        self._poller.join()
+        self.producer.flush(timeout)
+
+
+def _settle(future: asyncio.Future[int], err: KafkaError | None, msg: Any) -> None:
+    if future.done():
+        return
+    if err is not None:
+        future.set_exception(KafkaUnavailable(f"{msg.topic()}[{msg.partition()}]: {err.str()}"))
+    else:
+        future.set_result(msg.offset())

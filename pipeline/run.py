@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -61,13 +62,16 @@ class Pipeline:
             aggregator_datadir=settings.aggregator_datadir or str(self.log_dir / "faust"),
             session_timeout_ms=settings.worker_session_timeout_ms,  # workers see a bootstrap address, not "embedded"
         )
+        if settings.auth == "token" and not settings.token_list:  # this run's aggregator answers only to this run
+            settings = settings.replace(tokens=secrets.token_urlsafe(24))
         if settings.embedded:
             settings = settings.replace(aggregator_port=broker_mod.free_port(settings.aggregator_host))
         else:  # a one-shot job on a shared cluster gets topics and groups of its own
             run = f"wordpipe-{self.run_id}"
             settings = settings.replace(
                 chunks_topic=f"{run}.chunks", partials_topic=f"{run}.partials", totals_topic=f"{run}.totals",
-                deadletter_topic=f"{run}.deadletter", status_topic=f"{run}.status", worker_group=f"{run}.workers",
+                deadletter_topic=f"{run}.deadletter", status_topic=f"{run}.status", documents_topic=f"{run}.documents",
+                worker_group=f"{run}.workers",
                 aggregator_id=f"{run}.aggregator",
                 aggregator_port=broker_mod.free_port(settings.aggregator_host),
             )
@@ -79,6 +83,8 @@ class Pipeline:
         self.env: dict[str, str] = {}
         self.aggregator: subprocess.Popen | None = None
         self.http = requests.Session()
+        if settings.auth == "token":
+            self.http.headers["Authorization"] = f"Bearer {settings.token_list[0]}"
         self.restarts = {"workers": 0, "aggregator": 0}
         self._recent_restarts: dict[str, list[float]] = {}
         self.counted_at: float | None = None
@@ -242,6 +248,13 @@ class Pipeline:
             time.sleep(0.05)
 
     def totals(self) -> dict[str, int]:
-        response = self.http.get(self.results_url + "/v1/totals", timeout=60)
-        response.raise_for_status()
-        return response.json()["counts"]
+        out: dict[str, int] = {}
+        cursor = ""
+        while True:
+            response = self.http.get(self.results_url + "/v1/totals", params={"limit": 100_000, "cursor": cursor}, timeout=60)
+            response.raise_for_status()
+            page = response.json()
+            out.update(page["totals"])
+            if page["next"] is None:
+                return out
+            cursor = page["next"]

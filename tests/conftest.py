@@ -87,3 +87,19 @@ def mesos_master(docker_image):
         master.split = True
         yield master
     assert docker_leftovers() == []
+
+
+@pytest.fixture(scope="module")
+def services():
+    """Broker, aggregator, 2 workers and an ingest service, token auth on: one per test module."""
+    from pipeline import config
+    from pipeline.client import Client
+    from pipeline.run import Pipeline
+    from tests.services import TOKEN, IngestThread, Services
+
+    settings = config.Settings(workers=2, tokens=TOKEN)
+    with Pipeline(settings) as pipeline, IngestThread(pipeline.settings, pipeline.bootstrap) as ingest:
+        ingest.wait_healthy()
+        client = Client(ingest.url, pipeline.results_url, token=TOKEN)
+        yield Services(pipeline.settings, pipeline.bootstrap, ingest.url, pipeline.results_url, client)
+        client.close()

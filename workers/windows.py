@@ -9,6 +9,11 @@ worker that resumes at a committed window boundary rebuilds exactly the windows 
 predecessor did: a replayed window is identical to the original and the aggregator
 recognises its offset range. Offsets are committed only at window ends.
 
+A held chunk (an upload over HTTP) is counted apart, per document, and a document's
+end marker is recorded with its verdict: the aggregator parks a held document's counts
+until the window holding its end commits them (pipeline/aggregator/state.py). Windows
+thus keep no state across their boundaries, and a replay stays exact.
+
 Every worker of a group must use the same `size` and `max_words`; change them only
 with all workers stopped (a SIGTERM drain commits every published window).
 """
@@ -20,12 +25,21 @@ from dataclasses import dataclass, field
 
 
 @dataclass
+class HeldDocument:
+    first: int  # offset of its first chunk in this window
+    chunks: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
 class Window:
     partition: int
     start: int
     end: int  # exclusive; the window covers [start, end)
-    counts: Counter[str] = field(default_factory=Counter)
-    docs: Counter[str] = field(default_factory=Counter)  # document id -> chunks in this window
+    counts: Counter[str] = field(default_factory=Counter)  # chunks that count at once
+    held: dict[str, HeldDocument] = field(default_factory=dict)
+    ends: dict[str, tuple[int, int, bool]] = field(default_factory=dict)  # doc -> (offset, chunks, commit)
+    words: int = 0  # distinct words over counts and held, as the max_words bound sees them
 
 
 class Windows:
@@ -40,12 +54,19 @@ class Windows:
         return (offset // self.size + 1) * self.size
 
     def add(
-        self, partition: int, offset: int, tokens: list[str] | None = None, doc: str | None = None, flush: bool = False
+        self,
+        partition: int,
+        offset: int,
+        tokens: list[str] | None = None,
+        held_by: str | None = None,
+        flush: bool = False,
+        end: tuple[str, int, bool] | None = None,
     ) -> list[Window]:
         """Fold one record in; returns the windows it closed (in offset order).
 
-        `tokens` and `doc` describe a chunk; `flush=True` marks a flush marker; a record
-        with neither (a dead-lettered one) only takes up its offset.
+        `tokens` are a chunk's, counted at once or, with `held_by`, for that document;
+        `flush=True` marks a flush marker; `end` = (document, chunks, commit) a document's
+        end marker; a record with none of these (a dead-lettered one) only takes up its offset.
         """
         closed = []
         window = self.open.get(partition)
@@ -56,12 +77,23 @@ class Windows:
             window = None
         if window is None:
             window = self.open[partition] = Window(partition, offset, offset)
+        if held_by is not None:
+            held = window.held.get(held_by)
+            if held is None:
+                held = window.held[held_by] = HeldDocument(offset)
+            held.chunks += 1
+            counts = held.counts
+        else:
+            counts = window.counts
         if tokens:
-            window.counts.update(tokens)
-        if doc is not None:
-            window.docs[doc] += 1
+            before = len(counts)
+            counts.update(tokens)
+            window.words += len(counts) - before
+        if end is not None:
+            doc, chunks, commit = end
+            window.ends.setdefault(doc, (offset, chunks, commit))  # the first verdict is the one that holds
         window.end = offset + 1
-        if flush or window.end % self.size == 0 or len(window.counts) >= self.max_words:
+        if flush or window.end % self.size == 0 or window.words >= self.max_words:
             closed.append(self.open.pop(partition))
         return closed
 

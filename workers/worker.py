@@ -23,7 +23,7 @@ from pipeline import codec, faults, kafka, tokenize
 from pipeline.config import Settings
 from pipeline.health import Heartbeat
 from pipeline.sharding import Router
-from workers.counting import split_by_shard
+from workers.counting import partials_of
 from workers.windows import Window, Windows
 
 log = logging.getLogger("wordpipe.worker")
@@ -163,13 +163,16 @@ class Worker:
             if isinstance(record, codec.FlushMarker):
                 closed += self.windows.add(partition, offset, flush=True)
                 continue
+            if isinstance(record, codec.DocumentEnd):
+                closed += self.windows.add(partition, offset, end=(record.doc, record.chunks, record.commit))
+                continue
             decoded = tokenize.decode(record.text)
             if decoded.invalid_bytes:
                 log.warning(
                     "%s: %d invalid UTF-8 byte sequence(s) replaced by U+FFFD in the chunk at byte %d",
                     record.source, decoded.invalid_bytes, record.offset,
                 )
-            closed += self.windows.add(partition, offset, tokenize.tokens(decoded.text), record.doc)
+            closed += self.windows.add(partition, offset, tokenize.tokens(decoded.text), record.doc if record.held else None)
             self.chunks_counted += 1
         if self.first_chunk_at is None and self.chunks_counted:
             self.first_chunk_at = time.time()
@@ -183,9 +186,8 @@ class Worker:
         commit = PendingCommit({w.partition: w.end for w in closed})  # offset order: the last end wins
         parts: list[list[codec.PartialMessage]] = [[] for _ in range(self.router.shards)]
         for window in closed:
-            source = (window.partition, window.start, window.end)
-            for shard, buckets in enumerate(split_by_shard(window.counts, self.router)):
-                parts[shard].append(codec.PartialMessage(source, dict(window.docs), shard, buckets))
+            for part in partials_of(window, self.router):
+                parts[part.shard].append(part)
         for shard, shard_parts in enumerate(parts):
             for record in codec.encode_partials(shard, shard_parts):
                 commit.unacked += 1

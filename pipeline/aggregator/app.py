@@ -1,4 +1,4 @@
-"""The faust app: partials in, exactly-once totals out (table + HTTP + `totals` topic).
+"""The faust app: partials in, exactly-once totals out (table, results API, `totals` topic).
 
 Events are consumed without auto-ack. Every `flush_interval` the dirty state buckets
 are written to the table's changelog, flushed, then the progress records, flushed,
@@ -18,11 +18,18 @@ from pathlib import Path
 import faust
 from confluent_kafka import Producer
 from faust.transport.drivers import aiokafka as faust_kafka
+from prometheus_client import CollectorRegistry, Counter
 
 from pipeline import codec, faults, kafka
+from pipeline.aggregator.api import ResultsApi
+from pipeline.aggregator.ranking import Ranking
 from pipeline.aggregator.state import OverlapError, ShardState
+from pipeline.autoscaler.monitor import Watch
 from pipeline.config import CLUSTER_SESSION_TIMEOUT_MS, Settings
 from pipeline.health import Heartbeat
+from pipeline.sharding import Router
+from pipeline.ingest.receipts import Accepted
+from pipeline.web import serve
 
 log = logging.getLogger("wordpipe.aggregator")
 
@@ -61,9 +68,7 @@ class Aggregator:
             store="memory://",
             # faust makes (empty, with the memory store) directories here; not in the caller's cwd.
             datadir=str(datadir),
-            web_bind=s.aggregator_host,
-            web_host=s.aggregator_host,
-            web_port=s.aggregator_port,
+            web_enabled=False,  # the results API is ours (pipeline/aggregator/api.py)
             topic_partitions=s.partial_partitions,
             topic_replication_factor=s.replication_factor,
             # Not the workers' short session: faust heartbeats from its event loop, which a
@@ -91,6 +96,15 @@ class Aggregator:
         self.partials_applied = 0
         self.partials_replayed = 0
         self.heartbeat = Heartbeat(s.health_file)
+        self.router = Router(s.partial_partitions, s.buckets)
+        self.ranking = Ranking()
+        self.unpublished: dict[str, int] = {}  # totals changed since the last publication to the totals topic
+        self.accepted = Accepted(bootstrap, s)
+        self.watch = Watch(bootstrap, s)
+        self.registry = CollectorRegistry()
+        self.metric_parts = Counter("wordpipe_aggregator_parts", "Partial parts by outcome", ["outcome"], registry=self.registry)
+        self.api = ResultsApi(self)
+        self.runner = None
         self._wire()
 
     # -- state -----------------------------------------------------------------
@@ -100,8 +114,16 @@ class Aggregator:
         if state is None:
             prefix = f"{shard}/".encode()
             records = {k.decode(): v for k, v in self.table.data.items() if k.startswith(prefix)}
-            state = self.shards[shard] = ShardState.load(shard, records)
+            state = self.shards[shard] = ShardState.load(shard, records, self.settings.document_max_span)
+            self.ranking.update(state.totals())
         return state
+
+    def forget_shards(self, shards: list[int]) -> None:
+        for shard in shards:
+            self.shards.pop(shard, None)
+        self.ranking = Ranking()  # rebuilt from the shards still here, as `shard()` loads them
+        for state in self.shards.values():
+            self.ranking.update(state.totals())
 
     def owned_shards(self) -> list[int]:
         """Partials partitions this instance owns and has recovered; [] while rebalancing."""
@@ -128,6 +150,7 @@ class Aggregator:
                     self.partials_applied += 1
                 else:
                     self.partials_replayed += 1
+                self.metric_parts.labels("applied" if applied else "replayed").inc()
             self.touched.add(message.partition)
         self.pending.append(event)
 
@@ -169,6 +192,10 @@ class Aggregator:
             faults.point("aggregator.before_ack")
             for event in events:
                 event.ack()
+            for shard in touched:  # durable now: visible to readers
+                changed = self.shards[shard].take_dirty_words()
+                self.ranking.update(changed)
+                self.unpublished.update(changed)
 
     def write(self, shard: int, records: dict[str, bytes]) -> None:
         for key, value in records.items():
@@ -186,15 +213,16 @@ class Aggregator:
 
     def publish_totals(self) -> None:
         topic = self.settings.totals_topic
-        for state in self.shards.values():
-            for word, count in state.take_dirty_words().items():
-                value = codec.encode_total(codec.TotalMessage(word, count))
-                while True:
-                    try:
-                        self.producer.produce(topic, value, key=word.encode(), partition=state.shard)
-                        break
-                    except BufferError:
-                        self.producer.poll(0.01)
+        changed, self.unpublished = self.unpublished, {}
+        for word, count in changed.items():
+            value = codec.encode_total(codec.TotalMessage(word, count))
+            partition = self.router.route(word)[0]
+            while True:
+                try:
+                    self.producer.produce(topic, value, key=word.encode(), partition=partition)
+                    break
+                except BufferError:
+                    self.producer.poll(0.01)
         self.producer.poll(0)
 
     # -- views -----------------------------------------------------------------
@@ -210,6 +238,24 @@ class Aggregator:
         for shard in self.owned_shards():
             out.update(self.shard(shard).totals())
         return out
+
+    def count(self, word: str) -> int:
+        shard, _ = self.router.route(word)
+        return self.shard(shard).count(word) if shard in self.owned_shards() else 0
+
+    @property
+    def total_words(self) -> int:
+        return sum(self.shard(s).total_words for s in self.owned_shards())
+
+    @property
+    def distinct_words(self) -> int:
+        return sum(self.shard(s).distinct_words for s in self.owned_shards())
+
+    @property
+    def vocabulary_version(self) -> tuple:
+        """Changes whenever the set of words known here may have."""
+        owned = self.owned_shards()
+        return tuple(owned), sum(self.shard(s).distinct_words for s in owned)
 
     def _wire(self) -> None:
         app = self.app
@@ -231,9 +277,7 @@ class Aggregator:
         @app.on_partitions_revoked.connect
         async def on_revoked(app, revoked, **kwargs) -> None:
             await self.flush()
-            for tp in revoked:
-                if tp.topic == self.settings.partials_topic:
-                    self.shards.pop(tp.partition, None)
+            self.forget_shards([tp.partition for tp in revoked if tp.topic == self.settings.partials_topic])
 
         @app.on_before_shutdown.connect
         async def on_shutdown(app, **kwargs) -> None:
@@ -241,21 +285,14 @@ class Aggregator:
             self.publish_totals()
             await self.flush_producers()
 
-        @app.page("/health")
-        async def health(web, request):
-            return web.json({"ok": True, "shards": self.owned_shards()})
+        @app.task
+        async def serve_results() -> None:
+            self.runner = await serve(self.api.app(), self.settings.aggregator_host, self.settings.aggregator_port)
 
-        @app.page("/v1/progress")
-        async def progress(web, request):
-            return web.json(self.progress())
-
-        @app.page("/v1/totals")
-        async def totals(web, request):
-            return web.json({"counts": self.totals()})
-
-        @app.page("/v1/stats")
-        async def stats(web, request):
-            return web.json({"partials_applied": self.partials_applied, "partials_replayed": self.partials_replayed})
+        @app.on_before_shutdown.connect
+        async def stop_serving(app, **kwargs) -> None:
+            if self.runner is not None:
+                await self.runner.cleanup()
 
 
 def main(settings: Settings) -> int:

@@ -8,6 +8,14 @@ snapshot and replaying partials never double-counts, whatever crashed when.
 A bucket may claim more sources than touched it (the shard's `live` set is merged
 in at snapshot time): a partial that did not touch a bucket has no effect on it, so
 skipping its replay there is harmless, and the ranges stay contiguous.
+
+Held documents (uploads) are parked per bucket until a verdict: the shard keeps a
+ledger of open documents (partition, first offset, chunks seen) in its progress
+record and decides, once per window and the same way on every shard, whether a
+document commits: its end marker says commit, every chunk arrived, and the marker
+lies less than `max_span` offsets after its first chunk. A document still open
+`max_span` offsets after its first chunk is abandoned (its producer died), so parked
+counts never grow without bound. Ingest applies the same rule before it answers 202.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import msgpack
 from pipeline.codec import PartialMessage
 from pipeline.offsets import OffsetRanges
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 PROGRESS = "progress"
 
 Sources = dict[int, OffsetRanges]  # chunks partition -> offsets
@@ -71,16 +79,79 @@ def progress_key(shard: int) -> str:
 class Bucket:
     counts: dict[str, int] = field(default_factory=dict)
     applied: Sources = field(default_factory=dict)  # as recovered; `live` is added on snapshot
+    pending: dict[str, dict[str, int]] = field(default_factory=dict)  # held document -> parked counts
+
+
+@dataclass
+class OpenDocument:
+    partition: int
+    first: int  # offset of its first chunk
+    chunks: int  # chunks seen so far
+
+
+@dataclass
+class Documents:
+    """The shard's ledger of held documents; snapshotted with (and deduplicated by) progress."""
+
+    open: dict[str, OpenDocument] = field(default_factory=dict)
+    committed: int = 0
+    committed_chunks: int = 0
+    aborted: int = 0
+
+    def decide(self, partial: PartialMessage, max_span: int) -> dict[str, bool]:
+        """Fold in a window's held documents and ends; returns the verdicts it brings."""
+        partition, _, end = partial.source
+        for doc, held in partial.held.items():
+            entry = self.open.get(doc)
+            if entry is None:
+                self.open[doc] = OpenDocument(partition, held.first, held.chunks)
+            else:
+                entry.chunks += held.chunks
+        verdicts: dict[str, bool] = {}
+        for doc, (offset, chunks, commit) in sorted(partial.ends.items(), key=lambda item: item[1][0]):
+            entry = self.open.pop(doc, None)
+            if entry is None:  # no chunk of it is open: an empty document, or one already decided
+                if commit and chunks == 0:
+                    self.committed += 1
+                continue
+            verdicts[doc] = commit and entry.chunks == chunks and offset - entry.first < max_span
+        for doc, entry in list(self.open.items()):
+            if entry.partition == partition and end - 1 - entry.first >= max_span:
+                del self.open[doc]
+                verdicts[doc] = False
+        for doc, commit in verdicts.items():
+            if commit:
+                self.committed += 1
+                self.committed_chunks += partial.ends[doc][1]
+            else:
+                self.aborted += 1
+        return verdicts
+
+    def to_record(self) -> dict:
+        return {
+            "open": {d: [e.partition, e.first, e.chunks] for d, e in self.open.items()},
+            "counted": [self.committed, self.committed_chunks, self.aborted],
+        }
+
+    @classmethod
+    def from_record(cls, obj: dict) -> Documents:
+        committed, chunks, aborted = obj["counted"]
+        return cls({d: OpenDocument(*e) for d, e in obj["open"].items()}, committed, chunks, aborted)
 
 
 @dataclass
 class ShardState:
     shard: int
+    max_span: int = 1_000_000  # Settings.document_max_span
     buckets: dict[int, Bucket] = field(default_factory=dict)
     recovered_progress: Sources = field(default_factory=dict)
     live: Sources = field(default_factory=dict)  # sources applied since this state was loaded
+    documents: Documents = field(default_factory=Documents)
+    parked_in: dict[str, set[int]] = field(default_factory=dict)  # held document -> buckets parking it
     dirty: set[int] = field(default_factory=set)
     dirty_words: set[str] = field(default_factory=set)
+    total_words: int = 0  # sum of the counted totals
+    distinct_words: int = 0
 
     def apply(self, partial: PartialMessage) -> bool:
         """Fold a partial in; False if it was already applied (a replay).
@@ -88,25 +159,51 @@ class ShardState:
         Raises OverlapError, changing nothing, for a window that partly overlaps.
         """
         partition, start, end = partial.source
-        if _seen(self.live, partition, start, end):
+        if _seen(self.live, partition, start, end) or _seen(self.recovered_progress, partition, start, end):
             return False
-        skip = {b for b in partial.buckets if b in self.buckets and _seen(self.buckets[b].applied, partition, start, end)}
+        # Every check that may raise comes before the first change.
+        replayed = {b for b, bucket in self.buckets.items() if _seen(bucket.applied, partition, start, end)}
+        verdicts = self.documents.decide(partial, self.max_span)
+        touched = set(partial.buckets)
+        for held in partial.held.values():
+            touched.update(held.buckets)
+        for doc in verdicts:
+            touched.update(self.parked_in.get(doc, ()))
         applied_any = False
-        for bucket_id, words in partial.buckets.items():
-            if bucket_id in skip:
-                continue
+        for bucket_id in sorted(touched - replayed):
             bucket = self.buckets.get(bucket_id)
             if bucket is None:
                 bucket = self.buckets[bucket_id] = Bucket()
-            counts = bucket.counts
-            get = counts.get
-            for word, n in words.items():
-                counts[word] = get(word, 0) + n
-            self.dirty.add(bucket_id)
-            self.dirty_words.update(words)
+            self._apply_to_bucket(bucket_id, bucket, partial, verdicts)
             applied_any = True
+        for doc in verdicts:  # a bucket skipped as replayed may park a later incarnation of the id
+            still = {b for b in self.parked_in.pop(doc, ()) if doc in self.buckets[b].pending}
+            if still:
+                self.parked_in[doc] = still
         self.live.setdefault(partition, OffsetRanges()).add_range(start, end)
-        return applied_any or not partial.buckets
+        return applied_any or not touched
+
+    def _apply_to_bucket(self, bucket_id: int, bucket: Bucket, partial: PartialMessage, verdicts: dict[str, bool]) -> None:
+        words = partial.buckets.get(bucket_id)
+        if words:
+            self._count(bucket, words)
+        for doc, held in partial.held.items():
+            words = held.buckets.get(bucket_id)
+            if words:
+                _add(bucket.pending.setdefault(doc, {}), words)
+                self.parked_in.setdefault(doc, set()).add(bucket_id)
+        for doc, commit in verdicts.items():
+            parked = bucket.pending.pop(doc, None)
+            if parked and commit:
+                self._count(bucket, parked)
+        self.dirty.add(bucket_id)
+
+    def _count(self, bucket: Bucket, words: dict[str, int]) -> None:
+        before = len(bucket.counts)
+        _add(bucket.counts, words)
+        self.distinct_words += len(bucket.counts) - before
+        self.total_words += sum(words.values())
+        self.dirty_words.update(words)
 
     def progress(self) -> Sources:
         """Source offsets whose partial for this shard is counted."""
@@ -123,11 +220,15 @@ class ShardState:
             bucket = self.buckets[bucket_id]
             bucket.applied = _union(bucket.applied, self.live)
             records[bucket_key(self.shard, bucket_id)] = msgpack.packb(
-                {"v": STATE_VERSION, "counts": bucket.counts, "applied": _encode_sources(bucket.applied)},
+                {"v": STATE_VERSION, "counts": bucket.counts, "pending": bucket.pending,
+                 "applied": _encode_sources(bucket.applied)},
                 use_bin_type=True,
             )
         self.dirty.clear()
-        progress = {progress_key(self.shard): msgpack.packb({"v": STATE_VERSION, "progress": _encode_sources(self.progress())})}
+        progress = {progress_key(self.shard): msgpack.packb(
+            {"v": STATE_VERSION, "progress": _encode_sources(self.progress()), "documents": self.documents.to_record()},
+            use_bin_type=True,
+        )}
         return records, progress
 
     def take_dirty_words(self) -> dict[str, int]:
@@ -140,6 +241,13 @@ class ShardState:
                 out[word] = counts[word]
         return out
 
+    def count(self, word: str) -> int:
+        for bucket in self.buckets.values():
+            n = bucket.counts.get(word)
+            if n is not None:
+                return n
+        return 0
+
     def totals(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for bucket in self.buckets.values():
@@ -147,9 +255,9 @@ class ShardState:
         return out
 
     @classmethod
-    def load(cls, shard: int, records: dict[str, bytes]) -> ShardState:
+    def load(cls, shard: int, records: dict[str, bytes], max_span: int = 1_000_000) -> ShardState:
         """Rebuild from the latest snapshot records of this shard (key -> value)."""
-        state = cls(shard)
+        state = cls(shard, max_span)
         prefix = f"{shard}/"
         for key, value in records.items():
             if not key.startswith(prefix):
@@ -160,6 +268,18 @@ class ShardState:
             name = key[len(prefix) :]
             if name == PROGRESS:
                 state.recovered_progress = _decode_sources(obj["progress"])
+                state.documents = Documents.from_record(obj["documents"])
             else:
-                state.buckets[int(name)] = Bucket(obj["counts"], _decode_sources(obj["applied"]))
+                bucket_id = int(name)
+                state.buckets[bucket_id] = Bucket(obj["counts"], _decode_sources(obj["applied"]), obj["pending"])
+                state.total_words += sum(obj["counts"].values())
+                state.distinct_words += len(obj["counts"])
+                for doc in obj["pending"]:
+                    state.parked_in.setdefault(doc, set()).add(bucket_id)
         return state
+
+
+def _add(counts: dict[str, int], words: dict[str, int]) -> None:
+    get = counts.get
+    for word, n in words.items():
+        counts[word] = get(word, 0) + n

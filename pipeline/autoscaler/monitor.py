@@ -14,6 +14,7 @@ reads low by at most one batch per partition; rates are unaffected over a window
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -125,3 +126,37 @@ class LagMonitor:
     def close(self) -> None:
         self.consumer.close()
         self.roster.close()
+
+
+class Watch:
+    """`LagMonitor.read` every `interval` seconds on a thread, for views that must not block
+    on Kafka (the results API's status and dashboard)."""
+
+    def __init__(self, bootstrap: str, settings: Settings, interval: float = 2.0) -> None:
+        self.monitor = LagMonitor(bootstrap, settings)
+        self.interval = interval
+        self.latest: Metrics | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lag-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                workers = list(self.monitor.roster.refresh())
+                self.latest = self.monitor.read(workers)
+            except Exception as exc:  # a view: never worth dying for
+                log.warning("lag watch: %s", exc)
+            self._stop.wait(self.interval)
+
+    def view(self) -> dict:
+        m = self.latest
+        if m is None:
+            return {"lag": None, "workers": 0, "arrival_rate": None, "processing_rate": None}
+        return {"lag": None if m.lag is None else int(m.lag), "workers": m.workers,
+                "arrival_rate": m.arrival_rate, "processing_rate": m.processing_rate}
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.monitor.close()

@@ -23,7 +23,8 @@ def open_backend(
 
     `owner_pid`: the workers are this process's alone and must not outlive it (`wordpipe run`).
     """
-    env = {k: v for k, v in env.items() if not k.startswith("WORDPIPE_MESOS_")}  # the framework's, not the workers'
+    # The framework's settings and the APIs' tokens are not the workers' business.
+    env = {k: v for k, v in env.items() if not k.startswith("WORDPIPE_MESOS_") and k != "WORDPIPE_TOKENS"}
     if settings.backend == "mesos":
         from pipeline.cluster.mesos import MesosBackend
 

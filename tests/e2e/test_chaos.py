@@ -7,7 +7,6 @@ import time
 from collections import Counter
 
 import pytest
-import requests
 
 from pipeline import config
 from pipeline.reference import count_sources
@@ -28,7 +27,7 @@ def settings(**overrides) -> config.Settings:
 
 
 def stats(pipeline: Pipeline) -> dict:
-    return requests.get(pipeline.results_url + "/v1/stats", timeout=5).json()
+    return pipeline.http.get(pipeline.results_url + "/v1/stats", timeout=5).json()
 
 
 def test_sigkill_random_workers_and_the_aggregator_once(documents):

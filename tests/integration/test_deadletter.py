@@ -17,13 +17,18 @@ pytestmark = pytest.mark.e2e
 POISON_CHUNKS = [
     (b"\x00garbage\xff", "not msgpack"),
     (msgpack.packb({"v": 9, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"x" * 40}), "unsupported schema version 9"),
-    (msgpack.packb({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": 5, "pad": "x" * 20}), "unknown field(s) pad"),
+    (msgpack.packb({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": 5, "held": False, "pad": "x" * 20}),
+     "unknown field(s) pad"),
+    (msgpack.packb({"v": 1, "end": "d", "chunks": 1, "commit": "yes", "pad": "x"}), "document end: unknown field(s) pad"),
     (b"\x92" + b"x" * 50, "not msgpack"),
 ]
 POISON_PARTIALS = [
     (b"\xc1", "partials: not msgpack"),
     (msgpack.packb({"v": 1, "shard": 3, "parts": []}), "partials.shard: 3 arrived on partition 0"),
-    (msgpack.packb({"v": 1, "shard": 0, "parts": [{"source": [0, 5, 6], "docs": {}, "buckets": {0: {"w": -2}}}]}), "counts must be positive"),
+    (msgpack.packb({"v": 1, "shard": 0, "parts": [{"source": [0, 5, 6], "buckets": {0: {"w": -2}}, "held": {}, "ends": {}}]}),
+     "counts must be positive"),
+    (msgpack.packb({"v": 1, "shard": 0, "parts": [{"source": [0, 7, 8], "buckets": {}, "held": {"d": [7, 0, {}]}, "ends": {}}]}),
+     "expected [first offset, chunks >= 1, buckets]"),
 ]
 
 

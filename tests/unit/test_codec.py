@@ -26,10 +26,19 @@ def conforms(data: bytes, schema: str) -> None:
 
 
 def test_chunk_round_trip_and_schema():
-    msg = codec.ChunkMessage("doc1", 3, "a.txt", 65536, b"bytes \xff kept raw")
-    data = codec.encode_chunk(msg)
-    conforms(data, "chunk.v1.json")
-    assert codec.decode_chunk(data) == msg
+    for held in (False, True):
+        msg = codec.ChunkMessage("doc1", 3, "a.txt", 65536, b"bytes \xff kept raw", held)
+        data = codec.encode_chunk(msg)
+        conforms(data, "chunk.v1.json")
+        assert codec.decode_chunk(data) == msg
+
+
+def test_document_end_round_trip_and_schema():
+    for commit in (True, False):
+        msg = codec.DocumentEnd("0f" * 16, 12, commit)
+        data = codec.encode_end(msg)
+        conforms(data, "end.v1.json")
+        assert codec.decode_chunk(data) == msg
 
 
 def test_flush_marker_round_trip_and_schema():
@@ -39,7 +48,13 @@ def test_flush_marker_round_trip_and_schema():
 
 
 def test_partials_round_trip_split_and_schema():
-    parts = [codec.PartialMessage((1, 16 * i, 16 * i + 16), {"d": 16}, 2, {3: {f"w{i}-{j}": j + 1 for j in range(200)}}) for i in range(50)]
+    parts = [
+        codec.PartialMessage(
+            (1, 16 * i, 16 * i + 16), 2, {3: {f"w{i}-{j}": j + 1 for j in range(200)}},
+            {"held": codec.HeldPart(16 * i + 3, 2, {1: {"x": 2}})}, {"other": (16 * i + 9, 4, i % 2 == 0)},
+        )
+        for i in range(50)
+    ]
     records = codec.encode_partials(2, parts, max_bytes=20_000)
     assert len(records) > 1 and all(len(r) < 25_000 for r in records)
     for r in records:
@@ -86,7 +101,7 @@ def test_bad_status_names_what_is_wrong(change, message):
         codec.decode_status(pack({**good_status, **change}))
 
 
-good_part = {"source": [0, 0, 16], "docs": {"d": 1}, "buckets": {1: {"a": 1}}}
+good_part = {"source": [0, 0, 16], "buckets": {1: {"a": 1}}, "held": {}, "ends": {}}
 
 
 @pytest.mark.parametrize(
@@ -104,7 +119,10 @@ good_part = {"source": [0, 0, 16], "docs": {"d": 1}, "buckets": {1: {"a": 1}}}
         (pack({"v": 1, "shard": 0, "parts": [{**good_part, "buckets": {1: {"a": "1"}}}]}), "counts must be positive ints"),
         (pack({"v": 1, "shard": 0, "parts": [{**good_part, "buckets": {1: {b"a": 1}}}]}), "words must be non-empty strings"),
         (pack({"v": 1, "shard": 0, "parts": [{**good_part, "buckets": {"1": {"a": 1}}}]}), "bucket ids must be non-negative ints"),
-        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "docs": {"d": 0}}]}), "docs: expected a map"),
+        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "held": {"d": [0, 0, {}]}}]}), "held['d']: expected [first offset, chunks >= 1"),
+        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "held": {"d": [0, 1, {1: {"a": 0}}]}}]}), "held['d'].buckets[1]: counts must be positive"),
+        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "ends": {"d": [3, 1, 1]}}]}), "ends['d']: expected [marker offset, chunks, commit]"),
+        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "ends": []}]}), "held and ends must be maps"),
     ],
 )
 def test_bad_partials_name_what_is_wrong(data, message):
@@ -118,12 +136,29 @@ def test_bad_partials_name_what_is_wrong(data, message):
     [
         (None, "chunk: empty value"),
         (pack({"v": 1, "flush": "yes"}), "flush must be true"),
-        (pack({"v": 1, "doc": "", "seq": 0, "source": "s", "offset": 0, "text": b""}), "chunk.doc: must not be empty"),
-        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": "not bytes"}), "chunk.text: expected bytes"),
-        (pack({"v": 1, "doc": "d", "seq": -1, "source": "s", "offset": 0, "text": b""}), "chunk.seq: must be >= 0"),
+        (pack({"v": 1, "doc": "", "seq": 0, "source": "s", "offset": 0, "text": b"", "held": True}), "chunk.doc: must not be empty"),
+        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": "not bytes", "held": True}), "chunk.text: expected bytes"),
+        (pack({"v": 1, "doc": "d", "seq": -1, "source": "s", "offset": 0, "text": b"", "held": True}), "chunk.seq: must be >= 0"),
+        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b""}), "chunk: missing field(s) held"),
+        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"", "held": 1}), "chunk.held: expected bool"),
+        (pack({"v": 1, "end": "d", "chunks": 2, "commit": "yes"}), "document end.commit: expected bool"),
+        (pack({"v": 1, "end": "", "chunks": 2, "commit": True}), "document end.end: the document id must not be empty"),
+        (pack({"v": 1, "end": "doc", "chunks": -1, "commit": True}), "document end.chunks: must be >= 0"),
     ],
 )
 def test_bad_chunks_name_what_is_wrong(data, message):
     with pytest.raises(codec.CodecError) as info:
         codec.decode_chunk(data)
     assert message in str(info.value)
+
+
+def test_receipt_round_trip_schema_and_errors():
+    for key in (None, "retry-me"):
+        receipt = codec.Receipt("ab" * 16, key, "committed", 3, 120, 4, 65_000, 1700000000.5)
+        data = codec.encode_receipt(receipt)
+        conforms(data, "receipt.v1.json")
+        assert codec.decode_receipt(data) == receipt
+    bad = msgpack.packb({"v": 1, "document": "d", "key": None, "state": "maybe", "partition": 0, "first": 0, "chunks": 0,
+                         "bytes": 0, "at": 0})
+    with pytest.raises(codec.CodecError, match="receipt.state: expected one of open, committed, aborted"):
+        codec.decode_receipt(bad)

@@ -1,48 +1,105 @@
 """Model test of the exactly-once design, without a broker.
 
-Workers (workers/windows.py) and the aggregator (pipeline/aggregator/state.py) run
-over in-memory logs and crash at random instants: a worker between publishing and
-committing, the aggregator between writing bucket snapshots, the progress record and
-acking. Whatever happens, the totals equal a straight count of the input.
+Workers (workers/windows.py, workers/counting.py) and the aggregator
+(pipeline/aggregator/state.py) run over in-memory logs and crash at random instants:
+a worker between publishing and committing, the aggregator between writing bucket
+snapshots, the progress record and acking. The logs interleave chunks that count at
+once with held documents (uploads) that commit, abort, or are cut off and never end.
+Whatever happens, the totals equal a straight count of the input under the
+data-defined rule: a held document counts iff its end marker commits it less than
+MAX_SPAN offsets after its first chunk.
 """
 
+import random
 from collections import Counter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.aggregator.state import ShardState
-from pipeline.codec import PartialMessage
 from pipeline.sharding import Router
-from workers.counting import split_by_shard
+from workers.counting import partials_of
 from workers.windows import Windows
 
 WORDS = ["a", "b", "c", "d", "e", "f", "g", "h"]
-record = st.one_of(
-    st.lists(st.sampled_from(WORDS), max_size=6).map(lambda toks: ("chunk", toks)),
+MAX_SPAN = 12
+tokens = st.lists(st.sampled_from(WORDS), max_size=6)
+loose = st.one_of(
+    tokens.map(lambda toks: ("chunk", toks)),
     st.just(("flush", None)),
     st.just(("poison", None)),
 )
+document = st.tuples(st.lists(tokens, max_size=5), st.sampled_from(["commit", "abort", "cut"]))
 
 
-def run_workers(logs, window, router, rng):
+def build_log(partition, loose_records, documents, rng):
+    """Interleave loose records and each document's chunks (then its end) at random."""
+    streams = [[r] for r in loose_records]
+    for i, (chunks, fate) in enumerate(documents):
+        doc = f"p{partition}-doc{i}"
+        records = [("held", (doc, toks)) for toks in chunks]
+        if fate != "cut":
+            records.append(("end", (doc, len(chunks), fate == "commit")))
+        streams.append(records)
+    log = []
+    while any(streams):
+        stream = rng.choice([s for s in streams if s])
+        log.append(stream.pop(0))
+    return log + [("flush", None)]  # ingest ends every batch with a flush marker
+
+
+def expected_counts(logs):
+    """The rule, straight from the logs."""
+    out = Counter()
+    committed = 0
+    for log in logs:
+        first, tokens_of, decided = {}, {}, set()
+        for offset, (kind, value) in enumerate(log):
+            if kind == "chunk":
+                out.update(value)
+            elif kind == "held":
+                doc, toks = value
+                first.setdefault(doc, offset)
+                tokens_of.setdefault(doc, []).extend(toks)
+            elif kind == "end":
+                doc, chunks, commit = value
+                if doc in decided:
+                    continue
+                decided.add(doc)
+                if commit and (chunks == 0 or offset - first[doc] < MAX_SPAN):
+                    out.update(tokens_of.get(doc, []))
+                    committed += 1
+    return out, committed
+
+
+def feed(windows, partition, offset, record):
+    kind, value = record
+    if kind == "chunk":
+        return windows.add(partition, offset, value)
+    if kind == "held":
+        return windows.add(partition, offset, value[1], held_by=value[0])
+    if kind == "end":
+        return windows.add(partition, offset, end=value)
+    return windows.add(partition, offset, flush=kind == "flush")  # poison: dead-lettered, takes its offset
+
+
+def run_workers(logs, window, router, rng, max_words=100):
     """Publish every partition's windows, crashing between publish and commit at random."""
     partials = [[] for _ in range(router.shards)]
     for partition, log in enumerate(logs):
         committed = 0
         while committed < len(log):
-            windows = Windows(window)
+            windows = Windows(window, max_words=max_words)
             position = committed
             while position < len(log):
                 batch = log[position : position + rng.randint(1, 5)]
                 closed = []
-                for i, (kind, toks) in enumerate(batch):
-                    closed += windows.add(partition, position + i, toks if kind == "chunk" else None,
-                                          "doc" if kind == "chunk" else None, flush=kind == "flush")
+                for i, record in enumerate(batch):
+                    closed += feed(windows, partition, position + i, record)
                 position += len(batch)
                 for w in closed:
-                    for shard, buckets in enumerate(split_by_shard(w.counts, router)):
-                        partials[shard].append(PartialMessage((partition, w.start, w.end), dict(w.docs), shard, buckets))
+                    for part in partials_of(w, router):
+                        partials[part.shard].append(part)
                 if closed and rng.random() < 0.3:
                     break  # crash after publishing, before committing: the next owner replays
                 if closed:
@@ -56,7 +113,7 @@ def run_aggregator(shard, partials, rng):
     """Consume one shard's partials, crashing between the steps of a flush at random."""
     durable: dict[str, bytes] = {}
     acked = 0
-    state = ShardState(shard)
+    state = ShardState(shard, MAX_SPAN)
     position = 0
     while position < len(partials) or acked < len(partials):
         if position < len(partials):
@@ -71,7 +128,7 @@ def run_aggregator(shard, partials, rng):
             if crash > 0.3:
                 acked = position
             else:  # crashed somewhere in the flush: recover, replay from the last ack
-                state = ShardState.load(shard, durable)
+                state = ShardState.load(shard, durable, MAX_SPAN)
                 position = acked
                 check_progress_is_backed(state, partials)
     return state
@@ -80,7 +137,7 @@ def run_aggregator(shard, partials, rng):
 def check_progress_is_backed(state, partials):
     """Recovered progress never claims a window whose counts a recovered bucket lacks."""
     for partial in partials:
-        partition, start, end = partial.source
+        partition, start, _ = partial.source
         claimed = state.recovered_progress.get(partition)
         if claimed is None or start not in claimed:
             continue
@@ -89,24 +146,33 @@ def check_progress_is_backed(state, partials):
             assert applied is not None and start in applied, f"progress claims {partial.source} but bucket {bucket_id} lacks it"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
-    logs=st.lists(st.lists(record, max_size=25), min_size=1, max_size=3),
+    partitions=st.lists(st.tuples(st.lists(loose, max_size=15), st.lists(document, max_size=4)), min_size=1, max_size=3),
     window=st.integers(1, 6),
     seed=st.integers(0, 2**32),
 )
-def test_totals_are_exact_whatever_crashes(logs, window, seed):
-    import random
-
+def test_totals_are_exact_whatever_crashes(partitions, window, seed):
     rng = random.Random(seed)
-    logs = [log + [("flush", None)] for log in logs]  # ingest ends every batch with a flush marker
+    logs = [build_log(p, loose_records, docs, rng) for p, (loose_records, docs) in enumerate(partitions)]
     router = Router(shards=3, buckets=2)
-    partials = run_workers(logs, window, router, rng)
+    partials = run_workers(logs, window, router, rng, rng.choice([3, 100]))
     totals = Counter()
+    expected, committed = expected_counts(logs)
     for shard in range(router.shards):
         state = run_aggregator(shard, partials[shard], rng)
         totals.update(state.totals())
+        assert state.documents.committed == committed, "every shard decides alike"
         for partition, log in enumerate(logs):
             assert (0, len(log)) in list(state.progress().get(partition, [])), "every offset counted"
-    expected = Counter(t for log in logs for kind, toks in log if kind == "chunk" for t in toks)
+        assert not any(b.pending for b in state.buckets.values() if not state.documents.open), "nothing parked once all is decided"
     assert totals == expected
+
+
+def test_a_document_ending_past_the_span_is_abandoned_everywhere():
+    log = [("held", ("d", ["a"]))] + [("chunk", ["b"])] * MAX_SPAN + [("end", ("d", 1, True)), ("flush", None)]
+    router = Router(shards=2, buckets=2)
+    partials = run_workers([log], 4, router, random.Random(0))
+    states = [run_aggregator(shard, partials[shard], random.Random(1)) for shard in range(2)]
+    assert sum((Counter(s.totals()) for s in states), Counter()) == {"b": MAX_SPAN}
+    assert [(s.documents.committed, s.documents.aborted) for s in states] == [(0, 1), (0, 1)]

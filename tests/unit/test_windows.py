@@ -5,7 +5,7 @@ def test_windows_close_at_aligned_offsets_and_flush_markers():
     w = Windows(4)
     closed = []
     for offset in range(0, 10):
-        closed += w.add(0, offset, ["a"], "d", flush=(offset == 5))
+        closed += w.add(0, offset, ["a"], flush=(offset == 5))
     assert [(x.start, x.end) for x in closed] == [(0, 4), (4, 6), (6, 8)]
     assert w.open[0].start == 8 and w.open[0].counts == {"a": 2}
 
@@ -24,7 +24,7 @@ def test_partitions_are_independent_and_drop_forgets():
     w.add(1, 0, ["b"])
     w.drop([0])
     assert list(w.open) == [1]
-    assert [(x.partition, dict(x.counts), dict(x.docs)) for x in w.add(1, 1, ["c"], "d")] == [(1, {"b": 1, "c": 1}, {"d": 1})]
+    assert [(x.partition, dict(x.counts)) for x in w.add(1, 1, ["c"])] == [(1, {"b": 1, "c": 1})]
 
 
 def test_a_window_closes_at_max_words_deterministically():
@@ -36,3 +36,19 @@ def test_a_window_closes_at_max_words_deterministically():
     replay = Windows(100, max_words=7)
     again = [w for offset, toks in enumerate(log[8:], start=8) for w in replay.add(0, offset, toks)]
     assert [(w.start, w.end, w.counts) for w in again] == [(w.start, w.end, w.counts) for w in closed[2:]]
+
+
+def test_held_documents_are_counted_apart_with_their_first_offset_and_verdict():
+    w = Windows(8)
+    w.add(0, 0, ["a"])
+    w.add(0, 1, ["a", "b"], held_by="d1")
+    w.add(0, 2, ["b"], held_by="d2")
+    w.add(0, 3, ["c"], held_by="d1")
+    w.add(0, 4, end=("d1", 2, True))
+    w.add(0, 5, end=("d1", 2, False))  # a second verdict changes nothing
+    (window,) = w.add(0, 6, end=("d2", 1, False), flush=True)
+    assert window.counts == {"a": 1}
+    assert {d: (h.first, h.chunks, dict(h.counts)) for d, h in window.held.items()} == {
+        "d1": (1, 2, {"a": 1, "b": 1, "c": 1}), "d2": (2, 1, {"b": 1})}
+    assert window.ends == {"d1": (4, 2, True), "d2": (6, 1, False)}
+    assert window.words == 5  # a, then a b c for d1, then b for d2: what the partials will carry

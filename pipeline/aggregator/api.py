@@ -1,0 +1,163 @@
+"""The results API (schemas/results.openapi.json), served by the aggregator.
+
+    GET /v1/words/{word}    one word's total
+    GET /v1/top?k=          the k most frequent words, shaped like `wordpipe run --json`
+    GET /v1/top/events?k=   server-sent events: the top k each time it changes
+    GET /v1/totals          every total, in word order, paged with a cursor
+    GET /v1/status          documents and chunks ingested and counted (wait for completeness)
+    GET /v1/progress        counted offsets per shard (`wordpipe run` waits on it)
+    GET /                   a live dashboard
+    GET /health  /metrics  /openapi.json
+
+An instance answers for the shards it owns; `status.complete` says whether that is all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import Gauge
+
+from pipeline import tokenize
+from pipeline.web import ApiError, make_app, tokens_of
+
+if TYPE_CHECKING:
+    from pipeline.aggregator.app import Aggregator
+
+DASHBOARD = Path(__file__).with_name("dashboard.html")
+MAX_K = 10_000
+MAX_PAGE = 100_000
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "bad_parameter", f"{name}: expected an integer, got {raw!r:.40}") from None
+    if not low <= value <= high:
+        raise ApiError(400, "bad_parameter", f"{name}: must be between {low} and {high}, got {value}")
+    return value
+
+
+class ResultsApi:
+    def __init__(self, aggregator: Aggregator) -> None:
+        self.aggregator = aggregator
+        a = aggregator
+        self.words: list[str] = []  # sorted, for paging; rebuilt when the vocabulary grew
+        self.words_version = -1
+        Gauge("wordpipe_aggregator_distinct_words", "Distinct words counted (owned shards)", registry=a.registry,
+              ).set_function(lambda: a.distinct_words)
+        Gauge("wordpipe_aggregator_documents_counted", "Uploads counted in every owned shard", registry=a.registry,
+              ).set_function(lambda: self.status()["documents_counted"])
+        Gauge("wordpipe_aggregator_shards_owned", "Partials partitions owned and recovered", registry=a.registry,
+              ).set_function(lambda: len(a.owned_shards()))
+
+    def app(self) -> web.Application:
+        app = make_app("results", tokens_of(self.aggregator.settings), "results.openapi.json", self.aggregator.registry,
+                       public=("/",))
+        for path, handler in (
+            ("/", self.dashboard), ("/health", self.health), ("/v1/words/{word}", self.word), ("/v1/top", self.top),
+            ("/v1/top/events", self.top_events), ("/v1/totals", self.totals), ("/v1/status", self.get_status),
+            ("/v1/progress", self.progress), ("/v1/stats", self.stats),
+        ):
+            app.router.add_get(path, handler)
+        return app
+
+    # -- views -----------------------------------------------------------------
+
+    def status(self) -> dict:
+        a = self.aggregator
+        owned = a.owned_shards()
+        ledgers = [a.shard(s).documents for s in owned]
+        return {
+            "documents_ingested": a.accepted.documents,
+            "chunks_ingested": a.accepted.chunks,
+            "documents_counted": min((d.committed for d in ledgers), default=0),
+            "chunks_counted": min((d.committed_chunks for d in ledgers), default=0),
+            "documents_aborted": min((d.aborted for d in ledgers), default=0),
+            "documents_open": max((len(d.open) for d in ledgers), default=0),
+            "shards": {"owned": owned, "total": a.settings.partial_partitions},
+            "complete": len(owned) == a.settings.partial_partitions,
+            "pipeline": a.watch.view(),
+        }
+
+    def top_k(self, k: int) -> dict:
+        a = self.aggregator
+        shown = a.ranking.top(k, a.totals)
+        return {"total_words": a.total_words, "distinct_words": a.distinct_words, "counts": dict(shown)}
+
+    # -- handlers --------------------------------------------------------------
+
+    async def dashboard(self, request: web.Request) -> web.Response:
+        return web.Response(text=DASHBOARD.read_text(), content_type="text/html")
+
+    async def health(self, request: web.Request) -> web.Response:
+        owned = self.aggregator.owned_shards()
+        return web.json_response({"ok": True, "shards": owned})
+
+    async def word(self, request: web.Request) -> web.Response:
+        raw = request.match_info["word"]
+        found = tokenize.tokens(raw)
+        if len(found) != 1:
+            raise ApiError(400, "not_a_word", f"{raw!r:.80} is {len(found)} words by the tokenizer; ask for exactly one")
+        word = found[0]
+        a = self.aggregator
+        return web.json_response({"word": word, "count": a.count(word)})
+
+    async def top(self, request: web.Request) -> web.Response:
+        return web.json_response(self.top_k(_int_param(request, "k", 10, 1, MAX_K)))
+
+    async def top_events(self, request: web.Request) -> web.StreamResponse:
+        """An event whenever the top k changes (checked every 0.5 s), and a comment every 15 s to keep proxies open."""
+        k = _int_param(request, "k", 10, 1, MAX_K)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        last, idle, event_id = None, 0.0, 0
+        try:
+            while True:
+                top = self.top_k(k)
+                payload = json.dumps({**top, "status": self.status()}, ensure_ascii=False)
+                if payload != last:
+                    event_id += 1
+                    await response.write(f"id: {event_id}\nevent: top\ndata: {payload}\n\n".encode())
+                    last, idle = payload, 0.0
+                elif idle >= 15:
+                    await response.write(b": keep-alive\n\n")
+                    idle = 0.0
+                await asyncio.sleep(0.5)
+                idle += 0.5
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        return response
+
+    async def totals(self, request: web.Request) -> web.Response:
+        limit = _int_param(request, "limit", 1000, 1, MAX_PAGE)
+        cursor = request.query.get("cursor", "")
+        a = self.aggregator
+        if self.words_version != a.vocabulary_version:
+            self.words = sorted(a.totals())
+            self.words_version = a.vocabulary_version
+        start = bisect.bisect_right(self.words, cursor) if cursor else 0
+        page = self.words[start:start + limit]
+        more = start + limit < len(self.words)
+        return web.json_response({"totals": {w: a.count(w) for w in page}, "next": page[-1] if more and page else None})
+
+    async def get_status(self, request: web.Request) -> web.Response:
+        await asyncio.to_thread(self.aggregator.accepted.catch_up)
+        return web.json_response(self.status())
+
+    async def progress(self, request: web.Request) -> web.Response:
+        return web.json_response(self.aggregator.progress())
+
+    async def stats(self, request: web.Request) -> web.Response:
+        a = self.aggregator
+        return web.json_response({"partials_applied": a.partials_applied, "partials_replayed": a.partials_replayed})
+

@@ -1,0 +1,181 @@
+"""A small client for the ingest and results APIs.
+
+    from pipeline.client import Client
+
+    client = Client(token="...")                # ingest on :8080, results on :8081
+    client.ingest("book.txt")                   # {"document", "bytes", "chunks"}; retried safely
+    client.wait_counted()                       # until everything accepted is counted
+    client.top(10)["counts"]                    # {"the": 1234, ...}
+    client.count("whale")
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import requests
+
+DEFAULT_INGEST_URL = "http://127.0.0.1:8080"
+DEFAULT_RESULTS_URL = "http://127.0.0.1:8081"
+RETRYABLE = (409, 429, 502, 503, 504)
+BLOCK = 256 * 1024
+
+
+def token_file() -> Path:
+    """Where `wordpipe up` leaves the token it generated."""
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "wordpipe" / "token"
+
+
+def default_token() -> str | None:
+    """$WORDPIPE_TOKEN, else the first of $WORDPIPE_TOKENS, else the token `wordpipe up` wrote."""
+    if os.environ.get("WORDPIPE_TOKEN"):
+        return os.environ["WORDPIPE_TOKEN"]
+    if os.environ.get("WORDPIPE_TOKENS"):
+        return os.environ["WORDPIPE_TOKENS"].split(",")[0].strip()
+    try:
+        return token_file().read_text().strip() or None
+    except OSError:
+        return None
+
+
+class ApiError(RuntimeError):
+    """A non-2xx answer; `code` and `detail` come from the service's JSON error body."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"{status} {code}: {detail}")
+        self.status, self.code, self.detail = status, code, detail
+
+
+class Client:
+    def __init__(self, ingest_url: str = DEFAULT_INGEST_URL, results_url: str = DEFAULT_RESULTS_URL,
+                 token: str | None = None, timeout: float = 60.0) -> None:
+        self.ingest_url = ingest_url.rstrip("/")
+        self.results_url = results_url.rstrip("/")
+        self.timeout = timeout
+        self.http = requests.Session()
+        token = token if token is not None else default_token()
+        if token:
+            self.http.headers["Authorization"] = f"Bearer {token}"
+
+    # -- ingest ------------------------------------------------------------------
+
+    def ingest(self, source: str | os.PathLike | bytes, name: str | None = None, key: str | None = None,
+               attempts: int = 5, on_bytes: Callable[[int], None] | None = None) -> dict:
+        """Upload one document; retried with one Idempotency-Key, so it counts once however often it is sent.
+
+        `on_bytes(n)` hears of every block sent; a retry reports its bytes again.
+        """
+        key = key or uuid.uuid4().hex
+        if isinstance(source, bytes):
+            name = name or "upload"
+            opener: Callable[[], BinaryIO] = lambda: _BytesReader(source)
+        else:
+            name = name or str(source)
+            opener = lambda: open(source, "rb")
+        for attempt in range(1, attempts + 1):
+            try:
+                with opener() as f:
+                    response = self.http.post(
+                        self.ingest_url + "/v1/documents", params={"name": name}, data=_blocks(f, on_bytes),
+                        headers={"Content-Type": "application/octet-stream", "Idempotency-Key": key}, timeout=self.timeout,
+                    )
+            except requests.ConnectionError as exc:
+                if attempt == attempts:
+                    raise ApiError(0, "unreachable", f"{self.ingest_url}: {exc}") from None
+                time.sleep(min(2 ** attempt, 30) * 0.25)
+                continue
+            if response.status_code in RETRYABLE and attempt < attempts:
+                time.sleep(_retry_after(response, attempt))
+                continue
+            return _json(response)
+        raise AssertionError("unreachable")
+
+    # -- results -----------------------------------------------------------------
+
+    def top(self, k: int = 10) -> dict:
+        return self._get("/v1/top", k=k)
+
+    def count(self, word: str) -> int:
+        return self._get(f"/v1/words/{requests.utils.quote(word, safe='')}")["count"]
+
+    def status(self) -> dict:
+        return self._get("/v1/status")
+
+    def totals(self, page: int = 10_000) -> Iterator[tuple[str, int]]:
+        cursor = ""
+        while True:
+            body = self._get("/v1/totals", limit=page, cursor=cursor)
+            yield from body["totals"].items()
+            if body["next"] is None:
+                return
+            cursor = body["next"]
+
+    def wait_counted(self, timeout: float = 600.0, poll: float = 0.2) -> dict:
+        """Until every document ingest accepted so far is counted; returns the status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if (status["complete"] and status["documents_counted"] >= status["documents_ingested"]
+                    and status["chunks_counted"] >= status["chunks_ingested"]):
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not everything was counted within {timeout:.0f} s: {status}")
+            time.sleep(poll)
+
+    def _get(self, path: str, **params: object) -> dict:
+        try:
+            response = self.http.get(self.results_url + path, params=params, timeout=self.timeout)
+        except requests.ConnectionError as exc:
+            raise ApiError(0, "unreachable", f"{self.results_url}: {exc}") from None
+        return _json(response)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.position = data, 0
+
+    def read(self, n: int) -> bytes:
+        block = self.data[self.position:self.position + n]
+        self.position += len(block)
+        return block
+
+    def __enter__(self) -> _BytesReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _blocks(f: BinaryIO, on_bytes: Callable[[int], None] | None) -> Iterator[bytes]:
+    while block := f.read(BLOCK):
+        if on_bytes:
+            on_bytes(len(block))
+        yield block
+
+
+def _retry_after(response: requests.Response, attempt: int) -> float:
+    try:
+        return min(float(response.headers.get("Retry-After", "")), 30.0)
+    except ValueError:
+        return min(2 ** attempt, 30) * 0.25
+
+
+def _json(response: requests.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code >= 400:
+        if isinstance(body, dict) and "error" in body:
+            raise ApiError(response.status_code, body["error"], body.get("detail", ""))
+        raise ApiError(response.status_code, "http_error", response.text[:200])
+    return body

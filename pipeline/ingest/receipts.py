@@ -1,0 +1,169 @@
+"""Ingest's receipts: the compacted `documents` topic (schemas/receipt.v1.json).
+
+Receipts make retries safe. An upload with an Idempotency-Key is recorded `open`
+before its end marker is sent, and `committed` before its 202. A retry finding its
+key `committed` gets the first answer again. A retry finding it `open` (the service
+died between the two) settles the first attempt from the log itself: it appends an
+abort for that document, then reads the document's partition from its first chunk
+to that abort. The first verdict found there is the one every aggregator shard
+applies, so the retry knows for certain whether the first attempt counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from pipeline import codec, kafka
+from pipeline.config import Settings
+
+log = logging.getLogger("wordpipe.ingest")
+
+
+def receipt_key(receipt: codec.Receipt) -> bytes:
+    return (f"key:{receipt.key}" if receipt.key is not None else f"doc:{receipt.document}").encode()
+
+
+def read_all(bootstrap: str, topic: str, timeout: float = 30.0) -> list[codec.Receipt]:
+    """Every receipt in the topic, oldest first (blocking: run it in a thread)."""
+    consumer = Consumer({**kafka.common_config(bootstrap), "group.id": "wordpipe-receipts", "enable.auto.commit": False,
+                         "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        out: list[codec.Receipt] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    return out
+                raise kafka.KafkaUnavailable(f"reading {topic}: {msg.error().str()}")
+            try:
+                out.append(codec.decode_receipt(msg.value()))
+            except codec.CodecError as exc:
+                log.warning("ignoring a bad receipt at %s@%d: %s", topic, msg.offset(), exc)
+        raise kafka.KafkaUnavailable(f"could not read {topic} to its end within {timeout:.0f} s")
+    finally:
+        consumer.close()
+
+
+def find_verdict(bootstrap: str, settings: Settings, receipt: codec.Receipt, upto: int) -> bool:
+    """Whether the log commits `receipt`'s document: its first end in [first, upto], judged
+    as the aggregator judges it (blocking: run it in a thread)."""
+    consumer = Consumer({**kafka.common_config(bootstrap), "group.id": "wordpipe-receipts", "enable.auto.commit": False})
+    try:
+        consumer.assign([TopicPartition(settings.chunks_topic, receipt.partition, receipt.first)])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.5):
+                if msg.error():
+                    continue
+                if msg.offset() > upto:
+                    return False
+                if msg.key() != receipt.document.encode():
+                    continue
+                try:
+                    record = codec.decode_chunk(msg.value())
+                except codec.CodecError:
+                    continue
+                if isinstance(record, codec.DocumentEnd) and record.doc == receipt.document:
+                    return (record.commit and record.chunks == receipt.chunks
+                            and msg.offset() - receipt.first < settings.document_max_span)
+        raise kafka.KafkaUnavailable(f"could not read {settings.chunks_topic}[{receipt.partition}] up to {upto}")
+    finally:
+        consumer.close()
+
+
+class Receipts:
+    """The receipts of keyed uploads, in memory, and writes to the topic."""
+
+    def __init__(self, bootstrap: str, settings: Settings, producer: kafka.AsyncProducer) -> None:
+        self.bootstrap = bootstrap
+        self.settings = settings
+        self.producer = producer
+        self.by_key: dict[str, codec.Receipt] = {}
+
+    async def load(self) -> None:
+        for receipt in await asyncio.to_thread(read_all, self.bootstrap, self.settings.documents_topic):
+            if receipt.key is not None:
+                self.by_key[receipt.key] = receipt
+
+    async def write(self, receipt: codec.Receipt) -> None:
+        await self.producer.send(self.settings.documents_topic, codec.encode_receipt(receipt), receipt_key(receipt), 0)
+        if receipt.key is not None:
+            self.by_key[receipt.key] = receipt
+
+    async def settle(self, receipt: codec.Receipt) -> codec.Receipt:
+        """Decide an `open` receipt once and for all; returns it `committed` or `aborted`."""
+        end = codec.encode_end(codec.DocumentEnd(receipt.document, receipt.chunks, commit=False))
+        upto = await self.producer.send(self.settings.chunks_topic, end, receipt.document.encode(), receipt.partition)
+        committed = await asyncio.to_thread(find_verdict, self.bootstrap, self.settings, receipt, upto)
+        settled = codec.Receipt(receipt.document, receipt.key, "committed" if committed else "aborted", receipt.partition,
+                                receipt.first, receipt.chunks, receipt.bytes, time.time())
+        await self.write(settled)
+        log.info("settled an earlier attempt of key %r: document %s %s", receipt.key, receipt.document, settled.state)
+        return settled
+
+
+class Accepted:
+    """How many documents and chunks ingest accepted, following the receipts topic in a thread."""
+
+    def __init__(self, bootstrap: str, settings: Settings) -> None:
+        self.consumer = Consumer({**kafka.common_config(bootstrap), "group.id": "wordpipe-receipts",
+                                  "enable.auto.commit": False, "fetch.wait.max.ms": settings.fetch_max_wait_ms})
+        self.consumer.assign([TopicPartition(settings.documents_topic, 0, 0)])
+        self.ends = Consumer({**kafka.common_config(bootstrap), "group.id": "wordpipe-receipts"})  # watermarks only
+        self.topic = settings.documents_topic
+        self.committed: dict[bytes, int] = {}  # receipt key -> chunks
+        self.chunks = 0
+        self.position = 0  # next offset to read
+        self._stop = False
+        self._thread = threading.Thread(target=self._follow, name="receipts", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        while not self._stop:
+            for msg in self.consumer.consume(500, 0.2):
+                if msg.error():
+                    continue
+                self.position = msg.offset() + 1
+                if msg.key() is None:
+                    continue
+                try:
+                    receipt = codec.decode_receipt(msg.value())
+                except codec.CodecError:
+                    continue
+                before = self.committed.pop(msg.key(), 0)
+                if receipt.state == "committed":
+                    self.committed[msg.key()] = receipt.chunks
+                self.chunks += self.committed.get(msg.key(), 0) - before
+
+    @property
+    def documents(self) -> int:
+        return len(self.committed)
+
+    def catch_up(self, timeout: float = 5.0) -> bool:
+        """Wait until every receipt written before this call is read (blocking: run it in a
+        thread), so a client that got its 202 sees its document as ingested."""
+        try:
+            end = self.ends.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=timeout)[1]
+        except Exception:  # Kafka away: answer with what is known
+            return False
+        deadline = time.monotonic() + timeout
+        while self.position < end:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join()
+        self.consumer.close()
+        self.ends.close()

@@ -1,0 +1,415 @@
+"""The ingest service: producers upload text over HTTP (schemas/ingest.openapi.json).
+
+    POST /v1/documents   one document per request; 202 once it is durable in Kafka
+    POST /v1/streams     a never-ending body, committed in segments; progress as NDJSON lines
+    GET  /health  /metrics  /openapi.json
+
+An upload is a held document: its chunks all go to one chunks partition, then its
+end marker. Workers and the aggregator count it only once that marker commits it
+(pipeline/aggregator/state.py), so a failed or cut-off upload counts nothing: it gets
+an abort marker, or, if this service dies, is abandoned by the same data-defined rule
+everywhere. Bodies are read, chunked and sent as they arrive, never held whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import re
+import time
+import uuid
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from pipeline import codec, kafka
+from pipeline.chunking import Chunk, Chunker
+from pipeline.config import Settings
+from pipeline.ingest.receipts import Receipts
+from pipeline.web import ApiError, make_app, tokens_of
+
+log = logging.getLogger("wordpipe.ingest")
+
+CONTENT_TYPES = ("text/plain", "application/octet-stream")
+FLUSH_DELAY = 0.05  # seconds from a document's end to the flush marker that gets it counted
+MAX_IN_FLIGHT = 64  # chunks sent but not yet acknowledged, per upload: bounds memory
+KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII
+NAME_PATTERN = re.compile(r"[^\x00-\x1f\x7f]{1,1024}")
+
+
+class Abandoned(RuntimeError):
+    """An upload whose end landed past document_max_span: counted nowhere."""
+
+
+class Document:
+    """One held document on its way into Kafka: chunks in, then one verdict."""
+
+    def __init__(self, service: IngestService, name: str, key: str | None) -> None:
+        self.service = service
+        self.settings = service.settings
+        self.id = uuid.uuid4().hex
+        self.name = name
+        self.key = key
+        self.partition = service.next_partition()
+        self.chunks = 0
+        self.bytes = 0
+        self.first: int | None = None
+        self.in_flight: deque[asyncio.Future[int]] = deque()
+        self.ended = False
+
+    async def send(self, chunks: list[Chunk]) -> None:
+        s = self.settings
+        for chunk in chunks:
+            value = codec.encode_chunk(codec.ChunkMessage(self.id, self.chunks, self.name, chunk.offset, chunk.data, held=True))
+            self.in_flight.append(await self.service.producer.enqueue(s.chunks_topic, value, self.id.encode(), self.partition))
+            self.chunks += 1
+            self.bytes += len(chunk.data)
+            self.service.metrics_bytes.inc(len(chunk.data))
+            self.service.metrics_chunks.inc()
+            while len(self.in_flight) > MAX_IN_FLIGHT:
+                await self._settle_oldest()
+
+    async def _settle_oldest(self) -> None:
+        offset = await self.in_flight.popleft()
+        if self.first is None:  # acknowledgements of one partition come in offset order
+            self.first = offset
+
+    async def commit(self) -> codec.Receipt:
+        """Wait for every chunk, then commit; returns the receipt. Raises if it did not count."""
+        s = self.settings
+        while self.in_flight:
+            await self._settle_oldest()
+        first = self.first if self.first is not None else await self.service.partition_end(self.partition)
+        if self.key is not None:  # a retry must be able to learn this attempt's fate
+            await self.service.receipts.write(self._receipt("open", first))
+        self.ended = True
+        end = codec.encode_end(codec.DocumentEnd(self.id, self.chunks, commit=True))
+        offset = await self.service.producer.send(s.chunks_topic, end, self.id.encode(), self.partition)
+        if self.chunks and offset - first >= s.document_max_span:
+            await self.service.receipts.write(self._receipt("aborted", first))
+            raise Abandoned(f"the upload took too long: its end landed {offset - first} offsets after its first chunk "
+                            f"(document_max_span {s.document_max_span}), so it was abandoned and counts nothing; retry it")
+        receipt = self._receipt("committed", first)
+        await self.service.receipts.write(receipt)
+        self.service.ended_on.add(self.partition)
+        return receipt
+
+    async def abort(self) -> None:
+        """Best effort: the document is abandoned anyway if this cannot reach Kafka."""
+        if self.ended:
+            return
+        self.ended = True
+        for future in self.in_flight:
+            future.cancel()
+        end = codec.encode_end(codec.DocumentEnd(self.id, self.chunks, commit=False))
+        try:
+            await asyncio.wait_for(
+                self.service.producer.send(self.settings.chunks_topic, end, self.id.encode(), self.partition), 10)
+        except Exception as exc:
+            log.warning("could not write the abort of document %s (%s); it will be abandoned", self.id, exc)
+        else:
+            self.service.ended_on.add(self.partition)
+
+    def _receipt(self, state: str, first: int) -> codec.Receipt:
+        return codec.Receipt(self.id, self.key, state, self.partition, first, self.chunks, self.bytes, time.time())
+
+
+class Body:
+    """A request body as decoded blocks: gzip inflated as it arrives, the size limit on
+    decoded bytes enforced block by block, so a small bomb never inflates in memory."""
+
+    def __init__(self, request: web.Request, limit: int) -> None:
+        self.request = request
+        self.limit = limit
+        self.size = 0
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip", "x-gzip"):
+            raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; send identity or gzip")
+        self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding != "identity" else None
+        length = request.content_length
+        if self.inflate is None and length is not None and length > limit:
+            raise ApiError(413, "too_large", f"the body is {length} bytes; the limit is {limit} (max_document_bytes)")
+
+    async def blocks(self, timeout: float | None = None) -> AsyncIterator[bytes]:
+        """Decoded blocks; with `timeout`, an empty block whenever none arrived in that time."""
+        content = self.request.content
+        while True:
+            if timeout is None:
+                raw = await content.readany()
+            else:
+                try:
+                    raw = await asyncio.wait_for(content.readany(), timeout)
+                except TimeoutError:
+                    yield b""
+                    continue
+            if not raw:
+                break
+            data = self._decode(raw)
+            if data:
+                yield data
+        if self.inflate is not None and not self.inflate.eof:
+            raise ApiError(400, "bad_gzip", "the gzip body ended before the end of its stream: truncated; nothing of it counts")
+
+    def _decode(self, raw: bytes) -> bytes:
+        if self.inflate is None:
+            data = raw
+        else:
+            try:
+                data = self.inflate.decompress(raw, self.limit - self.size + 1)
+            except zlib.error as exc:
+                raise ApiError(400, "bad_gzip", f"the body is not valid gzip ({exc}); nothing of it counts") from None
+            if self.inflate.unconsumed_tail:  # more than the limit came out of this block
+                self.size = self.limit + 1
+        self.size += len(data)
+        if self.size > self.limit:
+            raise ApiError(413, "too_large", f"the decoded body exceeds the limit of {self.limit} bytes (max_document_bytes)")
+        return data
+
+
+class IngestService:
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.tokens = tokens_of(settings)
+        self.registry = CollectorRegistry()
+        self.metrics_bytes = Counter("wordpipe_ingest_bytes", "Decoded bytes sent to Kafka", registry=self.registry)
+        self.metrics_chunks = Counter("wordpipe_ingest_chunks", "Chunks sent to Kafka", registry=self.registry)
+        self.metrics_documents = Counter("wordpipe_ingest_documents", "Uploads by outcome", ["outcome"], registry=self.registry)
+        self.metrics_uploads = Gauge("wordpipe_ingest_uploads_in_progress", "Uploads being received", registry=self.registry)
+        self.metrics_broker = Gauge("wordpipe_ingest_broker_up", "1 while Kafka answers", registry=self.registry)
+        self.producer: kafka.AsyncProducer | None = None
+        self.receipts: Receipts | None = None
+        self.uploads = 0
+        self.in_progress: set[str] = set()  # idempotency keys being received
+        self.broker_up = False
+        self.broker_error = f"Kafka at {bootstrap} not reached yet"
+        self._partitions = itertools.cycle(range(settings.chunk_partitions))
+        self.ended_on: set[int] = set()  # partitions with a document end since the last flush marker
+        self._tasks: list[asyncio.Task] = []
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = make_app("ingest", self.tokens, "ingest.openapi.json", self.registry)
+        app.router.add_post("/v1/documents", self.post_document)
+        app.router.add_post("/v1/streams", self.post_stream)
+        app.router.add_get("/health", self.health)
+        app.on_startup.append(self._start)
+        app.on_cleanup.append(self._stop)
+        return app
+
+    async def _start(self, app: web.Application) -> None:
+        self.producer = kafka.AsyncProducer(kafka.producer_config(
+            self.bootstrap, **{"linger.ms": 5, "compression.type": "lz4", "message.timeout.ms": 30_000,
+                               "queue.buffering.max.kbytes": 64 * 1024}))
+        self.receipts = Receipts(self.bootstrap, self.settings, self.producer)
+        self.ended_on.update(range(self.settings.chunk_partitions))  # close windows a predecessor left open
+        self._tasks = [asyncio.create_task(self._watch_broker()), asyncio.create_task(self._mark_flushes())]
+
+    async def _stop(self, app: web.Application) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.producer:
+            await self._write_flushes()  # what was accepted gets counted without waiting for more traffic
+            await asyncio.to_thread(self.producer.close)
+
+    async def _mark_flushes(self) -> None:
+        """A flush marker shortly after document ends, so workers close the window holding
+        them (workers/windows.py) without waiting for it to fill; under load one marker
+        closes a window of many documents."""
+        while True:
+            await asyncio.sleep(FLUSH_DELAY)
+            await self._write_flushes()
+
+    async def _write_flushes(self) -> None:
+        partitions, self.ended_on = self.ended_on, set()
+        for partition in sorted(partitions):
+            try:
+                await self.producer.enqueue(self.settings.chunks_topic, codec.encode_flush(), None, partition)
+            except kafka.Saturated:
+                self.ended_on.add(partition)
+
+    async def _watch_broker(self) -> None:
+        """Keep `broker_up` current, so requests fail fast with 503 while Kafka is away."""
+        loaded = False
+        while True:
+            try:
+                await asyncio.to_thread(kafka.check_reachable, self.bootstrap, 2.0)
+                if not loaded:
+                    await self.receipts.load()
+                    loaded = True
+                self.broker_up = True
+            except Exception as exc:
+                self.broker_up, self.broker_error = False, str(exc)
+            self.metrics_broker.set(int(self.broker_up))
+            await asyncio.sleep(1.0)
+
+    def next_partition(self) -> int:
+        return next(self._partitions)
+
+    async def partition_end(self, partition: int) -> int:
+        def read() -> int:
+            from confluent_kafka import Consumer, TopicPartition
+
+            consumer = Consumer({**kafka.common_config(self.bootstrap), "group.id": "wordpipe-ingest"})
+            try:
+                return consumer.get_watermark_offsets(TopicPartition(self.settings.chunks_topic, partition), timeout=10)[1]
+            finally:
+                consumer.close()
+
+        return await asyncio.to_thread(read)
+
+    # -- handlers --------------------------------------------------------------
+
+    async def health(self, request: web.Request) -> web.Response:
+        body = {"ok": self.broker_up, "broker": "up" if self.broker_up else self.broker_error, "uploads": self.uploads}
+        return web.json_response(body, status=200 if self.broker_up else 503)
+
+    def _admit(self, request: web.Request) -> tuple[Body, str]:
+        """Checks that need no Kafka; returns the body reader and the document name."""
+        kind = request.content_type
+        if kind not in CONTENT_TYPES:
+            raise ApiError(415, "unsupported_media_type",
+                           f"Content-Type {kind!r} is not accepted; send {' or '.join(CONTENT_TYPES)}")
+        name = request.query.get("name", "upload")
+        if not NAME_PATTERN.fullmatch(name):
+            raise ApiError(400, "bad_name", "name: 1 to 1024 characters, no control characters")
+        body = Body(request, self.settings.max_document_bytes)
+        if not self.broker_up:
+            raise ApiError(503, "broker_unavailable", f"Kafka is unreachable ({self.broker_error}); retry later",
+                           {"Retry-After": "5"})
+        if self.uploads >= self.settings.max_uploads:
+            raise ApiError(429, "saturated", f"{self.uploads} uploads in progress (max_uploads); retry later",
+                           {"Retry-After": "1"})
+        return body, name
+
+    async def post_document(self, request: web.Request) -> web.Response:
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not KEY_PATTERN.fullmatch(key):
+            raise ApiError(400, "bad_idempotency_key", "Idempotency-Key: 1 to 255 visible ASCII characters")
+        body, name = self._admit(request)
+        if key is not None:
+            if key in self.in_progress:
+                raise ApiError(409, "in_progress", "an upload with this Idempotency-Key is still being received",
+                               {"Retry-After": "1"})
+            known = self.receipts.by_key.get(key)
+            if known is not None and known.state == "open":
+                known = await self.receipts.settle(known)
+                self.ended_on.add(known.partition)  # its abort gets counted (as nothing) promptly
+            if known is not None and known.state == "committed":
+                self.metrics_documents.labels("replayed").inc()
+                return web.json_response(_accepted(known), status=202, headers={"Idempotent-Replayed": "true"})
+            self.in_progress.add(key)
+        self.uploads += 1
+        self.metrics_uploads.inc()
+        document = Document(self, name, key)
+        try:
+            chunker = Chunker(self.settings.chunk_size)
+            async for data in body.blocks():
+                await document.send(chunker.feed(data))
+            await document.send(chunker.finish())
+            receipt = await document.commit()
+        except BaseException as exc:
+            await document.abort()
+            self.metrics_documents.labels("failed").inc()
+            raise _as_api_error(exc) from None
+        finally:
+            self.uploads -= 1
+            self.metrics_uploads.dec()
+            if key is not None:
+                self.in_progress.discard(key)
+        self.metrics_documents.labels("committed").inc()
+        return web.json_response(_accepted(receipt), status=202)
+
+    async def post_stream(self, request: web.Request) -> web.StreamResponse:
+        """Commit a segment every stream_segment_bytes or stream_segment_seconds, and say so."""
+        s = self.settings
+        body, name = self._admit(request)
+        self.uploads += 1
+        self.metrics_uploads.inc()
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/x-ndjson"})
+        chunker = Chunker(s.chunk_size)
+        document = Document(self, name, None)
+        acknowledged, segments = 0, 0
+        started = time.monotonic()
+
+        async def commit(chunks: list[Chunk]) -> None:
+            nonlocal document, acknowledged, segments, started
+            await document.send(chunks)
+            if document.chunks:
+                receipt = await document.commit()
+                acknowledged += receipt.bytes
+                segments += 1
+                self.metrics_documents.labels("committed").inc()
+                await response.write(_line({"document": receipt.document, "bytes": receipt.bytes, "chunks": receipt.chunks,
+                                            "acknowledged_bytes": acknowledged}))
+                document = Document(self, name, None)
+            started = time.monotonic()
+
+        try:
+            await response.prepare(request)
+            async for data in body.blocks(timeout=s.stream_segment_seconds / 4):
+                await document.send(chunker.feed(data))
+                if document.bytes + chunker.pending >= s.stream_segment_bytes or time.monotonic() - started >= s.stream_segment_seconds:
+                    await commit(chunker.take_whole())
+            await commit(chunker.finish())
+            await response.write(_line({"done": True, "acknowledged_bytes": acknowledged, "segments": segments}))
+        except BaseException as exc:
+            await document.abort()
+            self.metrics_documents.labels("failed").inc()
+            error = _as_api_error(exc)
+            if response.prepared:  # the status line is out: the error goes in the stream
+                if not isinstance(exc, (ConnectionError, asyncio.CancelledError)):
+                    await response.write(_line({"error": error.code, "detail": error.detail, "acknowledged_bytes": acknowledged}))
+                return response
+            raise error from None
+        finally:
+            self.uploads -= 1
+            self.metrics_uploads.dec()
+        await response.write_eof()
+        return response
+
+
+def _accepted(receipt: codec.Receipt) -> dict:
+    return {"document": receipt.document, "bytes": receipt.bytes, "chunks": receipt.chunks}
+
+
+def _line(obj: dict) -> bytes:
+    import json
+
+    return json.dumps(obj).encode() + b"\n"
+
+
+def _as_api_error(exc: BaseException) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, kafka.Saturated):
+        return ApiError(429, "saturated", f"{exc}; retry later", {"Retry-After": "2"})
+    if isinstance(exc, kafka.KafkaUnavailable):
+        return ApiError(503, "broker_unavailable", f"Kafka did not take the upload ({exc}); nothing of it counts; retry",
+                        {"Retry-After": "5"})
+    if isinstance(exc, Abandoned):
+        return ApiError(503, "abandoned", str(exc), {"Retry-After": "1"})
+    if isinstance(exc, (ConnectionError, asyncio.CancelledError)):
+        return ApiError(400, "cut_off", "the upload was cut off before its end; nothing of it counts")
+    if isinstance(exc, Exception) and type(exc).__module__.startswith("aiohttp"):
+        return ApiError(400, "bad_body", f"the body could not be read ({exc}); nothing of it counts")
+    raise exc
+
+
+async def run(settings: Settings, bootstrap: str, ready: asyncio.Event | None = None) -> None:
+    """Serve until cancelled."""
+    from pipeline.web import serve
+
+    service = IngestService(settings, bootstrap)
+    runner = await serve(service.app(), settings.ingest_host, settings.ingest_port)
+    if ready is not None:
+        ready.set()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

@@ -91,6 +91,7 @@ class ResultsApi:
 
     def top_k(self, k: int) -> dict:
         a = self.aggregator
+        a.take_changes()
         shown = a.ranking.top(k, a.totals)
         return {"total_words": a.total_words, "distinct_words": a.distinct_words, "counts": dict(shown)}
 
@@ -107,7 +108,8 @@ class ResultsApi:
         raw = request.match_info["word"]
         found = tokenize.tokens(raw)
         if len(found) != 1:
-            raise ApiError(400, "not_a_word", f"{raw!r:.80} is {len(found)} words by the tokenizer; ask for exactly one")
+            raise ApiError(404, "not_a_word", f"{raw!r:.80} is {len(found)} words by the tokenizer, so it has no total; "
+                                              "ask for exactly one word")
         word = found[0]
         a = self.aggregator
         return web.json_response({"word": word, "count": a.count(word)})

@@ -192,10 +192,6 @@ class Aggregator:
             faults.point("aggregator.before_ack")
             for event in events:
                 event.ack()
-            for shard in touched:  # durable now: visible to readers
-                changed = self.shards[shard].take_dirty_words()
-                self.ranking.update(changed)
-                self.unpublished.update(changed)
 
     def write(self, shard: int, records: dict[str, bytes]) -> None:
         for key, value in records.items():
@@ -211,7 +207,17 @@ class Aggregator:
         if self.deliveries.failures:
             raise kafka.KafkaUnavailable(f"delivery failed: {self.deliveries.failures[0]}")
 
+    def take_changes(self) -> None:
+        """Bring the ranking and the totals to publish up to what is applied; every view calls
+        this first, so they all show the same state."""
+        for state in self.shards.values():
+            if state.dirty_words:
+                changed = state.take_dirty_words()
+                self.ranking.update(changed)
+                self.unpublished.update(changed)
+
     def publish_totals(self) -> None:
+        self.take_changes()
         topic = self.settings.totals_topic
         changed, self.unpublished = self.unpublished, {}
         for word, count in changed.items():

@@ -1,0 +1,90 @@
+"""The results API on a live pipeline: words, top-K, paged totals, the event stream, metrics."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+
+import pytest
+import requests
+
+from pipeline.aggregator.ranking import rank
+from tests.conftest import SAMPLE
+from tests.services import TOKEN
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def counted(services):
+    """The sample, uploaded and counted; returns the totals."""
+    services.client.ingest(SAMPLE.read_bytes(), name="sample")
+    services.client.wait_counted(timeout=120)
+    return Counter(dict(services.client.totals()))
+
+
+def test_a_word_is_looked_up_through_the_tokenizer(services, counted):
+    assert services.client.count("The") == services.client.count("the") == counted["the"] > 0
+    assert services.client.count("neverseenword") == 0
+    for not_one_word in ("two words", "!!!"):
+        reply = requests.get(f"{services.results_url}/v1/words/{not_one_word}", headers=services.auth())
+        assert reply.status_code == 404 and reply.json()["error"] == "not_a_word"
+
+
+def test_top_k_is_shaped_like_run_json_and_exact(services, counted):
+    top = services.client.top(7)
+    assert list(top) == ["total_words", "distinct_words", "counts"]
+    assert top["total_words"] == sum(counted.values()) and top["distinct_words"] == len(counted)
+    assert list(top["counts"].items()) == rank(counted, 7)
+    for bad in ("0", "10001", "x"):
+        reply = requests.get(services.results_url + "/v1/top", params={"k": bad}, headers=services.auth())
+        assert reply.status_code == 400 and "k:" in reply.json()["detail"]
+
+
+def test_totals_page_through_every_word_once_in_order(services, counted):
+    pages, cursor = [], ""
+    while True:
+        body = requests.get(services.results_url + "/v1/totals", params={"limit": 333, "cursor": cursor},
+                            headers=services.auth()).json()
+        pages.append(body["totals"])
+        if body["next"] is None:
+            break
+        cursor = body["next"]
+    words = [w for page in pages for w in page]
+    assert words == sorted(counted) and len(pages) == -(-len(counted) // 333)
+    assert Counter({w: n for page in pages for w, n in page.items()}) == counted
+
+
+def test_the_event_stream_sends_the_top_k_as_it_changes(services, counted):
+    events = []
+    got_two = threading.Event()
+
+    def listen():
+        with requests.get(services.results_url + "/v1/top/events", params={"k": 3, "token": TOKEN}, stream=True,
+                          timeout=60) as reply:
+            assert reply.headers["Content-Type"].startswith("text/event-stream")
+            for line in reply.iter_lines(decode_unicode=True):
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:]))
+                    if len(events) == 2:
+                        got_two.set()
+                        return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    first_word = next(iter(services.client.top(1)["counts"]))
+    services.client.ingest(f"{first_word} ".encode() * 1000, name="more")
+    assert got_two.wait(60), events
+    assert events[0]["status"]["complete"] and "counts" in events[0]
+    assert events[1]["counts"][first_word] == events[0]["counts"][first_word] + 1000
+
+
+def test_every_service_serves_prometheus_metrics(services, counted):
+    ingest = requests.get(services.ingest_url + "/metrics").text
+    results = requests.get(services.results_url + "/metrics").text
+    assert "wordpipe_ingest_documents_total" in ingest and "wordpipe_ingest_broker_up 1.0" in ingest
+    assert 'wordpipe_http_requests_total{route="/v1/documents",service="ingest",status="202"}' in ingest
+    distinct = services.client.top(1)["distinct_words"]
+    assert f"wordpipe_aggregator_distinct_words {float(distinct)}" in results
+    assert 'wordpipe_aggregator_parts_total{outcome="applied"}' in results

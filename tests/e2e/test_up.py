@@ -1,0 +1,112 @@
+"""`wordpipe up` as a user runs it: the stack, the CLI against it, the dashboard in headless
+Chromium, and Ctrl-C leaving nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.broker import free_port
+from tests.conftest import SAMPLE, wordpipe
+from tests.e2e.browser import render
+
+pytestmark = pytest.mark.e2e
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium, installed when missing (CI starts from a bare machine)."""
+    path = shutil.which("chromium")
+    if path is None:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, capture_output=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, timeout=900)
+        path = shutil.which("chromium")
+    assert path, "chromium could not be installed"
+    return path
+
+
+def descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+    children: dict[int, list[int]] = {}
+    for line in out.splitlines():
+        child, parent = map(int, line.split())
+        children.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def test_up_serves_producers_and_consumers_until_ctrl_c(tmp_path, chromium):
+    ports = {"ingest": free_port(), "results": free_port(), "autoscaler": free_port()}
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "WORDPIPE_SESSION_TIMEOUT_MS": "2000"}
+    env.pop("WORDPIPE_TOKENS", None)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "up", "--ingest-port", str(ports["ingest"]), "--results-port",
+         str(ports["results"]), "--autoscaler-port", str(ports["autoscaler"]), "--log-dir", str(tmp_path / "logs")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        while not any("Ctrl-C" in line for line in lines):
+            line = up.stdout.readline()
+            assert line, "wordpipe up exited early:\n" + "".join(lines)
+            lines.append(line)
+        printed = "".join(lines)
+        for name, port in ports.items():
+            assert f"127.0.0.1:{port}" in printed, printed
+        token = (tmp_path / "state" / "wordpipe" / "token").read_text().strip()
+        assert f"token      {token}" in printed
+        assert oct((tmp_path / "state" / "wordpipe" / "token").stat().st_mode & 0o777) == "0o600"
+
+        cli_env = {"XDG_STATE_HOME": str(tmp_path / "state")}  # the CLI finds the token where `up` saved it
+        ingest_url, results_url = f"http://127.0.0.1:{ports['ingest']}", f"http://127.0.0.1:{ports['results']}"
+        books = tmp_path / "books"
+        books.mkdir()
+        (books / "a.txt").write_bytes(SAMPLE.read_bytes())
+        (books / "b.txt").write_text("The whale, the WHALE! ’Tis the whale.\n")
+        sent = wordpipe("ingest", str(books), "--url", ingest_url, "--json", "-q", env=cli_env)
+        assert sent.returncode == 0, sent.stderr
+        receipts = [json.loads(line) for line in sent.stdout.splitlines()]
+        assert [r["path"] for r in receipts] == [str(books / "a.txt"), str(books / "b.txt")]
+
+        status = wordpipe("status", "--url", results_url, "--wait", "120", "--json", env=cli_env)
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["documents_counted"] == 2
+
+        top = wordpipe("top", "5", "--json", "--url", results_url, env=cli_env)
+        reference = wordpipe("reference", str(books), "--top", "5", "--json")
+        assert top.returncode == 0 and json.loads(top.stdout) == json.loads(reference.stdout)
+        assert wordpipe("count", "Whale", "--url", results_url, env=cli_env).stdout.strip() == b"3"
+        denied = wordpipe("count", "whale", "--url", results_url, "--token", "wrong")
+        assert denied.returncode == 1 and b"401 unauthorized" in denied.stderr
+
+        # The dashboard in Chromium, the token in the address: it shows the counts it streams.
+        rows, png = render(chromium, f"{results_url}/#token={token}",
+                           "[...document.querySelectorAll('#top tr')].map(r => r.innerText.split('\\t'))")
+        assert [r[1:3] for r in rows[:3]] == [[w, str(n)] for w, n in json.loads(reference.stdout)["counts"].items()][:3]
+        shot = Path(os.environ.get("WORDPIPE_SCREENSHOT_DIR", tmp_path)) / "dashboard.png"
+        shot.write_bytes(png)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    finally:
+        children = descendants(up.pid)
+        up.send_signal(signal.SIGINT)  # what Ctrl-C sends to `up`
+        try:
+            out, _ = up.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.pid, signal.SIGKILL)
+            raise
+    assert up.returncode == 0, out
+    assert "stopping" in out
+    time.sleep(0.5)
+    alive = [pid for pid in children if os.path.exists(f"/proc/{pid}") and "zombie" not in open(f"/proc/{pid}/status").read()]
+    assert not alive, f"left running after Ctrl-C: {alive}"

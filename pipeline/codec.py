@@ -62,7 +62,8 @@ class PartialMessage:
     shard: int
     buckets: Buckets  # counted at once
     held: dict[str, HeldPart]  # document id -> its parked counts
-    ends: dict[str, tuple[int, int, bool]]  # document id -> (marker offset, chunks, commit)
+    ends: dict[str, tuple[int, int, bool, int]]  # document id -> (marker offset, chunks, commit, marker timestamp ms)
+    at: int = 0  # timestamp (ms) of the window's last record: the event time of `buckets`
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +218,7 @@ def _part(p: PartialMessage) -> dict:
         "buckets": p.buckets,
         "held": {doc: [h.first, h.chunks, h.buckets] for doc, h in p.held.items()},
         "ends": {doc: list(end) for doc, end in p.ends.items()},
+        "at": p.at,
     }
 
 
@@ -242,8 +244,10 @@ def decode_partials(data: bytes | None, partition: int | None = None) -> list[Pa
 
 def _decode_part(i: int, part: object, shard: int) -> PartialMessage:
     where = f"partials.parts[{i}]"
-    if not isinstance(part, dict) or set(part) != {"source", "buckets", "held", "ends"}:
-        raise CodecError(f"{where}: expected a map with exactly source, buckets, held, ends")
+    if not isinstance(part, dict) or set(part) != {"source", "buckets", "held", "ends", "at"}:
+        raise CodecError(f"{where}: expected a map with exactly source, buckets, held, ends, at")
+    if type(part["at"]) is not int or part["at"] < 0:
+        raise CodecError(f"{where}.at: expected a timestamp in ms, got {part['at']!r:.40}")
     source = part["source"]
     if not (isinstance(source, list) and len(source) == 3 and all(type(x) is int and x >= 0 for x in source)):
         raise CodecError(f"{where}.source: expected [partition, start, end] of non-negative ints, got {source!r:.80}")
@@ -260,12 +264,12 @@ def _decode_part(i: int, part: object, shard: int) -> PartialMessage:
         out_held[doc] = HeldPart(entry[0], entry[1], _decode_buckets(f"{where}.held[{doc!r:.40}]", entry[2]))
     out_ends = {}
     for doc, end in ends.items():
-        if not (type(doc) is str and isinstance(end, list) and len(end) == 3 and type(end[0]) is int
-                and type(end[1]) is int and type(end[2]) is bool and end[0] >= 0 and end[1] >= 0):
-            raise CodecError(f"{where}.ends[{doc!r:.40}]: expected [marker offset, chunks, commit]")
-        out_ends[doc] = (end[0], end[1], end[2])
+        if not (type(doc) is str and isinstance(end, list) and len(end) == 4 and type(end[0]) is int
+                and type(end[1]) is int and type(end[2]) is bool and type(end[3]) is int and min(end[0], end[1], end[3]) >= 0):
+            raise CodecError(f"{where}.ends[{doc!r:.40}]: expected [marker offset, chunks, commit, timestamp ms]")
+        out_ends[doc] = (end[0], end[1], end[2], end[3])
     buckets = _decode_buckets(where, part["buckets"])
-    return PartialMessage((source[0], source[1], source[2]), shard, buckets, out_held, out_ends)
+    return PartialMessage((source[0], source[1], source[2]), shard, buckets, out_held, out_ends, part["at"])
 
 
 def _decode_buckets(where: str, buckets: object) -> Buckets:

@@ -73,6 +73,10 @@ class Settings:
     buckets: int = 16  # state buckets per shard: the unit of snapshot and deduplication
     flush_interval: float = 0.5  # seconds between durable state snapshots
     totals_interval: float = 2.0  # seconds between publications to the totals topic
+    # Windowed totals: tumbling windows of event time (a chunk's or an upload's commit
+    # timestamp in the log), the most recent `windows_kept` of them kept.
+    window_seconds: int = 60
+    windows_kept: int = 60
 
     # Where workers run (pipeline/cluster/): "local" processes, "docker" containers, or
     # containers that a "mesos" (or Clusterd) cluster schedules.
@@ -104,7 +108,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         for name in ("chunk_partitions", "partial_partitions", "buckets", "worker_batch", "window_chunks", "window_max_words",
-                     "replication_factor", "max_document_bytes", "max_uploads", "stream_segment_bytes", "document_max_span"):
+                     "replication_factor", "max_document_bytes", "max_uploads", "stream_segment_bytes", "document_max_span",
+                     "window_seconds", "windows_kept"):
             _at_least(name, getattr(self, name), 1)
         _at_least("workers", self.workers, 0)
         _at_least("chunk_size", self.chunk_size, 16)

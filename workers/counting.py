@@ -33,6 +33,7 @@ def partials_of(window: Window, router: Router) -> list[PartialMessage]:
             source, shard, counted[shard],
             {doc: HeldPart(h.first, h.chunks, held[doc][shard]) for doc, h in window.held.items()},
             window.ends,
+            window.at,
         )
         for shard in range(router.shards)
     ]

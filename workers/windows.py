@@ -38,8 +38,9 @@ class Window:
     end: int  # exclusive; the window covers [start, end)
     counts: Counter[str] = field(default_factory=Counter)  # chunks that count at once
     held: dict[str, HeldDocument] = field(default_factory=dict)
-    ends: dict[str, tuple[int, int, bool]] = field(default_factory=dict)  # doc -> (offset, chunks, commit)
+    ends: dict[str, tuple[int, int, bool, int]] = field(default_factory=dict)  # doc -> (offset, chunks, commit, at)
     words: int = 0  # distinct words over counts and held, as the max_words bound sees them
+    at: int = 0  # timestamp (ms) of its last record: event time, a property of the log
 
 
 class Windows:
@@ -61,12 +62,14 @@ class Windows:
         held_by: str | None = None,
         flush: bool = False,
         end: tuple[str, int, bool] | None = None,
+        at: int = 0,
     ) -> list[Window]:
         """Fold one record in; returns the windows it closed (in offset order).
 
         `tokens` are a chunk's, counted at once or, with `held_by`, for that document;
         `flush=True` marks a flush marker; `end` = (document, chunks, commit) a document's
         end marker; a record with none of these (a dead-lettered one) only takes up its offset.
+        `at` is the record's timestamp (ms).
         """
         closed = []
         window = self.open.get(partition)
@@ -91,8 +94,9 @@ class Windows:
             window.words += len(counts) - before
         if end is not None:
             doc, chunks, commit = end
-            window.ends.setdefault(doc, (offset, chunks, commit))  # the first verdict is the one that holds
+            window.ends.setdefault(doc, (offset, chunks, commit, at))  # the first verdict is the one that holds
         window.end = offset + 1
+        window.at = at
         if flush or window.end % self.size == 0 or window.words >= self.max_words:
             closed.append(self.open.pop(partition))
         return closed

@@ -153,18 +153,18 @@ class Worker:
                 if msg.error().code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", msg.error().str())
                 continue
-            partition, offset = msg.partition(), msg.offset()
+            partition, offset, at = msg.partition(), msg.offset(), max(msg.timestamp()[1], 0)
             try:
                 record = codec.decode_chunk(msg.value())
             except codec.CodecError as exc:
                 self.dead_letter(msg, str(exc))
-                closed += self.windows.add(partition, offset)  # it still takes up its offset
+                closed += self.windows.add(partition, offset, at=at)  # it still takes up its offset
                 continue
             if isinstance(record, codec.FlushMarker):
-                closed += self.windows.add(partition, offset, flush=True)
+                closed += self.windows.add(partition, offset, flush=True, at=at)
                 continue
             if isinstance(record, codec.DocumentEnd):
-                closed += self.windows.add(partition, offset, end=(record.doc, record.chunks, record.commit))
+                closed += self.windows.add(partition, offset, end=(record.doc, record.chunks, record.commit), at=at)
                 continue
             decoded = tokenize.decode(record.text)
             if decoded.invalid_bytes:
@@ -172,7 +172,8 @@ class Worker:
                     "%s: %d invalid UTF-8 byte sequence(s) replaced by U+FFFD in the chunk at byte %d",
                     record.source, decoded.invalid_bytes, record.offset,
                 )
-            closed += self.windows.add(partition, offset, tokenize.tokens(decoded.text), record.doc if record.held else None)
+            closed += self.windows.add(partition, offset, tokenize.tokens(decoded.text), record.doc if record.held else None,
+                                       at=at)
             self.chunks_counted += 1
         if self.first_chunk_at is None and self.chunks_counted:
             self.first_chunk_at = time.time()

@@ -4,6 +4,8 @@
     GET /v1/top?k=          the k most frequent words, shaped like `wordpipe run --json`
     GET /v1/top/events?k=   server-sent events: the top k each time it changes
     GET /v1/totals          every total, in word order, paged with a cursor
+    GET /v1/windows         top k of one tumbling window of event time (default: the newest)
+    GET /v1/windows/{word}  one word's total per kept window (from the faust windowed table)
     GET /v1/status          documents and chunks ingested and counted (wait for completeness)
     GET /v1/progress        counted offsets per shard (`wordpipe run` waits on it)
     GET /                   a live dashboard
@@ -24,6 +26,7 @@ from aiohttp import web
 from prometheus_client import Gauge
 
 from pipeline import tokenize
+from pipeline.aggregator.ranking import rank
 from pipeline.web import ApiError, make_app, tokens_of
 
 if TYPE_CHECKING:
@@ -66,7 +69,8 @@ class ResultsApi:
         for path, handler in (
             ("/", self.dashboard), ("/health", self.health), ("/v1/words/{word}", self.word), ("/v1/top", self.top),
             ("/v1/top/events", self.top_events), ("/v1/totals", self.totals), ("/v1/status", self.get_status),
-            ("/v1/progress", self.progress), ("/v1/stats", self.stats),
+            ("/v1/progress", self.progress), ("/v1/stats", self.stats), ("/v1/windows", self.windows),
+            ("/v1/windows/{word}", self.word_windows),
         ):
             app.router.add_get(path, handler)
         return app
@@ -104,15 +108,18 @@ class ResultsApi:
         owned = self.aggregator.owned_shards()
         return web.json_response({"ok": True, "shards": owned})
 
-    async def word(self, request: web.Request) -> web.Response:
+    @staticmethod
+    def _word(request: web.Request) -> str:
         raw = request.match_info["word"]
         found = tokenize.tokens(raw)
         if len(found) != 1:
             raise ApiError(404, "not_a_word", f"{raw!r:.80} is {len(found)} words by the tokenizer, so it has no total; "
                                               "ask for exactly one word")
-        word = found[0]
-        a = self.aggregator
-        return web.json_response({"word": word, "count": a.count(word)})
+        return found[0]
+
+    async def word(self, request: web.Request) -> web.Response:
+        word = self._word(request)
+        return web.json_response({"word": word, "count": self.aggregator.count(word)})
 
     async def top(self, request: web.Request) -> web.Response:
         return web.json_response(self.top_k(_int_param(request, "k", 10, 1, MAX_K)))
@@ -151,6 +158,28 @@ class ResultsApi:
         page = self.words[start:start + limit]
         more = start + limit < len(self.words)
         return web.json_response({"totals": {w: a.count(w) for w in page}, "next": page[-1] if more and page else None})
+
+    async def windows(self, request: web.Request) -> web.Response:
+        """The top k of one tumbling window (default: the newest)."""
+        a = self.aggregator
+        k = _int_param(request, "k", 10, 1, MAX_K)
+        starts = sorted({start for s in a.owned_shards() for start in a.shard(s).window_starts()})
+        start = _int_param(request, "start", starts[-1] if starts else 0, 0, 2**62)
+        if starts and start not in starts:
+            raise ApiError(404, "no_such_window", f"no kept window starts at {start}; kept: {starts[0]}..{starts[-1]} "
+                                                  f"every {a.settings.window_seconds} s")
+        counts = a.window_top(start) if starts else {}
+        return web.json_response({"window_seconds": a.settings.window_seconds, "start": start, "starts": starts,
+                                  "total_words": sum(counts.values()), "counts": dict(rank(counts, k))})
+
+    async def word_windows(self, request: web.Request) -> web.Response:
+        """One word's total in each kept tumbling window."""
+        word = self._word(request)
+        a = self.aggregator
+        a.take_changes()
+        per_window = a.windowed_totals(word)
+        return web.json_response({"word": word, "window_seconds": a.settings.window_seconds,
+                                  "windows": [{"start": start, "count": n} for start, n in per_window.items()]})
 
     async def get_status(self, request: web.Request) -> web.Response:
         await asyncio.to_thread(self.aggregator.accepted.catch_up)

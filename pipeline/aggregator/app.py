@@ -87,6 +87,11 @@ class Aggregator:
         )
         # bytes in and out: faust derives its (recovery) serializers from these types.
         self.table = self.app.Table("state", partitions=s.partial_partitions, key_type=bytes, value_type=bytes)
+        # Windowed totals, mirrored from the exact state with absolute values at each durable
+        # flush: a replay rewrites the same values, so the mirror never counts twice.
+        self.windowed = self.app.Table(
+            "windowed", default=int, partitions=s.partial_partitions,  # faust's default serializers: json
+        ).tumbling(s.window_seconds, expires=s.window_seconds * s.windows_kept)
         self.producer = Producer(kafka.producer_config(bootstrap))  # totals and dead letters
         self.deliveries = kafka.DeliveryTracker()
         self.shards: dict[int, ShardState] = {}
@@ -97,6 +102,7 @@ class Aggregator:
         self.partials_replayed = 0
         self.heartbeat = Heartbeat(s.health_file)
         self.router = Router(s.partial_partitions, s.buckets)
+        self.kept_windows: dict[int, set[int]] = {}
         self.ranking = Ranking()
         self.unpublished: dict[str, int] = {}  # totals changed since the last publication to the totals topic
         self.accepted = Accepted(bootstrap, s)
@@ -114,7 +120,8 @@ class Aggregator:
         if state is None:
             prefix = f"{shard}/".encode()
             records = {k.decode(): v for k, v in self.table.data.items() if k.startswith(prefix)}
-            state = self.shards[shard] = ShardState.load(shard, records, self.settings.document_max_span)
+            s = self.settings
+            state = self.shards[shard] = ShardState.load(shard, records, s.document_max_span, s.window_seconds, s.windows_kept)
             self.ranking.update(state.totals())
         return state
 
@@ -192,6 +199,8 @@ class Aggregator:
             faults.point("aggregator.before_ack")
             for event in events:
                 event.ack()
+            for shard in touched:
+                self.mirror_windows(shard)
 
     def write(self, shard: int, records: dict[str, bytes]) -> None:
         for key, value in records.items():
@@ -206,6 +215,39 @@ class Aggregator:
             await asyncio.sleep(0.005)
         if self.deliveries.failures:
             raise kafka.KafkaUnavailable(f"delivery failed: {self.deliveries.failures[0]}")
+
+    def window_range(self, start: int) -> tuple[float, float]:
+        return self.windowed.table.window.ranges(start)[0]
+
+    def mirror_windows(self, shard: int) -> None:
+        """Copy changed (word, window) totals into the faust windowed table, and drop the
+        windows the state no longer keeps."""
+        state = self.shards.get(shard)
+        if state is None:
+            return
+        table = self.windowed.table
+        for (word, start), count in state.take_dirty_windowed().items():
+            key = (word, self.window_range(start))
+            table.data[key] = count
+            table.send_changelog(shard, key, count, key_serializer="json", value_serializer="json")
+        kept = state.window_starts()
+        if kept != self.kept_windows.get(shard):  # a window fell out of retention: forget it here too
+            self.kept_windows[shard] = kept
+            for key in [k for k in table.data if self.router.route(k[0])[0] == shard and int(k[1][0]) not in kept]:
+                del table.data[key]
+
+    def windowed_totals(self, word: str) -> dict[int, int]:
+        """A word's total per kept window (start in Unix seconds), from the faust windowed table."""
+        for shard in self.owned_shards():
+            self.mirror_windows(shard)
+        starts = sorted({start for s in self.owned_shards() for start in self.shard(s).window_starts()})
+        return {start: self.windowed[word][self.window_range(start)] for start in starts}
+
+    def window_top(self, start: int) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for shard in self.owned_shards():
+            out.update(self.shard(shard).windowed(start))
+        return out
 
     def take_changes(self) -> None:
         """Bring the ranking and the totals to publish up to what is applied; every view calls

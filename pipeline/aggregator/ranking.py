@@ -9,7 +9,7 @@ Otherwise `top` falls back to the full totals it is given.
 from __future__ import annotations
 
 import heapq
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 
 def rank(items: Mapping[str, int], k: int) -> list[tuple[str, int]]:

@@ -80,6 +80,7 @@ class Bucket:
     counts: dict[str, int] = field(default_factory=dict)
     applied: Sources = field(default_factory=dict)  # as recovered; `live` is added on snapshot
     pending: dict[str, dict[str, int]] = field(default_factory=dict)  # held document -> parked counts
+    windows: dict[int, dict[str, int]] = field(default_factory=dict)  # tumbling window start (s) -> counts in it
 
 
 @dataclass
@@ -108,7 +109,7 @@ class Documents:
             else:
                 entry.chunks += held.chunks
         verdicts: dict[str, bool] = {}
-        for doc, (offset, chunks, commit) in sorted(partial.ends.items(), key=lambda item: item[1][0]):
+        for doc, (offset, chunks, commit, _) in sorted(partial.ends.items(), key=lambda item: item[1][0]):
             entry = self.open.pop(doc, None)
             if entry is None:  # no chunk of it is open: an empty document, or one already decided
                 if commit and chunks == 0:
@@ -143,6 +144,8 @@ class Documents:
 class ShardState:
     shard: int
     max_span: int = 1_000_000  # Settings.document_max_span
+    window_seconds: int = 60  # Settings.window_seconds: tumbling windows of event time
+    windows_kept: int = 60
     buckets: dict[int, Bucket] = field(default_factory=dict)
     recovered_progress: Sources = field(default_factory=dict)
     live: Sources = field(default_factory=dict)  # sources applied since this state was loaded
@@ -152,6 +155,8 @@ class ShardState:
     dirty_words: set[str] = field(default_factory=set)
     total_words: int = 0  # sum of the counted totals
     distinct_words: int = 0
+    newest_window: int = 0
+    dirty_windowed: set[tuple[str, int]] = field(default_factory=set)  # (word, window start) changed
 
     def apply(self, partial: PartialMessage) -> bool:
         """Fold a partial in; False if it was already applied (a replay).
@@ -186,7 +191,7 @@ class ShardState:
     def _apply_to_bucket(self, bucket_id: int, bucket: Bucket, partial: PartialMessage, verdicts: dict[str, bool]) -> None:
         words = partial.buckets.get(bucket_id)
         if words:
-            self._count(bucket, words)
+            self._count(bucket, words, partial.at)
         for doc, held in partial.held.items():
             words = held.buckets.get(bucket_id)
             if words:
@@ -195,15 +200,43 @@ class ShardState:
         for doc, commit in verdicts.items():
             parked = bucket.pending.pop(doc, None)
             if parked and commit:
-                self._count(bucket, parked)
+                self._count(bucket, parked, partial.ends[doc][3])  # a document's time is its commit's
         self.dirty.add(bucket_id)
 
-    def _count(self, bucket: Bucket, words: dict[str, int]) -> None:
+    def _count(self, bucket: Bucket, words: dict[str, int], at_ms: int) -> None:
         before = len(bucket.counts)
         _add(bucket.counts, words)
         self.distinct_words += len(bucket.counts) - before
         self.total_words += sum(words.values())
         self.dirty_words.update(words)
+        start = self.window_of(at_ms)
+        _add(bucket.windows.setdefault(start, {}), words)
+        self.newest_window = max(self.newest_window, start)
+        self.dirty_windowed.update((word, start) for word in words)
+
+    def window_of(self, at_ms: int) -> int:
+        return at_ms // 1000 // self.window_seconds * self.window_seconds
+
+    def windowed(self, start: int) -> dict[str, int]:
+        """Totals counted in the tumbling window starting at `start` (Unix seconds)."""
+        out: dict[str, int] = {}
+        for bucket in self.buckets.values():
+            out.update(bucket.windows.get(start, ()))
+        return out
+
+    def window_starts(self) -> set[int]:
+        return {start for bucket in self.buckets.values() for start in bucket.windows}
+
+    def take_dirty_windowed(self) -> dict[tuple[str, int], int]:
+        """(word, window start) -> its count in that window, for those changed since the last call."""
+        changed, self.dirty_windowed = self.dirty_windowed, set()
+        out = {}
+        for bucket in self.buckets.values():
+            for word, start in changed:
+                n = bucket.windows.get(start, {}).get(word)
+                if n is not None:
+                    out[word, start] = n
+        return out
 
     def progress(self) -> Sources:
         """Source offsets whose partial for this shard is counted."""
@@ -216,11 +249,14 @@ class ShardState:
         never claim a chunk whose counts could still be lost.
         """
         records = {}
+        oldest = self.newest_window - (self.windows_kept - 1) * self.window_seconds
         for bucket_id in sorted(self.dirty):
             bucket = self.buckets[bucket_id]
             bucket.applied = _union(bucket.applied, self.live)
+            for start in [w for w in bucket.windows if w < oldest]:  # retention: only recent windows are kept
+                del bucket.windows[start]
             records[bucket_key(self.shard, bucket_id)] = msgpack.packb(
-                {"v": STATE_VERSION, "counts": bucket.counts, "pending": bucket.pending,
+                {"v": STATE_VERSION, "counts": bucket.counts, "pending": bucket.pending, "windows": bucket.windows,
                  "applied": _encode_sources(bucket.applied)},
                 use_bin_type=True,
             )
@@ -255,9 +291,10 @@ class ShardState:
         return out
 
     @classmethod
-    def load(cls, shard: int, records: dict[str, bytes], max_span: int = 1_000_000) -> ShardState:
+    def load(cls, shard: int, records: dict[str, bytes], max_span: int = 1_000_000, window_seconds: int = 60,
+             windows_kept: int = 60) -> ShardState:
         """Rebuild from the latest snapshot records of this shard (key -> value)."""
-        state = cls(shard, max_span)
+        state = cls(shard, max_span, window_seconds, windows_kept)
         prefix = f"{shard}/"
         for key, value in records.items():
             if not key.startswith(prefix):
@@ -271,7 +308,8 @@ class ShardState:
                 state.documents = Documents.from_record(obj["documents"])
             else:
                 bucket_id = int(name)
-                state.buckets[bucket_id] = Bucket(obj["counts"], _decode_sources(obj["applied"]), obj["pending"])
+                state.buckets[bucket_id] = Bucket(obj["counts"], _decode_sources(obj["applied"]), obj["pending"], obj["windows"])
+                state.newest_window = max([state.newest_window, *obj["windows"]])
                 state.total_words += sum(obj["counts"].values())
                 state.distinct_words += len(obj["counts"])
                 for doc in obj["pending"]:

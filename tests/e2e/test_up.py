@@ -62,7 +62,7 @@ def test_up_serves_producers_and_consumers_until_ctrl_c(tmp_path, chromium):
             assert line, "wordpipe up exited early:\n" + "".join(lines)
             lines.append(line)
         printed = "".join(lines)
-        for name, port in ports.items():
+        for port in ports.values():
             assert f"127.0.0.1:{port}" in printed, printed
         token = (tmp_path / "state" / "wordpipe" / "token").read_text().strip()
         assert f"token      {token}" in printed
@@ -108,5 +108,12 @@ def test_up_serves_producers_and_consumers_until_ctrl_c(tmp_path, chromium):
     assert up.returncode == 0, out
     assert "stopping" in out
     time.sleep(0.5)
-    alive = [pid for pid in children if os.path.exists(f"/proc/{pid}") and "zombie" not in open(f"/proc/{pid}/status").read()]
+    alive = [pid for pid in children if _running(pid)]
     assert not alive, f"left running after Ctrl-C: {alive}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False

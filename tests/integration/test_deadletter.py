@@ -25,9 +25,9 @@ POISON_CHUNKS = [
 POISON_PARTIALS = [
     (b"\xc1", "partials: not msgpack"),
     (msgpack.packb({"v": 1, "shard": 3, "parts": []}), "partials.shard: 3 arrived on partition 0"),
-    (msgpack.packb({"v": 1, "shard": 0, "parts": [{"source": [0, 5, 6], "buckets": {0: {"w": -2}}, "held": {}, "ends": {}}]}),
+    (msgpack.packb({"v": 1, "shard": 0, "parts": [{"source": [0, 5, 6], "buckets": {0: {"w": -2}}, "held": {}, "ends": {}, "at": 0}]}),
      "counts must be positive"),
-    (msgpack.packb({"v": 1, "shard": 0, "parts": [{"source": [0, 7, 8], "buckets": {}, "held": {"d": [7, 0, {}]}, "ends": {}}]}),
+    (msgpack.packb({"v": 1, "shard": 0, "parts": [{"source": [0, 7, 8], "buckets": {}, "held": {"d": [7, 0, {}]}, "ends": {}, "at": 0}]}),
      "expected [first offset, chunks >= 1, buckets]"),
 ]
 

@@ -88,3 +88,16 @@ def test_every_service_serves_prometheus_metrics(services, counted):
     distinct = services.client.top(1)["distinct_words"]
     assert f"wordpipe_aggregator_distinct_words {float(distinct)}" in results
     assert 'wordpipe_aggregator_parts_total{outcome="applied"}' in results
+
+
+def test_windowed_totals_add_up_to_the_totals(services, counted):
+    body = requests.get(services.results_url + "/v1/windows", params={"k": 5}, headers=services.auth()).json()
+    assert body["window_seconds"] == services.settings.window_seconds and body["starts"]
+    per_window = [requests.get(services.results_url + "/v1/windows", params={"start": start, "k": 10_000},
+                               headers=services.auth()).json() for start in body["starts"]]
+    assert sum(w["total_words"] for w in per_window) == services.client.top(1)["total_words"]
+    the = requests.get(services.results_url + "/v1/windows/The", headers=services.auth()).json()
+    assert the["word"] == "the" and [w["start"] for w in the["windows"]] == body["starts"]
+    assert sum(w["count"] for w in the["windows"]) == services.client.count("the")
+    missing = requests.get(services.results_url + "/v1/windows", params={"start": 1}, headers=services.auth())
+    assert missing.status_code == 404 and "no kept window" in missing.json()["detail"]

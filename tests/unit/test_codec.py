@@ -51,7 +51,7 @@ def test_partials_round_trip_split_and_schema():
     parts = [
         codec.PartialMessage(
             (1, 16 * i, 16 * i + 16), 2, {3: {f"w{i}-{j}": j + 1 for j in range(200)}},
-            {"held": codec.HeldPart(16 * i + 3, 2, {1: {"x": 2}})}, {"other": (16 * i + 9, 4, i % 2 == 0)},
+            {"held": codec.HeldPart(16 * i + 3, 2, {1: {"x": 2}})}, {"other": (16 * i + 9, 4, i % 2 == 0, 1_700_000_000_000 + i)}, 1_700_000_000_000 + i,
         )
         for i in range(50)
     ]
@@ -101,7 +101,7 @@ def test_bad_status_names_what_is_wrong(change, message):
         codec.decode_status(pack({**good_status, **change}))
 
 
-good_part = {"source": [0, 0, 16], "buckets": {1: {"a": 1}}, "held": {}, "ends": {}}
+good_part = {"source": [0, 0, 16], "buckets": {1: {"a": 1}}, "held": {}, "ends": {}, "at": 0}
 
 
 @pytest.mark.parametrize(
@@ -121,7 +121,8 @@ good_part = {"source": [0, 0, 16], "buckets": {1: {"a": 1}}, "held": {}, "ends":
         (pack({"v": 1, "shard": 0, "parts": [{**good_part, "buckets": {"1": {"a": 1}}}]}), "bucket ids must be non-negative ints"),
         (pack({"v": 1, "shard": 0, "parts": [{**good_part, "held": {"d": [0, 0, {}]}}]}), "held['d']: expected [first offset, chunks >= 1"),
         (pack({"v": 1, "shard": 0, "parts": [{**good_part, "held": {"d": [0, 1, {1: {"a": 0}}]}}]}), "held['d'].buckets[1]: counts must be positive"),
-        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "ends": {"d": [3, 1, 1]}}]}), "ends['d']: expected [marker offset, chunks, commit]"),
+        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "ends": {"d": [3, 1, True]}}]}), "ends['d']: expected [marker offset, chunks, commit, timestamp"),
+        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "at": -1}]}), "parts[0].at: expected a timestamp in ms"),
         (pack({"v": 1, "shard": 0, "parts": [{**good_part, "ends": []}]}), "held and ends must be maps"),
     ],
 )

@@ -74,13 +74,14 @@ def expected_counts(logs):
 
 def feed(windows, partition, offset, record):
     kind, value = record
+    at = offset * 700  # ms: records a little under a second apart, so windows of 1 s vary
     if kind == "chunk":
-        return windows.add(partition, offset, value)
+        return windows.add(partition, offset, value, at=at)
     if kind == "held":
-        return windows.add(partition, offset, value[1], held_by=value[0])
+        return windows.add(partition, offset, value[1], held_by=value[0], at=at)
     if kind == "end":
-        return windows.add(partition, offset, end=value)
-    return windows.add(partition, offset, flush=kind == "flush")  # poison: dead-lettered, takes its offset
+        return windows.add(partition, offset, end=value, at=at)
+    return windows.add(partition, offset, flush=kind == "flush", at=at)  # poison: dead-lettered, takes its offset
 
 
 def run_workers(logs, window, router, rng, max_words=100):
@@ -113,7 +114,7 @@ def run_aggregator(shard, partials, rng):
     """Consume one shard's partials, crashing between the steps of a flush at random."""
     durable: dict[str, bytes] = {}
     acked = 0
-    state = ShardState(shard, MAX_SPAN)
+    state = ShardState(shard, MAX_SPAN, window_seconds=1, windows_kept=10**6)
     position = 0
     while position < len(partials) or acked < len(partials):
         if position < len(partials):
@@ -128,7 +129,7 @@ def run_aggregator(shard, partials, rng):
             if crash > 0.3:
                 acked = position
             else:  # crashed somewhere in the flush: recover, replay from the last ack
-                state = ShardState.load(shard, durable, MAX_SPAN)
+                state = ShardState.load(shard, durable, MAX_SPAN, window_seconds=1, windows_kept=10**6)
                 position = acked
                 check_progress_is_backed(state, partials)
     return state
@@ -166,6 +167,8 @@ def test_totals_are_exact_whatever_crashes(partitions, window, seed):
         for partition, log in enumerate(logs):
             assert (0, len(log)) in list(state.progress().get(partition, [])), "every offset counted"
         assert not any(b.pending for b in state.buckets.values() if not state.documents.open), "nothing parked once all is decided"
+        windowed = sum((Counter(state.windowed(start)) for start in state.window_starts()), Counter())
+        assert windowed == Counter(state.totals()), "every counted word is in exactly one window"
     assert totals == expected
 
 

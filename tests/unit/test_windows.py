@@ -44,11 +44,12 @@ def test_held_documents_are_counted_apart_with_their_first_offset_and_verdict():
     w.add(0, 1, ["a", "b"], held_by="d1")
     w.add(0, 2, ["b"], held_by="d2")
     w.add(0, 3, ["c"], held_by="d1")
-    w.add(0, 4, end=("d1", 2, True))
-    w.add(0, 5, end=("d1", 2, False))  # a second verdict changes nothing
-    (window,) = w.add(0, 6, end=("d2", 1, False), flush=True)
+    w.add(0, 4, end=("d1", 2, True), at=1000)
+    w.add(0, 5, end=("d1", 2, False), at=1001)  # a second verdict changes nothing
+    (window,) = w.add(0, 6, end=("d2", 1, False), flush=True, at=1002)
     assert window.counts == {"a": 1}
     assert {d: (h.first, h.chunks, dict(h.counts)) for d, h in window.held.items()} == {
         "d1": (1, 2, {"a": 1, "b": 1, "c": 1}), "d2": (2, 1, {"b": 1})}
-    assert window.ends == {"d1": (4, 2, True), "d2": (6, 1, False)}
+    assert window.ends == {"d1": (4, 2, True, 1000), "d2": (6, 1, False, 1002)}
+    assert window.at == 1002
     assert window.words == 5  # a, then a b c for d1, then b for d2: what the partials will carry

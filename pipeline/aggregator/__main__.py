@@ -13,6 +13,6 @@ args = parser.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(asctime)s aggregator[%(process)d] %(levelname)s %(message)s")
 try:
     settings = config.load(args.config, overrides={"bootstrap": args.bootstrap, "aggregator_port": args.port})
+    sys.exit(main(settings))
 except config.ConfigError as exc:
     sys.exit(f"wordpipe aggregator: {exc}")
-sys.exit(main(settings))

@@ -53,6 +53,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
 class ResultsApi:
     def __init__(self, aggregator: Aggregator) -> None:
         self.aggregator = aggregator
+        self.tokens = tokens_of(aggregator.settings)  # no token configured and auth on: refuse to start
         a = aggregator
         self.words: list[str] = []  # sorted, for paging; rebuilt when the vocabulary grew
         self.words_version = -1
@@ -64,7 +65,7 @@ class ResultsApi:
               ).set_function(lambda: len(a.owned_shards()))
 
     def app(self) -> web.Application:
-        app = make_app("results", tokens_of(self.aggregator.settings), "results.openapi.json", self.aggregator.registry,
+        app = make_app("results", self.tokens, "results.openapi.json", self.aggregator.registry,
                        public=("/",))
         for path, handler in (
             ("/", self.dashboard), ("/health", self.health), ("/v1/words/{word}", self.word), ("/v1/top", self.top),

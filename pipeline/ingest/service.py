@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pipeline import codec, kafka
 from pipeline.chunking import Chunk, Chunker
 from pipeline.config import Settings
+from pipeline.health import Heartbeat
 from pipeline.ingest.receipts import Receipts
 from pipeline.web import ApiError, make_app, tokens_of
 
@@ -181,6 +182,7 @@ class IngestService:
         self.metrics_documents = Counter("wordpipe_ingest_documents", "Uploads by outcome", ["outcome"], registry=self.registry)
         self.metrics_uploads = Gauge("wordpipe_ingest_uploads_in_progress", "Uploads being received", registry=self.registry)
         self.metrics_broker = Gauge("wordpipe_ingest_broker_up", "1 while Kafka answers", registry=self.registry)
+        self.heartbeat = Heartbeat(settings.health_file)  # the image's HEALTHCHECK
         self.producer: kafka.AsyncProducer | None = None
         self.receipts: Receipts | None = None
         self.uploads = 0
@@ -246,6 +248,7 @@ class IngestService:
             except Exception as exc:
                 self.broker_up, self.broker_error = False, str(exc)
             self.metrics_broker.set(int(self.broker_up))
+            self.heartbeat.beat()
             await asyncio.sleep(1.0)
 
     def next_partition(self) -> int:

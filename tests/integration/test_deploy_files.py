@@ -4,6 +4,7 @@ names a metric the autoscaler exports."""
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -27,10 +28,16 @@ def compose() -> list[str]:
 
 
 def test_the_compose_file_is_valid_and_runs_the_autoscaler_on_mesos(compose):
-    done = subprocess.run([*compose, "config"], capture_output=True, text=True, cwd=REPO)
+    without_token = {k: v for k, v in os.environ.items() if k != "WORDPIPE_TOKENS"}
+    refused = subprocess.run([*compose, "config"], capture_output=True, text=True, cwd=REPO, env=without_token)
+    assert refused.returncode != 0 and "set WORDPIPE_TOKENS" in refused.stderr  # no API runs without a token
+    env = {**without_token, "WORDPIPE_TOKENS": "compose-token"}
+    done = subprocess.run([*compose, "config"], capture_output=True, text=True, cwd=REPO, env=env)
     assert done.returncode == 0, done.stderr
-    services = subprocess.run([*compose, "config", "--services"], capture_output=True, text=True, check=True).stdout.split()
-    assert {"kafka", "mesos-master", "mesos-agent", "topics", "aggregator", "autoscaler", "prometheus", "grafana"} <= set(services)
+    services = subprocess.run([*compose, "config", "--services"], capture_output=True, text=True, check=True, env=env).stdout.split()
+    assert {"kafka", "mesos-master", "mesos-agent", "topics", "aggregator", "ingest", "autoscaler", "prometheus",
+            "grafana"} <= set(services)
+    assert re.search(r"- ingest-server", done.stdout)
     text = done.stdout
     assert "KAFKA_PROCESS_ROLES: broker,controller" in text  # KRaft, no ZooKeeper
     assert "MESOS_CONTAINERIZERS: docker,mesos" in text
@@ -44,7 +51,9 @@ def test_the_compose_file_is_valid_and_runs_the_autoscaler_on_mesos(compose):
 
 def test_prometheus_scrapes_the_autoscaler_and_the_dashboard_shows_its_metrics():
     scrape = (REPO / "deploy/prometheus.yml").read_text()
-    assert f"127.0.0.1:{config.Settings().autoscaler_port}" in scrape
+    defaults = config.Settings()
+    for port in (defaults.autoscaler_port, defaults.ingest_port, defaults.aggregator_port):
+        assert f"127.0.0.1:{port}" in scrape
 
     class NoWorkers:
         def list(self):

@@ -130,7 +130,8 @@ def test_the_image_runs_the_aggregator_too_read_only_and_healthy(docker_image, b
     subprocess.run(
         ["docker", "run", "-d", "--name", name, "--label", "wordpipe.pipeline=test", "--network", "host", "--read-only",
          "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-         "-e", f"WORDPIPE_BOOTSTRAP={broker.bootstrap}", "-e", f"WORDPIPE_AGGREGATOR_PORT={port}", docker_image, "aggregator"],
+         "-e", f"WORDPIPE_BOOTSTRAP={broker.bootstrap}", "-e", f"WORDPIPE_AGGREGATOR_PORT={port}", "-e", "WORDPIPE_TOKENS=t",
+         docker_image, "aggregator"],
         check=True, capture_output=True,
     )
     try:

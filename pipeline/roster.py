@@ -54,3 +54,27 @@ class Roster:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+class RosterMetrics:
+    """A Prometheus collector of every worker's last report: workers have no HTTP port of
+    their own (there may be hundreds, on any host), so a service that reads the roster
+    exports them."""
+
+    def __init__(self, roster: Roster) -> None:
+        self.roster = roster
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        chunks = CounterMetricFamily("wordpipe_worker_chunks", "Chunks a worker counted since it started", labels=["worker"])
+        busy = CounterMetricFamily("wordpipe_worker_busy_seconds", "Seconds a worker spent counting and publishing",
+                                   labels=["worker"])
+        rss = GaugeMetricFamily("wordpipe_worker_peak_rss_bytes", "A worker's peak resident memory", labels=["worker"])
+        owned = GaugeMetricFamily("wordpipe_worker_partitions", "Chunks partitions a worker owns", labels=["worker"])
+        for worker, status in list(self.roster.statuses.items()):
+            chunks.add_metric([worker], status.chunks)
+            busy.add_metric([worker], status.busy_seconds)
+            rss.add_metric([worker], status.peak_rss_kb * 1024)
+            owned.add_metric([worker], len(status.partitions))
+        yield from (chunks, busy, rss, owned)

@@ -37,7 +37,7 @@ MAX_K = 10_000
 MAX_PAGE = 100_000
 
 
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int | None) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
@@ -45,8 +45,9 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
         value = int(raw)
     except ValueError:
         raise ApiError(400, "bad_parameter", f"{name}: expected an integer, got {raw!r:.40}") from None
-    if not low <= value <= high:
-        raise ApiError(400, "bad_parameter", f"{name}: must be between {low} and {high}, got {value}")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ApiError(400, "bad_parameter", f"{name}: must be {bound}, got {value}")
     return value
 
 
@@ -165,7 +166,7 @@ class ResultsApi:
         a = self.aggregator
         k = _int_param(request, "k", 10, 1, MAX_K)
         starts = sorted({start for s in a.owned_shards() for start in a.shard(s).window_starts()})
-        start = _int_param(request, "start", starts[-1] if starts else 0, 0, 2**62)
+        start = _int_param(request, "start", starts[-1] if starts else 0, 0, None)
         if starts and start not in starts:
             raise ApiError(404, "no_such_window", f"no kept window starts at {start}; kept: {starts[0]}..{starts[-1]} "
                                                   f"every {a.settings.window_seconds} s")

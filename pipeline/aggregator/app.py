@@ -27,6 +27,7 @@ from pipeline.aggregator.state import OverlapError, ShardState
 from pipeline.autoscaler.monitor import Watch
 from pipeline.config import CLUSTER_SESSION_TIMEOUT_MS, Settings
 from pipeline.health import Heartbeat
+from pipeline.roster import RosterMetrics
 from pipeline.sharding import Router
 from pipeline.ingest.receipts import Accepted
 from pipeline.web import serve
@@ -108,6 +109,7 @@ class Aggregator:
         self.accepted = Accepted(bootstrap, s)
         self.watch = Watch(bootstrap, s)
         self.registry = CollectorRegistry()
+        self.registry.register(RosterMetrics(self.watch.monitor.roster))  # the workers' own figures
         self.metric_parts = Counter("wordpipe_aggregator_parts", "Partial parts by outcome", ["outcome"], registry=self.registry)
         self.api = ResultsApi(self)
         self.runner = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import re
 import time
@@ -24,6 +25,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pipeline import codec, kafka
@@ -31,7 +33,7 @@ from pipeline.chunking import Chunk, Chunker
 from pipeline.config import Settings
 from pipeline.health import Heartbeat
 from pipeline.ingest.receipts import Receipts
-from pipeline.web import ApiError, make_app, tokens_of
+from pipeline.web import ApiError, make_app, serve, tokens_of
 
 log = logging.getLogger("wordpipe.ingest")
 
@@ -256,8 +258,6 @@ class IngestService:
 
     async def partition_end(self, partition: int) -> int:
         def read() -> int:
-            from confluent_kafka import Consumer, TopicPartition
-
             consumer = Consumer({**kafka.common_config(self.bootstrap), "group.id": "wordpipe-ingest"})
             try:
                 return consumer.get_watermark_offsets(TopicPartition(self.settings.chunks_topic, partition), timeout=10)[1]
@@ -299,14 +299,22 @@ class IngestService:
             if key in self.in_progress:
                 raise ApiError(409, "in_progress", "an upload with this Idempotency-Key is still being received",
                                {"Retry-After": "1"})
-            known = self.receipts.by_key.get(key)
-            if known is not None and known.state == "open":
-                known = await self.receipts.settle(known)
-                self.ended_on.add(known.partition)  # its abort gets counted (as nothing) promptly
-            if known is not None and known.state == "committed":
-                self.metrics_documents.labels("replayed").inc()
-                return web.json_response(_accepted(known), status=202, headers={"Idempotent-Replayed": "true"})
             self.in_progress.add(key)
+        try:
+            if key is not None:
+                known = self.receipts.by_key.get(key)
+                if known is not None and known.state == "open":
+                    known = await self.receipts.settle(known)
+                    self.ended_on.add(known.partition)  # its abort gets counted (as nothing) promptly
+                if known is not None and known.state == "committed":
+                    self.metrics_documents.labels("replayed").inc()
+                    return web.json_response(_accepted(known), status=202, headers={"Idempotent-Replayed": "true"})
+            return await self._receive(body, name, key)
+        finally:
+            if key is not None:
+                self.in_progress.discard(key)
+
+    async def _receive(self, body: Body, name: str, key: str | None) -> web.Response:
         self.uploads += 1
         self.metrics_uploads.inc()
         document = Document(self, name, key)
@@ -317,14 +325,15 @@ class IngestService:
             await document.send(chunker.finish())
             receipt = await document.commit()
         except BaseException as exc:
-            await document.abort()
             self.metrics_documents.labels("failed").inc()
+            if document.ended and isinstance(exc, kafka.KafkaUnavailable):  # the commit went out; its fate is unknown
+                raise ApiError(503, "unconfirmed", f"the upload's commit was sent but not confirmed ({exc}); retry with "
+                               "the same Idempotency-Key to count it exactly once", {"Retry-After": "5"}) from None
+            await document.abort()
             raise _as_api_error(exc) from None
         finally:
             self.uploads -= 1
             self.metrics_uploads.dec()
-            if key is not None:
-                self.in_progress.discard(key)
         self.metrics_documents.labels("committed").inc()
         return web.json_response(_accepted(receipt), status=202)
 
@@ -382,8 +391,6 @@ def _accepted(receipt: codec.Receipt) -> dict:
 
 
 def _line(obj: dict) -> bytes:
-    import json
-
     return json.dumps(obj).encode() + b"\n"
 
 
@@ -404,14 +411,10 @@ def _as_api_error(exc: BaseException) -> ApiError:
     raise exc
 
 
-async def run(settings: Settings, bootstrap: str, ready: asyncio.Event | None = None) -> None:
+async def run(settings: Settings, bootstrap: str) -> None:
     """Serve until cancelled."""
-    from pipeline.web import serve
-
     service = IngestService(settings, bootstrap)
     runner = await serve(service.app(), settings.ingest_host, settings.ingest_port)
-    if ready is not None:
-        ready.set()
     try:
         await asyncio.Event().wait()
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import Counter
 
@@ -10,7 +11,7 @@ import pytest
 import requests
 
 from pipeline.aggregator.ranking import rank
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, wait_for
 from tests.services import TOKEN
 
 pytestmark = pytest.mark.e2e
@@ -88,6 +89,13 @@ def test_every_service_serves_prometheus_metrics(services, counted):
     distinct = services.client.top(1)["distinct_words"]
     assert f"wordpipe_aggregator_distinct_words {float(distinct)}" in results
     assert 'wordpipe_aggregator_parts_total{outcome="applied"}' in results
+
+    def workers():  # the workers' own figures, from their periodic reports
+        found = re.findall(r'^wordpipe_worker_chunks_total\{worker="([^"]+)"\} (\S+)',
+                           requests.get(services.results_url + "/metrics").text, re.M)
+        return len(found) == 2 and sum(float(n) for _, n in found) > 0
+
+    wait_for(workers, 30, "both workers' chunk counts in the metrics")
 
 
 def test_windowed_totals_add_up_to_the_totals(services, counted):

@@ -55,7 +55,7 @@ SAMPLE = REPO / "samples" / "sample.txt"
 
 def trickle(bootstrap: str, settings: Settings, stop: threading.Event) -> None:
     """A chunk every 10 ms, round-robin over the partitions, until stopped."""
-    producer = Producer(kafka.producer_config(bootstrap))
+    producer = Producer(kafka.producer_config(bootstrap, settings))
     chunk = codec.encode_chunk(codec.ChunkMessage("trickle", 0, "trickle", 0, b"to be or not to be " * 10))
     i = 0
     while not stop.is_set():
@@ -153,7 +153,7 @@ def load_peak_rss(backend, roster: Roster, bootstrap: str, s: Settings, load_mb:
     [second] = backend.launch(1, Resources())
     wait_for(lambda st: second in st and st[second].partitions, 60, "the second worker's assignment", roster)
     text = (CORPUS if CORPUS.exists() else SAMPLE).read_bytes()
-    producer = Producer(kafka.producer_config(bootstrap))
+    producer = Producer(kafka.producer_config(bootstrap, s))
     before = {w: roster.statuses[w].chunks for w in (resident,) if w in roster.statuses}
     produced, size, seq = 0, 0, 0
     while size < load_mb * 1e6:

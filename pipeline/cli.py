@@ -497,10 +497,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.autoscaler.policy import PolicyError
     from pipeline.autoscaler.simulate import ScenarioError
     from pipeline.broker import BrokerError
+    from pipeline.client import ApiError as ClientError
     from pipeline.cluster import BackendError
     from pipeline.ingest.sources import SourceError
     from pipeline.kafka import KafkaUnavailable
-    from pipeline.client import ApiError as ClientError
     from pipeline.run import RunError
     from pipeline.stack import StackError
 

@@ -6,7 +6,7 @@ import dataclasses
 import os
 import re
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -25,6 +25,16 @@ class Settings:
     # Kafka cluster; None starts an embedded Tansu broker on a free loopback port.
     bootstrap: str | None = None
     replication_factor: int = 1
+    # How every client (producers, consumers, admin, the faust aggregator) connects:
+    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, with the settings below as needed.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_ssl_ca_location: str | None = None  # PEM file of the CA that signed the brokers' certificates
+    kafka_ssl_certificate_location: str | None = None  # the client's own certificate (mutual TLS)...
+    kafka_ssl_key_location: str | None = None  # ...and its key
+    kafka_ssl_key_password: str | None = field(default=None, repr=False)
 
     chunks_topic: str = "chunks"
     partials_topic: str = "partials"
@@ -64,7 +74,7 @@ class Settings:
     # HTTP APIs take `Authorization: Bearer <token>`, one of `tokens` (comma-separated;
     # WORDPIPE_TOKENS), unless auth = "none".
     auth: str = "token"
-    tokens: str | None = None
+    tokens: str | None = field(default=None, repr=False)  # secrets stay out of reprs and logs
 
     aggregator_id: str = "wordpipe-aggregator"
     aggregator_host: str = "127.0.0.1"  # the aggregator serves the results API
@@ -94,7 +104,7 @@ class Settings:
     mesos_role: str = "*"
     mesos_user: str | None = None  # the user tasks run as; default: the framework's own user
     mesos_principal: str | None = None  # with mesos_secret: HTTP basic auth to the master
-    mesos_secret: str | None = None
+    mesos_secret: str | None = field(default=None, repr=False)
     # The framework id and launched task ids, kept so a restarted framework adopts its
     # tasks; default: $XDG_STATE_HOME/wordpipe/mesos-<worker group>.json
     mesos_state_file: str | None = None
@@ -133,6 +143,18 @@ class Settings:
         if not self.worker_cpus > 0:
             raise ConfigError(f"worker_cpus: must be > 0, got {self.worker_cpus}")
         _at_least("worker_mem_mb", self.worker_mem_mb, 64)
+        protocols = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+        if self.kafka_security_protocol not in protocols:
+            raise ConfigError(f"kafka_security_protocol: {self.kafka_security_protocol!r} is not one of {', '.join(protocols)}")
+        if self.kafka_security_protocol.startswith("SASL_"):
+            mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+            if self.kafka_sasl_mechanism not in mechanisms:
+                raise ConfigError(f"kafka_sasl_mechanism: {self.kafka_security_protocol} needs one of {', '.join(mechanisms)}, "
+                                  f"got {self.kafka_sasl_mechanism!r}")
+            if not (self.kafka_sasl_username and self.kafka_sasl_password):
+                raise ConfigError(f"kafka_sasl_username and kafka_sasl_password: {self.kafka_security_protocol} needs both")
+        if (self.kafka_ssl_certificate_location is None) != (self.kafka_ssl_key_location is None):
+            raise ConfigError("kafka_ssl_certificate_location and kafka_ssl_key_location: give both or neither")
         if self.auth not in ("token", "none"):
             raise ConfigError(f"auth: {self.auth!r} is not one of token, none")
         if self.tokens is not None and not all(t.strip() for t in self.tokens.split(",")):

@@ -26,19 +26,54 @@ LIBRDKAFKA_LOG = logging.getLogger("wordpipe.librdkafka")
 PARTIALS_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
-def common_config(bootstrap: str) -> dict[str, Any]:
+def security_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka's security settings from ours: every client of the pipeline takes them."""
+    s = settings
+    out: dict[str, Any] = {"security.protocol": s.kafka_security_protocol}
+    for key, value in (
+        ("sasl.mechanism", s.kafka_sasl_mechanism), ("sasl.username", s.kafka_sasl_username),
+        ("sasl.password", s.kafka_sasl_password), ("ssl.ca.location", s.kafka_ssl_ca_location),
+        ("ssl.certificate.location", s.kafka_ssl_certificate_location), ("ssl.key.location", s.kafka_ssl_key_location),
+        ("ssl.key.password", s.kafka_ssl_key_password),
+    ):
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """The same security settings for the faust aggregator (aiokafka): None for PLAINTEXT."""
+    import ssl
+
+    import faust
+
+    s = settings
+    if s.kafka_security_protocol == "PLAINTEXT":
+        return None
+    context = None
+    if s.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=s.kafka_ssl_ca_location)
+        if s.kafka_ssl_certificate_location:
+            context.load_cert_chain(s.kafka_ssl_certificate_location, s.kafka_ssl_key_location, s.kafka_ssl_key_password)
+    if s.kafka_security_protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(username=s.kafka_sasl_username, password=s.kafka_sasl_password, ssl_context=context,
+                                 mechanism=s.kafka_sasl_mechanism)
+
+
+def common_config(bootstrap: str, settings: Settings) -> dict[str, Any]:
     # librdkafka's own messages go through logging, so a CLI can quiet them (it reports errors itself).
-    return {"bootstrap.servers": bootstrap, "client.id": "wordpipe", "logger": LIBRDKAFKA_LOG}
+    return {"bootstrap.servers": bootstrap, "client.id": "wordpipe", "logger": LIBRDKAFKA_LOG, **security_config(settings)}
 
 
-def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+def producer_config(bootstrap: str, settings: Settings, **extra: Any) -> dict[str, Any]:
     # Idempotence keeps each producer's records in order and without gaps per partition.
-    return {**common_config(bootstrap), "enable.idempotence": True, "linger.ms": 5, "acks": "all", **extra}
+    return {**common_config(bootstrap, settings), "enable.idempotence": True, "linger.ms": 5, "acks": "all", **extra}
 
 
 def consumer_config(bootstrap: str, group: str, settings: Settings, **extra: Any) -> dict[str, Any]:
     return {
-        **common_config(bootstrap),
+        **common_config(bootstrap, settings),
         "group.id": group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
@@ -64,7 +99,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 
 def ensure_topics(bootstrap: str, settings: Settings, timeout: float = 30.0) -> None:
     """Create wordpipe's topics; existing ones must have the configured partition counts."""
-    admin = AdminClient(common_config(bootstrap))
+    admin = AdminClient(common_config(bootstrap, settings))
     wanted = {t.topic: t for t in topic_specs(settings)}
     existing = describe_partitions(admin, timeout)
     for name, spec in wanted.items():
@@ -102,8 +137,8 @@ def describe_partitions(admin: AdminClient, timeout: float) -> dict[str, int]:
     return {name: len(t.partitions) for name, t in meta.topics.items() if not t.error}
 
 
-def check_reachable(bootstrap: str, timeout: float = 10.0) -> None:
-    admin = AdminClient(common_config(bootstrap))
+def check_reachable(bootstrap: str, settings: Settings, timeout: float = 10.0) -> None:
+    admin = AdminClient(common_config(bootstrap, settings))
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 class Roster:
     def __init__(self, bootstrap: str, settings: Settings) -> None:
         self.consumer = Consumer({
-            **kafka.common_config(bootstrap),
+            **kafka.common_config(bootstrap, settings),
             "group.id": "wordpipe-roster",  # never joined nor committed: partitions are assigned
             "enable.auto.commit": False,
             "fetch.wait.max.ms": settings.fetch_max_wait_ms,

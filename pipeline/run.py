@@ -105,7 +105,7 @@ class Pipeline:
                 self.broker = broker_mod.EmbeddedBroker(log_file=self.log_dir / "broker.log").start()
                 self.bootstrap = self.broker.bootstrap
             else:
-                kafka.check_reachable(self.bootstrap)
+                kafka.check_reachable(self.bootstrap, s)
             self._created_topics = True  # from here on, a run on a shared cluster cleans up after itself
             kafka.ensure_topics(self.bootstrap, s)
             self.env = {**s.to_env(), "WORDPIPE_BOOTSTRAP": self.bootstrap}
@@ -171,7 +171,7 @@ class Pipeline:
         from confluent_kafka.admin import AdminClient
 
         s = self.settings
-        admin = AdminClient(kafka.common_config(self.bootstrap))
+        admin = AdminClient(kafka.common_config(self.bootstrap, s))
         prefix = s.chunks_topic.rsplit(".", 1)[0]
         topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
         for future in admin.delete_topics(topics, operation_timeout=10).values():

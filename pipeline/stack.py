@@ -69,7 +69,7 @@ class Stack:
                 # Services see an address, not "embedded": keep the embedded broker's short group session.
                 s = self.settings = s.replace(bootstrap=self.broker.bootstrap, session_timeout_ms=s.worker_session_timeout_ms)
             else:
-                kafka.check_reachable(s.bootstrap)
+                kafka.check_reachable(s.bootstrap, s)
             kafka.ensure_topics(s.bootstrap, s)
             self.env = {**os.environ, **s.to_env()}
             cli = [sys.executable, "-m", "pipeline.cli"]

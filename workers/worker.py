@@ -53,7 +53,7 @@ class Worker:
                 **{"partition.assignment.strategy": "roundrobin", "on_commit": self.on_commit},
             )
         )
-        self.producer = Producer(kafka.producer_config(bootstrap, **{"message.max.bytes": kafka.PARTIALS_MAX_MESSAGE_BYTES}))
+        self.producer = Producer(kafka.producer_config(bootstrap, settings, **{"message.max.bytes": kafka.PARTIALS_MAX_MESSAGE_BYTES}))
         self.pending: deque[PendingCommit] = deque()  # in publication order
         self.windows = Windows(settings.window_chunks, settings.window_max_words)
         self.stopping = False

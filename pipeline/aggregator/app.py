@@ -27,9 +27,9 @@ from pipeline.aggregator.state import OverlapError, ShardState
 from pipeline.autoscaler.monitor import Watch
 from pipeline.config import CLUSTER_SESSION_TIMEOUT_MS, Settings
 from pipeline.health import Heartbeat
+from pipeline.ingest.receipts import Accepted
 from pipeline.roster import RosterMetrics
 from pipeline.sharding import Router
-from pipeline.ingest.receipts import Accepted
 from pipeline.web import serve
 
 log = logging.getLogger("wordpipe.aggregator")
@@ -66,6 +66,7 @@ class Aggregator:
         self.app = faust.App(
             s.aggregator_id,
             broker=f"kafka://{bootstrap}",
+            broker_credentials=kafka.faust_credentials(s),
             store="memory://",
             # faust makes (empty, with the memory store) directories here; not in the caller's cwd.
             datadir=str(datadir),
@@ -93,7 +94,7 @@ class Aggregator:
         self.windowed = self.app.Table(
             "windowed", default=int, partitions=s.partial_partitions,  # faust's default serializers: json
         ).tumbling(s.window_seconds, expires=s.window_seconds * s.windows_kept)
-        self.producer = Producer(kafka.producer_config(bootstrap))  # totals and dead letters
+        self.producer = Producer(kafka.producer_config(bootstrap, s))  # totals and dead letters
         self.deliveries = kafka.DeliveryTracker()
         self.shards: dict[int, ShardState] = {}
         self.pending: list[faust.EventT] = []

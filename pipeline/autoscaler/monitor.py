@@ -74,7 +74,7 @@ class LagMonitor:
         self.offset_reset = offset_reset
         self.window = window
         self.consumer = Consumer({
-            **kafka.common_config(bootstrap),
+            **kafka.common_config(bootstrap, settings),
             "group.id": settings.worker_group,  # to read its commits; never joins, never commits
             "enable.auto.commit": False,
         })

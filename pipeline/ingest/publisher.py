@@ -31,7 +31,7 @@ class IngestReport:
 class ChunkPublisher:
     def __init__(self, settings: Settings, bootstrap: str) -> None:
         self.settings = settings
-        self.producer = Producer(kafka.producer_config(bootstrap, **{"linger.ms": 20, "batch.size": 1 << 20, "compression.type": "lz4"}))
+        self.producer = Producer(kafka.producer_config(bootstrap, settings, **{"linger.ms": 20, "batch.size": 1 << 20, "compression.type": "lz4"}))
         self.report = IngestReport()
         self._failures: list[str] = []
         self._next_partition = 0

@@ -28,11 +28,12 @@ def receipt_key(receipt: codec.Receipt) -> bytes:
     return (f"key:{receipt.key}" if receipt.key is not None else f"doc:{receipt.document}").encode()
 
 
-def read_all(bootstrap: str, topic: str, timeout: float = 30.0) -> list[codec.Receipt]:
+def read_all(bootstrap: str, settings: Settings, timeout: float = 30.0) -> list[codec.Receipt]:
     """Every receipt in the topic, oldest first (blocking: run it in a thread)."""
-    consumer = Consumer({**kafka.common_config(bootstrap), "group.id": "wordpipe-receipts", "enable.auto.commit": False,
+    consumer = Consumer({**kafka.common_config(bootstrap, settings), "group.id": "wordpipe-receipts", "enable.auto.commit": False,
                          "enable.partition.eof": True, "auto.offset.reset": "earliest"})
     try:
+        topic = settings.documents_topic
         consumer.assign([TopicPartition(topic, 0, 0)])
         out: list[codec.Receipt] = []
         deadline = time.monotonic() + timeout
@@ -56,7 +57,7 @@ def read_all(bootstrap: str, topic: str, timeout: float = 30.0) -> list[codec.Re
 def find_verdict(bootstrap: str, settings: Settings, receipt: codec.Receipt, upto: int) -> bool:
     """Whether the log commits `receipt`'s document: its first end in [first, upto], judged
     as the aggregator judges it (blocking: run it in a thread)."""
-    consumer = Consumer({**kafka.common_config(bootstrap), "group.id": "wordpipe-receipts", "enable.auto.commit": False})
+    consumer = Consumer({**kafka.common_config(bootstrap, settings), "group.id": "wordpipe-receipts", "enable.auto.commit": False})
     try:
         consumer.assign([TopicPartition(settings.chunks_topic, receipt.partition, receipt.first)])
         deadline = time.monotonic() + 60
@@ -90,7 +91,7 @@ class Receipts:
         self.by_key: dict[str, codec.Receipt] = {}
 
     async def load(self) -> None:
-        for receipt in await asyncio.to_thread(read_all, self.bootstrap, self.settings.documents_topic):
+        for receipt in await asyncio.to_thread(read_all, self.bootstrap, self.settings):
             if receipt.key is not None:
                 self.by_key[receipt.key] = receipt
 
@@ -115,10 +116,10 @@ class Accepted:
     """How many documents and chunks ingest accepted, following the receipts topic in a thread."""
 
     def __init__(self, bootstrap: str, settings: Settings) -> None:
-        self.consumer = Consumer({**kafka.common_config(bootstrap), "group.id": "wordpipe-receipts",
+        self.consumer = Consumer({**kafka.common_config(bootstrap, settings), "group.id": "wordpipe-receipts",
                                   "enable.auto.commit": False, "fetch.wait.max.ms": settings.fetch_max_wait_ms})
         self.consumer.assign([TopicPartition(settings.documents_topic, 0, 0)])
-        self.ends = Consumer({**kafka.common_config(bootstrap), "group.id": "wordpipe-receipts"})  # watermarks only
+        self.ends = Consumer({**kafka.common_config(bootstrap, settings), "group.id": "wordpipe-receipts"})  # watermarks only
         self.topic = settings.documents_topic
         self.committed: dict[bytes, int] = {}  # receipt key -> chunks
         self.chunks = 0

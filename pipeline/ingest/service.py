@@ -28,7 +28,7 @@ from aiohttp import web
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from pipeline import codec, kafka
+from pipeline import codec, faults, kafka
 from pipeline.chunking import Chunk, Chunker
 from pipeline.config import Settings
 from pipeline.health import Heartbeat
@@ -69,6 +69,7 @@ class Document:
         for chunk in chunks:
             value = codec.encode_chunk(codec.ChunkMessage(self.id, self.chunks, self.name, chunk.offset, chunk.data, held=True))
             self.in_flight.append(await self.service.producer.enqueue(s.chunks_topic, value, self.id.encode(), self.partition))
+            faults.point("ingest.mid_upload")
             self.chunks += 1
             self.bytes += len(chunk.data)
             self.service.metrics_bytes.inc(len(chunk.data))
@@ -89,6 +90,7 @@ class Document:
         first = self.first if self.first is not None else await self.service.partition_end(self.partition)
         if self.key is not None:  # a retry must be able to learn this attempt's fate
             await self.service.receipts.write(self._receipt("open", first))
+        faults.point("ingest.before_end")
         self.ended = True
         end = codec.encode_end(codec.DocumentEnd(self.id, self.chunks, commit=True))
         offset = await self.service.producer.send(s.chunks_topic, end, self.id.encode(), self.partition)
@@ -96,6 +98,7 @@ class Document:
             await self.service.receipts.write(self._receipt("aborted", first))
             raise Abandoned(f"the upload took too long: its end landed {offset - first} offsets after its first chunk "
                             f"(document_max_span {s.document_max_span}), so it was abandoned and counts nothing; retry it")
+        faults.point("ingest.before_receipt")
         receipt = self._receipt("committed", first)
         await self.service.receipts.write(receipt)
         self.service.ended_on.add(self.partition)
@@ -208,7 +211,7 @@ class IngestService:
 
     async def _start(self, app: web.Application) -> None:
         self.producer = kafka.AsyncProducer(kafka.producer_config(
-            self.bootstrap, **{"linger.ms": 5, "compression.type": "lz4", "message.timeout.ms": 30_000,
+            self.bootstrap, self.settings, **{"linger.ms": 5, "compression.type": "lz4", "message.timeout.ms": 30_000,
                                "queue.buffering.max.kbytes": 64 * 1024}))
         self.receipts = Receipts(self.bootstrap, self.settings, self.producer)
         self.ended_on.update(range(self.settings.chunk_partitions))  # close windows a predecessor left open
@@ -242,7 +245,7 @@ class IngestService:
         loaded = False
         while True:
             try:
-                await asyncio.to_thread(kafka.check_reachable, self.bootstrap, 2.0)
+                await asyncio.to_thread(kafka.check_reachable, self.bootstrap, self.settings, 2.0)
                 if not loaded:
                     await self.receipts.load()
                     loaded = True
@@ -258,7 +261,7 @@ class IngestService:
 
     async def partition_end(self, partition: int) -> int:
         def read() -> int:
-            consumer = Consumer({**kafka.common_config(self.bootstrap), "group.id": "wordpipe-ingest"})
+            consumer = Consumer({**kafka.common_config(self.bootstrap, self.settings), "group.id": "wordpipe-ingest"})
             try:
                 return consumer.get_watermark_offsets(TopicPartition(self.settings.chunks_topic, partition), timeout=10)[1]
             finally:

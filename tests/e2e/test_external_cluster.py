@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 def read_totals_topic(bootstrap: str, topic: str, partitions: int, want: dict, timeout: float = 30) -> dict:
     """Latest record per key, as any Kafka consumer of the documented format would read it."""
-    c = Consumer({**kafka.common_config(bootstrap), "group.id": "reader", "enable.auto.commit": False})
+    c = Consumer({**kafka.common_config(bootstrap, config.Settings()), "group.id": "reader", "enable.auto.commit": False})
     c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     latest: dict[str, int] = {}
     deadline = time.monotonic() + timeout
@@ -45,7 +45,7 @@ def test_run_on_a_shared_cluster(broker):
         assert Counter(totals) == count_sources([doc])
         published = read_totals_topic(broker.bootstrap, p.settings.totals_topic, p.settings.partial_partitions, totals)
         assert published == totals
-    left = AdminClient(kafka.common_config(broker.bootstrap)).list_topics(timeout=10).topics
+    left = AdminClient(kafka.common_config(broker.bootstrap, config.Settings())).list_topics(timeout=10).topics
     assert not [t for t in left if t.startswith("wordpipe-run-")], "run topics were not deleted"
     assert not set(left) & {"chunks", "partials", "totals", "deadletter", "workers"}, "a run used a shared topic"
 

@@ -33,7 +33,7 @@ POISON_PARTIALS = [
 
 
 def read_deadletters(bootstrap, topic, want, timeout=30.0):
-    consumer = Consumer({**kafka.common_config(bootstrap), "group.id": "dlq-reader", "auto.offset.reset": "earliest"})
+    consumer = Consumer({**kafka.common_config(bootstrap, config.Settings()), "group.id": "dlq-reader", "auto.offset.reset": "earliest"})
     consumer.subscribe([topic])
     letters = []
     try:
@@ -53,7 +53,7 @@ def test_poison_is_dead_lettered_and_counts_stay_exact():
     doc = Source("sample", SAMPLE)
     with Pipeline(config.Settings(workers=1, chunk_size=4096)) as p:
         s = p.settings
-        producer = Producer(kafka.producer_config(p.bootstrap))
+        producer = Producer(kafka.producer_config(p.bootstrap, s))
         for value, _ in POISON_CHUNKS:
             producer.produce(s.chunks_topic, value, partition=0)
         for value, _ in POISON_PARTIALS:

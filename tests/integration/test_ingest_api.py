@@ -161,7 +161,7 @@ def test_a_retry_settles_an_attempt_that_died_before_its_receipt(services, first
     s = services.settings
     before = totals(services)
     key, doc, body = uuid.uuid4().hex, uuid.uuid4().hex, b"crashed attempt words " * 50
-    producer = Producer(kafka.producer_config(services.bootstrap))
+    producer = Producer(kafka.producer_config(services.bootstrap, s))
     offsets = []
     chunk = codec.encode_chunk(codec.ChunkMessage(doc, 0, "crash", 0, body, held=True))
     producer.produce(s.chunks_topic, chunk, key=doc.encode(), partition=5, on_delivery=lambda e, m: offsets.append(m.offset()))

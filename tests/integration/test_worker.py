@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 
 def committed(bootstrap, settings):
-    c = Consumer({**kafka.common_config(bootstrap), "group.id": settings.worker_group})
+    c = Consumer({**kafka.common_config(bootstrap, settings), "group.id": settings.worker_group})
     try:
         tps = c.committed([TopicPartition(settings.chunks_topic, p) for p in range(settings.chunk_partitions)], timeout=10)
         return {tp.partition: tp.offset for tp in tps}
@@ -59,7 +59,7 @@ def test_worker_commits_what_it_published_reports_itself_and_drains_on_sigterm(b
     log = worker.stderr.read().decode()
     assert "worker stopped after" in log
     # Every produced offset reached `partials` inside some window of at most 4 chunks.
-    c = Consumer({**kafka.common_config(broker.bootstrap), "group.id": "check", "auto.offset.reset": "earliest"})
+    c = Consumer({**kafka.common_config(broker.bootstrap, config.Settings()), "group.id": "check", "auto.offset.reset": "earliest"})
     c.assign([TopicPartition(s.partials_topic, shard, 0) for shard in range(s.partial_partitions)])
     covered: dict[int, OffsetRanges] = {}
     deadline = time.monotonic() + 20

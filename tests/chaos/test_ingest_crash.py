@@ -1,0 +1,82 @@
+"""The ingest service SIGKILLed at the worst instants of an upload (pipeline/faults.py):
+mid-upload, after its `open` receipt, and after its commit but before its answer. A
+retry with the same Idempotency-Key, to a restarted service, counts the document exactly
+once whichever instant it died at, and nothing of a dead attempt leaks into the totals."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections import Counter
+
+import pytest
+import requests
+
+from pipeline import config, tokenize
+from pipeline.broker import free_port
+from pipeline.client import ApiError, Client
+from pipeline.ingest.receipts import read_all
+from pipeline.run import Pipeline
+from tests.conftest import SAMPLE, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
+TOKEN = "chaos-token"
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    with Pipeline(config.Settings(workers=2, tokens=TOKEN)) as p:
+        yield p
+
+
+def ingest_service(pipeline, port: int, faults: str = "") -> subprocess.Popen:
+    env = {**os.environ, **pipeline.settings.to_env(), "WORDPIPE_BOOTSTRAP": pipeline.bootstrap,
+           "WORDPIPE_INGEST_PORT": str(port), "WORDPIPE_FAULTS": faults}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "ingest-server"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: _healthy(port) or proc.poll() is not None, 60, "the ingest service")
+    return proc
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@pytest.mark.parametrize(("fault", "first_attempt_counts"), [
+    ("ingest.mid_upload=3", False),  # chunks in Kafka, no end: abandoned, the retry is a new document
+    ("ingest.before_end=1", False),  # open receipt, no end: the retry aborts it, then uploads again
+    ("ingest.before_receipt=1", True),  # committed in the log, never answered: the retry learns it counted
+])
+def test_a_retry_after_the_ingest_service_died_counts_once(pipeline, fault, first_attempt_counts):
+    port = free_port()
+    client = Client(f"http://127.0.0.1:{port}", pipeline.results_url, token=TOKEN)
+    body = SAMPLE.read_bytes() * 4  # 240 KB: several chunks
+    key = uuid.uuid4().hex
+    before = Counter(dict(client.totals()))
+    counted_before = client.wait_counted(120)["documents_counted"]
+
+    dying = ingest_service(pipeline, port, fault)
+    with pytest.raises(ApiError) as died:
+        client.ingest(body, key=key, attempts=1)
+    assert died.value.code == "unreachable"
+    assert dying.wait(10) == 137  # it died at the fault point, as SIGKILL would leave it
+    dead = [r.document for r in read_all(pipeline.bootstrap, pipeline.settings) if r.key == key and r.state == "open"]
+
+    restarted = ingest_service(pipeline, port)
+    try:
+        receipt = client.ingest(body, key=key)
+        again = client.ingest(body, key=key)  # and once more, for good measure
+    finally:
+        restarted.terminate()
+        restarted.wait(30)
+    assert again == receipt
+    assert (receipt["document"] in dead) is first_attempt_counts, (dead, receipt)  # whose count the answer is
+    status = client.wait_counted(120)
+    assert status["documents_counted"] == counted_before + 1
+    words = tokenize.count(tokenize.decode(body).text)
+    assert Counter(dict(client.totals())) - before == words

@@ -89,8 +89,9 @@ class Aggregator:
         )
         # bytes in and out: faust derives its (recovery) serializers from these types.
         self.table = self.app.Table("state", partitions=s.partial_partitions, key_type=bytes, value_type=bytes)
-        # Windowed totals, mirrored from the exact state with absolute values at each durable
-        # flush: a replay rewrites the same values, so the mirror never counts twice.
+        # Windowed totals, mirrored from the exact state with absolute values every
+        # totals_interval and before every read: a replay rewrites the same values, so the
+        # mirror never counts twice.
         self.windowed = self.app.Table(
             "windowed", default=int, partitions=s.partial_partitions,  # faust's default serializers: json
         ).tumbling(s.window_seconds, expires=s.window_seconds * s.windows_kept)
@@ -202,8 +203,6 @@ class Aggregator:
             faults.point("aggregator.before_ack")
             for event in events:
                 event.ack()
-            for shard in touched:
-                self.mirror_windows(shard)
 
     def write(self, shard: int, records: dict[str, bytes]) -> None:
         for key, value in records.items():
@@ -262,6 +261,8 @@ class Aggregator:
                 self.unpublished.update(changed)
 
     def publish_totals(self) -> None:
+        for shard in list(self.shards):  # the windowed mirror at the same cadence: repeated changes coalesce
+            self.mirror_windows(shard)
         self.take_changes()
         topic = self.settings.totals_topic
         changed, self.unpublished = self.unpublished, {}

@@ -151,8 +151,10 @@ def cmd_autoscale_run(args: argparse.Namespace) -> int:
     from pipeline.autoscaler.monitor import LagMonitor
     from pipeline.autoscaler.policy import Policy
     from pipeline.cluster import Resources, open_backend
+    from pipeline.web import tokens_of
 
     s = _settings(args, backend=args.backend, autoscaler_port=args.port, image=args.image, mesos_master=args.mesos_master)
+    tokens_of(s)  # no token configured and auth on: refuse before launching anything
     if s.embedded:
         raise config.ConfigError("bootstrap: the autoscaler watches an existing cluster; give --bootstrap or $WORDPIPE_BOOTSTRAP")
     watched = policy_file.PolicyFile(args.policy) if args.policy else None
@@ -162,7 +164,7 @@ def cmd_autoscale_run(args: argparse.Namespace) -> int:
     backend = open_backend(s, s.to_env(), s.worker_group, log_dir)
     monitor = LagMonitor(s.bootstrap, s, offset_reset=current().offset_reset)
     controller = Controller(backend, monitor, current, Resources(s.worker_cpus, s.worker_mem_mb), interval=s.autoscale_interval)
-    server = serve_status(controller, s.autoscaler_host, s.autoscaler_port)
+    server = serve_status(controller, s.autoscaler_host, s.autoscaler_port, tokens=tokens_of(s))
     print(f"wordpipe autoscaler: status on http://{s.autoscaler_host}:{s.autoscaler_port}/v1/status", file=sys.stderr)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -195,8 +197,14 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_autoscale_status(args: argparse.Namespace) -> int:
     import requests
 
+    from pipeline.client import default_token
+
+    token = args.token or default_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = requests.get(args.url.rstrip("/") + "/v1/status", timeout=10)
+        response = requests.get(args.url.rstrip("/") + "/v1/status", headers=headers, timeout=10)
+        if response.status_code == 401:
+            raise StatusUnavailable(f"{args.url}: 401 unauthorized: give the autoscaler's token (--token or $WORDPIPE_TOKEN)")
         response.raise_for_status()
         status = response.json()
     except (requests.RequestException, ValueError) as exc:
@@ -417,6 +425,7 @@ def parser() -> argparse.ArgumentParser:
     astatus = autoscale_sub.add_parser("status", help="lag, rates, workers, and the next decision and why")
     astatus.add_argument("--url", default="http://127.0.0.1:8082", help="the autoscaler's status address")
     astatus.add_argument("--json", action="store_true", help="the whole status document")
+    astatus.add_argument("--token", help="bearer token (default: $WORDPIPE_TOKEN, or the one `wordpipe up` saved)")
     astatus.set_defaults(func=cmd_autoscale_status)
 
     up = sub.add_parser("up", help="run the long-running stack: broker, aggregator, ingest and autoscaler, until Ctrl-C")

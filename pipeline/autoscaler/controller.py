@@ -13,6 +13,7 @@ not scaling. Prometheus metrics and a JSON status are served by `serve_status`.
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import json
 import logging
 import threading
@@ -126,21 +127,34 @@ def _decision_json(d: Decision) -> dict:
     return {"at": d.at, "action": d.action, "from": d.current, "to": d.desired, "reason": d.reason, "message": d.message}
 
 
-def serve_status(controller: Controller, host: str, port: int) -> ThreadingHTTPServer:
-    """`GET /v1/status` (JSON) and `GET /metrics` (Prometheus), on a daemon thread."""
+def serve_status(controller: Controller, host: str, port: int, *, tokens: list[str] | None) -> ThreadingHTTPServer:
+    """`GET /v1/status` (JSON; a bearer token from `tokens` unless None) and `GET /metrics`
+    (Prometheus, open like every service's), on a daemon thread. Errors are JSON like the
+    other APIs' (pipeline/web.py)."""
+    allowed = [t.encode() for t in tokens or ()]
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
             if self.path == "/metrics":
                 self._send(200, generate_latest(controller.registry), CONTENT_TYPE_LATEST)
             elif self.path == "/v1/status":
+                header = self.headers.get("Authorization", "")
+                given = header[7:].strip().encode() if header[:7].lower() == "bearer " else None
+                if tokens is not None and not (given and any(hmac.compare_digest(given, t) for t in allowed)):
+                    self._error(401, "unauthorized", "missing or unknown bearer token (Authorization: Bearer <token>)",
+                                {"WWW-Authenticate": 'Bearer realm="wordpipe"'})
+                    return
                 self._send(200, json.dumps(controller.status()).encode(), "application/json")
             else:
-                body = {"error": f"no such endpoint {self.path}; try /v1/status or /metrics"}
-                self._send(404, json.dumps(body).encode(), "application/json")
+                self._error(404, "not_found", f"no such path: {self.path}; try /v1/status or /metrics")
 
-        def _send(self, code: int, body: bytes, content_type: str) -> None:
+        def _error(self, code: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
+            self._send(code, json.dumps({"error": error, "detail": detail}).encode(), "application/json", headers)
+
+        def _send(self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
             self.send_response(code)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

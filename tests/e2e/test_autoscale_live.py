@@ -30,7 +30,7 @@ def test_a_burst_scales_up_idleness_scales_down_and_counts_stay_exact(tmp_path):
     with Pipeline(s) as p:
         monitor = LagMonitor(p.bootstrap, p.settings, window=4)
         controller = Controller(p.workers, monitor, lambda: EAGER, Resources(), interval=0.5, grace=20)
-        server = serve_status(controller, "127.0.0.1", port := free_port("127.0.0.1"))
+        server = serve_status(controller, "127.0.0.1", port := free_port("127.0.0.1"), tokens=None)
         try:
             peak, counted_at = burst_until_scaled_down(p, controller, sources, lambda: len(controller.running()), timeout=90)
             status = requests.get(f"http://127.0.0.1:{port}/v1/status", timeout=5).json()

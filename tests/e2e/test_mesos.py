@@ -60,6 +60,7 @@ def test_a_sigkilled_framework_restarted_in_time_adopts_its_tasks(mesos_master, 
     policy.write_text("min_workers = 2\ncooldown_seconds = 0\n")
     exe = os.path.join(os.path.dirname(sys.executable), "wordpipe")
     env = {**os.environ, "WORDPIPE_AUTOSCALE_INTERVAL": "0.5", "WORDPIPE_MESOS_STATE_FILE": str(tmp_path / "mesos.json"),
+           "WORDPIPE_TOKENS": "ops-token",
            "WORDPIPE_MESOS_FAILOVER_TIMEOUT": "600", "WORDPIPE_WORKER_CPUS": "0.5", "WORDPIPE_WORKER_MEM_MB": "200",
            "WORDPIPE_SESSION_TIMEOUT_MS": "2000", "TMPDIR": str(tmp_path)}
 

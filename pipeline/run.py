@@ -27,6 +27,7 @@ import requests
 
 from pipeline import broker as broker_mod
 from pipeline import kafka, processes
+from pipeline.client import Client
 from pipeline.cluster import (
     Backend,
     BackendError,
@@ -82,9 +83,9 @@ class Pipeline:
         self.roster: Roster | None = None
         self.env: dict[str, str] = {}
         self.aggregator: subprocess.Popen | None = None
-        self.http = requests.Session()
-        if settings.auth == "token":
-            self.http.headers["Authorization"] = f"Bearer {settings.token_list[0]}"
+        token = settings.token_list[0] if settings.auth == "token" else ""  # "": no header, not the environment's token
+        self.results = Client(results_url=self.results_url, token=token)
+        self.http = self.results.http  # the results API's session, token included: progress and stats too
         self.restarts = {"workers": 0, "aggregator": 0}
         self._recent_restarts: dict[str, list[float]] = {}
         self.counted_at: float | None = None
@@ -165,7 +166,7 @@ class Pipeline:
             self.broker.stop()
         elif self._created_topics:
             self._delete_run_topics()
-        self.http.close()
+        self.results.close()
 
     def _delete_run_topics(self) -> None:
         from confluent_kafka.admin import AdminClient
@@ -248,13 +249,4 @@ class Pipeline:
             time.sleep(0.05)
 
     def totals(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        cursor = ""
-        while True:
-            response = self.http.get(self.results_url + "/v1/totals", params={"limit": 100_000, "cursor": cursor}, timeout=60)
-            response.raise_for_status()
-            page = response.json()
-            out.update(page["totals"])
-            if page["next"] is None:
-                return out
-            cursor = page["next"]
+        return dict(self.results.totals(page=100_000))

@@ -53,14 +53,24 @@ def tokens_of(settings: Settings) -> list[str] | None:
     return tokens
 
 
-def token_of(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    if header[:7].lower() == "bearer ":
+def bearer(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header."""
+    if header and header[:7].lower() == "bearer ":
         return header[7:].strip()
-    # Browsers' EventSource cannot set headers: the dashboard passes its token in the query.
-    if request.method == "GET":
-        return request.query.get("token")
     return None
+
+
+def allowed(given: str | None, tokens: list[str]) -> bool:
+    """Whether `given` is one of `tokens`, compared in constant time."""
+    return given is not None and any(hmac.compare_digest(given.encode(), t.encode()) for t in tokens)
+
+
+def token_of(request: web.Request) -> str | None:
+    token = bearer(request.headers.get("Authorization"))
+    # Browsers' EventSource cannot set headers: the dashboard passes its token in the query.
+    if token is None and request.method == "GET":
+        return request.query.get("token")
+    return token
 
 
 def make_app(service: str, tokens: list[str] | None, spec: str, registry: CollectorRegistry, public: tuple[str, ...] = ()) -> web.Application:
@@ -69,7 +79,6 @@ def make_app(service: str, tokens: list[str] | None, spec: str, registry: Collec
                        registry=registry)
     latency = Histogram("wordpipe_http_request_seconds", "HTTP request latency by route", ["service", "route"],
                         registry=registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60))
-    allowed = [t.encode() for t in tokens or ()]
     open_paths = PUBLIC + public
 
     @web.middleware
@@ -78,8 +87,7 @@ def make_app(service: str, tokens: list[str] | None, spec: str, registry: Collec
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
         try:
             if tokens is not None and request.path not in open_paths:
-                given = token_of(request)
-                if given is None or not any(hmac.compare_digest(given.encode(), t) for t in allowed):
+                if not allowed(token_of(request), tokens):
                     raise ApiError(401, "unauthorized", "missing or unknown bearer token (Authorization: Bearer <token>)",
                                    {"WWW-Authenticate": 'Bearer realm="wordpipe"'})
             response = await handler(request)

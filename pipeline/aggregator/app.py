@@ -242,8 +242,11 @@ class Aggregator:
         """A word's total per kept window (start in Unix seconds), from the faust windowed table."""
         for shard in self.owned_shards():
             self.mirror_windows(shard)
-        starts = sorted({start for s in self.owned_shards() for start in self.shard(s).window_starts()})
-        return {start: self.windowed[word][self.window_range(start)] for start in starts}
+        return {start: self.windowed[word][self.window_range(start)] for start in self.window_starts()}
+
+    def window_starts(self) -> list[int]:
+        """Every kept window's start over the owned shards, oldest first."""
+        return sorted({start for s in self.owned_shards() for start in self.shard(s).window_starts()})
 
     def window_top(self, start: int) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -13,7 +13,6 @@ not scaling. Prometheus metrics and a JSON status are served by `serve_status`.
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import json
 import logging
 import threading
@@ -28,6 +27,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pipeline.autoscaler.monitor import LagMonitor
 from pipeline.autoscaler.policy import Decision, Metrics, Policy, State, decide
 from pipeline.cluster.backend import Backend, Resources, forget_exited
+from pipeline.web import allowed, bearer
 
 log = logging.getLogger(__name__)
 
@@ -131,16 +131,13 @@ def serve_status(controller: Controller, host: str, port: int, *, tokens: list[s
     """`GET /v1/status` (JSON; a bearer token from `tokens` unless None) and `GET /metrics`
     (Prometheus, open like every service's), on a daemon thread. Errors are JSON like the
     other APIs' (pipeline/web.py)."""
-    allowed = [t.encode() for t in tokens or ()]
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
             if self.path == "/metrics":
                 self._send(200, generate_latest(controller.registry), CONTENT_TYPE_LATEST)
             elif self.path == "/v1/status":
-                header = self.headers.get("Authorization", "")
-                given = header[7:].strip().encode() if header[:7].lower() == "bearer " else None
-                if tokens is not None and not (given and any(hmac.compare_digest(given, t) for t in allowed)):
+                if tokens is not None and not allowed(bearer(self.headers.get("Authorization")), tokens):
                     self._error(401, "unauthorized", "missing or unknown bearer token (Authorization: Bearer <token>)",
                                 {"WWW-Authenticate": 'Bearer realm="wordpipe"'})
                     return

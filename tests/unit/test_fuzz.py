@@ -66,7 +66,7 @@ def test_the_tokenizer_takes_any_bytes(data):
     decoded = tokenize.decode(data)
     tokens = tokenize.tokens(decoded.text)
     assert all(tokens) and decoded.invalid_bytes >= 0
-    assert tokenize.count(decoded.text) == Counter(tokens)
+    assert not any(ch.isspace() for token in tokens for ch in token), "a token never holds whitespace"
 
 
 whitespace = st.sampled_from([b" ", b"\n", b"\t", b"\r\n", b"\x0b", b"\x0c"])

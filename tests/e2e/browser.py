@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -23,7 +25,7 @@ async def _session(chromium: str, url: str, expression: str, timeout: float, siz
     with tempfile.TemporaryDirectory() as profile:
         proc = subprocess.Popen([chromium, *FLAGS, f"--remote-debugging-port={port}", f"--user-data-dir={profile}",
                                  f"--window-size={size[0]},{size[1]}", url],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             async with aiohttp.ClientSession() as http:
                 deadline = time.monotonic() + timeout
@@ -60,8 +62,16 @@ async def _session(chromium: str, url: str, expression: str, timeout: float, siz
                     shot = await call("Page.captureScreenshot", format="png")
                     return value, base64.b64decode(shot["data"])
         finally:
-            proc.kill()
+            # Chromium forks renderers and helpers that keep writing the profile: stop them all.
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            gone_by = time.monotonic() + 10
+            while time.monotonic() < gone_by:
+                try:
+                    os.killpg(proc.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
 
 
 def render(chromium: str, url: str, expression: str, timeout: float = 60, size: tuple[int, int] = (1100, 900)) -> tuple[object, bytes]:

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup run test test-fast chaos bench clean
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,9 @@ test: setup
 
 test-fast: setup  # no broker: the pure core only
 	$(BIN)/python -m pytest tests/unit
+
+chaos: setup  # the long chaos suite (~30 min): 50+ MB per scenario; writes docs/reliability.md
+	WORDPIPE_CHAOS=long WORDPIPE_CHAOS_REPORT=docs/reliability.md $(BIN)/python -m pytest tests/chaos
 
 bench: setup
 	$(BIN)/python bench/e2e_throughput.py

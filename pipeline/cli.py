@@ -159,7 +159,7 @@ def cmd_autoscale_run(args: argparse.Namespace) -> int:
         raise config.ConfigError("bootstrap: the autoscaler watches an existing cluster; give --bootstrap or $WORDPIPE_BOOTSTRAP")
     watched = policy_file.PolicyFile(args.policy) if args.policy else None
     current = watched.current if watched else Policy
-    log_dir = Path(tempfile.gettempdir()) / "wordpipe-workers" / s.worker_group
+    log_dir = Path(args.log_dir or Path(tempfile.gettempdir()) / "wordpipe-workers" / s.worker_group)
     log_dir.mkdir(parents=True, exist_ok=True)
     backend = open_backend(s, s.to_env(), s.worker_group, log_dir)
     monitor = LagMonitor(s.bootstrap, s, offset_reset=current().offset_reset)
@@ -175,6 +175,8 @@ def cmd_autoscale_run(args: argparse.Namespace) -> int:
     finally:
         server.shutdown()
         monitor.close()
+        if args.stop_workers:
+            backend.kill([w.id for w in backend.list()], grace=controller.grace)
         backend.close()  # local workers stop with us; containers and tasks stay, for the next controller to adopt
     return 0
 
@@ -421,6 +423,9 @@ def parser() -> argparse.ArgumentParser:
     arun.add_argument("--image", help="the workers' image for --backend docker or mesos (default wordpipe:latest)")
     arun.add_argument("--mesos-master", help="the Mesos master(s) for --backend mesos, comma-separated")
     arun.add_argument("--port", type=int, help="status and metrics port (default 8082)")
+    arun.add_argument("--log-dir", help="where local workers' logs go (default $TMPDIR/wordpipe-workers/GROUP)")
+    arun.add_argument("--stop-workers", action="store_true",
+                      help="stop the workers on exit (default: containers and tasks stay for the next autoscaler to adopt)")
     arun.set_defaults(func=cmd_autoscale_run)
     astatus = autoscale_sub.add_parser("status", help="lag, rates, workers, and the next decision and why")
     astatus.add_argument("--url", default="http://127.0.0.1:8082", help="the autoscaler's status address")

@@ -12,6 +12,8 @@ import msgpack
 
 VERSION = 1
 DEADLETTER_PAYLOAD_LIMIT = 64 * 1024
+# chunk_size is at most 1 MiB (config.py); the rest is room for the envelope.
+CHUNK_MAX_RECORD_BYTES = 1024 * 1024 + 64 * 1024
 
 
 class CodecError(ValueError):
@@ -165,6 +167,8 @@ def encode_end(msg: DocumentEnd) -> bytes:
 
 def decode_chunk(data: bytes | None) -> ChunkMessage | FlushMarker | DocumentEnd:
     """A record of the chunks topic: a chunk, a flush marker or a document's end."""
+    if data is not None and len(data) > CHUNK_MAX_RECORD_BYTES:  # refused before it costs an unpack
+        raise CodecError(f"chunk: {len(data):,} bytes, more than a chunk record may have ({CHUNK_MAX_RECORD_BYTES:,})")
     if data is not None and len(data) < 16:  # a flush marker is 11 bytes; a chunk is longer
         obj = _unpack(data, "flush marker", ("flush",))
         if obj["flush"] is not True:

@@ -145,6 +145,38 @@ def check_reachable(bootstrap: str, settings: Settings, timeout: float = 10.0) -
         raise KafkaUnavailable(f"no Kafka broker answers at {bootstrap} (waited {timeout:.0f} s)") from None
 
 
+class BrokerWatch:
+    """Whether Kafka answers, asked every `interval` seconds on a daemon thread.
+
+    A frozen or partitioned broker makes requests hang rather than fail, so a live
+    client notices only after its socket timeout (a minute); a fresh metadata request
+    with a short timeout tells within seconds. Services report it in their health."""
+
+    def __init__(self, bootstrap: str, settings: Settings, interval: float = 1.0, timeout: float = 2.0) -> None:
+        self.problem: str | None = None  # None while Kafka answers
+        self._stop = threading.Event()
+
+        def watch() -> None:
+            while not self._stop.is_set():
+                try:
+                    check_reachable(bootstrap, settings, timeout)
+                    self.problem = None
+                except KafkaUnavailable as exc:
+                    if self.problem is None:
+                        log.warning("%s", exc)
+                    self.problem = str(exc)
+                self._stop.wait(interval)
+
+        threading.Thread(target=watch, name="broker-watch", daemon=True).start()
+
+    @property
+    def up(self) -> bool:
+        return self.problem is None
+
+    def close(self) -> None:
+        self._stop.set()
+
+
 class DeliveryTracker:
     """Collects the delivery failures of one producer."""
 

@@ -231,6 +231,10 @@ class Pipeline:
         except (requests.RequestException, ValueError):
             return None  # starting or restarting
 
+    def all_counted(self, report: IngestReport) -> bool:
+        progress = self.progress()
+        return progress is not None and all_counted(progress, report.produced)
+
     def wait_counted(
         self, report: IngestReport, timeout: float | None = None, on_counted: Callable[[int], None] | None = None
     ) -> None:

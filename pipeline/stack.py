@@ -73,7 +73,9 @@ class Stack:
             kafka.ensure_topics(s.bootstrap, s)
             self.env = {**os.environ, **s.to_env()}
             cli = [sys.executable, "-m", "pipeline.cli"]
-            autoscale = [*cli, "autoscale", "run"] + (["--policy", self.policy] if self.policy else [])
+            # Ctrl-C stops the workers too; a restarted autoscaler adopts them instead.
+            autoscale = [*cli, "autoscale", "run", "--stop-workers", "--log-dir", str(self.log_dir / "workers")]
+            autoscale += ["--policy", self.policy] if self.policy else []
             urls = self.urls
             self.services = [
                 Service("aggregator", [*cli, "aggregator"], urls["results"] + "/health"),
@@ -124,7 +126,7 @@ class Stack:
         # The autoscaler first, so that no worker is launched while the rest goes.
         for service in reversed(self.services):
             if service.proc is not None:
-                processes.terminate(service.proc, grace=15.0)
+                processes.terminate(service.proc, grace=45.0)  # the autoscaler drains its workers
                 service.proc = None
         if self.broker is not None:
             self.broker.stop()

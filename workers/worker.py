@@ -66,6 +66,7 @@ class Worker:
         self.busy_seconds = 0.0
         self.next_report = 0.0
         self.heartbeat = Heartbeat(settings.health_file)
+        self.broker = kafka.BrokerWatch(bootstrap, settings)
 
     def on_assign(self, consumer, partitions) -> None:
         self.assigned.update(tp.partition for tp in partitions)
@@ -97,7 +98,7 @@ class Worker:
     def report_status(self, stopped: bool = False) -> None:
         """Tell the status topic who we are and what we own; a tombstone once we stopped."""
         self.next_report = time.monotonic() + self.settings.status_interval
-        self.heartbeat.beat()
+        self.heartbeat.beat(self.broker.problem)
         value = None
         if not stopped:
             value = codec.encode_status(codec.WorkerStatus(
@@ -133,6 +134,7 @@ class Worker:
         finally:
             # Leaving the group hands our partitions over at once instead of after a session timeout.
             self.consumer.close()
+            self.broker.close()
         self.report_status(stopped=True)
         self.producer.flush(5)
         log.info("worker stopped after %d chunks", self.chunks_counted)

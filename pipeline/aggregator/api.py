@@ -107,8 +107,9 @@ class ResultsApi:
         return web.Response(text=DASHBOARD.read_text(), content_type="text/html")
 
     async def health(self, request: web.Request) -> web.Response:
-        owned = self.aggregator.owned_shards()
-        return web.json_response({"ok": True, "shards": owned})
+        owned, problem = self.aggregator.owned_shards(), self.aggregator.broker.problem
+        return web.json_response({"ok": problem is None, "broker": problem or "up", "shards": owned},
+                                 status=200 if problem is None else 503)
 
     @staticmethod
     def _word(request: web.Request) -> str:

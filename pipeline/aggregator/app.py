@@ -104,6 +104,7 @@ class Aggregator:
         self.partials_applied = 0
         self.partials_replayed = 0
         self.heartbeat = Heartbeat(s.health_file)
+        self.broker = kafka.BrokerWatch(bootstrap, s)
         self.router = Router(s.partial_partitions, s.buckets)
         self.kept_windows: dict[int, set[int]] = {}
         self.ranking = Ranking()
@@ -323,7 +324,7 @@ class Aggregator:
         @app.timer(self.settings.flush_interval, name="flush")
         async def flush_timer() -> None:
             await self.flush()
-            self.heartbeat.beat()
+            self.heartbeat.beat(self.broker.problem)
 
         @app.timer(self.settings.totals_interval, name="publish-totals")
         async def totals_timer() -> None:

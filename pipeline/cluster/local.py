@@ -26,7 +26,8 @@ class LocalBackend:
         ids = []
         for _ in range(count):
             worker_id = new_worker_id()
-            env = {**self.env, "WORDPIPE_WORKER_ID": worker_id}
+            # Each its own health file beside its log: `wordpipe health` reads it as in a container.
+            env = {**self.env, "WORDPIPE_WORKER_ID": worker_id, "WORDPIPE_HEALTH_FILE": str(self.log_dir / f"{worker_id}.health")}
             with open(self.log_dir / f"{worker_id}.log", "ab") as out:
                 self.procs[worker_id] = processes.spawn([sys.executable, "-m", "workers"], env=env, stdout=out, stderr=subprocess.STDOUT)
             ids.append(worker_id)

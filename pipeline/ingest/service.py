@@ -253,7 +253,7 @@ class IngestService:
             except Exception as exc:
                 self.broker_up, self.broker_error = False, str(exc)
             self.metrics_broker.set(int(self.broker_up))
-            self.heartbeat.beat()
+            self.heartbeat.beat(None if self.broker_up else self.broker_error)
             await asyncio.sleep(1.0)
 
     def next_partition(self) -> int:

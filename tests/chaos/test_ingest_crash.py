@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 
@@ -19,13 +20,14 @@ from pipeline.broker import free_port
 from pipeline.client import ApiError, Client
 from pipeline.ingest.receipts import read_all
 from pipeline.run import Pipeline
+from tests.chaos.conftest import grown
 from tests.conftest import SAMPLE, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 TOKEN = "chaos-token"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def pipeline():
     with Pipeline(config.Settings(workers=2, tokens=TOKEN)) as p:
         yield p
@@ -52,7 +54,9 @@ def _healthy(port: int) -> bool:
     ("ingest.before_end=1", False),  # open receipt, no end: the retry aborts it, then uploads again
     ("ingest.before_receipt=1", True),  # committed in the log, never answered: the retry learns it counted
 ])
-def test_a_retry_after_the_ingest_service_died_counts_once(pipeline, fault, first_attempt_counts):
+def test_a_retry_after_the_ingest_service_died_counts_once(pipeline, fault, first_attempt_counts, trial):
+    """The ingest service dies mid-upload; a retry counts the document once"""
+    trial.title = f"The ingest service dies at `{fault.split('=')[0]}`"
     port = free_port()
     client = Client(f"http://127.0.0.1:{port}", pipeline.results_url, token=TOKEN)
     body = SAMPLE.read_bytes() * 4  # 240 KB: several chunks
@@ -65,6 +69,8 @@ def test_a_retry_after_the_ingest_service_died_counts_once(pipeline, fault, firs
         client.ingest(body, key=key, attempts=1)
     assert died.value.code == "unreachable"
     assert dying.wait(10) == 137  # it died at the fault point, as SIGKILL would leave it
+    died_at = time.monotonic()
+    trial.fault(f"{fault}: the ingest service exits 137 there, during a keyed upload of {len(body):,} bytes")
     dead = [r.document for r in read_all(pipeline.bootstrap, pipeline.settings) if r.key == key and r.state == "open"]
 
     restarted = ingest_service(pipeline, port)
@@ -74,9 +80,15 @@ def test_a_retry_after_the_ingest_service_died_counts_once(pipeline, fault, firs
     finally:
         restarted.terminate()
         restarted.wait(30)
+    trial.fault("restarted; the client retried twice with the same Idempotency-Key")
     assert again == receipt
     assert (receipt["document"] in dead) is first_attempt_counts, (dead, receipt)  # whose count the answer is
     status = client.wait_counted(120)
+    trial.recovered(died_at)
+    trial.recovery_from = "the crash, the restart included"
+    trial.input_bytes = len(body)
+    trial.expected = tokenize.count(tokenize.decode(body).text)
+    trial.counted = grown(Counter(dict(client.totals())), before)
+    trial.notes.append(f"the answer is the {'dead' if first_attempt_counts else 'retried'} attempt's document")
     assert status["documents_counted"] == counted_before + 1
-    words = tokenize.count(tokenize.decode(body).text)
-    assert Counter(dict(client.totals())) - before == words
+    assert trial.counted == trial.expected

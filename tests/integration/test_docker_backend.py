@@ -161,3 +161,12 @@ def test_a_container_removed_while_listing_is_skipped_not_an_error(backend, monk
     monkeypatch.setattr(ContainerCollection, "list", list_then_remove)
     assert [w.id for w in backend.list()] == [ids[1]]
     monkeypatch.undo()
+
+
+def test_the_image_runs_as_non_root_and_bakes_in_no_secret(docker_image):
+    image = docker.from_env().images.get(docker_image)
+    assert image.attrs["Config"]["User"] == "10001:10001"
+    names = [entry.split("=", 1)[0] for entry in image.attrs["Config"]["Env"]]
+    assert not [n for n in names if any(word in n.upper() for word in ("TOKEN", "SECRET", "PASSWORD", "SASL"))], names
+    layers = " ".join(step["CreatedBy"] for step in image.history()).upper()
+    assert not [word for word in ("TOKEN", "SECRET", "PASSWORD", "SASL") if word in layers]

@@ -47,6 +47,19 @@ class DockerAgent:
             pass  # already gone
         return True
 
+    def crash(self, task_id: str) -> bool:
+        """SIGKILL the task's container, as the OOM killer or a failing machine would: the
+        task fails (TASK_FAILED), it was not killed by the framework. False when no such container."""
+        with self.lock:
+            container = self.containers.get(task_id)
+        if container is None:
+            return False
+        try:
+            container.kill()
+        except (NotFound, APIError):
+            return False
+        return True
+
     def destroy_all(self) -> None:
         for c in self.client.containers.list(all=True, sparse=True, filters={"label": f"{LABEL}={self.id}"}):
             try:

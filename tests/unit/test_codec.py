@@ -145,12 +145,20 @@ def test_bad_partials_name_what_is_wrong(data, message):
         (pack({"v": 1, "end": "d", "chunks": 2, "commit": "yes"}), "document end.commit: expected bool"),
         (pack({"v": 1, "end": "", "chunks": 2, "commit": True}), "document end.end: the document id must not be empty"),
         (pack({"v": 1, "end": "doc", "chunks": -1, "commit": True}), "document end.chunks: must be >= 0"),
+        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"x" * 1200 * 1024, "held": False}),
+         "chunk: 1,228,848 bytes, more than a chunk record may have (1,114,112)"),
     ],
 )
 def test_bad_chunks_name_what_is_wrong(data, message):
     with pytest.raises(codec.CodecError) as info:
         codec.decode_chunk(data)
     assert message in str(info.value)
+
+
+def test_the_largest_chunk_the_settings_allow_still_decodes():
+    text = b"x" * (1024 * 1024 - 1024)  # chunk_size's maximum
+    chunk = codec.ChunkMessage("d" * 64, 0, "s" * 4096, 0, text, True)
+    assert codec.decode_chunk(codec.encode_chunk(chunk)) == chunk
 
 
 def test_receipt_round_trip_schema_and_errors():

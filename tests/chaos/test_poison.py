@@ -1,5 +1,9 @@
-"""Poison records in `chunks` and `partials` go to the dead-letter topic with a reason; counting goes on."""
+"""Poison records written straight into `chunks` and `partials` (garbage bytes, wrong
+schema versions and shapes, huge payloads) go to the dead-letter topic with a reason;
+counting goes on, exactly."""
 
+import os
+import time
 from collections import Counter
 
 import msgpack
@@ -12,7 +16,8 @@ from pipeline.reference import count_sources
 from pipeline.run import Pipeline
 from tests.conftest import SAMPLE
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
+HUGE = 5 * 1024 * 1024
 
 POISON_CHUNKS = [
     (b"\x00garbage\xff", "not msgpack"),
@@ -21,6 +26,9 @@ POISON_CHUNKS = [
      "unknown field(s) pad"),
     (msgpack.packb({"v": 1, "end": "d", "chunks": 1, "commit": "yes", "pad": "x"}), "document end: unknown field(s) pad"),
     (b"\x92" + b"x" * 50, "not msgpack"),
+    (os.urandom(HUGE), f"chunk: {HUGE:,} bytes, more than a chunk record may have"),
+    (msgpack.packb({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"x " * HUGE, "held": False}),
+     "more than a chunk record may have"),
 ]
 POISON_PARTIALS = [
     (b"\xc1", "partials: not msgpack"),
@@ -29,6 +37,8 @@ POISON_PARTIALS = [
      "counts must be positive"),
     (msgpack.packb({"v": 1, "shard": 0, "parts": [{"source": [0, 7, 8], "buckets": {}, "held": {"d": [7, 0, {}]}, "ends": {}, "at": 0}]}),
      "expected [first offset, chunks >= 1, buckets]"),
+    (b"\xc1" + os.urandom(HUGE), "partials: not msgpack"),
+    (msgpack.packb({"v": 2, "shard": 0, "parts": [], "pad": b"x" * HUGE}), "partials: unsupported schema version 2"),
 ]
 
 
@@ -37,8 +47,6 @@ def read_deadletters(bootstrap, topic, want, timeout=30.0):
     consumer.subscribe([topic])
     letters = []
     try:
-        import time
-
         deadline = time.monotonic() + timeout
         while len(letters) < want and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
@@ -49,23 +57,34 @@ def read_deadletters(bootstrap, topic, want, timeout=30.0):
     return letters
 
 
-def test_poison_is_dead_lettered_and_counts_stay_exact():
+def test_poison_is_dead_lettered_and_counts_stay_exact(trial):
+    """Poison records in `chunks` and `partials`, huge ones too"""
     doc = Source("sample", SAMPLE)
+    trial.input_bytes = SAMPLE.stat().st_size
+    trial.expected = count_sources([doc])
     with Pipeline(config.Settings(workers=1, chunk_size=4096)) as p:
         s = p.settings
-        producer = Producer(kafka.producer_config(p.bootstrap, s))
-        for value, _ in POISON_CHUNKS:
+        producer = Producer(kafka.producer_config(p.bootstrap, s, **{"message.max.bytes": 3 * HUGE}))
+        for value, reason in POISON_CHUNKS:
             producer.produce(s.chunks_topic, value, partition=0)
-        for value, _ in POISON_PARTIALS:
+            trial.fault(f"into {s.chunks_topic}: {len(value):,} bytes, expected reason: {reason}")
+        for value, reason in POISON_PARTIALS:
             producer.produce(s.partials_topic, value, partition=0)
-        producer.flush(10)
+            trial.fault(f"into {s.partials_topic}: {len(value):,} bytes, expected reason: {reason}")
+        assert producer.flush(30) == 0
+        poisoned_at = time.monotonic()
         report = p.ingest([doc])
         p.wait_counted(report, timeout=120)
-        assert p.totals() == count_sources([doc])
+        trial.recovered(poisoned_at)
+        trial.recovery_from = "the poison, the sample's upload included"
+        trial.counted = Counter(p.totals())
+        assert trial.counted == trial.expected
         letters = read_deadletters(p.bootstrap, s.deadletter_topic, len(POISON_CHUNKS) + len(POISON_PARTIALS))
     by_topic = Counter(letter.topic for letter in letters)
     assert by_topic == {s.chunks_topic: len(POISON_CHUNKS), s.partials_topic: len(POISON_PARTIALS)}
     reasons = [letter.reason for letter in letters]
     for _, expected in POISON_CHUNKS + POISON_PARTIALS:
         assert any(expected in r for r in reasons), (expected, reasons)
-    assert {letter.payload for letter in letters} == {v for v, _ in POISON_CHUNKS + POISON_PARTIALS}
+    # Each payload as it was, the huge ones cut to their first 64 KiB.
+    assert {letter.payload for letter in letters} == {v[:codec.DEADLETTER_PAYLOAD_LIMIT] for v, _ in POISON_CHUNKS + POISON_PARTIALS}
+    trial.notes.append(f"{len(letters)} dead letters, each with its reason; payloads over 64 KiB are cut to their first 64 KiB")

@@ -1,0 +1,115 @@
+"""What every chaos scenario shares: its size (short in CI, long by hand), the record of
+its figures for docs/reliability.md, and the check that it leaked nothing.
+
+    WORDPIPE_CHAOS=long WORDPIPE_CHAOS_REPORT=docs/reliability.md pytest tests/chaos   # make chaos
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.report import Trial, render, write_json
+from tests.conftest import REPO, docker_leftovers
+
+LONG = os.environ.get("WORDPIPE_CHAOS", "short") == "long"
+REPORT = Path(os.environ.get("WORDPIPE_CHAOS_REPORT") or REPO / "bench" / "out" / "reliability.md")
+_trials: list[Trial] = []
+
+# Processes of ours, by what their command line runs.
+OURS = ("wordpipe", "pipeline.cli", "pipeline.aggregator", "-m\0workers", "tansu")
+
+
+def scaled(short: int, long: int) -> int:
+    """`short` in the CI suite, `long` in the long one."""
+    return long if LONG else short
+
+
+def grown(after: Counter, before: Counter) -> Counter:
+    """What the totals gained between two reads (totals never shrink)."""
+    return Counter({word: n - before[word] for word, n in after.items() if n != before[word]})
+
+
+@pytest.fixture
+def trial(request) -> Trial:
+    """The scenario's figures, filled in by the test and reported whether it passed or not."""
+    doc = (request.node.function.__doc__ or request.node.name).strip().splitlines()[0]
+    t = Trial(scenario=request.node.name, title=doc, suite="long" if LONG else "short")
+    started = time.monotonic()
+    yield t
+    t.seconds = round(time.monotonic() - started, 1)
+    t.passed = not getattr(request.node, "chaos_failed", False)
+    _trials.append(t)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        item.chaos_failed = True
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request):
+    """After each scenario: none of our processes, no container, no new temporary file."""
+    temp = Path(tempfile.gettempdir())
+    before_files = set(os.listdir(temp))
+    before_pids = set(_our_processes())
+    yield
+    deadline = time.monotonic() + 15  # processes told to stop may take a moment to go
+    while True:
+        pids = {p: c for p, c in _our_processes().items() if p not in before_pids}
+        containers = _containers()
+        files = sorted(f for f in set(os.listdir(temp)) - before_files if not f.startswith("pytest-of-"))
+        leaks = [f"process {p}: {c}" for p, c in pids.items()] + [f"docker: {c}" for c in containers] + \
+                [f"file {temp / f}" for f in files]
+        if not leaks or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    trial = request.node.funcargs.get("trial")
+    if trial is not None:
+        trial.leaks = leaks
+        trial.passed = trial.passed and not leaks
+    if getattr(request.node, "chaos_failed", False):
+        return  # a failed run keeps its logs on purpose (the failure names them)
+    assert not leaks, f"the scenario left behind: {leaks}"
+
+
+def _our_processes() -> dict[int, str]:
+    found = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        pid = int(entry)
+        if pid == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue  # a zombie holds nothing; its parent reaps it
+        except OSError:
+            continue
+        if any(mark.encode() in cmdline for mark in OURS):
+            found[pid] = cmdline.replace(b"\0", b" ").decode(errors="replace")[:120]
+    return found
+
+
+def _containers() -> list[str]:
+    try:
+        return docker_leftovers()
+    except (OSError, subprocess.CalledProcessError):
+        return []  # no engine here: no container either
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _trials:
+        REPORT.parent.mkdir(parents=True, exist_ok=True)
+        REPORT.write_text(render(_trials))
+        write_json(_trials, REPORT.with_suffix(".json"))

@@ -1,0 +1,126 @@
+"""Workers and the aggregator SIGKILLed while text flows (local processes); the counts
+stay exact. Also each process killed at its worst instant (pipeline/faults.py)."""
+
+import os
+import random
+import signal
+import time
+from collections import Counter
+
+import pytest
+
+from pipeline import config
+from pipeline.reference import count_sources
+from pipeline.run import Pipeline
+from tests.chaos.conftest import scaled
+from tests.e2e.scenario import mixed_documents, no_process_left, trickle
+
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
+
+
+def corpus(directory, megabytes: int) -> list:
+    """`megabytes` MB in documents of ~3 MB alternating hostile text and the repeated sample."""
+    count = max(2, megabytes // 3)
+    return mixed_documents(directory, count, sample_copies=50, hostile_size=3_000_000)
+
+
+def settings(**overrides) -> config.Settings:
+    # Small chunks and windows: many windows, commits and flushes to land a kill between.
+    return config.Settings(workers=2, chunk_size=16 * 1024, window_chunks=4, flush_interval=0.2, **overrides)
+
+
+def stats(pipeline: Pipeline) -> dict:
+    return pipeline.http.get(pipeline.results_url + "/v1/stats", timeout=5).json()
+
+
+def test_workers_sigkilled_every_few_seconds(tmp_path, trial):
+    """Workers SIGKILLed every few seconds while text flows (local processes)"""
+    rng = random.Random(42)
+    documents = corpus(tmp_path, scaled(6, 60))
+    trial.input_bytes = sum(d.path.stat().st_size for d in documents)
+    trial.expected = count_sources(documents)
+    pause = scaled((0.5, 1.5), (1.0, 3.0))
+    with Pipeline(settings()) as p:
+        pids = [p.broker.proc.pid, p.aggregator.pid]
+        thread, result = trickle(p, documents, pause=1.0)
+        while True:
+            time.sleep(rng.uniform(*pause))
+            if not thread.is_alive() and p.all_counted(result["report"]):
+                break  # kills only while there is work
+            p.supervise()
+            live = [w for w in p.workers.list() if w.state == "running"]
+            if live:
+                victim = rng.choice(live)
+                pids.append(pid := p.workers.pid(victim.id))
+                os.kill(pid, signal.SIGKILL)
+                last_fault = time.monotonic()
+                trial.fault(f"SIGKILL worker {victim.id} (pid {pid})")
+        thread.join()
+        p.wait_counted(result["report"], timeout=600)
+        trial.recovered(last_fault)
+        trial.counted = Counter(p.totals())
+        assert trial.counted == trial.expected
+        assert len(trial.faults) >= scaled(3, 15)
+        trial.notes.append(f"{stats(p)['partials_replayed']} partial parts were replayed and ignored as already applied")
+        pids += [p.workers.pid(w.id) for w in p.workers.list()]
+    no_process_left(pids)
+
+
+def test_aggregator_sigkilled_twice(tmp_path, trial):
+    """The aggregator SIGKILLed twice while text flows"""
+    documents = corpus(tmp_path, scaled(6, 30))
+    trial.input_bytes = sum(d.path.stat().st_size for d in documents)
+    trial.expected = count_sources(documents)
+    with Pipeline(settings()) as p:
+        pids = [p.broker.proc.pid]
+        thread, result = trickle(p, documents, pause=1.0)
+        for delay in (2.0, 6.0):  # the second once the first replacement has taken over and applied parts
+            time.sleep(delay)
+            pids.append(victim := p.aggregator.pid)
+            os.kill(victim, signal.SIGKILL)
+            last_fault = time.monotonic()
+            trial.fault(f"SIGKILL aggregator (pid {victim})")
+            while p.progress() is None:  # restarted and serving again
+                p.supervise()
+                time.sleep(0.1)
+        thread.join()
+        p.wait_counted(result["report"], timeout=600)
+        trial.recovered(last_fault)
+        trial.counted = Counter(p.totals())
+        assert trial.counted == trial.expected
+        assert p.restarts["aggregator"] == 2
+        trial.notes.append(f"after the second restart {stats(p)['partials_replayed']} partial parts were replayed "
+                           "and ignored as already applied")
+        pids.append(p.aggregator.pid)
+    no_process_left(pids)
+
+
+@pytest.mark.parametrize(
+    "fault, restarted",
+    [
+        ("worker.before_commit=2", "workers"),  # partials published, offsets not committed
+        ("aggregator.before_progress=2", "aggregator"),  # bucket snapshots durable, progress not
+        ("aggregator.before_ack=2", "aggregator"),  # everything durable, partials not acked
+    ],
+)
+def test_crash_at_the_worst_instant(tmp_path, fault, restarted, monkeypatch, trial):
+    """A process dies at its worst instant (fault point)"""
+    trial.title = f"{restarted.rstrip('s').capitalize()} dies at `{fault.split('=')[0]}`"
+    documents = mixed_documents(tmp_path, 3, sample_copies=15, hostile_size=600_000)
+    trial.input_bytes = sum(d.path.stat().st_size for d in documents)
+    trial.expected = count_sources(documents)
+    monkeypatch.setenv("WORDPIPE_FAULTS", fault)
+    p = Pipeline(settings()).start()  # the first processes get the fault
+    monkeypatch.delenv("WORDPIPE_FAULTS")
+    with p:
+        p.workers.env.pop("WORDPIPE_FAULTS")  # replacements run clean
+        thread, result = trickle(p, documents, pause=0.5)
+        thread.join()
+        p.wait_counted(result["report"], timeout=240)
+        trial.counted = Counter(p.totals())
+        trial.fault(f"{fault}: every first {restarted.rstrip('s')} exits 137 the 2nd time it passes that point")
+        assert trial.counted == trial.expected
+        assert p.restarts[restarted] >= 1, "the fault never fired"
+        replayed = stats(p)["partials_replayed"]
+        assert replayed > 0, "nothing was replayed, so nothing was deduplicated"
+        trial.notes.append(f"{p.restarts[restarted]} restart(s); {replayed} partial parts replayed and ignored as already applied")

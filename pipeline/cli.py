@@ -151,6 +151,7 @@ def cmd_autoscale_run(args: argparse.Namespace) -> int:
     from pipeline.autoscaler.monitor import LagMonitor
     from pipeline.autoscaler.policy import Policy
     from pipeline.cluster import Resources, open_backend
+    from pipeline.health import Heartbeat
     from pipeline.web import tokens_of
 
     s = _settings(args, backend=args.backend, autoscaler_port=args.port, image=args.image, mesos_master=args.mesos_master)
@@ -163,7 +164,8 @@ def cmd_autoscale_run(args: argparse.Namespace) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     backend = open_backend(s, s.to_env(), s.worker_group, log_dir)
     monitor = LagMonitor(s.bootstrap, s, offset_reset=current().offset_reset)
-    controller = Controller(backend, monitor, current, Resources(s.worker_cpus, s.worker_mem_mb), interval=s.autoscale_interval)
+    controller = Controller(backend, monitor, current, Resources(s.worker_cpus, s.worker_mem_mb), interval=s.autoscale_interval,
+                            heartbeat=Heartbeat(s.health_file))
     server = serve_status(controller, s.autoscaler_host, s.autoscaler_port, tokens=tokens_of(s))
     print(f"wordpipe autoscaler: status on http://{s.autoscaler_host}:{s.autoscaler_port}/v1/status", file=sys.stderr)
     stop = threading.Event()

@@ -80,7 +80,7 @@ class Stack:
             self.services = [
                 Service("aggregator", [*cli, "aggregator"], urls["results"] + "/health"),
                 Service("ingest", [*cli, "ingest-server"], urls["ingest"] + "/health"),
-                Service("autoscaler", autoscale, urls["autoscaler"].replace("/v1/status", "/metrics")),
+                Service("autoscaler", autoscale, urls["autoscaler"].replace("/v1/status", "/health")),
             ]
             for service in self.services:
                 self._spawn(service)

@@ -24,9 +24,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+import schemas
 from pipeline.autoscaler.monitor import LagMonitor
 from pipeline.autoscaler.policy import Decision, Metrics, Policy, State, decide
 from pipeline.cluster.backend import Backend, Resources, forget_exited
+from pipeline.health import Heartbeat
 from pipeline.web import allowed, bearer
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ log = logging.getLogger(__name__)
 class Controller:
     def __init__(
         self, backend: Backend, monitor: LagMonitor, policy: Callable[[], Policy], resources: Resources,
-        interval: float = 10.0, grace: float = 30.0,
+        interval: float = 10.0, grace: float = 30.0, heartbeat: Heartbeat | None = None,
     ) -> None:
         self.backend = backend
         self.monitor = monitor
@@ -43,6 +45,8 @@ class Controller:
         self.resources = resources
         self.interval = interval
         self.grace = grace
+        self.heartbeat = heartbeat or Heartbeat(None)
+        self.problem: str | None = None  # why the last tick could not see or act, for /health
         self.state = State()
         self.last_metrics: Metrics | None = None
         self.last_decision: Decision | None = None
@@ -75,6 +79,8 @@ class Controller:
             self._replaced.inc(len(gone))
         live = self.running()
         metrics = self.monitor.read(live)
+        self.problem = None if metrics.lag is not None else (
+            f"no lag read for {metrics.age:.0f} s (Kafka does not answer, or the chunks topic is missing): holding")
         decision, state = decide(self.policy(), self.state, metrics)
         with self.lock:  # recorded before acting: a kill may take its whole grace period
             self.state = state
@@ -96,8 +102,10 @@ class Controller:
             started = time.monotonic()
             try:
                 self.tick()
-            except Exception:  # one bad tick (engine hiccup, broker away) must not end the controller
+            except Exception as exc:  # one bad tick (engine hiccup, broker away) must not end the controller
                 log.exception("autoscaler tick failed; trying again next tick")
+                self.problem = f"the last tick failed: {exc}"
+            self.heartbeat.beat(self.problem)
             stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
     def _observe(self, m: Metrics, d: Decision) -> None:
@@ -128,14 +136,21 @@ def _decision_json(d: Decision) -> dict:
 
 
 def serve_status(controller: Controller, host: str, port: int, *, tokens: list[str] | None) -> ThreadingHTTPServer:
-    """`GET /v1/status` (JSON; a bearer token from `tokens` unless None) and `GET /metrics`
-    (Prometheus, open like every service's), on a daemon thread. Errors are JSON like the
-    other APIs' (pipeline/web.py)."""
+    """`GET /v1/status` (JSON; a bearer token from `tokens` unless None), `GET /metrics`
+    (Prometheus), `GET /health` (503 while the controller cannot see or act) and
+    `GET /openapi.json` (schemas/autoscaler.openapi.json), the last three open like every
+    service's, on a daemon thread. Errors are JSON like the other APIs' (pipeline/web.py)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
             if self.path == "/metrics":
                 self._send(200, generate_latest(controller.registry), CONTENT_TYPE_LATEST)
+            elif self.path == "/openapi.json":
+                self._send(200, json.dumps(schemas.load("autoscaler.openapi.json")).encode(), "application/json")
+            elif self.path == "/health":
+                problem = controller.problem
+                body = {"ok": problem is None, "problem": problem}
+                self._send(200 if problem is None else 503, json.dumps(body).encode(), "application/json")
             elif self.path == "/v1/status":
                 if tokens is not None and not allowed(bearer(self.headers.get("Authorization")), tokens):
                     self._error(401, "unauthorized", "missing or unknown bearer token (Authorization: Bearer <token>)",
@@ -143,7 +158,7 @@ def serve_status(controller: Controller, host: str, port: int, *, tokens: list[s
                     return
                 self._send(200, json.dumps(controller.status()).encode(), "application/json")
             else:
-                self._error(404, "not_found", f"no such path: {self.path}; try /v1/status or /metrics")
+                self._error(404, "not_found", f"no such path: {self.path}; try /v1/status, /health, /metrics or /openapi.json")
 
         def _error(self, code: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
             self._send(code, json.dumps({"error": error, "detail": detail}).encode(), "application/json", headers)

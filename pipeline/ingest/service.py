@@ -241,20 +241,26 @@ class IngestService:
                 self.ended_on.add(partition)
 
     async def _watch_broker(self) -> None:
-        """Keep `broker_up` current, so requests fail fast with 503 while Kafka is away."""
+        """Keep `broker_up` current, so requests fail fast with 503 while Kafka is away. The
+        receipts are loaded the first time it answers: no upload is taken before."""
+        watch = kafka.BrokerWatch(self.bootstrap, self.settings)
         loaded = False
-        while True:
-            try:
-                await asyncio.to_thread(kafka.check_reachable, self.bootstrap, self.settings, 2.0)
-                if not loaded:
-                    await self.receipts.load()
-                    loaded = True
-                self.broker_up = True
-            except Exception as exc:
-                self.broker_up, self.broker_error = False, str(exc)
-            self.metrics_broker.set(int(self.broker_up))
-            self.heartbeat.beat(None if self.broker_up else self.broker_error)
-            await asyncio.sleep(1.0)
+        try:
+            while True:
+                problem = watch.problem
+                if problem is None and not loaded:
+                    try:
+                        await self.receipts.load()
+                        loaded = True
+                    except Exception as exc:
+                        problem = f"cannot read the receipts: {exc}"
+                self.broker_up = problem is None and loaded
+                self.broker_error = problem or self.broker_error
+                self.metrics_broker.set(int(self.broker_up))
+                self.heartbeat.beat(None if self.broker_up else self.broker_error)
+                await asyncio.sleep(1.0)
+        finally:
+            watch.close()
 
     def next_partition(self) -> int:
         return next(self._partitions)

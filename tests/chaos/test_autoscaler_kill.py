@@ -17,8 +17,7 @@ from pipeline.broker import free_port
 from pipeline.client import Client
 from pipeline.reference import count_sources
 from pipeline.stack import Stack
-from tests.chaos.conftest import scaled
-from tests.chaos.test_process_kills import corpus
+from tests.chaos.conftest import corpus, scaled
 from tests.conftest import docker_leftovers
 from tests.services import TOKEN
 

@@ -4,45 +4,17 @@ reports each dead worker, a replacement is launched, and the counts stay exact."
 
 import random
 import subprocess
-import time
-from collections import Counter
 
 import pytest
 
 from pipeline import config
-from pipeline.reference import count_sources
 from pipeline.run import Pipeline
-from tests.chaos.conftest import scaled
-from tests.chaos.test_process_kills import corpus
+from tests.chaos.conftest import corpus, kill_while_working, scaled
 from tests.conftest import docker_leftovers
-from tests.e2e.scenario import no_process_left, trickle
+from tests.e2e.scenario import no_process_left
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.docker]
-
-
-def kill_while_working(p: Pipeline, documents, trial, kill) -> None:
-    """Start `documents` flowing, call `kill(pipeline, rng)` (a description, or None when
-    nothing was killed) every few seconds while there is work, then check the totals."""
-    rng = random.Random(7)
-    trial.input_bytes = sum(d.path.stat().st_size for d in documents)
-    trial.expected = count_sources(documents)
-    pause = scaled((1.0, 2.0), (2.0, 4.0))
-    thread, result = trickle(p, documents, pause=1.0)
-    while True:
-        time.sleep(rng.uniform(*pause))
-        if not thread.is_alive() and p.all_counted(result["report"]):
-            break  # kills only while there is work
-        p.supervise()
-        if (what := kill(p, rng)) is not None:
-            last_fault = time.monotonic()
-            trial.fault(what)
-    thread.join()
-    p.wait_counted(result["report"], timeout=600)
-    trial.recovered(last_fault)
-    trial.counted = Counter(p.totals())
-    assert trial.counted == trial.expected
-    assert len(trial.faults) >= scaled(2, 10)
-    assert p.restarts["workers"] >= len(trial.faults) - 1  # the last may not be noticed before all is counted
+PAUSE = scaled((1.0, 2.0), (2.0, 4.0))  # seconds between kills: a container takes a few to start
 
 
 def test_docker_kill_worker_containers(docker_image, tmp_path, trial):
@@ -58,7 +30,7 @@ def test_docker_kill_worker_containers(docker_image, tmp_path, trial):
     s = config.Settings(backend="docker", image=docker_image, workers=2, chunk_size=16 * 1024, window_chunks=4, flush_interval=0.2)
     with Pipeline(s) as p:
         pids = [p.broker.proc.pid, p.aggregator.pid]
-        kill_while_working(p, corpus(tmp_path, scaled(6, 50)), trial, docker_kill)
+        kill_while_working(p, corpus(tmp_path, scaled(6, 50)), trial, docker_kill, PAUSE, scaled(2, 10))
     assert docker_leftovers() == []
     no_process_left(pids)
 
@@ -76,7 +48,7 @@ def test_mesos_tasks_fail_under_the_double(mesos_master, docker_image, tmp_path,
     s = config.Settings(backend="mesos", mesos_master=mesos_master.url, image=docker_image, worker_cpus=0.5, worker_mem_mb=200,
                         workers=2, chunk_size=16 * 1024, window_chunks=4, flush_interval=0.2)
     with Pipeline(s) as p:
-        kill_while_working(p, corpus(tmp_path, scaled(6, 50)), trial, fail_task)
+        kill_while_working(p, corpus(tmp_path, scaled(6, 50)), trial, fail_task, PAUSE, scaled(2, 10))
     failed = [u for u in mesos_master.agent_updates if u["state"] == "TASK_FAILED"]
     assert len(failed) >= len(trial.faults)
     trial.notes.append(f"{len(failed)} TASK_FAILED updates, each answered by a new LAUNCH; "

@@ -12,16 +12,10 @@ import pytest
 from pipeline import config
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
-from tests.chaos.conftest import scaled
+from tests.chaos.conftest import corpus, kill_while_working, scaled
 from tests.e2e.scenario import mixed_documents, no_process_left, trickle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
-
-
-def corpus(directory, megabytes: int) -> list:
-    """`megabytes` MB in documents of ~3 MB alternating hostile text and the repeated sample."""
-    count = max(2, megabytes // 3)
-    return mixed_documents(directory, count, sample_copies=50, hostile_size=3_000_000)
 
 
 def settings(**overrides) -> config.Settings:
@@ -35,34 +29,23 @@ def stats(pipeline: Pipeline) -> dict:
 
 def test_workers_sigkilled_every_few_seconds(tmp_path, trial):
     """Workers SIGKILLed every few seconds while text flows (local processes)"""
-    rng = random.Random(42)
-    documents = corpus(tmp_path, scaled(6, 60))
-    trial.input_bytes = sum(d.path.stat().st_size for d in documents)
-    trial.expected = count_sources(documents)
-    pause = scaled((0.5, 1.5), (1.0, 3.0))
+    killed = []
+
+    def sigkill_worker(p: Pipeline, rng: random.Random) -> str | None:
+        live = [w for w in p.workers.list() if w.state == "running"]
+        if not live:
+            return None
+        victim = rng.choice(live)
+        killed.append(pid := p.workers.pid(victim.id))
+        os.kill(pid, signal.SIGKILL)
+        return f"SIGKILL worker {victim.id} (pid {pid})"
+
     with Pipeline(settings()) as p:
         pids = [p.broker.proc.pid, p.aggregator.pid]
-        thread, result = trickle(p, documents, pause=1.0)
-        while True:
-            time.sleep(rng.uniform(*pause))
-            if not thread.is_alive() and p.all_counted(result["report"]):
-                break  # kills only while there is work
-            p.supervise()
-            live = [w for w in p.workers.list() if w.state == "running"]
-            if live:
-                victim = rng.choice(live)
-                pids.append(pid := p.workers.pid(victim.id))
-                os.kill(pid, signal.SIGKILL)
-                last_fault = time.monotonic()
-                trial.fault(f"SIGKILL worker {victim.id} (pid {pid})")
-        thread.join()
-        p.wait_counted(result["report"], timeout=600)
-        trial.recovered(last_fault)
-        trial.counted = Counter(p.totals())
-        assert trial.counted == trial.expected
-        assert len(trial.faults) >= scaled(3, 15)
+        kill_while_working(p, corpus(tmp_path, scaled(6, 60)), trial, sigkill_worker, scaled((0.5, 1.5), (1.0, 3.0)),
+                           scaled(3, 15))
         trial.notes.append(f"{stats(p)['partials_replayed']} partial parts were replayed and ignored as already applied")
-        pids += [p.workers.pid(w.id) for w in p.workers.list()]
+        pids += killed + [p.workers.pid(w.id) for w in p.workers.list()]
     no_process_left(pids)
 
 

@@ -14,7 +14,7 @@ from tests.conftest import docker_leftovers
 from tests.e2e.scenario import no_process_left
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.docker]
-PAUSE = scaled((1.0, 2.0), (2.0, 4.0))  # seconds between kills: a container takes a few to start
+PAUSE = scaled((1.0, 2.0), (1.5, 3.0))  # seconds between kills: a container takes a few to start
 
 
 def test_docker_kill_worker_containers(docker_image, tmp_path, trial):
@@ -30,7 +30,7 @@ def test_docker_kill_worker_containers(docker_image, tmp_path, trial):
     s = config.Settings(backend="docker", image=docker_image, workers=2, chunk_size=16 * 1024, window_chunks=4, flush_interval=0.2)
     with Pipeline(s) as p:
         pids = [p.broker.proc.pid, p.aggregator.pid]
-        kill_while_working(p, corpus(tmp_path, scaled(6, 50)), trial, docker_kill, PAUSE, scaled(2, 10))
+        kill_while_working(p, corpus(tmp_path, scaled(6, 50)), trial, docker_kill, PAUSE, scaled(2, 5))
     assert docker_leftovers() == []
     no_process_left(pids)
 
@@ -48,7 +48,7 @@ def test_mesos_tasks_fail_under_the_double(mesos_master, docker_image, tmp_path,
     s = config.Settings(backend="mesos", mesos_master=mesos_master.url, image=docker_image, worker_cpus=0.5, worker_mem_mb=200,
                         workers=2, chunk_size=16 * 1024, window_chunks=4, flush_interval=0.2)
     with Pipeline(s) as p:
-        kill_while_working(p, corpus(tmp_path, scaled(6, 50)), trial, fail_task, PAUSE, scaled(2, 10))
+        kill_while_working(p, corpus(tmp_path, scaled(6, 50)), trial, fail_task, PAUSE, scaled(2, 5))
     failed = [u for u in mesos_master.agent_updates if u["state"] == "TASK_FAILED"]
     assert len(failed) >= len(trial.faults)
     trial.notes.append(f"{len(failed)} TASK_FAILED updates, each answered by a new LAUNCH; "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import tempfile
 import time
@@ -92,8 +93,24 @@ def pytest_runtest_makereport(item, call):
         item.chaos_failed = True
 
 
+@pytest.fixture(scope="package", autouse=True)
+def own_temp_dir():
+    """A temp directory for the scenarios and everything they start, so the leak check
+    sees only their files, not those of whatever else runs on the machine."""
+    path = tempfile.mkdtemp(prefix="wordpipe-chaos-")
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"], tempfile.tempdir = path, None  # gettempdir() reads TMPDIR again
+    yield Path(path)
+    if saved is None:
+        del os.environ["TMPDIR"]
+    else:
+        os.environ["TMPDIR"] = saved
+    tempfile.tempdir = None
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
-def no_leaks(request):
+def no_leaks(request, own_temp_dir):
     """After each scenario: none of our processes, no container, no new temporary file."""
     temp = Path(tempfile.gettempdir())
     before_files = set(os.listdir(temp))
@@ -103,7 +120,7 @@ def no_leaks(request):
     while True:
         pids = {p: c for p, c in _our_processes().items() if p not in before_pids}
         containers = _containers()
-        files = sorted(f for f in set(os.listdir(temp)) - before_files if not f.startswith("pytest-of-"))
+        files = sorted(set(os.listdir(temp)) - before_files)
         leaks = [f"process {p}: {c}" for p, c in pids.items()] + [f"docker: {c}" for c in containers] + \
                 [f"file {temp / f}" for f in files]
         if not leaks or time.monotonic() > deadline:

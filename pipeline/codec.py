@@ -12,7 +12,7 @@ import msgpack
 
 VERSION = 1
 DEADLETTER_PAYLOAD_LIMIT = 64 * 1024
-# chunk_size is at most 1 MiB (config.py); the rest is room for the envelope.
+# chunk_size is at most 960 KiB (config.py); the rest is room for the envelope, generously.
 CHUNK_MAX_RECORD_BYTES = 1024 * 1024 + 64 * 1024
 
 

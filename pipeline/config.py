@@ -16,6 +16,9 @@ EMBEDDED_SESSION_TIMEOUT_MS = 2000
 CLUSTER_SESSION_TIMEOUT_MS = 6000
 
 
+MAX_CHUNK_SIZE = 960 * 1024  # librdkafka's message.max.bytes is 1,000,000 by default
+
+
 class ConfigError(ValueError):
     """A bad setting; the message names the setting, where it came from, and what is wrong."""
 
@@ -123,8 +126,9 @@ class Settings:
             _at_least(name, getattr(self, name), 1)
         _at_least("workers", self.workers, 0)
         _at_least("chunk_size", self.chunk_size, 16)
-        if self.chunk_size > 1024 * 1024 - 1024:
-            raise ConfigError(f"chunk_size: {self.chunk_size} bytes exceeds Kafka's default 1 MiB message limit")
+        if self.chunk_size > MAX_CHUNK_SIZE:
+            raise ConfigError(f"chunk_size: {self.chunk_size} bytes; a chunk and its envelope must fit Kafka's default "
+                              f"1,000,000-byte message limit, so at most {MAX_CHUNK_SIZE} (960 KiB)")
         if self.session_timeout_ms is not None:
             _at_least("session_timeout_ms", self.session_timeout_ms, 1000)
         _at_least("fetch_max_wait_ms", self.fetch_max_wait_ms, 1)

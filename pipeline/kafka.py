@@ -155,16 +155,17 @@ class BrokerWatch:
     def __init__(self, bootstrap: str, settings: Settings, interval: float = 1.0, timeout: float = 2.0) -> None:
         self.problem: str | None = None  # None while Kafka answers
         self._stop = threading.Event()
+        admin = AdminClient(common_config(bootstrap, settings))  # one client: no connection churn every second
 
         def watch() -> None:
             while not self._stop.is_set():
                 try:
-                    check_reachable(bootstrap, settings, timeout)
+                    admin.list_topics(timeout=timeout)
                     self.problem = None
-                except KafkaUnavailable as exc:
+                except KafkaException:
                     if self.problem is None:
-                        log.warning("%s", exc)
-                    self.problem = str(exc)
+                        log.warning("no Kafka broker answers at %s (waited %.0f s)", bootstrap, timeout)
+                    self.problem = f"no Kafka broker answers at {bootstrap} (waited {timeout:.0f} s)"
                 self._stop.wait(interval)
 
         threading.Thread(target=watch, name="broker-watch", daemon=True).start()

@@ -71,6 +71,8 @@ class Stack:
             else:
                 kafka.check_reachable(s.bootstrap, s)
             kafka.ensure_topics(s.bootstrap, s)
+            if not s.aggregator_datadir:  # the stack's own files stay together, in its log directory
+                s = self.settings = s.replace(aggregator_datadir=str(self.log_dir / "faust"))
             self.env = {**os.environ, **s.to_env()}
             cli = [sys.executable, "-m", "pipeline.cli"]
             # Ctrl-C stops the workers too; a restarted autoscaler adopts them instead.

@@ -120,7 +120,7 @@ def no_leaks(request, own_temp_dir):
     while True:
         pids = {p: c for p, c in _our_processes().items() if p not in before_pids}
         containers = _containers()
-        files = sorted(set(os.listdir(temp)) - before_files)
+        files = sorted(f for f in set(os.listdir(temp)) - before_files if not f.startswith("pytest-of-"))  # pytest's own
         leaks = [f"process {p}: {c}" for p, c in pids.items()] + [f"docker: {c}" for c in containers] + \
                 [f"file {temp / f}" for f in files]
         if not leaks or time.monotonic() > deadline:

@@ -5,7 +5,7 @@ import jsonschema
 import msgpack
 import pytest
 
-from pipeline import codec
+from pipeline import config, codec
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -156,7 +156,7 @@ def test_bad_chunks_name_what_is_wrong(data, message):
 
 
 def test_the_largest_chunk_the_settings_allow_still_decodes():
-    text = b"x" * (1024 * 1024 - 1024)  # chunk_size's maximum
+    text = b"x" * config.MAX_CHUNK_SIZE
     chunk = codec.ChunkMessage("d" * 64, 0, "s" * 4096, 0, text, True)
     assert codec.decode_chunk(codec.encode_chunk(chunk)) == chunk
 

@@ -31,7 +31,8 @@ def test_empty_bootstrap_means_embedded():
     "kwargs, message",
     [
         ({"env": {"WORDPIPE_WORKERS": "two"}}, "workers: expected int, got 'two' (from $WORDPIPE_WORKERS)"),
-        ({"env": {"WORDPIPE_CHUNK_SIZE": "2000000"}}, "chunk_size: 2000000 bytes exceeds"),
+        ({"env": {"WORDPIPE_CHUNK_SIZE": "2000000"}}, "chunk_size: 2000000 bytes; a chunk and its envelope must fit"),
+        ({"env": {"WORDPIPE_CHUNK_SIZE": "1000000"}}, "message limit, so at most 983040 (960 KiB)"),
         ({"env": {"WORDPIPE_FLUSH_INTERVAL": "0"}}, "flush_interval: must be > 0"),
         ({"overrides": {"partial_partitions": 0}}, "partial_partitions: must be >= 1"),
         ({"overrides": {"totals_topic": "chunks"}}, "topic names must be distinct"),

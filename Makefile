@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test test-fast chaos bench clean
+.PHONY: setup run test test-fast chaos bench evaluate clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ chaos: setup  # the long chaos suite (~30 min): 50+ MB per scenario; writes docs
 
 bench: setup
 	$(BIN)/python bench/e2e_throughput.py
+
+evaluate: setup  # the whole evaluation (~30 min on 2 cores): writes docs/evaluation.md and docs/evaluation/
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/evaluate.py
 
 clean:
 	rm -rf $(VENV) bench/out .pytest_cache .hypothesis

@@ -83,6 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "wall_seconds": time.monotonic() - started,
                 "steady_seconds": pipeline.counted_at - report.first_produced_at if report.first_produced_at else 0.0,
                 "restarts": pipeline.restarts,
+                "resources": pipeline.resources(),
             }
             with open(args.stats_file, "w") as f:
                 json.dump(stats, f)

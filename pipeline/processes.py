@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import subprocess
 import sys
@@ -30,3 +31,13 @@ def terminate(proc: subprocess.Popen, grace: float) -> int | None:
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def usage(pid: int) -> tuple[float, float]:
+    """(CPU seconds, peak RSS in MB) of a live process so far, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # the name may hold spaces and parentheses
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    with open(f"/proc/{pid}/status") as f:
+        peak_kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    return cpu, peak_kb / 1024

@@ -252,5 +252,18 @@ class Pipeline:
                 raise RunError(f"not every chunk was counted within {timeout:.0f} s; logs in {self.log_dir}")
             time.sleep(0.05)
 
+    def resources(self) -> dict:
+        """CPU and memory used so far: each live worker's own report (any backend; up to
+        one status interval old), and the aggregator's, from /proc."""
+        time.sleep(self.settings.status_interval)  # a report that covers the last chunks
+        statuses = self.roster.refresh(timeout=0.5)
+        live = {w.id for w in self.workers.list() if w.state == "running"}
+        cpu, rss = processes.usage(self.aggregator.pid)
+        return {
+            "workers": [{"worker": w, "chunks": st.chunks, "busy_seconds": st.busy_seconds, "peak_rss_mb": st.peak_rss_kb / 1024}
+                        for w, st in sorted(statuses.items()) if w in live],
+            "aggregator": {"cpu_seconds": cpu, "peak_rss_mb": rss},
+        }
+
     def totals(self) -> dict[str, int]:
         return dict(self.results.totals(page=100_000))

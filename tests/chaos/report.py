@@ -55,11 +55,11 @@ class Trial:
 
 
 def write_json(trials: list[Trial], path: Path) -> None:
-    path.write_text(json.dumps({"machine": _machine(), "trials": [t.figures() for t in trials]}, indent=1) + "\n")
+    path.write_text(json.dumps({"machine": machine(), "trials": [t.figures() for t in trials]}, indent=1) + "\n")
 
 
 def render(trials: list[Trial]) -> str:
-    m = _machine()
+    m = machine()
     lines = [
         "# Reliability: the chaos suite's figures",
         "",
@@ -113,7 +113,7 @@ def _seconds(s: float | None) -> str:
     return "—" if s is None else f"{s:.1f} s"
 
 
-def _machine() -> dict:
+def machine() -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"

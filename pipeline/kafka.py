@@ -170,10 +170,6 @@ class BrokerWatch:
 
         threading.Thread(target=watch, name="broker-watch", daemon=True).start()
 
-    @property
-    def up(self) -> bool:
-        return self.problem is None
-
     def close(self) -> None:
         self._stop.set()
 

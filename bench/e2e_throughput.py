@@ -31,8 +31,11 @@ from pipeline.reference import count_sources  # noqa: E402
 
 
 def build_input(corpus: Path, mb: float, out: Path) -> Path:
-    data = corpus.read_bytes()
-    path = out / f"{corpus.stem}-{mb:g}mb.txt"
+    return repeat_to(corpus.read_bytes(), mb, out / f"{corpus.stem}-{mb:g}mb.txt")
+
+
+def repeat_to(data: bytes, mb: float, path: Path) -> Path:
+    """`data` repeated to at least `mb` MB, in `path` (kept when it is there already)."""
     copies = int(mb * 1e6 // len(data)) + 1
     if not path.exists() or path.stat().st_size != copies * len(data):
         with open(path, "wb") as f:

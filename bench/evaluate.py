@@ -41,7 +41,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from e2e_throughput import build_input, time_reference  # noqa: E402
+from e2e_throughput import build_input, repeat_to, time_reference  # noqa: E402
 
 from tests.chaos.report import machine  # noqa: E402
 from tests.hostile import hostile_bytes  # noqa: E402
@@ -58,14 +58,7 @@ WORDPIPE = Path(sys.executable).with_name("wordpipe")
 def hostile_input(mb: float, out: Path) -> Path:
     """Generated hostile Unicode text (invalid UTF-8, long runs, scripts without spaces),
     8 MB of it repeated to `mb` MB."""
-    path = out / f"hostile-{mb:g}mb.txt"
-    block = hostile_bytes(11, 8_000_000)
-    copies = int(mb * 1e6 // len(block)) + 1
-    if not path.exists() or path.stat().st_size != copies * len(block):
-        with open(path, "wb") as f:
-            for _ in range(copies):
-                f.write(block)
-    return path
+    return repeat_to(hostile_bytes(11, 8_000_000), mb, out / f"hostile-{mb:g}mb.txt")
 
 
 def vocabulary_input(distinct: int, mb: float, out: Path) -> Path:

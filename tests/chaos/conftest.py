@@ -94,9 +94,10 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture(scope="package", autouse=True)
-def own_temp_dir():
+def own_temp_dir(tmp_path_factory):
     """A temp directory for the scenarios and everything they start, so the leak check
     sees only their files, not those of whatever else runs on the machine."""
+    tmp_path_factory.getbasetemp()  # pytest's own goes where it would: it outlives this directory
     path = tempfile.mkdtemp(prefix="wordpipe-chaos-")
     saved = os.environ.get("TMPDIR")
     os.environ["TMPDIR"], tempfile.tempdir = path, None  # gettempdir() reads TMPDIR again
@@ -120,7 +121,7 @@ def no_leaks(request, own_temp_dir):
     while True:
         pids = {p: c for p, c in _our_processes().items() if p not in before_pids}
         containers = _containers()
-        files = sorted(f for f in set(os.listdir(temp)) - before_files if not f.startswith("pytest-of-"))  # pytest's own
+        files = sorted(set(os.listdir(temp)) - before_files)
         leaks = [f"process {p}: {c}" for p, c in pids.items()] + [f"docker: {c}" for c in containers] + \
                 [f"file {temp / f}" for f in files]
         if not leaks or time.monotonic() > deadline:

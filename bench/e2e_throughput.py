@@ -50,15 +50,17 @@ def time_reference(path: Path) -> tuple[float, str]:
     return time.perf_counter() - started, format_counts(counts, None, True)
 
 
-def time_pipeline(path: Path, workers: int) -> tuple[dict, str]:
+def time_pipeline(path: Path, workers: int, backend: str = "local", env: dict[str, str] | None = None) -> tuple[dict, str]:
+    """`wordpipe run` as a user runs it; returns its --stats-file figures and its JSON counts."""
     with tempfile.NamedTemporaryFile(suffix=".json") as stats:
         exe = Path(sys.executable).with_name("wordpipe")
         done = subprocess.run(
-            [str(exe), "run", str(path), "--workers", str(workers), "--json", "-q", "--stats-file", stats.name],
-            capture_output=True, check=False,
+            [str(exe), "run", str(path), "--workers", str(workers), "--backend", backend, "--json", "-q",
+             "--stats-file", stats.name],
+            capture_output=True, check=False, env={**os.environ, **(env or {})},
         )
         if done.returncode:
-            sys.exit(f"wordpipe run failed:\n{done.stderr.decode()[-3000:]}")
+            sys.exit(f"wordpipe run ({backend}, {workers} workers) failed:\n{done.stderr.decode()[-3000:]}")
         return json.loads(Path(stats.name).read_text()), done.stdout.decode().strip()
 
 

@@ -30,7 +30,6 @@ import random
 import string
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,7 +40,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from e2e_throughput import build_input, repeat_to, time_reference  # noqa: E402
+from e2e_throughput import build_input, repeat_to, time_pipeline, time_reference  # noqa: E402
 
 from tests.chaos.report import machine  # noqa: E402
 from tests.hostile import hostile_bytes  # noqa: E402
@@ -49,7 +48,7 @@ from tests.hostile import hostile_bytes  # noqa: E402
 CORPUS = REPO.parent / "shared" / "corpora" / "shakespeare.txt"
 DOCS = REPO / "docs"
 FIGURES = DOCS / "evaluation"
-WORDPIPE = Path(sys.executable).with_name("wordpipe")
+PY_SPY = Path(sys.executable).with_name("py-spy")  # the bench extra installs it in the venv
 
 
 # -- inputs ------------------------------------------------------------------------------
@@ -77,21 +76,8 @@ def vocabulary_input(distinct: int, mb: float, out: Path) -> Path:
 # -- runs ------------------------------------------------------------------------------------
 
 
-def run_pipeline(path: Path, workers: int, backend: str = "local", env: dict[str, str] | None = None) -> tuple[dict, str]:
-    """`wordpipe run` as a user runs it; returns its --stats-file figures and its JSON counts."""
-    with tempfile.NamedTemporaryFile(suffix=".json") as stats:
-        done = subprocess.run(
-            [str(WORDPIPE), "run", str(path), "--workers", str(workers), "--backend", backend, "--json", "-q",
-             "--stats-file", stats.name],
-            capture_output=True, check=False, env={**os.environ, **(env or {})},
-        )
-        if done.returncode:
-            sys.exit(f"wordpipe run ({backend}, {workers} workers) failed:\n{done.stderr.decode()[-3000:]}")
-        return json.loads(Path(stats.name).read_text()), done.stdout.decode().strip()
-
-
 def measured(path: Path, reference: str, workers: int, backend: str = "local", env: dict[str, str] | None = None) -> dict:
-    stats, counts = run_pipeline(path, workers, backend, env)
+    stats, counts = time_pipeline(path, workers, backend, env)
     if counts != reference:
         sys.exit(f"{path.name}: the pipeline's counts ({backend}, {workers} workers) differ from the reference's")
     mb = stats["bytes"] / 1e6
@@ -161,7 +147,7 @@ def profile(path: Path, out: Path, seconds: int = 8) -> dict[str, list[tuple[str
         time.sleep(2.0)  # past start-up: counting in full swing
         worker = next(w for w in p.workers.list() if w.state == "running")
         targets = {"worker": p.workers.pid(worker.id), "aggregator": p.aggregator.pid}
-        spies = [subprocess.Popen([str(WORDPIPE.with_name("py-spy")), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
+        spies = [subprocess.Popen([str(PY_SPY), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
                                    "--format", "raw", "--output", str(out / f"profile-{role}.txt"), "--nonblocking"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for role, pid in targets.items()]

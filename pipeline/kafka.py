@@ -137,10 +137,10 @@ def describe_partitions(admin: AdminClient, timeout: float) -> dict[str, int]:
     return {name: len(t.partitions) for name, t in meta.topics.items() if not t.error}
 
 
-def check_reachable(bootstrap: str, settings: Settings, timeout: float = 10.0) -> None:
-    admin = AdminClient(common_config(bootstrap, settings))
+def check_reachable(bootstrap: str, settings: Settings, timeout: float = 10.0, admin: AdminClient | None = None) -> None:
+    """Raises KafkaUnavailable unless a broker answers a metadata request within `timeout`."""
     try:
-        admin.list_topics(timeout=timeout)
+        (admin or AdminClient(common_config(bootstrap, settings))).list_topics(timeout=timeout)
     except KafkaException:
         raise KafkaUnavailable(f"no Kafka broker answers at {bootstrap} (waited {timeout:.0f} s)") from None
 
@@ -160,12 +160,12 @@ class BrokerWatch:
         def watch() -> None:
             while not self._stop.is_set():
                 try:
-                    admin.list_topics(timeout=timeout)
+                    check_reachable(bootstrap, settings, timeout, admin)
                     self.problem = None
-                except KafkaException:
+                except KafkaUnavailable as exc:
                     if self.problem is None:
-                        log.warning("no Kafka broker answers at %s (waited %.0f s)", bootstrap, timeout)
-                    self.problem = f"no Kafka broker answers at {bootstrap} (waited {timeout:.0f} s)"
+                        log.warning("%s", exc)
+                    self.problem = str(exc)
                 self._stop.wait(interval)
 
         threading.Thread(target=watch, name="broker-watch", daemon=True).start()

@@ -122,7 +122,7 @@ class ResultsApi:
 
     async def word(self, request: web.Request) -> web.Response:
         word = self._word(request)
-        return web.json_response({"word": word, "count": self.aggregator.count(word)})
+        return web.json_response({"word": word, "count": self.aggregator.counts([word])[word]})
 
     async def top(self, request: web.Request) -> web.Response:
         return web.json_response(self.top_k(_int_param(request, "k", 10, 1, MAX_K)))
@@ -160,7 +160,7 @@ class ResultsApi:
         start = bisect.bisect_right(self.words, cursor) if cursor else 0
         page = self.words[start:start + limit]
         more = start + limit < len(self.words)
-        return web.json_response({"totals": {w: a.count(w) for w in page}, "next": page[-1] if more and page else None})
+        return web.json_response({"totals": a.counts(page), "next": page[-1] if more and page else None})
 
     async def windows(self, request: web.Request) -> web.Response:
         """The top k of one tumbling window (default: the newest)."""

@@ -152,11 +152,12 @@ class ShardState:
     documents: Documents = field(default_factory=Documents)
     parked_in: dict[str, set[int]] = field(default_factory=dict)  # held document -> buckets parking it
     dirty: set[int] = field(default_factory=set)
-    dirty_words: set[str] = field(default_factory=set)
+    # Changed since last taken, by bucket (and window), so taking them looks in one bucket each.
+    dirty_words: dict[int, set[str]] = field(default_factory=dict)
     total_words: int = 0  # sum of the counted totals
     distinct_words: int = 0
     newest_window: int = 0
-    dirty_windowed: set[tuple[str, int]] = field(default_factory=set)  # (word, window start) changed
+    dirty_windowed: dict[tuple[int, int], set[str]] = field(default_factory=dict)  # (bucket, window start) -> words
 
     def apply(self, partial: PartialMessage) -> bool:
         """Fold a partial in; False if it was already applied (a replay).
@@ -191,7 +192,7 @@ class ShardState:
     def _apply_to_bucket(self, bucket_id: int, bucket: Bucket, partial: PartialMessage, verdicts: dict[str, bool]) -> None:
         words = partial.buckets.get(bucket_id)
         if words:
-            self._count(bucket, words, partial.at)
+            self._count(bucket_id, bucket, words, partial.at)
         for doc, held in partial.held.items():
             words = held.buckets.get(bucket_id)
             if words:
@@ -200,19 +201,19 @@ class ShardState:
         for doc, commit in verdicts.items():
             parked = bucket.pending.pop(doc, None)
             if parked and commit:
-                self._count(bucket, parked, partial.ends[doc][3])  # a document's time is its commit's
+                self._count(bucket_id, bucket, parked, partial.ends[doc][3])  # a document's time is its commit's
         self.dirty.add(bucket_id)
 
-    def _count(self, bucket: Bucket, words: dict[str, int], at_ms: int) -> None:
+    def _count(self, bucket_id: int, bucket: Bucket, words: dict[str, int], at_ms: int) -> None:
         before = len(bucket.counts)
         _add(bucket.counts, words)
         self.distinct_words += len(bucket.counts) - before
         self.total_words += sum(words.values())
-        self.dirty_words.update(words)
+        self.dirty_words.setdefault(bucket_id, set()).update(words)
         start = self.window_of(at_ms)
         _add(bucket.windows.setdefault(start, {}), words)
         self.newest_window = max(self.newest_window, start)
-        self.dirty_windowed.update((word, start) for word in words)
+        self.dirty_windowed.setdefault((bucket_id, start), set()).update(words)
 
     def window_of(self, at_ms: int) -> int:
         return at_ms // 1000 // self.window_seconds * self.window_seconds
@@ -229,13 +230,13 @@ class ShardState:
 
     def take_dirty_windowed(self) -> dict[tuple[str, int], int]:
         """(word, window start) -> its count in that window, for those changed since the last call."""
-        changed, self.dirty_windowed = self.dirty_windowed, set()
+        changed, self.dirty_windowed = self.dirty_windowed, {}
         out = {}
-        for bucket in self.buckets.values():
-            for word, start in changed:
-                n = bucket.windows.get(start, {}).get(word)
-                if n is not None:
-                    out[word, start] = n
+        for (bucket_id, start), words in changed.items():
+            counts = self.buckets[bucket_id].windows.get(start)
+            if counts:  # None once the window fell out of retention
+                for word in words:
+                    out[word, start] = counts[word]
         return out
 
     def progress(self) -> Sources:
@@ -269,20 +270,17 @@ class ShardState:
 
     def take_dirty_words(self) -> dict[str, int]:
         """Current totals of the words changed since the last call."""
-        words, self.dirty_words = self.dirty_words, set()
+        changed, self.dirty_words = self.dirty_words, {}
         out = {}
-        for bucket in self.buckets.values():
-            counts = bucket.counts
-            for word in words.intersection(counts):
+        for bucket_id, words in changed.items():
+            counts = self.buckets[bucket_id].counts
+            for word in words:
                 out[word] = counts[word]
         return out
 
-    def count(self, word: str) -> int:
-        for bucket in self.buckets.values():
-            n = bucket.counts.get(word)
-            if n is not None:
-                return n
-        return 0
+    def count(self, word: str, bucket_id: int) -> int:
+        bucket = self.buckets.get(bucket_id)
+        return bucket.counts.get(word, 0) if bucket else 0
 
     def totals(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -314,6 +312,11 @@ class ShardState:
                 state.distinct_words += len(obj["counts"])
                 for doc in obj["pending"]:
                     state.parked_in.setdefault(doc, set()).add(bucket_id)
+                # Everything loaded counts as changed: what was published from it (totals topic,
+                # windowed mirror) before a crash may lag the durable state, and is rewritten.
+                state.dirty_words[bucket_id] = set(obj["counts"])
+                for start, counts in obj["windows"].items():
+                    state.dirty_windowed[bucket_id, start] = set(counts)
         return state
 
 

@@ -8,12 +8,18 @@ import time
 from collections import Counter
 
 import pytest
+from requests.utils import quote
 
 from pipeline import config
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
 from tests.chaos.conftest import corpus, kill_while_working, scaled
-from tests.e2e.scenario import mixed_documents, no_process_left, trickle
+from tests.e2e.scenario import (
+    mixed_documents,
+    no_process_left,
+    read_totals_topic,
+    trickle,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
@@ -72,6 +78,15 @@ def test_aggregator_sigkilled_twice(tmp_path, trial):
         trial.counted = Counter(p.totals())
         assert trial.counted == trial.expected
         assert p.restarts["aggregator"] == 2
+        # What the killed instances published lags their durable state; the last one's must not.
+        totals = dict(trial.counted)
+        published = read_totals_topic(p.bootstrap, p.settings.totals_topic, p.settings.partial_partitions, totals)
+        assert published == totals, "the totals topic disagrees with the totals"
+        # The faust windowed table, a word at a time (one that fits in a URL: hostile text has longer ones).
+        for word in random.Random(7).sample(sorted(w for w in totals if len(w) < 200), 300):
+            reply = p.http.get(f"{p.results_url}/v1/windows/{quote(word, safe='')}", timeout=5)
+            windows = reply.json()["windows"]
+            assert sum(w["count"] for w in windows) == totals[word], f"the windowed mirror of {word!r}"
         trial.notes.append(f"after the second restart {stats(p)['partials_replayed']} partial parts were replayed "
                            "and ignored as already applied")
         pids.append(p.aggregator.pid)

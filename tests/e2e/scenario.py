@@ -4,6 +4,9 @@ import os
 import threading
 import time
 
+from confluent_kafka import Consumer, TopicPartition
+
+from pipeline import codec, config, kafka
 from pipeline.ingest.publisher import ChunkPublisher
 from pipeline.ingest.sources import Source
 from pipeline.run import Pipeline
@@ -75,3 +78,21 @@ def burst_until_scaled_down(pipeline: Pipeline, controller, sources, count_worke
         stop.set()
         thread.join()
     return peak, counted_at
+
+
+def read_totals_topic(bootstrap: str, topic: str, partitions: int, want: dict, timeout: float = 30) -> dict:
+    """Latest record per key, as any Kafka consumer of the documented format would read it."""
+    c = Consumer({**kafka.common_config(bootstrap, config.Settings()), "group.id": "reader", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    latest: dict[str, int] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while latest != want and time.monotonic() < deadline:
+            msg = c.poll(0.3)
+            if msg is not None and not msg.error():
+                total = codec.decode_total(msg.value())
+                assert msg.key() == total.word.encode()
+                latest[total.word] = total.count
+    finally:
+        c.close()
+    return latest

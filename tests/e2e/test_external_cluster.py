@@ -1,37 +1,18 @@
 """`--bootstrap`: a run on an existing cluster uses topics of its own, publishes totals, and cleans up."""
 
-import time
 from collections import Counter
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from pipeline import codec, config, kafka
+from pipeline import config, kafka
 from pipeline.ingest.sources import Source
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
 from tests.conftest import SAMPLE, wordpipe
+from tests.e2e.scenario import read_totals_topic
 
 pytestmark = pytest.mark.e2e
-
-
-def read_totals_topic(bootstrap: str, topic: str, partitions: int, want: dict, timeout: float = 30) -> dict:
-    """Latest record per key, as any Kafka consumer of the documented format would read it."""
-    c = Consumer({**kafka.common_config(bootstrap, config.Settings()), "group.id": "reader", "enable.auto.commit": False})
-    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    latest: dict[str, int] = {}
-    deadline = time.monotonic() + timeout
-    try:
-        while latest != want and time.monotonic() < deadline:
-            msg = c.poll(0.3)
-            if msg is not None and not msg.error():
-                total = codec.decode_total(msg.value())
-                assert msg.key() == total.word.encode()
-                latest[total.word] = total.count
-    finally:
-        c.close()
-    return latest
 
 
 def test_run_on_a_shared_cluster(broker):

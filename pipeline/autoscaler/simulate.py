@@ -113,7 +113,7 @@ class Result:
     scenario: str
     policy: str
     decisions: list[Decision]
-    timeline: list[tuple[int, float, float, int]]  # (second, arrival/s, lag, workers)
+    timeline: list[tuple[float, float, float, int]]  # (second, arrival/s, lag, workers)
     expected_workers: int
     catch_up_seconds: float
 
@@ -299,10 +299,10 @@ def plot(results: list[Result], path: Path) -> None:
         raise ScenarioError("--plot needs matplotlib: pip install 'wordpipe[plot]'") from None
     fig, axes = plt.subplots(3, 1, sharex=True, figsize=(9, 7))
     first = results[0]
-    minutes = [t / 60 for t, *_ in first.timeline]
-    axes[0].plot(minutes, [a for _, a, _, _ in first.timeline], color="gray")
+    axes[0].plot([t / 60 for t, *_ in first.timeline], [a for _, a, _, _ in first.timeline], color="gray")
     axes[0].set_ylabel("arrival (records/s)")
-    for r in results:
+    for r in results:  # each on its own clock: a live run is sampled, not simulated second by second
+        minutes = [t / 60 for t, *_ in r.timeline]
         axes[1].plot(minutes, [lag for _, _, lag, _ in r.timeline], label=r.policy)
         axes[2].step(minutes, [w for *_, w in r.timeline], where="post", label=r.policy)
     axes[1].set_ylabel("lag (records)")

@@ -433,10 +433,10 @@ def render(m: dict, args: argparse.Namespace, scaling: list[dict], deploy: list[
         *[f"| {name} | {r['actions']} | {r['peak_workers']} | {r['max_lag']:,.0f} | {r['lag_seconds']:,.0f} | "
           f"{r['worker_seconds']:,.0f} |" for name, r in [("wordpipe (live)", live["live"]), *live["simulated"].items()]],
         "",
-        "The live autoscaler's decisions:",
+        "The live autoscaler's decisions, in seconds from the start of the load:",
         "",
-        *[f"- {d['at'] - live['started_at']:.0f} s: {d['from']} -> {d['to']} ({d['reason']}): {d['message']}"
-          for d in live["live"]["decisions"]],
+        *[f"- {max(0.0, d['at'] - live['started_at']):.0f} s{' (as the stack started)' if d['at'] < live['started_at'] else ''}: "
+          f"{d['from']} -> {d['to']} ({d['reason']}): {d['message']}" for d in live["live"]["decisions"]],
         "",
         "The live lag never reads much below one upload's chunks: text comes in four bursts a second, and Tansu's high "
         "watermark counts a last batch as unread until the next. So the live lag × time is not comparable with the "

@@ -353,7 +353,8 @@ def render(m: dict, args: argparse.Namespace, scaling: list[dict], deploy: list[
     if services:
         mem, ingest = services["memory"], services["ingest"]
         lines += [f"The ingest service (`bench/services.py`): {mem['ingest_rss_before_mb']:.0f} MB RSS before and "
-                  f"{mem['ingest_rss_peak_mb']:.0f} MB at its peak during a 1 GiB upload; it takes uploads over HTTP at "
+                  f"{mem['ingest_rss_peak_mb']:.0f} MB at its peak during a 1 GiB upload, which it took at "
+                  f"{1024 / mem['upload_gib_seconds']:.0f} MB/s using {mem['ingest_cpu_fraction']:.0%} of a core; it takes uploads over HTTP at "
                   f"{ingest['http_mb_s']:.1f} MB/s against {ingest['direct_mb_s']:.1f} MB/s for the publisher straight to Kafka "
                   f"({ingest['ratio']:.2f}×).", ""]
     lines += [

@@ -35,7 +35,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline import config  # noqa: E402
+from pipeline import config, processes  # noqa: E402
 from pipeline.broker import free_port  # noqa: E402
 from pipeline.ingest.publisher import ChunkPublisher  # noqa: E402
 from pipeline.ingest.sources import Source  # noqa: E402
@@ -143,13 +143,16 @@ def main() -> None:
             sampler = threading.Thread(target=sample)
             sampler.start()
             gib = (per_upload * (2**30 // len(per_upload) + 1))[: 2**30]
+            cpu_before, _ = processes.usage(service.pid)
             started = time.perf_counter()
             reply = requests.post(url + "/v1/documents", data=_blocks(gib), timeout=900, headers={**AUTH, "Content-Type": "text/plain"})
             seconds = time.perf_counter() - started
+            cpu = processes.usage(service.pid)[0] - cpu_before
             done.set()
             sampler.join()
             reply.raise_for_status()
-            results["memory"] = {"ingest_rss_before_mb": baseline, "ingest_rss_peak_mb": peak[0], "upload_gib_seconds": seconds}
+            results["memory"] = {"ingest_rss_before_mb": baseline, "ingest_rss_peak_mb": peak[0], "upload_gib_seconds": seconds,
+                                 "ingest_cpu_fraction": cpu / seconds}
         finally:
             service.terminate()
             service.wait(30)
@@ -163,7 +166,7 @@ def main() -> None:
           f"/health p50 {t['health_baseline']['p50_ms']:.2f} ms p99 {t['health_baseline']['p99_ms']:.2f} ms "
           f"(p99 ratio {t['p99_ratio_to_health']:.2f})")
     print(f"ingest memory      {m['ingest_rss_before_mb']:.0f} MB before, {m['ingest_rss_peak_mb']:.0f} MB peak during a 1 GiB "
-          f"upload ({1024 / m['upload_gib_seconds']:.0f} MB/s)")
+          f"upload ({1024 / m['upload_gib_seconds']:.0f} MB/s, {m['ingest_cpu_fraction']:.0%} of a core)")
     out = REPO / "bench" / "out"
     out.mkdir(exist_ok=True)
     (out / "services.json").write_text(json.dumps(results, indent=2))

@@ -22,7 +22,7 @@ test: setup
 test-fast: setup  # no broker: the pure core only
 	$(BIN)/python -m pytest tests/unit
 
-chaos: setup  # the long chaos suite (~30 min): 50+ MB per scenario; writes docs/reliability.md
+chaos: setup  # the long chaos suite (~6 min on 2 cores): 50+ MB per scenario; writes docs/reliability.md
 	WORDPIPE_CHAOS=long WORDPIPE_CHAOS_REPORT=docs/reliability.md $(BIN)/python -m pytest tests/chaos
 
 bench: setup

@@ -1,7 +1,7 @@
 """The evaluation: a single-process count against the containerized, scheduled pipeline,
 measured on word counting over large text, in one command.
 
-    python bench/evaluate.py [--mb 200] [--cost-mb 50] [--workers 1,2,4] [--backends local,docker]
+    python bench/evaluate.py [--mb 200] [--cost-mb 50] [--workers 1,2,4] [--backends local,docker] [--repeat 3]
 
 It writes docs/evaluation.md, its plots (docs/evaluation/*.png) and the raw figures
 (docs/evaluation/*.json and *.csv). Every pipeline run's counts are checked against the
@@ -27,6 +27,7 @@ import csv
 import json
 import os
 import random
+import statistics
 import string
 import subprocess
 import sys
@@ -94,21 +95,32 @@ def measured(path: Path, reference: str, workers: int, backend: str = "local", e
     }
 
 
-def throughput(corpora: dict[str, Path], workers: list[int], backends: list[str]) -> list[dict]:
-    """The reference, then the pipeline per backend and worker count, on each corpus."""
+def throughput(corpora: dict[str, Path], workers: list[int], backends: list[str], repeat: int) -> list[dict]:
+    """The reference and the pipeline per backend and worker count, on each corpus, in
+    `repeat` interleaved rounds (a shared machine's speed drifts): medians, with every run's
+    MB/s kept. A median row's resources are its median run's."""
     rows = []
     for name, path in corpora.items():
-        seconds, reference = time_reference(path)
         mb = path.stat().st_size / 1e6
-        baseline = mb / seconds
-        rows.append({"corpus": name, "mb": mb, "backend": "reference", "workers": 0, "mb_s": baseline, "ratio": 1.0})
-        print(f"{name}: reference {baseline:.1f} MB/s", flush=True)
-        for backend in backends:
-            for n in workers:
-                row = {"corpus": name, **measured(path, reference, n, backend)}
-                row["ratio"] = row["mb_s"] / baseline
-                rows.append(row)
-                print(f"{name}: {backend} x{n} {row['mb_s']:.1f} MB/s ({row['ratio']:.2f}x the reference)", flush=True)
+        references: list[float] = []
+        runs: dict[tuple[str, int], list[dict]] = collections.defaultdict(list)
+        for round_ in range(1, repeat + 1):
+            seconds, reference = time_reference(path)
+            references.append(mb / seconds)
+            print(f"{name} round {round_}: reference {references[-1]:.1f} MB/s", flush=True)
+            for backend in backends:
+                for n in workers:
+                    runs[backend, n].append(measured(path, reference, n, backend))
+                    print(f"{name} round {round_}: {backend} x{n} {runs[backend, n][-1]['mb_s']:.1f} MB/s", flush=True)
+        baseline = statistics.median(references)
+        rows.append({"corpus": name, "mb": mb, "backend": "reference", "workers": 0, "mb_s": baseline, "ratio": 1.0,
+                     "runs_mb_s": references})
+        for (backend, n), found in runs.items():
+            median = sorted(found, key=lambda r: r["mb_s"])[len(found) // 2]
+            rows.append({"corpus": name, **median, "ratio": median["mb_s"] / baseline,
+                         "runs_mb_s": [r["mb_s"] for r in found]})
+            print(f"{name}: {backend} x{n} {median['mb_s']:.1f} MB/s median ({rows[-1]['ratio']:.2f}x the reference's "
+                  f"{baseline:.1f})", flush=True)
     return rows
 
 
@@ -204,7 +216,7 @@ def write_rows(rows: list[dict], name: str) -> None:
     with open(FIGURES / f"{name}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: " ".join(f"{x:.3f}" for x in v) if isinstance(v, list) else v for k, v in r.items()} for r in rows)
 
 
 def plot_throughput(rows: list[dict]) -> None:
@@ -268,8 +280,12 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> list[str]:
     """Markdown rows: columns are (header, key, format)."""
     out = ["| " + " | ".join(h for h, _, _ in columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
-        out.append("| " + " | ".join("—" if r.get(k) is None else format(r[k], f) for _, k, f in columns) + " |")
+        out.append("| " + " | ".join("—" if r.get(k) is None else cell(r[k], f) for _, k, f in columns) + " |")
     return out
+
+
+def cell(value: object, spec: str) -> str:
+    return ", ".join(format(v, spec) for v in value) if isinstance(value, list) else format(value, spec)
 
 
 def core_seconds_per_mb(row: dict) -> float:
@@ -309,10 +325,13 @@ def render(m: dict, args: argparse.Namespace, scaling: list[dict], deploy: list[
         f"embedded broker, and counts them in N workers and the aggregator. Pipeline MB/s is the steady state, from the "
         f"first chunk produced to the last chunk counted; the reference is timed in-process (counting only). Inputs: "
         f"shakespeare.txt repeated to {args.mb:g} MB, and generated hostile Unicode text (invalid UTF-8, long runs, "
-        f"scripts without spaces) repeated to {args.mb:g} MB.",
+        f"scripts without spaces) repeated to {args.mb:g} MB. The series ran {args.repeat} times, interleaved (the "
+        "reference, then each configuration, per round): each figure is the median of its runs, and every run's MB/s "
+        "is listed. The machine's own speed drifts between runs; ratios of medians absorb most of it.",
         "",
         *table(scaling, [("corpus", "corpus", ""), ("backend", "backend", ""), ("workers", "workers", "d"),
-                         ("MB/s", "mb_s", ".1f"), ("× reference", "ratio", ".2f"), ("wall s", "wall_s", ".1f")]),
+                         ("MB/s", "mb_s", ".1f"), ("× reference", "ratio", ".2f"), ("wall s", "wall_s", ".1f"),
+                         ("runs MB/s", "runs_mb_s", ".1f")]),
         "",
         "![throughput](evaluation/throughput.png)",
         "",
@@ -456,6 +475,7 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2,4", help="worker counts (default 1,2,4)")
     ap.add_argument("--backends", default="local,docker", help="backends of the throughput series (default local,docker)")
     ap.add_argument("--launches", type=int, default=5, help="deploy-latency launches per backend (default 5)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of the throughput series, medians reported (default 3)")
     args = ap.parse_args()
     args.argv = sys.argv[1:]
     out = REPO / "bench" / "out"
@@ -467,7 +487,7 @@ def main() -> None:
 
         ensure_docker()
     corpora = {"shakespeare": build_input(CORPUS, args.mb, out), "hostile": hostile_input(args.mb, out)}
-    scaling = throughput(corpora, [int(n) for n in args.workers.split(",")], backends)
+    scaling = throughput(corpora, [int(n) for n in args.workers.split(",")], backends, args.repeat)
     write_rows(scaling, "throughput")
     plot_throughput(scaling)
 

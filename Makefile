@@ -28,7 +28,7 @@ chaos: setup  # the long chaos suite (~6 min on 2 cores): 50+ MB per scenario; w
 bench: setup
 	$(BIN)/python bench/e2e_throughput.py
 
-evaluate: setup  # the whole evaluation (~30 min on 2 cores): writes docs/evaluation.md and docs/evaluation/
+evaluate: setup  # the whole evaluation (~35 min on 2 cores): writes docs/evaluation.md and docs/evaluation/
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/evaluate.py
 

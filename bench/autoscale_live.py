@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pipeline import config  # noqa: E402
+from pipeline.autoscaler.monitor import RATE_WINDOW  # noqa: E402
 from pipeline.autoscaler.policy import Policy  # noqa: E402
 from pipeline.autoscaler.simulate import (  # noqa: E402
     KedaStyle,
@@ -47,6 +48,7 @@ from pipeline.autoscaler.simulate import (  # noqa: E402
 from pipeline.broker import free_port  # noqa: E402
 from pipeline.client import Client  # noqa: E402
 from pipeline.stack import Stack  # noqa: E402
+from tests.chaos.report import machine  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpora" / "shakespeare.txt"
 SAMPLE = REPO / "samples" / "sample.txt"
@@ -54,14 +56,12 @@ INTERVAL = 2  # seconds between autoscaler ticks
 UPLOADS = 4  # a second
 POLICY = Policy(max_workers=4, catch_up_seconds=20, stabilization_seconds=30, cooldown_seconds=8, stale_after_seconds=10)
 STARTUP_SECONDS = 2.3  # the local backend's deploy latency (bench/deploy_latency.py), for the model
+DURATION = 240
 
 
 def load(t: int, low: float, high: float) -> float:
     """MB/s in second t: LOW for 30 s, HIGH for 90 s, LOW for 120 s."""
     return high if 30 <= t < 120 else low
-
-
-DURATION = 240
 
 
 def text_of(mb: float) -> bytes:
@@ -127,10 +127,12 @@ def replay(rows: list[dict], run: dict) -> tuple[Result, Result, WorkerModel]:
     arrivals = run["sent"]
     sc = Scenario("live", DURATION, lambda t: float(arrivals[t]) if t < len(arrivals) else 0.0,
                   partitions=config.Settings().chunk_partitions)
-    ours = simulate(POLICY, sc, model, interval=INTERVAL, rate_window=60, name="wordpipe (simulated)")
+    # The live monitor's rate window, so the replay sees the arrival trend the controller saw.
+    ours = simulate(POLICY, sc, model, interval=INTERVAL, rate_window=int(RATE_WINDOW), name="wordpipe (simulated)")
     keda = KedaStyle(lag_threshold=10 * model.rate, scale_down_stabilization=POLICY.stabilization_seconds,
                      sync_period=INTERVAL)
-    theirs = simulate(POLICY, sc, model, interval=INTERVAL, rate_window=60, decide_fn=keda.decide, name="keda-style (simulated)")
+    theirs = simulate(POLICY, sc, model, interval=INTERVAL, rate_window=int(RATE_WINDOW), decide_fn=keda.decide,
+                      name="keda-style (simulated)")
     return ours, theirs, model
 
 
@@ -148,10 +150,10 @@ def main() -> None:
         (r["second"], float(run["sent"][min(int(r["second"]), DURATION - 1)]), r["lag"] or 0.0, r["workers"]) for r in rows
     ], ours.expected_workers, POLICY.catch_up_seconds)
     report = {
-        "machine_cores": os.cpu_count(), "policy": asdict(POLICY), "interval": INTERVAL, "started_at": run["started_at"],
+        "run": machine(), "policy": asdict(POLICY), "interval": INTERVAL, "started_at": run["started_at"],
         "load": {"low_mb_s": args.low, "high_mb_s": args.high, "duration": DURATION},
         "model": {"worker_rate": model.rate, "startup_seconds": model.startup_seconds},
-        "live": summary(live.timeline, len(run["actions"])) | {"decisions": run["actions"]},
+        "live": summary(live.timeline, len(run["actions"])) | {"decisions": run["actions"], "arrivals": run["sent"]},
         "simulated": {r.policy: summary(r.timeline, len(r.actions)) for r in (ours, theirs)},
     }
     with open(args.out / "autoscale-live.csv", "w", newline="") as f:

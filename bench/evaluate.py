@@ -445,6 +445,7 @@ def render(run: dict, scaling: list[dict], deploy: list[dict], services: dict, c
         "",
         "### One live run",
         "",
+        f"Run at commit `{live['run']['commit']}`, {live['run']['when']}, on {live['run']['machine']}. "
         f"`bench/autoscale_live.py`: a `wordpipe up` stack (embedded broker, local workers) whose autoscaler runs a "
         f"time-compressed policy (cooldown {live['policy']['cooldown_seconds']:g} s, stabilization "
         f"{live['policy']['stabilization_seconds']:g} s, catch-up {live['policy']['catch_up_seconds']:g} s, ticks every "

@@ -68,8 +68,11 @@ def rates(samples: list[Sample], window: float) -> tuple[float | None, float | N
     return recent, trend, processing, growth
 
 
+RATE_WINDOW = 120.0  # seconds of samples behind the arrival trend
+
+
 class LagMonitor:
-    def __init__(self, bootstrap: str, settings: Settings, offset_reset: str = "earliest", window: float = 120.0) -> None:
+    def __init__(self, bootstrap: str, settings: Settings, offset_reset: str = "earliest", window: float = RATE_WINDOW) -> None:
         self.settings = settings
         self.offset_reset = offset_reset
         self.window = window

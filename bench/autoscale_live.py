@@ -29,6 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import requests
+from e2e_throughput import corpus_text
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -49,8 +50,6 @@ from pipeline.client import Client  # noqa: E402
 from pipeline.stack import Stack  # noqa: E402
 from tests.chaos.report import machine  # noqa: E402
 
-CORPUS = REPO.parent / "shared" / "corpora" / "shakespeare.txt"
-SAMPLE = REPO / "samples" / "sample.txt"
 INTERVAL = 2  # seconds between autoscaler ticks
 UPLOADS = 4  # a second
 POLICY = Policy(max_workers=4, catch_up_seconds=20, stabilization_seconds=30, cooldown_seconds=8, stale_after_seconds=10)
@@ -64,7 +63,7 @@ def load(t: int, low: float, high: float) -> float:
 
 
 def text_of(mb: float) -> bytes:
-    source = (CORPUS if CORPUS.exists() else SAMPLE).read_bytes()
+    source = corpus_text()
     want = int(mb * 1e6)
     return (source * (want // len(source) + 1))[:want].rsplit(b" ", 1)[0]
 

@@ -42,15 +42,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from confluent_kafka import Consumer, Producer  # noqa: E402
+from e2e_throughput import corpus_text  # noqa: E402
 
 from pipeline import codec, kafka  # noqa: E402
 from pipeline.broker import EmbeddedBroker  # noqa: E402
 from pipeline.cluster import Resources, open_backend  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.roster import Roster  # noqa: E402
-
-CORPUS = REPO.parent / "shared" / "corpora" / "shakespeare.txt"
-SAMPLE = REPO / "samples" / "sample.txt"
 
 
 def trickle(bootstrap: str, settings: Settings, stop: threading.Event) -> None:
@@ -152,7 +150,7 @@ def load_peak_rss(backend, roster: Roster, bootstrap: str, s: Settings, load_mb:
     """Two workers count load_mb MB of shakespeare; returns the larger peak RSS, in MB."""
     [second] = backend.launch(1, Resources())
     wait_for(lambda st: second in st and st[second].partitions, 60, "the second worker's assignment", roster)
-    text = (CORPUS if CORPUS.exists() else SAMPLE).read_bytes()
+    text = corpus_text()
     producer = Producer(kafka.producer_config(bootstrap, s))
     before = {w: roster.statuses[w].chunks for w in (resident,) if w in roster.statuses}
     produced, size, seq = 0, 0, 0

@@ -29,6 +29,14 @@ from pipeline.cli import format_counts  # noqa: E402
 from pipeline.ingest.sources import resolve  # noqa: E402
 from pipeline.reference import count_sources  # noqa: E402
 
+CORPUS = REPO.parent / "shared" / "corpora" / "shakespeare.txt"
+SAMPLE = REPO / "samples" / "sample.txt"  # shipped with the repo
+
+
+def corpus_text() -> bytes:
+    """shakespeare.txt from ../shared, or the bundled sample where that is absent."""
+    return (CORPUS if CORPUS.exists() else SAMPLE).read_bytes()
+
 
 def build_input(corpus: Path, mb: float, out: Path) -> Path:
     return repeat_to(corpus.read_bytes(), mb, out / f"{corpus.stem}-{mb:g}mb.txt")
@@ -69,7 +77,7 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=50.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpora" / "shakespeare.txt")
+    parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -42,12 +42,11 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from e2e_throughput import build_input, repeat_to, time_pipeline, time_reference  # noqa: E402
+from e2e_throughput import CORPUS, build_input, repeat_to, time_pipeline, time_reference  # noqa: E402
 
 from tests.chaos.report import machine  # noqa: E402
 from tests.hostile import hostile_bytes  # noqa: E402
 
-CORPUS = REPO.parent / "shared" / "corpora" / "shakespeare.txt"
 DOCS = REPO / "docs"
 FIGURES = DOCS / "evaluation"
 PY_SPY = Path(sys.executable).with_name("py-spy")  # the bench extra installs it in the venv

@@ -35,13 +35,14 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from e2e_throughput import CORPUS  # noqa: E402
+
 from pipeline import config, processes  # noqa: E402
 from pipeline.broker import free_port  # noqa: E402
 from pipeline.ingest.publisher import ChunkPublisher  # noqa: E402
 from pipeline.ingest.sources import Source  # noqa: E402
 from pipeline.run import Pipeline  # noqa: E402
 
-CORPUS = REPO.parent / "shared" / "corpora" / "shakespeare.txt"
 TOKEN = "bench-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

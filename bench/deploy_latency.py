@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 from confluent_kafka import Consumer, Producer  # noqa: E402
 from e2e_throughput import corpus_text  # noqa: E402
 
-from pipeline import codec, kafka  # noqa: E402
+from pipeline import codec, kafka, tokenize  # noqa: E402
 from pipeline.broker import EmbeddedBroker  # noqa: E402
 from pipeline.cluster import Resources, open_backend  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
@@ -54,7 +54,7 @@ from pipeline.roster import Roster  # noqa: E402
 def trickle(bootstrap: str, settings: Settings, stop: threading.Event) -> None:
     """A chunk every 10 ms, round-robin over the partitions, until stopped."""
     producer = Producer(kafka.producer_config(bootstrap, settings))
-    chunk = codec.encode_chunk(codec.ChunkMessage("trickle", 0, "trickle", 0, b"to be or not to be " * 10))
+    chunk = codec.encode_chunk(codec.ChunkMessage("trickle", 0, "trickle", 0, b"to be or not to be " * 10, tokenize.DEFAULT.id))
     i = 0
     while not stop.is_set():
         producer.produce(settings.chunks_topic, chunk, partition=i % settings.chunk_partitions)
@@ -157,7 +157,7 @@ def load_peak_rss(backend, roster: Roster, bootstrap: str, s: Settings, load_mb:
     while size < load_mb * 1e6:
         for start in range(0, len(text), s.chunk_size):
             piece = text[start:start + s.chunk_size]
-            producer.produce(s.chunks_topic, codec.encode_chunk(codec.ChunkMessage("load", seq, "load", start, piece)),
+            producer.produce(s.chunks_topic, codec.encode_chunk(codec.ChunkMessage("load", seq, "load", start, piece, tokenize.DEFAULT.id)),
                              partition=seq % s.chunk_partitions)
             producer.poll(0)
             seq, produced, size = seq + 1, produced + 1, size + len(piece)

@@ -1,10 +1,13 @@
-"""Cut byte streams into chunks at ASCII whitespace, so per-chunk counts add up to the whole.
+"""Cut byte streams into chunks where no word can continue, so per-chunk counts add up to the whole.
 
-Only ASCII whitespace bytes are cut points: they never occur inside a UTF-8 sequence,
-are neither word characters nor apostrophes, and NFKC neither composes nor reorders
-across them, so tokenizing the pieces gives exactly the tokens of the whole. A
-whitespace-free run longer than the chunk size is the one exception: it is cut at a
-UTF-8 character boundary and reported.
+The safe places to cut are after ASCII whitespace and after CJK punctuation (BREAKS):
+none of them is part of a UTF-8 sequence of another character, a word character or an
+apostrophe, NFKC neither composes nor reorders across them (what it maps the full-width
+forms to is ASCII punctuation that composes with nothing), and no run of Han, kana or
+Thai-like script continues across them, so tokenizing the pieces gives exactly the
+tokens of the whole (pipeline/tokenize.py). Not after "…": NFKC turns it into "...".
+Chinese prose has such punctuation every few sentences. A run without any, longer than
+the chunk size, is the one exception: it is cut at a UTF-8 character boundary and reported.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator
 
 WHITESPACE = tuple(bytes([b]) for b in b" \t\n\r\x0b\x0c")
+BREAKS = tuple(c.encode() for c in "\u3002\uff0c\uff01\uff1f\u3001\uff1b\uff1a\u300c\u300d\u300e\u300f\uff08\uff09\u300a\u300b\u3010\u3011\u3000")
 DEFAULT_CHUNK_SIZE = 64 * 1024
 
 
@@ -22,18 +26,35 @@ class Chunk:
     data: bytes
 
 
+def safe_cut(buf: bytes | bytearray, start: int, limit: int) -> int:
+    """The last position c, start < c <= limit, where cutting `buf` splits no word; -1 if none.
+
+    Whitespace first: it is where almost all text has its cut, found near `limit` at
+    once; the punctuation is searched only in a window without any.
+    """
+    last_ws = max(buf.rfind(ws, start, limit + 1) for ws in WHITESPACE)
+    if last_ws >= start:
+        cut = last_ws + 1 if last_ws < limit else last_ws  # before a whitespace at `limit`
+        if cut > start:
+            return cut
+    cut = -1
+    for mark in BREAKS:
+        at = buf.rfind(mark, start, limit)
+        if at >= 0:
+            cut = max(cut, at + len(mark))
+    return cut
+
+
 def cut_points(buf: bytes | bytearray, chunk_size: int, *, final: bool) -> Iterator[tuple[int, bool]]:
     """End positions of whole chunks at the front of `buf`, each with `forced` (cut inside a word).
 
-    A cut at c is safe when buf[c-1] or buf[c] is whitespace. Without `final`, a tail
-    that might still grow into a longer chunk is left for the next call.
+    Cuts are where `safe_cut` finds them. Without `final`, a tail that might still grow
+    into a longer chunk is left for the next call.
     """
     start = 0
     while len(buf) - start > chunk_size:
-        window_end = start + chunk_size + 1  # buf[start+chunk_size] may be the whitespace we cut before
-        last_ws = max(buf.rfind(ws, start, window_end) for ws in WHITESPACE)
-        if last_ws >= start:
-            end = min(last_ws + 1, start + chunk_size)
+        end = safe_cut(buf, start, start + chunk_size)
+        if end > 0:
             yield end, False
         else:
             end = start + chunk_size
@@ -76,12 +97,12 @@ class Chunker:
         return self._cut(final=True)
 
     def take_whole(self) -> list[Chunk]:
-        """Everything up to the last whitespace fed so far, keeping only a word still being
+        """Everything up to the last safe cut fed so far, keeping only a word still being
         written: what a stream can commit now without changing any count."""
-        last_ws = max(self.buf.rfind(ws) for ws in WHITESPACE)
-        if last_ws < 0:
+        cut = safe_cut(self.buf, 0, len(self.buf))
+        if cut < 0:
             return []
-        return self._cut(final=True, upto=last_ws + 1)
+        return self._cut(final=True, upto=cut)
 
     def _cut(self, final: bool, upto: int | None = None) -> list[Chunk]:
         out, start = [], 0
@@ -102,7 +123,7 @@ def iter_chunks(
     on_forced_cut: Callable[[int], None] | None = None,
     read_size: int = 1 << 20,
 ) -> Iterator[Chunk]:
-    """Chunks of at most `chunk_size` bytes from a binary stream, cut at whitespace."""
+    """Chunks of at most `chunk_size` bytes from a binary stream, cut where no word continues."""
     chunker = Chunker(chunk_size, on_forced_cut)
     while True:
         block = stream.read(max(read_size, chunk_size))

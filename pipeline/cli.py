@@ -30,11 +30,19 @@ def format_counts(counts: Counter[str], top: int | None, as_json: bool) -> str:
     if as_json:
         body = {"total_words": sum(counts.values()), "distinct_words": len(counts), "counts": dict(shown)}
         return json.dumps(body, ensure_ascii=False)
-    width = max([len(w) for w, _ in shown] + [4])
+    from wcwidth import wcswidth  # a terminal shows Chinese in two columns a character
+
+    widths = [max(wcswidth(w), 0) for w, _ in shown]
+    width = max(widths + [4])
     lines = [f"{'rank':>4}  {'word':<{width}}  {'count':>10}"]
-    lines += [f"{i:>4}  {w:<{width}}  {n:>10}" for i, (w, n) in enumerate(shown, 1)]
+    lines += [f"{i:>4}  {w}{' ' * (width - ww)}  {n:>10}" for i, ((w, n), ww) in enumerate(zip(shown, widths), 1)]
     lines.append(f"{sum(counts.values())} words, {len(counts)} distinct")
     return "\n".join(lines)
+
+
+def _path(path: str | None) -> str | None:
+    """A path flag made absolute: services and workers may run elsewhere."""
+    return os.path.abspath(path) if path else None
 
 
 def _top(args: argparse.Namespace) -> int | None:
@@ -46,8 +54,11 @@ def cmd_reference(args: argparse.Namespace) -> int:
     from pipeline.ingest.sources import resolve
     from pipeline.reference import count_sources
 
+    from pipeline.tokenize import Tokenizer
+
+    settings = config.load(args.config, overrides={"tokenizer_user_dict": _path(args.tokenizer_user_dict)})
     started = time.monotonic()
-    counts = count_sources(resolve(args.paths))
+    counts = count_sources(resolve(args.paths), Tokenizer.load(settings.tokenizer_user_dict))
     log.info("reference counted in %.3f s", time.monotonic() - started)
     print(format_counts(counts, _top(args), args.json))
     return 0
@@ -60,7 +71,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.run import Pipeline
 
     settings = _settings(args, workers=args.workers, chunk_size=args.chunk_size, backend=args.backend, image=args.image,
-                         mesos_master=args.mesos_master)  # flags not given are None: the file and env decide
+                         mesos_master=args.mesos_master, tokenizer_user_dict=_path(args.tokenizer_user_dict))
+    # flags not given are None: the file and env decide
     sources = resolve(args.paths)  # bad paths fail before anything starts
     known = [s.size() for s in sources]
     total = None if None in known else sum(known)
@@ -261,7 +273,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from pipeline.stack import Stack
 
     s = _settings(args, backend=args.backend, image=args.image, mesos_master=args.mesos_master, ingest_port=args.ingest_port,
-                  aggregator_port=args.results_port, autoscaler_port=args.autoscaler_port)
+                  aggregator_port=args.results_port, autoscaler_port=args.autoscaler_port,
+                  tokenizer_user_dict=_path(args.tokenizer_user_dict))
     generated = None
     if s.auth == "token" and not s.token_list:  # a token for this stack, where clients on this machine find it
         generated = secrets.token_urlsafe(24)
@@ -377,6 +390,8 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("paths", nargs="+", metavar="PATH", help="files, directories (recursively) or '-' for stdin")
         sp.add_argument("--top", type=_positive, metavar="K", help="only the K most frequent words (default: all with --json, 20 otherwise)")
         sp.add_argument("--json", action="store_true", help='print {"total_words", "distinct_words", "counts"}')
+        sp.add_argument("--tokenizer-user-dict", metavar="PATH",
+                        help="extra Chinese words for the segmenter, in jieba's user dictionary format")
 
     run = sub.add_parser("run", help="count files with the whole pipeline (embedded broker unless --bootstrap)")
     counting(run)
@@ -394,6 +409,7 @@ def parser() -> argparse.ArgumentParser:
 
     ref = sub.add_parser("reference", help="count files in one process with the same tokenizer (the baseline)")
     counting(ref)
+    ref.add_argument("--config", help="TOML settings file ($WORDPIPE_CONFIG)")
     ref.set_defaults(func=cmd_reference)
 
     worker = sub.add_parser("worker", help="run one worker process (same as python -m workers)")
@@ -442,6 +458,8 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--image", help="the workers' image for --backend docker or mesos (default wordpipe:latest)")
     up.add_argument("--mesos-master", help="the Mesos master(s) for --backend mesos, comma-separated")
     up.add_argument("--policy", metavar="FILE", help="the autoscaler's policy TOML file")
+    up.add_argument("--tokenizer-user-dict", metavar="PATH",
+                    help="extra Chinese words for the segmenter, in jieba's user dictionary format")
     up.add_argument("--ingest-port", type=int, help="ingest API port (default 8080)")
     up.add_argument("--results-port", type=int, help="results API and dashboard port (default 8081)")
     up.add_argument("--autoscaler-port", type=int, help="autoscaler status port (default 8082)")

@@ -27,6 +27,7 @@ class ChunkMessage:
     source: str
     offset: int
     text: bytes
+    tokenizer: str  # the id of the tokenizer that must count it (pipeline/tokenize.py)
     # A held chunk belongs to a document that counts only once its DocumentEnd commits
     # it (uploads over HTTP); the others count at once (`wordpipe run`).
     held: bool = False
@@ -118,7 +119,7 @@ def _pack(obj: dict) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
 
-def _unpack(data: bytes | None, kind: str, fields: tuple[str, ...]) -> dict:
+def _unpack(data: bytes | None, kind: str, fields: tuple[str, ...], hints: dict[str, str] | None = None) -> dict:
     if data is None:
         raise CodecError(f"{kind}: empty value")
     try:
@@ -132,7 +133,8 @@ def _unpack(data: bytes | None, kind: str, fields: tuple[str, ...]) -> dict:
         raise CodecError(f"{kind}: unsupported schema version {version!r} (expected {VERSION})")
     missing = [f for f in fields if f not in obj]
     if missing:
-        raise CodecError(f"{kind}: missing field(s) {', '.join(missing)}")
+        why = "".join(f" ({hints[f]})" for f in missing if hints and f in hints)
+        raise CodecError(f"{kind}: missing field(s) {', '.join(missing)}{why}")
     extra = set(obj) - set(fields) - {"v"}
     if extra:
         raise CodecError(f"{kind}: unknown field(s) {', '.join(sorted(map(str, extra)))}")
@@ -148,13 +150,13 @@ def _check(kind: str, field: str, value: object, typ: type, *, minimum: int | No
 
 # -- chunk -------------------------------------------------------------------
 
-_CHUNK_FIELDS = ("doc", "seq", "source", "offset", "text", "held")
+_CHUNK_FIELDS = ("doc", "seq", "source", "offset", "text", "tok", "held")
 _END_FIELDS = ("end", "chunks", "commit")
 
 
 def encode_chunk(msg: ChunkMessage) -> bytes:
     return _pack({"v": VERSION, "doc": msg.doc, "seq": msg.seq, "source": msg.source, "offset": msg.offset,
-                  "text": msg.text, "held": msg.held})
+                  "text": msg.text, "tok": msg.tokenizer, "held": msg.held})
 
 
 def encode_flush() -> bytes:
@@ -182,7 +184,7 @@ def decode_chunk(data: bytes | None) -> ChunkMessage | FlushMarker | DocumentEnd
         _check("document end", "chunks", obj["chunks"], int, minimum=0)
         _check("document end", "commit", obj["commit"], bool)
         return DocumentEnd(obj["end"], obj["chunks"], obj["commit"])
-    obj = _unpack(data, "chunk", _CHUNK_FIELDS)
+    obj = _unpack(data, "chunk", _CHUNK_FIELDS, hints={"tok": "written by a wordpipe whose tokenizer predates version 2"})
     _check("chunk", "doc", obj["doc"], str)
     if not obj["doc"]:
         raise CodecError("chunk.doc: must not be empty")
@@ -190,8 +192,11 @@ def decode_chunk(data: bytes | None) -> ChunkMessage | FlushMarker | DocumentEnd
     _check("chunk", "source", obj["source"], str)
     _check("chunk", "offset", obj["offset"], int, minimum=0)
     _check("chunk", "text", obj["text"], bytes)
+    _check("chunk", "tok", obj["tok"], str)
+    if not obj["tok"]:
+        raise CodecError("chunk.tok: must name the tokenizer")
     _check("chunk", "held", obj["held"], bool)
-    return ChunkMessage(obj["doc"], obj["seq"], obj["source"], obj["offset"], obj["text"], obj["held"])
+    return ChunkMessage(obj["doc"], obj["seq"], obj["source"], obj["offset"], obj["text"], obj["tok"], obj["held"])
 
 
 # -- partials --------------------------------------------------------------

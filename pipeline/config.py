@@ -49,6 +49,9 @@ class Settings:
     partial_partitions: int = 8
 
     chunk_size: int = 64 * 1024
+    # Extra words for segmenting Chinese (pipeline/tokenize.py): a file in jieba's user
+    # dictionary format. Part of the tokenizer's identity: chunks say which one counts them.
+    tokenizer_user_dict: str | None = None
 
     workers: int = 2
     worker_group: str = "wordpipe-workers"

@@ -6,31 +6,31 @@ from collections import Counter
 from typing import BinaryIO
 
 from pipeline import tokenize
-from pipeline.chunking import WHITESPACE
+from pipeline.chunking import safe_cut
 from pipeline.ingest.sources import Source
 
 
-def count_stream(stream: BinaryIO, block_size: int = 4 << 20) -> Counter[str]:
-    """Counts of a whole stream, read in blocks cut only at whitespace (never inside a token)."""
+def count_stream(stream: BinaryIO, tokenizer: tokenize.Tokenizer = tokenize.DEFAULT, block_size: int = 4 << 20) -> Counter[str]:
+    """Counts of a whole stream, read in blocks cut only where no word continues."""
     counts: Counter[str] = Counter()
     tail = b""
     while True:
         block = stream.read(block_size)
         data = tail + block
         if not block:
-            counts.update(tokenize.tokens(tokenize.decode(data).text))
+            counts.update(tokenizer.tokens(tokenize.decode(data).text))
             return counts
-        cut = max(data.rfind(ws) for ws in WHITESPACE) + 1
-        if cut == 0:  # no whitespace yet: the token continues into the next block
+        cut = safe_cut(data, 0, len(data))
+        if cut < 0:  # no safe cut yet: the word continues into the next block
             tail = data
             continue
-        counts.update(tokenize.tokens(tokenize.decode(data[:cut]).text))
+        counts.update(tokenizer.tokens(tokenize.decode(data[:cut]).text))
         tail = data[cut:]
 
 
-def count_sources(sources: list[Source]) -> Counter[str]:
+def count_sources(sources: list[Source], tokenizer: tokenize.Tokenizer = tokenize.DEFAULT) -> Counter[str]:
     total: Counter[str] = Counter()
     for source in sources:
         with source.open() as stream:
-            total.update(count_stream(stream))
+            total.update(count_stream(stream, tokenizer))
     return total

@@ -1,22 +1,76 @@
-"""The tokenizer contract (`unicode`), shared by workers and `wordpipe reference`.
+"""The tokenizer contract (`unicode`, version 2), shared by workers, ingest, the results API
+and `wordpipe reference`.
 
 1. decode UTF-8, invalid bytes replaced by U+FFFD (counted, so callers can warn);
-2. NFKC-normalize, then casefold;
-3. every match of ``\\w+(?:['\\u2019]\\w+)*`` (the `regex` module: Unicode word
-   characters, combining marks included);
-4. U+2019 becomes U+0027 inside each token.
+2. NFKC-normalize, then casefold; U+2019 becomes U+0027;
+3. every match of ``\\w+(?:'\\w+)*`` (the `regex` module: Unicode word characters,
+   combining marks included) is a token, except that scripts written without spaces
+   are cut out of it and segmented by a dictionary:
+
+   * every maximal run of Han characters (``[\\p{Han}&&\\w]``) is segmented with jieba's
+     precise mode (HMM on, its bundled dictionary plus the user dictionary), exactly as
+     ``jieba.lcut`` segments that run alone: its basic CJK block (U+4E00-U+9FD5) through
+     rjieba (jieba-rs), any other Han character as a word of its own, as jieba does;
+   * every maximal run of kana (word characters whose Script_Extensions include Hiragana
+     or Katakana, Han excepted) and of Thai, Lao, Khmer or Myanmar is segmented with
+     ICU's dictionary word break iterator;
+   * what is left of the token around those runs is matched again by the pattern, so
+     ``mesos和docker简介`` gives ``mesos``, ``和``, ``docker``, ``简介``.
+
+Text without those scripts counts exactly as version 1 did. Every boundary between a
+segmented run and other text is a boundary between words, so a chunk may be cut there
+(pipeline/chunking.py).
+
+A `Tokenizer` names itself (`id`): the contract's name and version and a digest of what
+decides a word besides this code (the Unicode version of NFKC, the segmenters' versions,
+whose dictionaries are bundled, and the user dictionary). Chunks carry the id of the
+tokenizer that must count them, and a worker with another refuses them.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import gzip
+import hashlib
+import importlib.metadata
 import unicodedata
+import zlib
 from collections import Counter
+from functools import cached_property
+from pathlib import Path
 from typing import NamedTuple
 
 import regex
 
+from pipeline.config import ConfigError
+
+NAME = "unicode"
+VERSION = 2
+
 TOKEN = regex.compile(r"\w+(?:['\u2019]\w+)*")
+# The runs a dictionary segments; the rest of the text is matched by TOKEN as it always was.
+_HAN = r"\p{Han}&&\w"
+_KANA = r"[\p{scx=Hiragana}\p{scx=Katakana}]&&\w--\p{Han}"
+_SOUTHEAST = r"[\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]&&\w"
+_SEGMENTED = regex.compile(rf"[[{_HAN}][{_KANA}][{_SOUTHEAST}]]", regex.V1)
+_RUN = regex.compile(
+    rf"(?P<jieba>[\u4e00-\u9fd5]+)|(?P<han>[{_HAN}])|(?P<icu>[[{_KANA}][{_SOUTHEAST}]]+)",
+    regex.V1,
+)
+# Outside segmented runs, the pattern must stop where a run starts: TOKEN without them.
+_REST = regex.compile(rf"[\w--{_SEGMENTED.pattern}]+(?:'[\w--{_SEGMENTED.pattern}]+)*", regex.V1)
 _REPLACEMENT_UTF8 = "\ufffd".encode()
+_ICU_LOCALE = "root"  # ICU picks the dictionary by script; the locale changes nothing here
+
+
+# The user dictionary travels to workers inside their environment, in every backend.
+_DATA_URI = "data:application/gzip;base64,"
+MAX_DATA_URI = 96 * 1024  # Linux refuses one environment string over 128 KiB
+
+
+class TokenizerError(ConfigError):
+    """A user dictionary that cannot be used; the message names the file and line."""
 
 
 class Decoded(NamedTuple):
@@ -36,9 +90,141 @@ def normalize(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
 
 
+class UserWord(NamedTuple):
+    word: str
+    freq: int | None
+    tag: str | None
+
+
+def parse_user_dict(text: str, origin: str = "tokenizer_user_dict") -> tuple[UserWord, ...]:
+    """jieba's user dictionary format: one `word [freq] [tag]` a line; words normalized as text is."""
+    words = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        match = regex.fullmatch(r"(.+?)(?: ([0-9]+))?(?: ([a-z]+))?", line)
+        assert match is not None  # `.+?` matches any non-empty line
+        word = normalize(match[1])
+        if not regex.fullmatch(r"[\u4e00-\u9fd5]+", word):
+            raise TokenizerError(
+                f"{origin} line {number}: {match[1]!r} is not a word of Chinese characters (U+4E00-U+9FD5); "
+                "the dictionary only segments runs of them, so it could never match"
+            )
+        words.append(UserWord(word, int(match[2]) if match[2] else None, match[3]))
+    return tuple(words)
+
+
+def read_user_dict(location: str) -> str:
+    """The text of a user dictionary given as a path or as the data URI of `as_data_uri`."""
+    try:
+        if location.startswith(_DATA_URI):
+            return gzip.decompress(base64.b64decode(location[len(_DATA_URI):], validate=True)).decode("utf-8")
+        return Path(location).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, binascii.Error, EOFError, zlib.error) as exc:
+        where = "the data URI" if location.startswith("data:") else location
+        raise TokenizerError(f"tokenizer_user_dict: cannot read {where}: {exc}") from None
+
+
+def as_data_uri(location: str) -> str:
+    """The user dictionary at `location` as a data URI, to pass in a worker's environment."""
+    text = read_user_dict(location)
+    parse_user_dict(text, f"tokenizer_user_dict {location}")  # refused here, not in every worker
+    uri = _DATA_URI + base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
+    if len(uri) > MAX_DATA_URI:
+        raise TokenizerError(f"tokenizer_user_dict: {location} takes {len(uri):,} bytes gzip'ed and base64-encoded; "
+                             f"workers receive it in their environment, which holds at most {MAX_DATA_URI:,}")
+    return uri
+
+
+def _version(dist: str) -> str:
+    return importlib.metadata.version(dist)
+
+
+class Tokenizer:
+    """The contract, with an optional user dictionary (jieba's format, as text)."""
+
+    def __init__(self, user_dict: str | None = None, origin: str = "tokenizer_user_dict") -> None:
+        self.user_words = parse_user_dict(user_dict or "", origin)
+
+    @classmethod
+    def load(cls, user_dict: str | None) -> Tokenizer:
+        """The tokenizer with the `tokenizer_user_dict` setting: a file, or the data URI workers get."""
+        if not user_dict:
+            return cls()
+        where = "the data URI" if user_dict.startswith("data:") else user_dict
+        return cls(read_user_dict(user_dict), f"tokenizer_user_dict {where}")
+
+    @cached_property
+    def id(self) -> str:
+        """`unicode/2/<digest>`: chunks counted by one id are never counted by another."""
+        from icu4py import _version as icu
+
+        decides = "\n".join([
+            f"unicodedata {unicodedata.unidata_version}",
+            f"rjieba {_version('rjieba')}",
+            f"icu {icu.icu_version}",
+            *(f"user {w.word} {w.freq} {w.tag}" for w in self.user_words),
+        ])
+        return f"{NAME}/{VERSION}/{hashlib.sha256(decides.encode()).hexdigest()[:16]}"
+
+    @cached_property
+    def _jieba(self):  # built on first use: English-only text never pays for the dictionary
+        import rjieba
+
+        jieba = rjieba.Jieba()
+        for word in self.user_words:
+            jieba.add_word(word.word, word.freq, word.tag)
+        return jieba
+
+    def tokens(self, text: str) -> list[str]:
+        text = normalize(text)
+        if text.isascii() or not _SEGMENTED.search(text):
+            return TOKEN.findall(text)
+        return self._segmented(text)
+
+    def count(self, text: str) -> Counter[str]:
+        return Counter(self.tokens(text))
+
+    def _segmented(self, text: str) -> list[str]:
+        out: list[str] = []
+        jieba_runs: list[str] = []
+        icu_runs: list[str] = []
+        pos = 0
+        for run in _RUN.finditer(text):
+            start = run.start()
+            if start > pos:
+                out += _REST.findall(text, pos, start)
+            kind = run.lastgroup
+            if kind == "jieba":
+                jieba_runs.append(run[0])
+            elif kind == "han":  # outside jieba's block: a word of its own, as jieba yields it
+                out.append(run[0])
+            else:
+                icu_runs.append(run[0])
+            pos = run.end()
+        out += _REST.findall(text, pos)
+        if jieba_runs:
+            # One call for the chunk: the newline separates runs exactly as separate calls would.
+            out += [w for w in self._jieba.cut("\n".join(jieba_runs)) if w != "\n"]
+        if icu_runs:
+            out += _icu_words("\n".join(icu_runs))
+        return out
+
+
+def _icu_words(text: str) -> list[str]:
+    from icu4py.breakers import WordBreaker
+
+    return [w for w in WordBreaker(text, _ICU_LOCALE) if w != "\n"]
+
+
+DEFAULT = Tokenizer()
+
+
 def tokens(text: str) -> list[str]:
-    return TOKEN.findall(normalize(text))
+    """Tokens by the contract without a user dictionary."""
+    return DEFAULT.tokens(text)
 
 
 def count(text: str) -> Counter[str]:
-    return Counter(tokens(text))
+    return DEFAULT.count(text)

@@ -46,6 +46,7 @@ class PendingCommit:
 class Worker:
     def __init__(self, settings: Settings, bootstrap: str) -> None:
         self.settings = settings
+        self.tokenizer = tokenize.Tokenizer.load(settings.tokenizer_user_dict)
         self.router = Router(settings.partial_partitions, settings.buckets)
         self.consumer = Consumer(
             kafka.consumer_config(
@@ -168,13 +169,21 @@ class Worker:
             if isinstance(record, codec.DocumentEnd):
                 closed += self.windows.add(partition, offset, end=(record.doc, record.chunks, record.commit), at=at)
                 continue
+            if record.tokenizer != self.tokenizer.id:
+                # Two definitions of a word must never meet in one total: refuse it, loudly.
+                log.error("chunk of %s at byte %d names tokenizer %s; this worker counts with %s",
+                          record.source, record.offset, record.tokenizer, self.tokenizer.id)
+                self.dead_letter(msg, f"tokenizer mismatch: the chunk must be counted by {record.tokenizer}, this worker's "
+                                      f"tokenizer is {self.tokenizer.id} (another wordpipe version or user dictionary)")
+                closed += self.windows.add(partition, offset, at=at)
+                continue
             decoded = tokenize.decode(record.text)
             if decoded.invalid_bytes:
                 log.warning(
                     "%s: %d invalid UTF-8 byte sequence(s) replaced by U+FFFD in the chunk at byte %d",
                     record.source, decoded.invalid_bytes, record.offset,
                 )
-            closed += self.windows.add(partition, offset, tokenize.tokens(decoded.text), record.doc if record.held else None,
+            closed += self.windows.add(partition, offset, self.tokenizer.tokens(decoded.text), record.doc if record.held else None,
                                        at=at)
             self.chunks_counted += 1
         if self.first_chunk_at is None and self.chunks_counted:

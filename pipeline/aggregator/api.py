@@ -55,6 +55,7 @@ class ResultsApi:
     def __init__(self, aggregator: Aggregator) -> None:
         self.aggregator = aggregator
         self.tokens = tokens_of(aggregator.settings)  # no token configured and auth on: refuse to start
+        self.tokenizer = tokenize.Tokenizer.load(aggregator.settings.tokenizer_user_dict)  # the workers' definition of a word
         a = aggregator
         self.words: list[str] = []  # sorted, for paging; rebuilt when the vocabulary grew
         self.words_version = -1
@@ -111,10 +112,9 @@ class ResultsApi:
         return web.json_response({"ok": problem is None, "broker": problem or "up", "shards": owned},
                                  status=200 if problem is None else 503)
 
-    @staticmethod
-    def _word(request: web.Request) -> str:
+    def _word(self, request: web.Request) -> str:
         raw = request.match_info["word"]
-        found = tokenize.tokens(raw)
+        found = self.tokenizer.tokens(raw)
         if len(found) != 1:
             raise ApiError(404, "not_a_word", f"{raw!r:.80} is {len(found)} words by the tokenizer, so it has no total; "
                                               "ask for exactly one word")

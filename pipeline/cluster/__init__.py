@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline import tokenize
 from pipeline.cluster.backend import (
     Backend,
     BackendError,
@@ -25,6 +26,8 @@ def open_backend(
     """
     # The framework's settings and the APIs' tokens are not the workers' business.
     env = {k: v for k, v in env.items() if not k.startswith("WORDPIPE_MESOS_") and k != "WORDPIPE_TOKENS"}
+    if settings.tokenizer_user_dict:  # the file is the launcher's: its words travel with each worker
+        env["WORDPIPE_TOKENIZER_USER_DICT"] = tokenize.as_data_uri(settings.tokenizer_user_dict)
     if settings.backend == "mesos":
         from pipeline.cluster.mesos import MesosBackend
 

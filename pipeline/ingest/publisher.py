@@ -10,7 +10,7 @@ from typing import Callable
 
 from confluent_kafka import Producer
 
-from pipeline import codec, kafka
+from pipeline import codec, kafka, tokenize
 from pipeline.chunking import iter_chunks
 from pipeline.config import Settings
 from pipeline.ingest.sources import Source
@@ -33,6 +33,7 @@ class ChunkPublisher:
         self.settings = settings
         self.producer = Producer(kafka.producer_config(bootstrap, settings, **{"linger.ms": 20, "batch.size": 1 << 20, "compression.type": "lz4"}))
         self.report = IngestReport()
+        self.tokenizer = tokenize.Tokenizer.load(settings.tokenizer_user_dict).id  # named in every chunk
         self._failures: list[str] = []
         self._next_partition = 0
         self.mark_flush()  # closes any window a crashed predecessor left open
@@ -49,11 +50,12 @@ class ChunkPublisher:
         s = self.settings
 
         def forced_cut(offset: int) -> None:
-            log.warning("%s: whitespace-free run longer than %d bytes cut at byte %d", source.name, s.chunk_size, offset)
+            log.warning("%s: a run without whitespace or CJK punctuation longer than %d bytes cut at byte %d",
+                        source.name, s.chunk_size, offset)
 
         with source.open() as stream:
             for seq, chunk in enumerate(iter_chunks(stream, s.chunk_size, on_forced_cut=forced_cut)):
-                value = codec.encode_chunk(codec.ChunkMessage(doc, seq, source.name, chunk.offset, chunk.data))
+                value = codec.encode_chunk(codec.ChunkMessage(doc, seq, source.name, chunk.offset, chunk.data, self.tokenizer))
                 partition = self._next_partition
                 self._next_partition = (partition + 1) % s.chunk_partitions
                 self._produce(value, doc.encode(), partition)

@@ -28,7 +28,7 @@ from aiohttp import web
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from pipeline import codec, faults, kafka
+from pipeline import codec, faults, kafka, tokenize
 from pipeline.chunking import Chunk, Chunker
 from pipeline.config import Settings
 from pipeline.health import Heartbeat
@@ -67,7 +67,8 @@ class Document:
     async def send(self, chunks: list[Chunk]) -> None:
         s = self.settings
         for chunk in chunks:
-            value = codec.encode_chunk(codec.ChunkMessage(self.id, self.chunks, self.name, chunk.offset, chunk.data, held=True))
+            value = codec.encode_chunk(codec.ChunkMessage(self.id, self.chunks, self.name, chunk.offset, chunk.data,
+                                                        self.service.tokenizer, held=True))
             self.in_flight.append(await self.service.producer.enqueue(s.chunks_topic, value, self.id.encode(), self.partition))
             faults.point("ingest.mid_upload")
             self.chunks += 1
@@ -181,6 +182,7 @@ class IngestService:
         self.settings = settings
         self.bootstrap = bootstrap
         self.tokens = tokens_of(settings)
+        self.tokenizer = tokenize.Tokenizer.load(settings.tokenizer_user_dict).id  # named in every chunk
         self.registry = CollectorRegistry()
         self.metrics_bytes = Counter("wordpipe_ingest_bytes", "Decoded bytes sent to Kafka", registry=self.registry)
         self.metrics_chunks = Counter("wordpipe_ingest_chunks", "Chunks sent to Kafka", registry=self.registry)

@@ -163,7 +163,7 @@ def test_a_retry_settles_an_attempt_that_died_before_its_receipt(services, first
     key, doc, body = uuid.uuid4().hex, uuid.uuid4().hex, b"crashed attempt words " * 50
     producer = Producer(kafka.producer_config(services.bootstrap, s))
     offsets = []
-    chunk = codec.encode_chunk(codec.ChunkMessage(doc, 0, "crash", 0, body, held=True))
+    chunk = codec.encode_chunk(codec.ChunkMessage(doc, 0, "crash", 0, body, tokenize.DEFAULT.id, held=True))
     producer.produce(s.chunks_topic, chunk, key=doc.encode(), partition=5, on_delivery=lambda e, m: offsets.append(m.offset()))
     producer.flush(10)
     receipt = codec.Receipt(doc, key, "open", 5, offsets[0], 1, len(body), time.time())

@@ -5,7 +5,7 @@ import jsonschema
 import msgpack
 import pytest
 
-from pipeline import config, codec
+from pipeline import codec, config, tokenize
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -27,7 +27,7 @@ def conforms(data: bytes, schema: str) -> None:
 
 def test_chunk_round_trip_and_schema():
     for held in (False, True):
-        msg = codec.ChunkMessage("doc1", 3, "a.txt", 65536, b"bytes \xff kept raw", held)
+        msg = codec.ChunkMessage("doc1", 3, "a.txt", 65536, b"bytes \xff kept raw", tokenize.DEFAULT.id, held)
         data = codec.encode_chunk(msg)
         conforms(data, "chunk.v1.json")
         assert codec.decode_chunk(data) == msg
@@ -137,16 +137,20 @@ def test_bad_partials_name_what_is_wrong(data, message):
     [
         (None, "chunk: empty value"),
         (pack({"v": 1, "flush": "yes"}), "flush must be true"),
-        (pack({"v": 1, "doc": "", "seq": 0, "source": "s", "offset": 0, "text": b"", "held": True}), "chunk.doc: must not be empty"),
-        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": "not bytes", "held": True}), "chunk.text: expected bytes"),
-        (pack({"v": 1, "doc": "d", "seq": -1, "source": "s", "offset": 0, "text": b"", "held": True}), "chunk.seq: must be >= 0"),
-        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b""}), "chunk: missing field(s) held"),
-        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"", "held": 1}), "chunk.held: expected bool"),
+        (pack({"v": 1, "doc": "", "seq": 0, "source": "s", "offset": 0, "text": b"", "tok": "t", "held": True}), "chunk.doc: must not be empty"),
+        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": "not bytes", "tok": "t", "held": True}), "chunk.text: expected bytes"),
+        (pack({"v": 1, "doc": "d", "seq": -1, "source": "s", "offset": 0, "text": b"", "tok": "t", "held": True}), "chunk.seq: must be >= 0"),
+        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"", "tok": "t"}), "chunk: missing field(s) held"),
+        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"", "held": True}),
+         "chunk: missing field(s) tok (written by a wordpipe whose tokenizer predates version 2)"),
+        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"", "tok": "", "held": True}),
+         "chunk.tok: must name the tokenizer"),
+        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"", "tok": "t", "held": 1}), "chunk.held: expected bool"),
         (pack({"v": 1, "end": "d", "chunks": 2, "commit": "yes"}), "document end.commit: expected bool"),
         (pack({"v": 1, "end": "", "chunks": 2, "commit": True}), "document end.end: the document id must not be empty"),
         (pack({"v": 1, "end": "doc", "chunks": -1, "commit": True}), "document end.chunks: must be >= 0"),
-        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"x" * 1200 * 1024, "held": False}),
-         "chunk: 1,228,848 bytes, more than a chunk record may have (1,114,112)"),
+        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"x" * 1200 * 1024, "tok": "t", "held": False}),
+         "chunk: 1,228,854 bytes, more than a chunk record may have (1,114,112)"),
     ],
 )
 def test_bad_chunks_name_what_is_wrong(data, message):
@@ -157,7 +161,7 @@ def test_bad_chunks_name_what_is_wrong(data, message):
 
 def test_the_largest_chunk_the_settings_allow_still_decodes():
     text = b"x" * config.MAX_CHUNK_SIZE
-    chunk = codec.ChunkMessage("d" * 64, 0, "s" * 4096, 0, text, True)
+    chunk = codec.ChunkMessage("d" * 64, 0, "s" * 4096, 0, text, "unicode/2/" + "f" * 16, True)
     assert codec.decode_chunk(codec.encode_chunk(chunk)) == chunk
 
 

@@ -43,7 +43,7 @@ def grown(after: Counter, before: Counter) -> Counter:
 
 
 def corpus(directory: Path, megabytes: int) -> list[Source]:
-    """`megabytes` MB in documents of ~3 MB alternating hostile text and the repeated sample."""
+    """`megabytes` MB in documents of ~3 MB alternating hostile and mixed-script text and the repeated sample."""
     return mixed_documents(directory, max(2, megabytes // 3), sample_copies=50, hostile_size=3_000_000)
 
 

@@ -10,19 +10,24 @@ from pipeline import codec, config, kafka
 from pipeline.ingest.publisher import ChunkPublisher
 from pipeline.ingest.sources import Source
 from pipeline.run import Pipeline
+from tests.chinese import mixed_bytes
 from tests.conftest import SAMPLE
 from tests.hostile import hostile_bytes
 
 
 def mixed_documents(directory, count: int, sample_copies: int, hostile_size: int) -> list[Source]:
-    """Documents alternating generated hostile text (even) and the bundled sample repeated (odd).
+    """Documents alternating generated hostile and mixed-script text, Chinese most of it (even),
+    and the bundled sample repeated (odd).
 
     Hostile runs without whitespace are at most 9 KB: keep chunks larger, or the chunker's
     forced cuts make the pipeline's counts differ from the reference, as documented."""
     sources = []
     for i in range(count):
         path = directory / f"doc{i}.txt"
-        path.write_bytes(SAMPLE.read_bytes() * sample_copies if i % 2 else hostile_bytes(i, hostile_size))
+        if i % 2:
+            path.write_bytes(SAMPLE.read_bytes() * sample_copies)
+        else:
+            path.write_bytes(hostile_bytes(i, hostile_size // 2) + mixed_bytes(i, hostile_size // 2))
         sources.append(Source(str(path), path))
     return sources
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from tests.chinese import chinese_bytes, mixed_bytes
 from tests.conftest import wordpipe
 from tests.hostile import hostile_bytes
 
@@ -14,10 +15,14 @@ pytestmark = pytest.mark.e2e
 def inputs(tmp_path_factory, corpora):
     d = tmp_path_factory.mktemp("inputs")
     (d / "hostile.txt").write_bytes(hostile_bytes(11, 2_500_000))  # ~40 chunks, several windows
+    (d / "chinese.txt").write_bytes(chinese_bytes(3, 10_500_000))  # the seed's sentences: >= 10 MB of Chinese prose
+    (d / "mixed.txt").write_bytes(mixed_bytes(5, 3_000_000))  # Chinese, Japanese, Thai-like, English, hostile
     return {
         "shakespeare": corpora / "shakespeare.txt",
         "seed-zh": corpora / "seed-mesos-docker-zh.txt",
         "hostile": d / "hostile.txt",
+        "chinese": d / "chinese.txt",
+        "mixed": d / "mixed.txt",
     }
 
 
@@ -28,7 +33,7 @@ def reference(path) -> str:
 
 
 @pytest.mark.parametrize("workers", [1, 2, 4])
-@pytest.mark.parametrize("name", ["shakespeare", "seed-zh", "hostile"])
+@pytest.mark.parametrize("name", ["shakespeare", "seed-zh", "hostile", "chinese", "mixed"])
 def test_run_equals_reference(inputs, name, workers):
     expected = reference(inputs[name])
     done = wordpipe("run", str(inputs[name]), "--json", "--workers", str(workers), "--timeout", "240")
@@ -36,6 +41,13 @@ def test_run_equals_reference(inputs, name, workers):
     assert done.stdout.decode() == expected
     body = json.loads(done.stdout)
     assert body["total_words"] == sum(body["counts"].values()) > 0
+
+
+def test_the_seed_article_counts_chinese_words(inputs):
+    """Its top words are words (a jieba count starts 的 230, 和 197, docker 90, mesos 75, 数据处理 52)."""
+    top = json.loads(wordpipe("run", str(inputs["seed-zh"]), "--json", "--top", "8").stdout)["counts"]
+    assert list(top.items())[:5] == [("的", 230), ("和", 197), ("docker", 90), ("mesos", 75), ("数据处理", 52)]
+    assert top["容器"] == 42 and top["资源"] == 39
 
 
 def test_directories_stdin_and_top(tmp_path, corpora):
@@ -67,3 +79,14 @@ def test_table_output(tmp_path):
     lines = done.stdout.decode().splitlines()
     assert lines[1].split() == ["1", "b", "3"] and lines[2].split() == ["2", "a", "2"]
     assert lines[-1] == "6 words, 3 distinct"
+
+
+def test_tables_align_double_width_words(tmp_path):
+    from wcwidth import wcswidth
+
+    f = tmp_path / "t.txt"
+    f.write_text("数据处理 数据处理 mesos 和 容器 ｶﾀｶﾅ hello\n", encoding="utf-8")
+    done = wordpipe("reference", str(f), "--top", "6")
+    lines = done.stdout.decode().splitlines()[:-1]
+    assert len(lines) == 7 and "数据处理" in lines[1]
+    assert len({wcswidth(line) for line in lines}) == 1, lines  # the count column ends where the header's does

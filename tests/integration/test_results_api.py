@@ -10,8 +10,10 @@ from collections import Counter
 import pytest
 import requests
 
+from pipeline import tokenize
 from pipeline.aggregator.ranking import rank
-from tests.conftest import SAMPLE, wait_for
+from tests.chinese import chinese_bytes
+from tests.conftest import SAMPLE, wait_for, wordpipe
 from tests.services import TOKEN
 
 pytestmark = pytest.mark.e2e
@@ -109,3 +111,18 @@ def test_windowed_totals_add_up_to_the_totals(services, counted):
     assert sum(w["count"] for w in the["windows"]) == services.client.count("the")
     missing = requests.get(services.results_url + "/v1/windows", params={"start": 1}, headers=services.auth())
     assert missing.status_code == 404 and "no kept window" in missing.json()["detail"]
+
+
+def test_chinese_words_are_looked_up_as_the_workers_count_them(services, counted):
+    """Last in this module: it adds to the totals the tests above compare with `counted`."""
+    text = chinese_bytes(7, 30_000)
+    expected = tokenize.count(tokenize.decode(text).text)
+    before = services.client.count("数据")
+    services.client.ingest(text, name="chinese")
+    services.client.wait_counted(timeout=120)
+    assert services.client.count("数据") == before + expected["数据"] > 0
+    assert services.client.count("数据处理") == expected["数据处理"] > 0
+    done = wordpipe("count", "数据", "--url", services.results_url, "--token", TOKEN)
+    assert done.returncode == 0 and done.stdout.decode().strip() == str(before + expected["数据"])
+    reply = requests.get(f"{services.results_url}/v1/words/Mesos和Docker", headers=services.auth())
+    assert reply.status_code == 404 and "3 words by the tokenizer" in reply.json()["detail"]

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -78,3 +79,49 @@ def test_worker_without_bootstrap_says_so():
     done = subprocess.run([sys.executable, "-m", "workers"], env={"PATH": ""}, capture_output=True, timeout=30)
     assert done.returncode == 2
     assert b"workers need a bootstrap address" in done.stderr
+
+
+def test_worker_refuses_chunks_for_another_tokenizer_loudly(broker, tmp_path):
+    """Chunks name their tokenizer: a worker with another user dictionary dead-letters them and counts nothing of them."""
+    user_dict = tmp_path / "user.dict"
+    user_dict.write_text("杭研大厦\n", encoding="utf-8")
+    s = config.Settings(bootstrap=broker.bootstrap, chunk_partitions=2, window_chunks=4, chunk_size=1024)
+    kafka.ensure_topics(broker.bootstrap, s)
+    theirs = tmp_path / "theirs.txt"
+    theirs.write_text("他来到了网易杭研大厦。" * 300, encoding="utf-8")
+    ours = tmp_path / "ours.txt"
+    ours.write_text("数据处理 " * 500, encoding="utf-8")
+    other = ChunkPublisher(s, broker.bootstrap)  # no user dictionary: another tokenizer
+    other.publish(Source("theirs", theirs))
+    refused = other.flush().chunks
+    same = ChunkPublisher(s.replace(tokenizer_user_dict=str(user_dict)), broker.bootstrap)
+    same.publish(Source("ours", ours))
+    same.flush()
+    env = {**s.to_env(), "WORDPIPE_TOKENIZER_USER_DICT": str(user_dict), "WORDPIPE_WORKER_ID": "w-dict", "PATH": ""}
+    worker = subprocess.Popen([sys.executable, "-m", "workers"], env=env, stderr=subprocess.PIPE)
+    c = Consumer({**kafka.common_config(broker.bootstrap, s), "group.id": "check", "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(s.deadletter_topic, 0, 0)]
+             + [TopicPartition(s.partials_topic, shard, 0) for shard in range(s.partial_partitions)])
+    letters, counted = [], Counter()
+    try:
+        deadline = time.monotonic() + 60
+        while len(letters) < refused or counted["数据处理"] < 500:
+            assert time.monotonic() < deadline, f"{len(letters)} of {refused} dead letters, counted {dict(counted)}"
+            msg = c.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            if msg.topic() == s.deadletter_topic:
+                letters.append(codec.decode_deadletter(msg.value()))
+            else:
+                for part in codec.decode_partials(msg.value()):
+                    for words in part.buckets.values():
+                        counted.update(words)
+    finally:
+        worker.terminate()
+        worker.wait(15)
+        c.close()
+    assert counted == Counter({"数据处理": 500}), "nothing of the refused chunks is counted"
+    ours_id = same.tokenizer
+    assert ours_id != other.tokenizer
+    assert all(f"must be counted by {other.tokenizer}, this worker's tokenizer is {ours_id}" in d.reason for d in letters)
+    assert b"names tokenizer" in worker.stderr.read()

@@ -1,11 +1,13 @@
 import io
 from collections import Counter
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import tokenize
-from pipeline.chunking import Chunker, iter_chunks
+from pipeline.chunking import BREAKS, Chunker, iter_chunks, safe_cut
+from tests.chinese import OTHER_SCRIPTS, chinese_bytes, mixed_bytes, sentences
 from tests.hostile import PIECES, hostile_bytes
 
 
@@ -79,3 +81,47 @@ def test_a_stream_cut_into_segments_counts_like_the_whole(pieces, size, cuts, ta
     assert [c.offset for c in chunks] == [sum(len(c.data) for c in chunks[:i]) for i in range(len(chunks))]
     if max((len(run) for run in data.split()), default=0) < size:
         assert sum((count_bytes(c.data) for c in chunks), Counter()) == count_bytes(data)
+
+
+# -- scripts without spaces: cut after CJK punctuation ---------------------------------------
+
+cjk_pieces = st.lists(
+    st.one_of(st.sampled_from([*sentences()[:60], *OTHER_SCRIPTS, *PIECES]), st.sampled_from(BREAKS).map(bytes.decode),
+              st.sampled_from(["…", "\u0301", "'", "ｶﾅ", "数据"]), st.text(max_size=5)),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=cjk_pieces, size=st.integers(min_value=16, max_value=300))
+def test_chinese_japanese_and_mixed_chunks_count_as_the_whole(pieces, size):
+    data = "".join(pieces).encode("utf-8", "surrogatepass")
+    cuts: list[int] = []
+    counted = chunked_counts(data, size, cuts)
+    if not cuts:  # every cut was a safe one
+        assert counted == count_bytes(data)
+
+
+@pytest.mark.parametrize("make", [chinese_bytes, mixed_bytes])
+def test_prose_without_spaces_is_cut_after_punctuation_never_forced(make):
+    data = make(4, 400_000).replace(b"\n", b"")  # not one whitespace left in the Chinese
+    cuts: list[int] = []
+    chunks = list(iter_chunks(io.BytesIO(data), 16 * 1024, on_forced_cut=cuts.append))
+    assert not cuts and len(chunks) > 20
+    assert chunked_counts(data, 16 * 1024) == count_bytes(data)
+
+
+@pytest.mark.parametrize(
+    "text, cut",
+    [
+        ("数据处理。容器", len("数据处理。".encode())),  # after the full stop
+        ("数据，处理", len("数据，".encode())),
+        ("数据\u3000处理", len("数据\u3000".encode())),  # ideographic space
+        ("a b数据处理", 2),  # whitespace first, wherever it is
+        ("数据…处理", -1),  # NFKC turns the ellipsis into "...": not a place to cut
+        ("数据处理", -1),
+    ],
+)
+def test_safe_cut(text, cut):
+    data = text.encode()
+    assert safe_cut(data, 0, len(data)) == cut

@@ -1,8 +1,9 @@
 """End-to-end throughput: `wordpipe run --workers N` over `wordpipe reference`, measured in one run.
 
-    python bench/e2e_throughput.py [--mb 50] [--workers 2] [--repeat 3]
+    python bench/e2e_throughput.py [--mb 50] [--workers 2] [--repeat 3] [--corpus shakespeare|chinese|PATH]
 
-The input is shakespeare.txt repeated to at least --mb MB. The reference is timed
+The input is shakespeare.txt (or, with --corpus chinese, the generated Chinese prose of
+tests/chinese.py; or any file) repeated to at least --mb MB. The reference is timed
 in-process (counting only, no interpreter start-up: the strictest baseline). The
 pipeline is timed as a user runs it, in steady state: from the first chunk produced
 to the last chunk counted (`--stats-file`). Runs alternate so both see the same
@@ -42,6 +43,15 @@ def build_input(corpus: Path, mb: float, out: Path) -> Path:
     return repeat_to(corpus.read_bytes(), mb, out / f"{corpus.stem}-{mb:g}mb.txt")
 
 
+def corpus_input(corpus: str, mb: float, out: Path) -> Path:
+    """The --corpus input: `shakespeare`, `chinese` (generated to --mb MB) or a file's path."""
+    if corpus == "chinese":
+        from tests.chinese import chinese_bytes  # here: the other benches import this module
+
+        return repeat_to(chinese_bytes(3, int(mb * 1e6)), mb, out / f"chinese-{mb:g}mb.txt")
+    return build_input(CORPUS if corpus == "shakespeare" else Path(corpus), mb, out)
+
+
 def repeat_to(data: bytes, mb: float, path: Path) -> Path:
     """`data` repeated to at least `mb` MB, in `path` (kept when it is there already)."""
     copies = int(mb * 1e6 // len(data)) + 1
@@ -77,11 +87,11 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=50.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--corpus", default="shakespeare", help="shakespeare, chinese (tests/chinese.py) or a file's path")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    path = build_input(args.corpus, args.mb, args.out)
+    path = corpus_input(args.corpus, args.mb, args.out)
     mb = path.stat().st_size / 1e6
     print(f"input {path.name}: {mb:.1f} MB; {os.cpu_count()} CPUs; workers={args.workers}; repeat={args.repeat}")
     print(f"{'run':>3}  {'reference MB/s':>14}  {'pipeline MB/s':>13}  {'ratio':>6}  {'pipeline wall s':>15}")
@@ -101,7 +111,8 @@ def main() -> None:
         f"median: reference {summary['reference_mb_s']:.2f} MB/s, pipeline {summary['pipeline_mb_s']:.2f} MB/s "
         f"-> {ratio:.2f}x (target >= 1.0x); counts identical in every run"
     )
-    result = {"input_mb": mb, "cpus": os.cpu_count(), "workers": args.workers, "runs": rows, "median": summary, "ratio_of_medians": ratio}
+    result = {"input": path.name, "input_mb": mb, "cpus": os.cpu_count(), "workers": args.workers,
+              "runs": rows, "median": summary, "ratio_of_medians": ratio}
     (args.out / "e2e_throughput.json").write_text(json.dumps(result, indent=2))
 
 

@@ -34,6 +34,7 @@ import binascii
 import gzip
 import hashlib
 import importlib.metadata
+import re
 import unicodedata
 import zlib
 from collections import Counter
@@ -51,15 +52,34 @@ VERSION = 2
 TOKEN = regex.compile(r"\w+(?:['\u2019]\w+)*")
 # The runs a dictionary segments; the rest of the text is matched by TOKEN as it always was.
 _HAN = r"\p{Han}&&\w"
-_KANA = r"[\p{scx=Hiragana}\p{scx=Katakana}]&&\w--\p{Han}"
+_KANA = r"[\p{Hiragana}\p{Katakana}\u30fc]&&\w"  # ー is of no script, and of kana words only
 _SOUTHEAST = r"[\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]&&\w"
 _SEGMENTED = regex.compile(rf"[[{_HAN}][{_KANA}][{_SOUTHEAST}]]", regex.V1)
-_RUN = regex.compile(
-    rf"(?P<jieba>[\u4e00-\u9fd5]+)|(?P<han>[{_HAN}])|(?P<icu>[[{_KANA}][{_SOUTHEAST}]]+)",
+# One pass over a text that has runs: each match is a run for jieba (its basic block), a Han
+# character outside it (a word of its own, as jieba yields it), a run for ICU, or a word
+# of the rest, which stops where a run starts.
+_PIECE = regex.compile(
+    rf"(?P<jieba>[\u4e00-\u9fd5]+)|(?P<han>[{_HAN}])|(?P<icu>[[{_KANA}][{_SOUTHEAST}]]+)"
+    rf"|(?P<rest>[\w--{_SEGMENTED.pattern}]+(?:'[\w--{_SEGMENTED.pattern}]+)*)",
     regex.V1,
 )
-# Outside segmented runs, the pattern must stop where a run starts: TOKEN without them.
-_REST = regex.compile(rf"[\w--{_SEGMENTED.pattern}]+(?:'[\w--{_SEGMENTED.pattern}]+)*", regex.V1)
+# Blocks that hold every character of the runs above that NFKC leaves as it is (halfwidth
+# kana it does not), and few else: a quick test that a text has none of them (the standard
+# library's re scans a plain class several times as fast as regex scans properties).
+# tests/unit/test_tokenize.py checks that it covers them.
+_MAYBE_SEGMENTED = re.compile(
+    "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u19e0-\u19ff\u2e80-\u2fdf\u3005-\u3007\u3021-\u3029\u3038-\u303b"
+    "\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua9e0-\ua9ff\uaa60-\uaa7f\uf900-\ufaff"
+    "\U000116d0-\U000116ff\U00016fe0-\U00016fff\U0001aff0-\U0001b16f\U00020000-\U0003ffff]"
+)
+# Quicker still, and coarser, on the text's UTF-16 code units: the high bytes of those blocks
+# in the BMP, and the high surrogates of those above it (U+116D0, U+16FE0, U+1AFF0-U+1B16F,
+# planes 2 and 3; emoji are elsewhere). Text without one, Cyrillic, Greek, Arabic or emoji
+# say, is known to need no segmenter after ~1 ns a character.
+_NOT_SEGMENTED_HIGH = bytes(sorted(
+    set(range(256)) - {0x0E, 0x10, 0x17, 0x19, 0x2E, 0x2F, 0x30, 0x31, *range(0x34, 0xA0), 0xA9, 0xAA, 0xF9, 0xFA}
+))
+_SEGMENTED_SURROGATE = re.compile(rb"\xd8[\x05\x1b\x2b\x2c\x40-\xbf]")  # unaligned matches only cost a closer look
 _REPLACEMENT_UTF8 = "\ufffd".encode()
 _ICU_LOCALE = "root"  # ICU picks the dictionary by script; the locale changes nothing here
 
@@ -162,6 +182,7 @@ class Tokenizer:
 
         decides = "\n".join([
             f"unicodedata {unicodedata.unidata_version}",
+            f"regex {regex.__version__}",  # its own Unicode tables decide \w and the scripts
             f"rjieba {_version('rjieba')}",
             f"icu {icu.icu_version}",
             *(f"user {w.word} {w.freq} {w.tag}" for w in self.user_words),
@@ -179,8 +200,8 @@ class Tokenizer:
 
     def tokens(self, text: str) -> list[str]:
         text = normalize(text)
-        if text.isascii() or not _SEGMENTED.search(text):
-            return TOKEN.findall(text)
+        if text.isascii() or not _maybe_segmented(text):
+            return TOKEN.findall(text)  # no run to segment: version 1's words, at its speed
         return self._segmented(text)
 
     def count(self, text: str) -> Counter[str]:
@@ -190,26 +211,27 @@ class Tokenizer:
         out: list[str] = []
         jieba_runs: list[str] = []
         icu_runs: list[str] = []
-        pos = 0
-        for run in _RUN.finditer(text):
-            start = run.start()
-            if start > pos:
-                out += _REST.findall(text, pos, start)
-            kind = run.lastgroup
-            if kind == "jieba":
-                jieba_runs.append(run[0])
-            elif kind == "han":  # outside jieba's block: a word of its own, as jieba yields it
-                out.append(run[0])
+        for piece in _PIECE.finditer(text):
+            kind = piece.lastgroup
+            if kind == "rest" or kind == "han":
+                out.append(piece[0])
+            elif kind == "jieba":
+                jieba_runs.append(piece[0])
             else:
-                icu_runs.append(run[0])
-            pos = run.end()
-        out += _REST.findall(text, pos)
+                icu_runs.append(piece[0])
         if jieba_runs:
             # One call for the chunk: the newline separates runs exactly as separate calls would.
             out += [w for w in self._jieba.cut("\n".join(jieba_runs)) if w != "\n"]
         if icu_runs:
             out += _icu_words("\n".join(icu_runs))
         return out
+
+
+def _maybe_segmented(text: str) -> bool:
+    units = text.encode("utf-16-be", "surrogatepass")
+    if not units[0::2].translate(None, _NOT_SEGMENTED_HIGH) and not _SEGMENTED_SURROGATE.search(units):
+        return False
+    return _MAYBE_SEGMENTED.search(text) is not None
 
 
 def _icu_words(text: str) -> list[str]:

@@ -7,12 +7,13 @@ up to ~5 KB without a newline, so chunks are also cut after CJK punctuation.
 
 from __future__ import annotations
 
+import json
 import random
 from functools import cache
 
 import regex
 
-from tests.conftest import CORPORA
+from tests.conftest import CORPORA, wordpipe
 from tests.hostile import PIECES
 
 SEED = CORPORA / "seed-mesos-docker-zh.txt"
@@ -74,3 +75,35 @@ def _paragraphs(rng: random.Random, size: int, piece) -> bytes:
         out.append(paragraph.encode())
         length += len(out[-1])
     return b"".join(out)
+
+
+# A user dictionary (jieba's format: `word [freq] [tag]`) whose words jieba's own dictionary
+# splits: 杭研/大厦, 创新/办, 云/计算 without it; one word each with it.
+USER_DICT = "杭研大厦 3 nt\n创新办 3 i\n云计算 5\n"
+USER_WORDS = ["杭研大厦", "创新办", "云计算"]
+USER_DICT_SENTENCES = ["他来到了网易杭研大厦。", "李小福是创新办主任也是云计算方面的专家。"]
+
+
+def user_dict_case(directory, seed: int = 7, size: int = 200_000):
+    """`(text, dictionary)` files in `directory`: Chinese prose with USER_DICT_SENTENCES
+    among it, and USER_DICT. Only a tokenizer holding the dictionary counts USER_WORDS."""
+    rng = random.Random(seed)
+    text = directory / "user-dict-text.txt"
+    piece = lambda r: r.choice(USER_DICT_SENTENCES) if r.random() < 0.2 else r.choice(sentences())  # noqa: E731
+    text.write_bytes(_paragraphs(rng, size, piece))
+    dictionary = directory / "user-dict.txt"
+    dictionary.write_text(USER_DICT, encoding="utf-8")
+    return text, dictionary
+
+
+def user_dict_reference(text, dictionary) -> dict:
+    """`wordpipe reference --json` of `user_dict_case` with its dictionary, once it is shown
+    that the dictionary matters: without it no USER_WORDS is counted, with it every one."""
+    without, with_ = (wordpipe("reference", str(text), "--json", *extra)
+                      for extra in ([], ["--tokenizer-user-dict", str(dictionary)]))
+    assert without.returncode == 0 and with_.returncode == 0, (without.stderr + with_.stderr).decode()
+    without, with_ = json.loads(without.stdout), json.loads(with_.stdout)
+    assert not without["counts"].keys() & set(USER_WORDS)
+    written = text.read_text(encoding="utf-8")
+    assert {w: with_["counts"].get(w) for w in USER_WORDS} == {w: written.count(w) for w in USER_WORDS}
+    return with_

@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from tests.chinese import USER_WORDS, user_dict_case, user_dict_reference
 from tests.conftest import CORPORA, SAMPLE, docker_leftovers, wordpipe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
@@ -35,6 +36,20 @@ def test_two_worker_containers_count_a_corpus_exactly(docker_image):
     done = wordpipe("run", "--backend", "docker", "--workers", "2", "--json", "-q", path, env=dict([mark.split("=")]))
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     assert json.loads(done.stdout) == json.loads(wordpipe("reference", "--json", path).stdout)
+    assert docker_leftovers() == []
+    assert processes_marked(mark) == []
+
+
+def test_a_user_dictionary_reaches_the_worker_containers(docker_image, tmp_path):
+    text, dictionary = user_dict_case(tmp_path)  # the file is on the host only: containers get it in their environment
+    expected = user_dict_reference(text, dictionary)  # every USER_WORDS counted, none without the dictionary
+    mark = f"WORDPIPE_TEST_MARK={uuid.uuid4().hex}"
+    done = wordpipe("run", "--backend", "docker", "--workers", "2", "--chunk-size", "16384", "--json", "-q",
+                    "--tokenizer-user-dict", str(dictionary), str(text), env=dict([mark.split("=")]))
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    body = json.loads(done.stdout)
+    assert body == expected  # a container without the dictionary would have refused every chunk
+    assert all(body["counts"][w] > 0 for w in USER_WORDS)
     assert docker_leftovers() == []
     assert processes_marked(mark) == []
 

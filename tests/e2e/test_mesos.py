@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from pipeline import config, kafka
+from pipeline import config, kafka, tokenize
 from pipeline.autoscaler.controller import Controller
 from pipeline.autoscaler.monitor import LagMonitor
 from pipeline.autoscaler.policy import Policy
@@ -21,6 +21,7 @@ from pipeline.broker import free_port
 from pipeline.cluster import Resources
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
+from tests.chinese import USER_WORDS, user_dict_case, user_dict_reference
 from tests.conftest import SAMPLE, docker_leftovers, wait_for, wordpipe
 from tests.e2e.scenario import burst_until_scaled_down, mixed_documents
 
@@ -108,6 +109,24 @@ def test_wordpipe_run_on_mesos_counts_exactly_and_leaves_nothing(mesos_master, d
                     "--image", docker_image, env={"WORDPIPE_WORKER_CPUS": "0.5", "WORDPIPE_WORKER_MEM_MB": "200"})
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     assert json.loads(done.stdout) == json.loads(wordpipe("reference", str(SAMPLE), "--json").stdout)
+    assert len(mesos_master.launched) == 2 and mesos_master.calls_of("TEARDOWN")
+    assert not mesos_master.agent.running_containers() and docker_leftovers() == []
+
+
+def test_a_user_dictionary_reaches_the_mesos_tasks(mesos_master, docker_image, tmp_path):
+    text, dictionary = user_dict_case(tmp_path)  # the file is the framework's: tasks get it in their environment
+    expected = user_dict_reference(text, dictionary)  # every USER_WORDS counted, none without the dictionary
+    done = wordpipe("run", str(text), "--json", "--workers", "2", "--chunk-size", "16384", "--backend", "mesos",
+                    "--mesos-master", mesos_master.url, "--image", docker_image, "--tokenizer-user-dict", str(dictionary),
+                    env={"WORDPIPE_WORKER_CPUS": "0.5", "WORDPIPE_WORKER_MEM_MB": "200"})
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    body = json.loads(done.stdout)
+    assert body == expected  # a task without the dictionary would have refused every chunk
+    assert all(body["counts"][w] > 0 for w in USER_WORDS)
+    tasks = [info for call in mesos_master.calls_of("ACCEPT") for op in call["accept"].get("operations", [])
+             if op.get("type") == "LAUNCH" for info in op["launch"]["task_infos"]]
+    assert [{v["name"]: v["value"] for v in t["command"]["environment"]["variables"]}["WORDPIPE_TOKENIZER_USER_DICT"]
+            for t in tasks] == [tokenize.as_data_uri(str(dictionary))] * 2  # the words themselves, not a path on this host
     assert len(mesos_master.launched) == 2 and mesos_master.calls_of("TEARDOWN")
     assert not mesos_master.agent.running_containers() and docker_leftovers() == []
 

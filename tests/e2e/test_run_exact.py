@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.chinese import chinese_bytes, mixed_bytes
+from tests.chinese import USER_WORDS, chinese_bytes, mixed_bytes, user_dict_case, user_dict_reference
 from tests.conftest import wordpipe
 from tests.hostile import hostile_bytes
 
@@ -90,3 +90,14 @@ def test_tables_align_double_width_words(tmp_path):
     lines = done.stdout.decode().splitlines()[:-1]
     assert len(lines) == 7 and "数据处理" in lines[1]
     assert len({wcswidth(line) for line in lines}) == 1, lines  # the count column ends where the header's does
+
+
+def test_a_user_dictionary_reaches_the_worker_processes(tmp_path):
+    text, dictionary = user_dict_case(tmp_path)
+    expected = user_dict_reference(text, dictionary)  # every USER_WORDS counted, none without the dictionary
+    done = wordpipe("run", str(text), "--json", "--workers", "2", "--chunk-size", "16384",
+                    "--tokenizer-user-dict", str(dictionary), "--timeout", "240")
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    body = json.loads(done.stdout)
+    assert body == expected  # a worker without the dictionary would have refused every chunk
+    assert all(body["counts"][w] > 0 for w in USER_WORDS)

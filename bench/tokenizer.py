@@ -7,8 +7,10 @@ and each chunk is decoded and tokenized, as a worker does. The time is the proce
 time (`time.process_time`), so the figure is per core and a busy machine disturbs it
 less; the best of --repeat passes is reported. Texts: Chinese (tests/chinese.py, --mb MB),
 Japanese (kanji and kana sentences, 0.3 x --mb), mixed scripts (tests/chinese.py,
-0.5 x --mb) and English (shakespeare.txt repeated to --mb MB). Both versions are timed in
-the same run; English must give identical tokens under both. Writes bench/out/tokenizer.json.
+0.5 x --mb), English (shakespeare.txt repeated to --mb MB), and two texts with no run to
+segment that are not ASCII: English with emoji and Russian (0.3 x --mb each). Both versions
+are timed in the same run; the last three must give identical tokens under both. Writes
+bench/out/tokenizer.json.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from e2e_throughput import corpus_text  # noqa: E402
 
 from pipeline import tokenize  # noqa: E402
 from pipeline.chunking import iter_chunks  # noqa: E402
-from tests.chinese import OTHER_SCRIPTS, _paragraphs, chinese_bytes, mixed_bytes  # noqa: E402
+from tests.chinese import OTHER_SCRIPTS, chinese_bytes, mixed_bytes, paragraphs  # noqa: E402
 
 # Contract version 1, exactly (git show 7cb4413^:pipeline/tokenize.py): the "before".
 V1_TOKEN = regex.compile(r"\w+(?:['\u2019]\w+)*")
@@ -50,13 +52,22 @@ JAPANESE = OTHER_SCRIPTS[:2] + [  # its two Japanese sentences, and these
 ]
 
 
+RUSSIAN = "в начале было слово и слово было у бога это большой город «москва» река идёт — тире".split()
+UNSEGMENTED = ("english", "english+emoji", "russian")  # no run to segment: v2 must give v1's tokens
+
+
 def texts(mb: float) -> dict[str, bytes]:
     english = corpus_text()
+    rng = random.Random(1)
+    emoji = b"\n".join(line + (" \U0001f600\U0001f44d".encode() if rng.random() < 0.3 else b"") for line in english.split(b"\n"))
+    russian = " ".join(rng.choice(RUSSIAN) for _ in range(int(0.3 * mb * 1e6 / 11))).encode()
     return {
         "chinese": chinese_bytes(3, int(mb * 1e6)),
-        "japanese": _paragraphs(random.Random(7), int(0.3 * mb * 1e6), lambda rng: rng.choice(JAPANESE)),
+        "japanese": paragraphs(random.Random(7), int(0.3 * mb * 1e6), lambda rng: rng.choice(JAPANESE)),
         "mixed": mixed_bytes(5, int(0.5 * mb * 1e6)),
         "english": english * (int(mb * 1e6 // len(english)) + 1),
+        "english+emoji": emoji * (int(0.3 * mb * 1e6 // len(emoji)) + 1),
+        "russian": russian,
     }
 
 
@@ -80,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     versions = {"v1": tokens_v1, "v2": tokenize.DEFAULT.tokens}
     print(f"tokenizer {tokenize.DEFAULT.id}; CPU seconds per pass, best of {args.repeat}")
-    print(f"{'text':<9} {'MB':>6} {'v1 MB/s':>8} {'v2 MB/s':>8} {'v2/v1':>6}")
+    print(f"{'text':<13} {'MB':>6} {'v1 MB/s':>8} {'v2 MB/s':>8} {'v2/v1':>6}")
     rows = {}
     for name, data in texts(args.mb).items():
         chunks = [c.data for c in iter_chunks(io.BytesIO(data))]
@@ -90,15 +101,15 @@ def main() -> None:
         for _ in range(args.repeat):  # versions interleaved, so both see the same machine
             for v, tokens in versions.items():
                 seconds[v].append(cpu_seconds(chunks, tokens))
-        if name == "english" and any(tokens_v1(text) != tokenize.tokens(text) for text in map(decoded, chunks)):
-            sys.exit("english: v2 tokens differ from v1's, which the contract forbids")
+        if name in UNSEGMENTED and any(tokens_v1(text) != tokenize.tokens(text) for text in map(decoded, chunks)):
+            sys.exit(f"{name}: v2 tokens differ from v1's, which the contract forbids")
         mb = len(data) / 1e6
         row = {"mb": mb, "chunks": len(chunks), "cpu_seconds": seconds}
         row.update({f"{v}_mb_s": mb / min(s) for v, s in seconds.items()})
         row.update({f"{v}_mb_s_median": mb / statistics.median(s) for v, s in seconds.items()})
         row["ratio"] = row["v2_mb_s"] / row["v1_mb_s"]
         rows[name] = row
-        print(f"{name:<9} {mb:>6.1f} {row['v1_mb_s']:>8.2f} {row['v2_mb_s']:>8.2f} {row['ratio']:>5.2f}x")
+        print(f"{name:<13} {mb:>6.1f} {row['v1_mb_s']:>8.2f} {row['v2_mb_s']:>8.2f} {row['ratio']:>5.2f}x")
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"tokenizer": tokenize.DEFAULT.id, "repeat": args.repeat, "texts": rows}
     (args.out / "tokenizer.json").write_text(json.dumps(result, indent=2))

@@ -53,7 +53,6 @@ def _top(args: argparse.Namespace) -> int | None:
 def cmd_reference(args: argparse.Namespace) -> int:
     from pipeline.ingest.sources import resolve
     from pipeline.reference import count_sources
-
     from pipeline.tokenize import Tokenizer
 
     settings = config.load(args.config, overrides={"tokenizer_user_dict": _path(args.tokenizer_user_dict)})
@@ -85,6 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 bar.update(n - bar.n)
 
             pipeline.wait_counted(report, timeout=args.timeout, on_counted=on_counted)
+        pipeline.check_nothing_refused()
         counts = Counter(pipeline.totals())
         if args.stats_file:
             stats = {

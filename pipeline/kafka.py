@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.config import Settings
@@ -127,6 +127,28 @@ def ensure_topics(bootstrap: str, settings: Settings, timeout: float = 30.0) -> 
         if time.monotonic() > deadline:
             raise KafkaUnavailable(f"topics {sorted(wanted)} did not appear in metadata within {timeout:.0f} s")
         time.sleep(0.1)
+
+
+def read_partition(bootstrap: str, settings: Settings, topic: str, partition: int = 0, timeout: float = 30.0) -> list[Any]:
+    """Every record of one partition, oldest first, up to its end now (blocking)."""
+    consumer = Consumer({**common_config(bootstrap, settings), "group.id": "wordpipe-reader", "enable.auto.commit": False,
+                         "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+    try:
+        consumer.assign([TopicPartition(topic, partition, 0)])
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    return out
+                raise KafkaUnavailable(f"reading {topic}: {msg.error().str()}")
+            out.append(msg)
+        raise KafkaUnavailable(f"could not read {topic} to its end within {timeout:.0f} s")
+    finally:
+        consumer.close()
 
 
 def describe_partitions(admin: AdminClient, timeout: float) -> dict[str, int]:

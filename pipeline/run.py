@@ -26,7 +26,7 @@ from typing import Callable
 import requests
 
 from pipeline import broker as broker_mod
-from pipeline import kafka, processes
+from pipeline import codec, kafka, processes
 from pipeline.client import Client
 from pipeline.cluster import (
     Backend,
@@ -251,6 +251,14 @@ class Pipeline:
             if deadline is not None and time.monotonic() > deadline:
                 raise RunError(f"not every chunk was counted within {timeout:.0f} s; logs in {self.log_dir}")
             time.sleep(0.05)
+
+    def check_nothing_refused(self) -> None:
+        """Raise if a worker dead-lettered a chunk of this run: its counts would be short."""
+        letters = [codec.decode_deadletter(m.value())
+                   for m in kafka.read_partition(self.bootstrap, self.settings, self.settings.deadletter_topic)]
+        if letters:
+            raise RunError(f"{len(letters)} chunk(s) were refused, so the counts would be wrong; the first: "
+                           f"{letters[0].reason} (logs in {self.log_dir})")
 
     def resources(self) -> dict:
         """CPU and memory used so far: each live worker's own report (any backend; up to

@@ -48,7 +48,7 @@ def sentences() -> list[str]:
 
 def chinese_bytes(seed: int = 3, size: int = 1_000_000) -> bytes:
     """About `size` bytes of Chinese prose: the seed's sentences in a random order."""
-    return _paragraphs(random.Random(seed), size, lambda rng: rng.choice(sentences()))
+    return paragraphs(random.Random(seed), size, lambda rng: rng.choice(sentences()))
 
 
 def mixed_bytes(seed: int = 5, size: int = 1_000_000) -> bytes:
@@ -64,10 +64,10 @@ def mixed_bytes(seed: int = 5, size: int = 1_000_000) -> bytes:
             return rng.choice(PIECES)
         return "To be, or not to be, that is the question: don\u2019t count it twice. "
 
-    return _paragraphs(random.Random(seed), size, piece)
+    return paragraphs(random.Random(seed), size, piece)
 
 
-def _paragraphs(rng: random.Random, size: int, piece) -> bytes:
+def paragraphs(rng: random.Random, size: int, piece) -> bytes:
     out: list[bytes] = []
     length = 0
     while length < size:
@@ -90,7 +90,7 @@ def user_dict_case(directory, seed: int = 7, size: int = 200_000):
     rng = random.Random(seed)
     text = directory / "user-dict-text.txt"
     piece = lambda r: r.choice(USER_DICT_SENTENCES) if r.random() < 0.2 else r.choice(sentences())  # noqa: E731
-    text.write_bytes(_paragraphs(rng, size, piece))
+    text.write_bytes(paragraphs(rng, size, piece))
     dictionary = directory / "user-dict.txt"
     dictionary.write_text(USER_DICT, encoding="utf-8")
     return text, dictionary

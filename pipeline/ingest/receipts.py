@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from pipeline import codec, kafka
 from pipeline.config import Settings
@@ -30,28 +30,13 @@ def receipt_key(receipt: codec.Receipt) -> bytes:
 
 def read_all(bootstrap: str, settings: Settings, timeout: float = 30.0) -> list[codec.Receipt]:
     """Every receipt in the topic, oldest first (blocking: run it in a thread)."""
-    consumer = Consumer({**kafka.common_config(bootstrap, settings), "group.id": "wordpipe-receipts", "enable.auto.commit": False,
-                         "enable.partition.eof": True, "auto.offset.reset": "earliest"})
-    try:
-        topic = settings.documents_topic
-        consumer.assign([TopicPartition(topic, 0, 0)])
-        out: list[codec.Receipt] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is None:
-                continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    return out
-                raise kafka.KafkaUnavailable(f"reading {topic}: {msg.error().str()}")
-            try:
-                out.append(codec.decode_receipt(msg.value()))
-            except codec.CodecError as exc:
-                log.warning("ignoring a bad receipt at %s@%d: %s", topic, msg.offset(), exc)
-        raise kafka.KafkaUnavailable(f"could not read {topic} to its end within {timeout:.0f} s")
-    finally:
-        consumer.close()
+    out: list[codec.Receipt] = []
+    for msg in kafka.read_partition(bootstrap, settings, settings.documents_topic, 0, timeout):
+        try:
+            out.append(codec.decode_receipt(msg.value()))
+        except codec.CodecError as exc:
+            log.warning("ignoring a bad receipt at %s@%d: %s", msg.topic(), msg.offset(), exc)
+    return out
 
 
 def find_verdict(bootstrap: str, settings: Settings, receipt: codec.Receipt, upto: int) -> bool:

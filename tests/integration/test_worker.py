@@ -125,3 +125,19 @@ def test_worker_refuses_chunks_for_another_tokenizer_loudly(broker, tmp_path):
     assert ours_id != other.tokenizer
     assert all(f"must be counted by {other.tokenizer}, this worker's tokenizer is {ours_id}" in d.reason for d in letters)
     assert b"names tokenizer" in worker.stderr.read()
+
+
+def test_a_run_whose_chunks_were_refused_fails_instead_of_printing_short_counts(tmp_path):
+    from pipeline.run import Pipeline, RunError
+
+    user_dict = tmp_path / "user.dict"
+    user_dict.write_text("杭研大厦\n", encoding="utf-8")
+    text = tmp_path / "t.txt"
+    text.write_text("他来到了网易杭研大厦。\n" * 100, encoding="utf-8")
+    with Pipeline(config.Settings(workers=1)) as p:
+        p.check_nothing_refused()  # nothing yet
+        stranger = ChunkPublisher(p.settings.replace(tokenizer_user_dict=str(user_dict)), p.bootstrap)
+        stranger.publish(Source("stranger", text))
+        p.wait_counted(stranger.flush(), timeout=120)
+        with pytest.raises(RunError, match="1 chunk\\(s\\) were refused.*tokenizer mismatch"):
+            p.check_nothing_refused()

@@ -72,7 +72,7 @@ class Chunker:
 
     For sources that push (an HTTP body) rather than pull; `iter_chunks` wraps it for streams.
     `on_forced_cut(offset)` is called with the source byte offset of every cut made
-    inside a whitespace-free run.
+    inside a run with no safe place to cut.
     """
 
     def __init__(self, chunk_size: int = DEFAULT_CHUNK_SIZE, on_forced_cut: Callable[[int], None] | None = None) -> None:

@@ -132,7 +132,8 @@ def ensure_topics(bootstrap: str, settings: Settings, timeout: float = 30.0) -> 
 def read_partition(bootstrap: str, settings: Settings, topic: str, partition: int = 0, timeout: float = 30.0) -> list[Any]:
     """Every record of one partition, oldest first, up to its end now (blocking)."""
     consumer = Consumer({**common_config(bootstrap, settings), "group.id": "wordpipe-reader", "enable.auto.commit": False,
-                         "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+                         "enable.partition.eof": True, "auto.offset.reset": "earliest",
+                         "fetch.wait.max.ms": settings.fetch_max_wait_ms})  # Tansu holds every fetch this long
     try:
         consumer.assign([TopicPartition(topic, partition, 0)])
         out: list[Any] = []

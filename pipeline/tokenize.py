@@ -11,19 +11,20 @@ and `wordpipe reference`.
      precise mode (HMM on, its bundled dictionary plus the user dictionary), exactly as
      ``jieba.lcut`` segments that run alone: its basic CJK block (U+4E00-U+9FD5) through
      rjieba (jieba-rs), any other Han character as a word of its own, as jieba does;
-   * every maximal run of kana (word characters whose Script_Extensions include Hiragana
-     or Katakana, Han excepted) and of Thai, Lao, Khmer or Myanmar is segmented with
-     ICU's dictionary word break iterator;
+   * every maximal run of kana (word characters of the Hiragana or Katakana script, and
+     ``ー``) and of Thai, Lao, Khmer or Myanmar is segmented with ICU's dictionary word
+     break iterator;
    * what is left of the token around those runs is matched again by the pattern, so
-     ``mesos和docker简介`` gives ``mesos``, ``和``, ``docker``, ``简介``.
+     ``mesos和docker简介`` gives the words ``mesos``, ``和``, ``docker`` and ``简介`` (in no
+     particular order: only counts are kept).
 
 Text without those scripts counts exactly as version 1 did. Every boundary between a
 segmented run and other text is a boundary between words, so a chunk may be cut there
 (pipeline/chunking.py).
 
 A `Tokenizer` names itself (`id`): the contract's name and version and a digest of what
-decides a word besides this code (the Unicode version of NFKC, the segmenters' versions,
-whose dictionaries are bundled, and the user dictionary). Chunks carry the id of the
+decides a word besides this code (the Unicode versions of NFKC and of `regex`, the
+segmenters' versions, whose dictionaries are bundled, and the user dictionary). Chunks carry the id of the
 tokenizer that must count them, and a worker with another refuses them.
 """
 
@@ -178,13 +179,13 @@ class Tokenizer:
     @cached_property
     def id(self) -> str:
         """`unicode/2/<digest>`: chunks counted by one id are never counted by another."""
-        from icu4py import _version as icu
+        import icu4py
 
         decides = "\n".join([
             f"unicodedata {unicodedata.unidata_version}",
             f"regex {regex.__version__}",  # its own Unicode tables decide \w and the scripts
             f"rjieba {_version('rjieba')}",
-            f"icu {icu.icu_version}",
+            f"icu {icu4py.icu_version}",
             *(f"user {w.word} {w.freq} {w.tag}" for w in self.user_words),
         ])
         return f"{NAME}/{VERSION}/{hashlib.sha256(decides.encode()).hexdigest()[:16]}"

@@ -27,16 +27,15 @@ class Chunk:
 
 
 def safe_cut(buf: bytes | bytearray, start: int, limit: int) -> int:
-    """The last position c, start < c <= limit, where cutting `buf` splits no word; -1 if none.
+    """A position c, start < c <= limit, where cutting `buf` splits no word: after its last
+    whitespace, else after its last CJK punctuation; -1 if none.
 
     Whitespace first: it is where almost all text has its cut, found near `limit` at
     once; the punctuation is searched only in a window without any.
     """
     last_ws = max(buf.rfind(ws, start, limit + 1) for ws in WHITESPACE)
-    if last_ws >= start:
-        cut = last_ws + 1 if last_ws < limit else last_ws  # before a whitespace at `limit`
-        if cut > start:
-            return cut
+    if last_ws >= start:  # (callers give limit > start)
+        return last_ws + 1 if last_ws < limit else last_ws  # before a whitespace at `limit`
     cut = -1
     for mark in BREAKS:
         at = buf.rfind(mark, start, limit)

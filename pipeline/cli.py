@@ -69,9 +69,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.ingest.sources import resolve
     from pipeline.run import Pipeline
 
+    # Flags not given are None: the file and env decide.
     settings = _settings(args, workers=args.workers, chunk_size=args.chunk_size, backend=args.backend, image=args.image,
                          mesos_master=args.mesos_master, tokenizer_user_dict=_path(args.tokenizer_user_dict))
-    # flags not given are None: the file and env decide
     sources = resolve(args.paths)  # bad paths fail before anything starts
     known = [s.size() for s in sources]
     total = None if None in known else sum(known)

@@ -129,8 +129,9 @@ def ensure_topics(bootstrap: str, settings: Settings, timeout: float = 30.0) -> 
         time.sleep(0.1)
 
 
-def read_partition(bootstrap: str, settings: Settings, topic: str, partition: int = 0, timeout: float = 30.0) -> list[Any]:
-    """Every record of one partition, oldest first, up to its end now (blocking)."""
+def read_partition(bootstrap: str, settings: Settings, topic: str, partition: int = 0, timeout: float = 30.0,
+                   limit: int | None = None) -> list[Any]:
+    """The records of one partition, oldest first, up to its end now or the first `limit` (blocking)."""
     consumer = Consumer({**common_config(bootstrap, settings), "group.id": "wordpipe-reader", "enable.auto.commit": False,
                          "enable.partition.eof": True, "auto.offset.reset": "earliest",
                          "fetch.wait.max.ms": settings.fetch_max_wait_ms})  # Tansu holds every fetch this long
@@ -147,6 +148,8 @@ def read_partition(bootstrap: str, settings: Settings, topic: str, partition: in
                     return out
                 raise KafkaUnavailable(f"reading {topic}: {msg.error().str()}")
             out.append(msg)
+            if len(out) == limit:
+                return out
         raise KafkaUnavailable(f"could not read {topic} to its end within {timeout:.0f} s")
     finally:
         consumer.close()

@@ -253,12 +253,14 @@ class Pipeline:
             time.sleep(0.05)
 
     def check_nothing_refused(self) -> None:
-        """Raise if a worker dead-lettered a chunk of this run: its counts would be short."""
-        letters = [codec.decode_deadletter(m.value())
-                   for m in kafka.read_partition(self.bootstrap, self.settings, self.settings.deadletter_topic)]
-        if letters:
-            raise RunError(f"{len(letters)} chunk(s) were refused, so the counts would be wrong; the first: "
-                           f"{letters[0].reason} (logs in {self.log_dir})")
+        """Raise if a worker or the aggregator dead-lettered a record of this run: its counts would be wrong."""
+        s = self.settings
+        first = kafka.read_partition(self.bootstrap, s, s.deadletter_topic, limit=1)
+        if not first:
+            return
+        letter = codec.decode_deadletter(first[0].value())
+        raise RunError(f"records were dead-lettered (on {s.deadletter_topic}), so the counts would be wrong; the first: "
+                       f"{letter.reason} (logs in {self.log_dir})")
 
     def resources(self) -> dict:
         """CPU and memory used so far: each live worker's own report (any backend; up to

@@ -3,7 +3,7 @@ and `wordpipe reference`.
 
 1. decode UTF-8, invalid bytes replaced by U+FFFD (counted, so callers can warn);
 2. NFKC-normalize, then casefold; U+2019 becomes U+0027;
-3. every match of ``\\w+(?:'\\w+)*`` (the `regex` module: Unicode word characters,
+3. every match of ``\\w+(?:['\\u2019]\\w+)*`` (the `regex` module: Unicode word characters,
    combining marks included) is a token, except that scripts written without spaces
    are cut out of it and segmented by a dictionary:
 
@@ -120,7 +120,7 @@ class UserWord(NamedTuple):
 def parse_user_dict(text: str, origin: str = "tokenizer_user_dict") -> tuple[UserWord, ...]:
     """jieba's user dictionary format: one `word [freq] [tag]` a line; words normalized as text is."""
     words = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
         line = line.strip()
         if not line:
             continue
@@ -132,8 +132,16 @@ def parse_user_dict(text: str, origin: str = "tokenizer_user_dict") -> tuple[Use
                 f"{origin} line {number}: {match[1]!r} is not a word of Chinese characters (U+4E00-U+9FD5); "
                 "the dictionary only segments runs of them, so it could never match"
             )
+        if match[2] is not None and int(match[2]) == 0:  # jieba then keeps the word apart; rjieba cannot
+            raise TokenizerError(f"{origin} line {number}: {match[1]!r} has frequency 0, which is not supported; "
+                                 "leave the word out, or give it a frequency of at least 1")
         words.append(UserWord(word, int(match[2]) if match[2] else None, match[3]))
     return tuple(words)
+
+
+def _where(location: str) -> str:
+    """A location fit for a message: a data URI may be 96 KiB."""
+    return "the data URI" if location.startswith("data:") else location
 
 
 def read_user_dict(location: str) -> str:
@@ -143,23 +151,18 @@ def read_user_dict(location: str) -> str:
             return gzip.decompress(base64.b64decode(location[len(_DATA_URI):], validate=True)).decode("utf-8")
         return Path(location).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError, binascii.Error, EOFError, zlib.error) as exc:
-        where = "the data URI" if location.startswith("data:") else location
-        raise TokenizerError(f"tokenizer_user_dict: cannot read {where}: {exc}") from None
+        raise TokenizerError(f"tokenizer_user_dict: cannot read {_where(location)}: {exc}") from None
 
 
 def as_data_uri(location: str) -> str:
     """The user dictionary at `location` as a data URI, to pass in a worker's environment."""
     text = read_user_dict(location)
-    parse_user_dict(text, f"tokenizer_user_dict {location}")  # refused here, not in every worker
+    parse_user_dict(text, f"tokenizer_user_dict {_where(location)}")  # refused here, not in every worker
     uri = _DATA_URI + base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
     if len(uri) > MAX_DATA_URI:
-        raise TokenizerError(f"tokenizer_user_dict: {location} takes {len(uri):,} bytes gzip'ed and base64-encoded; "
+        raise TokenizerError(f"tokenizer_user_dict: {_where(location)} takes {len(uri):,} bytes gzip'ed and base64-encoded; "
                              f"workers receive it in their environment, which holds at most {MAX_DATA_URI:,}")
     return uri
-
-
-def _version(dist: str) -> str:
-    return importlib.metadata.version(dist)
 
 
 class Tokenizer:
@@ -173,8 +176,7 @@ class Tokenizer:
         """The tokenizer with the `tokenizer_user_dict` setting: a file, or the data URI workers get."""
         if not user_dict:
             return cls()
-        where = "the data URI" if user_dict.startswith("data:") else user_dict
-        return cls(read_user_dict(user_dict), f"tokenizer_user_dict {where}")
+        return cls(read_user_dict(user_dict), f"tokenizer_user_dict {_where(user_dict)}")
 
     @cached_property
     def id(self) -> str:
@@ -184,7 +186,7 @@ class Tokenizer:
         decides = "\n".join([
             f"unicodedata {unicodedata.unidata_version}",
             f"regex {regex.__version__}",  # its own Unicode tables decide \w and the scripts
-            f"rjieba {_version('rjieba')}",
+            f"rjieba {importlib.metadata.version('rjieba')}",
             f"icu {icu4py.icu_version}",
             *(f"user {w.word} {w.freq} {w.tag}" for w in self.user_words),
         ])
@@ -207,6 +209,14 @@ class Tokenizer:
 
     def count(self, text: str) -> Counter[str]:
         return Counter(self.tokens(text))
+
+    @staticmethod
+    def run_of(text: str) -> str | None:
+        """`text` normalized, when it is one run of a segmented script: a segmenter may cut
+        apart, alone, what it found as one word in context (jieba's HMM does)."""
+        normal = normalize(text)
+        piece = _PIECE.fullmatch(normal)
+        return normal if piece is not None and piece.lastgroup in ("jieba", "icu") else None
 
     def _segmented(self, text: str) -> list[str]:
         out: list[str] = []

@@ -1,8 +1,8 @@
 """Deterministic Chinese and mixed-script text, generated from the seed article's sentences.
 
 The seed (`../shared/corpora/seed-mesos-docker-zh.txt`) is real Chinese prose with English
-terms. Where it is absent, a few sentences written for these tests stand in. Paragraphs are
-up to ~5 KB without a newline, so chunks are also cut after CJK punctuation.
+terms. Where it is absent, a few sentences written for these tests stand in. Some paragraphs
+run to ~200 KB without a newline or a space, so many chunks are cut after CJK punctuation.
 """
 
 from __future__ import annotations
@@ -71,7 +71,11 @@ def paragraphs(rng: random.Random, size: int, piece) -> bytes:
     out: list[bytes] = []
     length = 0
     while length < size:
-        paragraph = "".join(piece(rng) for _ in range(rng.choice([1, 3, 8, 30, 60]))) + "\n"
+        sentences = rng.choice([1, 3, 8, 30, 60, 1500])
+        paragraph = "".join(piece(rng) for _ in range(sentences))
+        if sentences == 1500:  # as long as several chunks, and without a space: cut after punctuation
+            paragraph = paragraph.replace(" ", "")
+        paragraph += "\n"
         out.append(paragraph.encode())
         length += len(out[-1])
     return b"".join(out)

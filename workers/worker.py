@@ -47,6 +47,7 @@ class Worker:
     def __init__(self, settings: Settings, bootstrap: str) -> None:
         self.settings = settings
         self.tokenizer = tokenize.Tokenizer.load(settings.tokenizer_user_dict)
+        self.foreign_tokenizers: set[str] = set()  # ids of refused chunks, each logged once
         self.router = Router(settings.partial_partitions, settings.buckets)
         self.consumer = Consumer(
             kafka.consumer_config(
@@ -171,10 +172,12 @@ class Worker:
                 continue
             if record.tokenizer != self.tokenizer.id:
                 # Two definitions of a word must never meet in one total: refuse it, loudly.
-                log.error("chunk of %s at byte %d names tokenizer %s; this worker counts with %s",
-                          record.source, record.offset, record.tokenizer, self.tokenizer.id)
-                self.dead_letter(msg, f"tokenizer mismatch: the chunk must be counted by {record.tokenizer}, this worker's "
-                                      f"tokenizer is {self.tokenizer.id} (another wordpipe version or user dictionary)")
+                if record.tokenizer not in self.foreign_tokenizers:
+                    self.foreign_tokenizers.add(record.tokenizer)
+                    log.error("chunks name tokenizer %s; this worker counts with %s (another wordpipe version or user "
+                              "dictionary): they are dead-lettered", record.tokenizer, self.tokenizer.id)
+                self.dead_letter(msg, f"tokenizer mismatch: the chunk of {record.source} at byte {record.offset} must be "
+                                      f"counted by {record.tokenizer}, this worker's tokenizer is {self.tokenizer.id}")
                 closed += self.windows.add(partition, offset, at=at)
                 continue
             decoded = tokenize.decode(record.text)

@@ -115,6 +115,9 @@ class ResultsApi:
     def _word(self, request: web.Request) -> str:
         raw = request.match_info["word"]
         found = self.tokenizer.tokens(raw)
+        run = self.tokenizer.run_of(raw) if len(found) != 1 else None
+        if run is not None and self.aggregator.counts([run])[run]:
+            return run  # counted as one word in context, though cut apart when asked alone
         if len(found) != 1:
             raise ApiError(404, "not_a_word", f"{raw!r:.80} is {len(found)} words by the tokenizer, so it has no total; "
                                               "ask for exactly one word")

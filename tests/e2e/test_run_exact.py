@@ -45,7 +45,9 @@ def test_run_equals_reference(inputs, name, workers):
 
 def test_the_seed_article_counts_chinese_words(inputs):
     """Its top words are words (a jieba count starts 的 230, 和 197, docker 90, mesos 75, 数据处理 52)."""
-    top = json.loads(wordpipe("run", str(inputs["seed-zh"]), "--json", "--top", "8").stdout)["counts"]
+    done = wordpipe("run", str(inputs["seed-zh"]), "--json", "--top", "8")
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    top = json.loads(done.stdout)["counts"]
     assert list(top.items())[:5] == [("的", 230), ("和", 197), ("docker", 90), ("mesos", 75), ("数据处理", 52)]
     assert top["容器"] == 42 and top["资源"] == 39
 

@@ -126,3 +126,8 @@ def test_chinese_words_are_looked_up_as_the_workers_count_them(services, counted
     assert done.returncode == 0 and done.stdout.decode().strip() == str(before + expected["数据"])
     reply = requests.get(f"{services.results_url}/v1/words/Mesos和Docker", headers=services.auth())
     assert reply.status_code == 404 and "3 words by the tokenizer" in reply.json()["detail"]
+    # jieba finds 中出 in this sentence, but cuts it apart alone: asked for, it is still found.
+    assert tokenize.tokens("中出") == ["中", "出"]
+    services.client.ingest("我们中出了一个叛徒。".encode(), name="in context")
+    services.client.wait_counted(timeout=120)
+    assert services.client.count("中出") == 1

@@ -124,7 +124,9 @@ def test_worker_refuses_chunks_for_another_tokenizer_loudly(broker, tmp_path):
     ours_id = same.tokenizer
     assert ours_id != other.tokenizer
     assert all(f"must be counted by {other.tokenizer}, this worker's tokenizer is {ours_id}" in d.reason for d in letters)
-    assert b"names tokenizer" in worker.stderr.read()
+    log = worker.stderr.read().decode()
+    assert log.count(f"chunks name tokenizer {other.tokenizer}; this worker counts with {ours_id}") == 1  # once, not per chunk
+    assert {d.reason.split(" at byte ")[0] for d in letters} == {"tokenizer mismatch: the chunk of theirs"}
 
 
 def test_a_run_whose_chunks_were_refused_fails_instead_of_printing_short_counts(tmp_path):
@@ -139,5 +141,5 @@ def test_a_run_whose_chunks_were_refused_fails_instead_of_printing_short_counts(
         stranger = ChunkPublisher(p.settings.replace(tokenizer_user_dict=str(user_dict)), p.bootstrap)
         stranger.publish(Source("stranger", text))
         p.wait_counted(stranger.flush(), timeout=120)
-        with pytest.raises(RunError, match="1 chunk\\(s\\) were refused.*tokenizer mismatch"):
+        with pytest.raises(RunError, match="records were dead-lettered.*tokenizer mismatch: the chunk of stranger at byte 0"):
             p.check_nothing_refused()

@@ -1,10 +1,11 @@
+import random
 import unicodedata
 from collections import Counter
 
 import pytest
 import regex
 import rjieba
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from icu4py.breakers import WordBreaker
 
@@ -72,10 +73,9 @@ def jieba_on_run(run: str, cut=rjieba.cut) -> list[str]:
 def by_the_letter(text: str) -> Counter[str]:
     out: Counter[str] = Counter()
     for token in tokenize.TOKEN.findall(tokenize.normalize(text)):
-        rest = token
         for run in _HAN_RUN.findall(token):
             out.update(jieba_on_run(run))
-        rest = _HAN_RUN.sub(" ", rest)
+        rest = _HAN_RUN.sub(" ", token)
         for run in _ICU_RUN.findall(rest):
             out.update(WordBreaker(run, "root"))
         out.update(tokenize.TOKEN.findall(_ICU_RUN.sub(" ", rest)))
@@ -97,25 +97,51 @@ def test_the_fast_path_is_the_contract_as_written(pieces):
 @given(st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=200))
 def test_text_without_segmented_scripts_counts_as_version_1(text):
     text = regex.sub(r"[\p{Han}\p{Hiragana}\p{Katakana}\u30fc\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]", " ", text)
+    assume(not tokenize._SEGMENTED.search(tokenize.normalize(text)))  # NFKC makes Han of ㊀, kana of ㋐
     version_1 = regex.compile(r"\w+(?:['\u2019]\w+)*").findall(
         unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'"))
     assert tokenize.tokens(text) == version_1
 
 
-def test_han_words_equal_plain_jieba_on_each_run():
-    """On >= 10 MB of Chinese prose (the seed's sentences), the fast segmenter is held to jieba itself."""
-    import jieba
+def random_han(seed: int, count: int) -> str:
+    """`count` random strings of 1-12 common Han characters, each its own line."""
+    rng = random.Random(seed)
+    return "\n".join("".join(chr(rng.randint(0x4E00, 0x9FA5)) for _ in range(rng.randint(1, 12))) for _ in range(count))
 
-    jieba.setLogLevel(60)
-    text = chinese_bytes(3, 10_500_000).decode()
+
+def held_to_jieba(text: str, ours: tokenize.Tokenizer, jieba_cut) -> None:
     runs = Counter(_HAN_RUN.findall(tokenize.normalize(text)))
     expected: Counter[str] = Counter()
     for run, n in runs.items():
-        for word in jieba_on_run(run, jieba.lcut):
+        for word in jieba_on_run(run, jieba_cut):
             expected[word] += n
-    ours = Counter({w: n for w, n in tokenize.count(text).items() if _HAN_RUN.fullmatch(w)})
-    assert ours == expected
-    assert sum(expected.values()) > 1_000_000
+    assert Counter({w: n for w, n in ours.count(text).items() if _HAN_RUN.fullmatch(w)}) == expected
+
+
+@pytest.fixture(scope="module")
+def jieba():
+    import jieba
+
+    jieba.setLogLevel(60)
+    return jieba
+
+
+def test_han_words_equal_plain_jieba_on_each_run(jieba):
+    """On 10.5 MB of Chinese prose (the seed's sentences: a few hundred distinct runs, repeated)
+    and on 3,000 random Han strings, the fast segmenter is held to jieba itself."""
+    text = chinese_bytes(3, 10_500_000).decode()
+    assert len(text.encode()) > 10_000_000
+    held_to_jieba(text, tokenize.DEFAULT, jieba.lcut)
+    held_to_jieba(random_han(1, 3_000), tokenize.DEFAULT, jieba.lcut)
+
+
+def test_a_user_dictionary_segments_as_jieba_with_it(jieba, tmp_path):
+    path = tmp_path / "user.dict"
+    path.write_text("\ufeff杭研大厦 3 nt\n创新办 3 i\n云计算\n数据 2\n处理器 9\n", encoding="utf-8")
+    plain = jieba.Tokenizer()
+    plain.load_userdict(str(path))
+    text = chinese_bytes(5, 300_000).decode() + "他来到了网易杭研大厦。创新办主任也是云计算方面的专家。\n" + random_han(2, 1_000)
+    held_to_jieba(text, tokenize.Tokenizer.load(str(path)), plain.lcut)
 
 
 def test_mixed_text_runs_joined_segment_as_runs_alone():
@@ -155,6 +181,7 @@ def test_a_user_dictionary_changes_words_and_the_id(tmp_path):
         ("数据 3\nmesos 2\n", "line 2: 'mesos' is not a word of Chinese characters"),
         ("数据 处理\n", "line 1: '数据 处理' is not a word of Chinese characters"),
         ("\u3400\u3401\n", "line 1"),  # outside jieba's block: the dictionary never sees it
+        ("数据 0\n", "line 1: '数据' has frequency 0, which is not supported"),  # jieba's "keep apart"
     ],
 )
 def test_a_user_dictionary_that_cannot_match_is_refused(tmp_path, content, message):
@@ -194,3 +221,14 @@ def test_the_quick_test_for_segmented_scripts_misses_none():
     assert not missed
     assert not tokenize._maybe_segmented("Русский текст, ελληνικά, العربية, emoji \U0001f600, \ufffd, “quotes” — dash")
     assert tokenize._maybe_segmented("x\U00020000") and tokenize._maybe_segmented("\u0e01")
+
+
+def test_english_counts_are_those_of_version_1():
+    from tests.conftest import CORPORA, SAMPLE
+
+    version_1 = regex.compile(r"\w+(?:['\u2019]\w+)*")
+    for path in (SAMPLE, CORPORA / "shakespeare.txt"):
+        if path.exists():
+            text = path.read_text(encoding="utf-8")
+            expected = Counter(version_1.findall(unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")))
+            assert tokenize.count(text) == expected

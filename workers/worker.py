@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import signal
 import socket
 import time
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from pipeline import codec, faults, kafka, tokenize
+from pipeline import codec, faults, kafka, processes, tokenize
 from pipeline.config import Settings
 from pipeline.health import Heartbeat
 from pipeline.sharding import Router
@@ -105,7 +104,8 @@ class Worker:
         if not stopped:
             value = codec.encode_status(codec.WorkerStatus(
                 self.id, tuple(sorted(self.assigned)), self.chunks_counted, self.busy_seconds, self.started_at,
-                self.first_chunk_at, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.time(),
+                # VmHWM, not ru_maxrss: that keeps the peak of the process that spawned us (vfork, exec).
+                self.first_chunk_at, round(processes.usage(os.getpid())[1] * 1024), time.time(),
             ))
         try:
             self.producer.produce(self.settings.status_topic, value, key=self.id.encode(), partition=0)

@@ -27,18 +27,17 @@ class Chunk:
 
 
 def safe_cut(buf: bytes | bytearray, start: int, limit: int) -> int:
-    """A position c, start < c <= limit, where cutting `buf` splits no word: after its last
-    whitespace, else after its last CJK punctuation; -1 if none.
+    """The last position c, start < c <= limit, where cutting `buf` splits no word; -1 if none.
 
-    Whitespace first: it is where almost all text has its cut, found near `limit` at
-    once; the punctuation is searched only in a window without any.
+    Whitespace is found near `limit` at once in almost all text, so the punctuation is
+    searched only after the last whitespace: in English, a few bytes.
     """
     last_ws = max(buf.rfind(ws, start, limit + 1) for ws in WHITESPACE)
-    if last_ws >= start:  # (callers give limit > start)
-        return last_ws + 1 if last_ws < limit else last_ws  # before a whitespace at `limit`
     cut = -1
+    if last_ws >= start:  # (callers give limit > start)
+        cut = last_ws + 1 if last_ws < limit else last_ws  # before a whitespace at `limit`
     for mark in BREAKS:
-        at = buf.rfind(mark, start, limit)
+        at = buf.rfind(mark, max(start, cut), limit)
         if at >= 0:
             cut = max(cut, at + len(mark))
     return cut

@@ -120,7 +120,8 @@ def test_prose_without_spaces_is_cut_after_punctuation_never_forced(make):
         ("数据处理。容器", len("数据处理。".encode())),  # after the full stop
         ("数据，处理", len("数据，".encode())),
         ("数据\u3000处理", len("数据\u3000".encode())),  # ideographic space
-        ("a b数据处理", 2),  # whitespace first, wherever it is
+        ("a b数据处理", 2),  # after the whitespace
+        ("a b数据。处理", len("a b数据。".encode())),  # after the punctuation that follows it
         ("数据…处理", -1),  # NFKC turns the ellipsis into "...": not a place to cut
         ("数据处理", -1),
     ],
@@ -128,3 +129,23 @@ def test_prose_without_spaces_is_cut_after_punctuation_never_forced(make):
 def test_safe_cut(text, cut):
     data = text.encode()
     assert safe_cut(data, 0, len(data)) == cut
+
+
+@settings(max_examples=200, deadline=None)
+@given(pieces=cjk_pieces, size=st.integers(min_value=128, max_value=400), cuts=st.lists(st.integers(0, 3000), max_size=8),
+       takes=st.lists(st.booleans(), min_size=9, max_size=9))
+def test_a_chinese_stream_cut_into_segments_counts_like_the_whole(pieces, size, cuts, takes):
+    """Streams commit what is whole at any moment (take_whole): after punctuation too, never inside a run."""
+    data = "".join(pieces).encode("utf-8", "surrogatepass")
+    forced: list[int] = []
+    chunker, chunks, position = Chunker(size, forced.append), [], 0
+    for cut, take in zip(sorted(cuts) + [len(data)], takes):
+        chunks += chunker.feed(data[position:max(cut, position)])
+        position = max(cut, position)
+        if take:
+            chunks += chunker.take_whole()
+            assert safe_cut(chunker.buf, 0, len(chunker.buf)) == -1, "only an unfinished word stays behind"
+    chunks += chunker.feed(data[position:]) + chunker.finish()
+    assert b"".join(c.data for c in chunks) == data
+    if not forced:
+        assert sum((count_bytes(c.data) for c in chunks), Counter()) == count_bytes(data)

@@ -160,8 +160,11 @@ class Worker:
             partition, offset, at = msg.partition(), msg.offset(), max(msg.timestamp()[1], 0)
             try:
                 record = codec.decode_chunk(msg.value())
+                refusal = self.foreign(record) if isinstance(record, codec.ChunkMessage) else None
             except codec.CodecError as exc:
-                self.dead_letter(msg, str(exc))
+                refusal = str(exc)
+            if refusal is not None:
+                self.dead_letter(msg, refusal)
                 closed += self.windows.add(partition, offset, at=at)  # it still takes up its offset
                 continue
             if isinstance(record, codec.FlushMarker):
@@ -169,16 +172,6 @@ class Worker:
                 continue
             if isinstance(record, codec.DocumentEnd):
                 closed += self.windows.add(partition, offset, end=(record.doc, record.chunks, record.commit), at=at)
-                continue
-            if record.tokenizer != self.tokenizer.id:
-                # Two definitions of a word must never meet in one total: refuse it, loudly.
-                if record.tokenizer not in self.foreign_tokenizers:
-                    self.foreign_tokenizers.add(record.tokenizer)
-                    log.error("chunks name tokenizer %s; this worker counts with %s (another wordpipe version or user "
-                              "dictionary): they are dead-lettered", record.tokenizer, self.tokenizer.id)
-                self.dead_letter(msg, f"tokenizer mismatch: the chunk of {record.source} at byte {record.offset} must be "
-                                      f"counted by {record.tokenizer}, this worker's tokenizer is {self.tokenizer.id}")
-                closed += self.windows.add(partition, offset, at=at)
                 continue
             decoded = tokenize.decode(record.text)
             if decoded.invalid_bytes:
@@ -194,6 +187,18 @@ class Worker:
             self.report_status()
         if closed:
             self.publish(closed)
+
+    def foreign(self, record: codec.ChunkMessage) -> str | None:
+        """Why a chunk for another tokenizer is refused (None: it is ours). Two definitions of a
+        word must never meet in one total; the first of each foreign id is also logged."""
+        if record.tokenizer == self.tokenizer.id:
+            return None
+        if record.tokenizer not in self.foreign_tokenizers:
+            self.foreign_tokenizers.add(record.tokenizer)
+            log.error("chunks name tokenizer %s; this worker counts with %s (another wordpipe version or user "
+                      "dictionary): they are dead-lettered", record.tokenizer, self.tokenizer.id)
+        return (f"tokenizer mismatch: the chunk of {record.source} at byte {record.offset} must be counted by "
+                f"{record.tokenizer}, this worker's tokenizer is {self.tokenizer.id}")
 
     def publish(self, closed: list[Window]) -> None:
         """Send the partials of the closed windows; their ends are committed once acknowledged."""

@@ -64,21 +64,27 @@ def test_hostile_text_chunks_exactly_at_default_size():
     assert chunked_counts(data, 64 * 1024) == count_bytes(data)
 
 
+def streamed(chunker: Chunker, data: bytes, cuts: list[int], takes: list[bool]) -> list:
+    """`data` fed in blocks ending at `cuts`, what is whole taken after the blocks `takes` marks, then the rest."""
+    chunks, position = [], 0
+    for cut, take in zip(sorted(cuts) + [len(data)], takes):
+        chunks += chunker.feed(data[position:max(cut, position)])
+        position = max(cut, position)
+        if take:
+            chunks += chunker.take_whole()
+            assert safe_cut(chunker.buf, 0, len(chunker.buf)) == -1, "only an unfinished word stays behind"
+    chunks += chunker.feed(data[position:]) + chunker.finish()
+    assert b"".join(c.data for c in chunks) == data
+    return chunks
+
+
 @settings(max_examples=200, deadline=None)
 @given(pieces=text_pieces, size=st.integers(min_value=64, max_value=400), cuts=st.lists(st.integers(0, 300), max_size=8),
        takes=st.lists(st.booleans(), min_size=10, max_size=10))
 def test_a_stream_cut_into_segments_counts_like_the_whole(pieces, size, cuts, takes):
     """Blocks of any size, segments committed at any moment (take_whole), then the rest."""
     data = "".join(pieces).encode("utf-8", "surrogatepass")
-    chunker, chunks, position = Chunker(size), [], 0
-    for cut, take in zip(sorted(cuts) + [len(data)], takes):
-        chunks += chunker.feed(data[position:max(cut, position)])
-        position = max(cut, position)
-        if take:
-            chunks += chunker.take_whole()
-            assert not any(ws in chunker.buf for ws in b" \t\n\r\x0b\x0c"), "only an unfinished word stays behind"
-    chunks += chunker.feed(data[position:]) + chunker.finish()
-    assert b"".join(c.data for c in chunks) == data
+    chunks = streamed(Chunker(size), data, cuts, takes)
     assert [c.offset for c in chunks] == [sum(len(c.data) for c in chunks[:i]) for i in range(len(chunks))]
     if max((len(run) for run in data.split()), default=0) < size:
         assert sum((count_bytes(c.data) for c in chunks), Counter()) == count_bytes(data)
@@ -138,14 +144,6 @@ def test_a_chinese_stream_cut_into_segments_counts_like_the_whole(pieces, size, 
     """Streams commit what is whole at any moment (take_whole): after punctuation too, never inside a run."""
     data = "".join(pieces).encode("utf-8", "surrogatepass")
     forced: list[int] = []
-    chunker, chunks, position = Chunker(size, forced.append), [], 0
-    for cut, take in zip(sorted(cuts) + [len(data)], takes):
-        chunks += chunker.feed(data[position:max(cut, position)])
-        position = max(cut, position)
-        if take:
-            chunks += chunker.take_whole()
-            assert safe_cut(chunker.buf, 0, len(chunker.buf)) == -1, "only an unfinished word stays behind"
-    chunks += chunker.feed(data[position:]) + chunker.finish()
-    assert b"".join(c.data for c in chunks) == data
+    chunks = streamed(Chunker(size, forced.append), data, cuts, takes)
     if not forced:
         assert sum((count_bytes(c.data) for c in chunks), Counter()) == count_bytes(data)

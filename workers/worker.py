@@ -184,7 +184,7 @@ class Worker:
             self.chunks_counted += 1
         if self.first_chunk_at is None and self.chunks_counted:
             self.first_chunk_at = time.time()
-            self.report_status()
+            self.next_report = 0.0  # at once, from the loop: once this batch's busy time is added
         if closed:
             self.publish(closed)
 

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -156,16 +157,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_autoscale_run(args: argparse.Namespace) -> int:
-    import tempfile
     import threading
 
     from pipeline.autoscaler import policy_file
-    from pipeline.autoscaler.controller import Controller, serve_status
+    from pipeline.autoscaler.api import serve_status
+    from pipeline.autoscaler.controller import Controller
     from pipeline.autoscaler.monitor import LagMonitor
     from pipeline.autoscaler.policy import Policy
     from pipeline.cluster import Resources, open_backend
     from pipeline.health import Heartbeat
     from pipeline.web import tokens_of
+    from pipeline.webserver import ServerLimits
 
     s = _settings(args, backend=args.backend, autoscaler_port=args.port, image=args.image, mesos_master=args.mesos_master)
     tokens_of(s)  # no token configured and auth on: refuse before launching anything
@@ -179,7 +181,8 @@ def cmd_autoscale_run(args: argparse.Namespace) -> int:
     monitor = LagMonitor(s.bootstrap, s, offset_reset=current().offset_reset)
     controller = Controller(backend, monitor, current, Resources(s.worker_cpus, s.worker_mem_mb), interval=s.autoscale_interval,
                             heartbeat=Heartbeat(s.health_file))
-    server = serve_status(controller, s.autoscaler_host, s.autoscaler_port, tokens=tokens_of(s))
+    server = serve_status(controller, s.autoscaler_host, s.autoscaler_port, tokens=tokens_of(s),
+                          limits=ServerLimits(s.http_idle_seconds))
     print(f"wordpipe autoscaler: status on http://{s.autoscaler_host}:{s.autoscaler_port}/v1/status", file=sys.stderr)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -267,7 +270,6 @@ def cmd_ingest_server(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     import secrets
-    import tempfile
 
     from pipeline.client import token_file
     from pipeline.stack import Stack
@@ -279,11 +281,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if s.auth == "token" and not s.token_list:  # a token for this stack, where clients on this machine find it
         generated = secrets.token_urlsafe(24)
         s = s.replace(tokens=generated)
-        path = token_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(generated + "\n")
+        _save_token(token_file(), generated)
     log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="wordpipe-up-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(s, log_dir, policy=args.policy)
@@ -307,6 +305,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("wordpipe: stopping", file=sys.stderr, flush=True)
         stack.stop()
     return 0
+
+
+def _save_token(path: Path, token: str) -> None:
+    """Write the token readable by its owner alone, whatever mode a file already there had:
+    a fresh file (0600 from its creation) replaces the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".token-")  # created 0600
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.replace(temporary, path)
 
 
 def _client(args: argparse.Namespace):
@@ -547,6 +555,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose and args.command not in SERVICES:
         logging.getLogger("wordpipe.librdkafka").setLevel(logging.CRITICAL)  # our own errors say it better
     signal.signal(signal.SIGTERM, _terminate)
+    # A shell starting us in the background hands its children SIGINT ignored: Ctrl-C and
+    # `kill -INT` must stop us however we were started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return args.func(args)
     except (config.ConfigError, SourceError, PolicyError, ScenarioError) as exc:

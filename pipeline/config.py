@@ -71,12 +71,25 @@ class Settings:
     ingest_host: str = "127.0.0.1"
     ingest_port: int = 8080
     max_document_bytes: int = 4 << 30  # per upload, after gzip decoding: larger is a 413
-    max_uploads: int = 16  # uploads at once; more get a 429
+    # A gzip body may inflate at most this many times its compressed size (beyond its first
+    # MiB), checked as it inflates: a decompression bomb is a 413 before it fills the log.
+    max_inflate_ratio: int = 100
+    max_uploads: int = 64  # uploads at once; more get a 429
+    max_uploads_per_client: int = 8  # uploads at once from one client address; more get a 429
+    # An upload body that sends nothing for this long is cut off (408; nothing of it counts,
+    # a stream keeps the segments it had committed)...
+    upload_stall_seconds: float = 30.0
+    # ...as is a document body that averages fewer bytes per second than this over that
+    # long (time the service spends waiting on Kafka does not count against it). 0: off.
+    upload_min_rate: int = 1024
     stream_segment_bytes: int = 1 << 20  # a stream commits what it received every this many bytes...
     stream_segment_seconds: float = 1.0  # ...or this often, whichever comes first
     # A held document commits only if its end lands fewer than this many offsets after its
     # first chunk on their partition; an upload left open longer is abandoned everywhere.
     document_max_span: int = 1_000_000
+    # Every HTTP service closes a connection with no request in progress (or whose headers
+    # are still trickling in) after this long.
+    http_idle_seconds: float = 30.0
     # HTTP APIs take `Authorization: Bearer <token>`, one of `tokens` (comma-separated;
     # WORDPIPE_TOKENS), unless auth = "none".
     auth: str = "token"
@@ -124,10 +137,12 @@ class Settings:
 
     def __post_init__(self) -> None:
         for name in ("chunk_partitions", "partial_partitions", "buckets", "worker_batch", "window_chunks", "window_max_words",
-                     "replication_factor", "max_document_bytes", "max_uploads", "stream_segment_bytes", "document_max_span",
+                     "replication_factor", "max_document_bytes", "max_uploads", "max_uploads_per_client",
+                     "max_inflate_ratio", "stream_segment_bytes", "document_max_span",
                      "window_seconds", "windows_kept"):
             _at_least(name, getattr(self, name), 1)
         _at_least("workers", self.workers, 0)
+        _at_least("upload_min_rate", self.upload_min_rate, 0)
         _at_least("chunk_size", self.chunk_size, 16)
         if self.chunk_size > MAX_CHUNK_SIZE:
             raise ConfigError(f"chunk_size: {self.chunk_size} bytes; a chunk and its envelope must fit Kafka's default "
@@ -167,7 +182,7 @@ class Settings:
         if self.tokens is not None and not all(t.strip() for t in self.tokens.split(",")):
             raise ConfigError("tokens: an empty token in the comma-separated list")
         for name in ("flush_interval", "totals_interval", "status_interval", "autoscale_interval", "mesos_refuse_seconds",
-                     "stream_segment_seconds"):
+                     "stream_segment_seconds", "upload_stall_seconds", "http_idle_seconds"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: must be > 0 seconds, got {getattr(self, name)}")
         topics = [self.chunks_topic, self.partials_topic, self.totals_topic, self.deadletter_topic, self.status_topic,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import zlib
 
 PIECES = [
     "cafe\u0301 nai\u0308ve re\u0301sume\u0301",  # NFD accents
@@ -40,3 +41,19 @@ def hostile_bytes(seed: int = 7, size: int = 300_000) -> bytes:
         else:
             out += rng.choice(PIECES).encode() + rng.choice([b" ", b"\n", b"\r\n", b"\t", "\u00a0".encode()])
     return bytes(out)
+
+
+def gzip_bomb(piece: bytes, size: int) -> bytes:
+    """A valid gzip body of `piece` repeated to about `size` bytes, made in a second however
+    large: one MiB block compressed once after a full flush (which resets the compressor,
+    so every copy compresses the same), repeated."""
+    block = piece * ((1 << 20) // len(piece))
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    compressed = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    copies = max(1, size // len(block))
+    crc = 0
+    for _ in range(copies):
+        crc = zlib.crc32(block, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    last = b"\x03\x00"  # an empty final block
+    return header + compressed * copies + last + crc.to_bytes(4, "little") + (copies * len(block) % 2**32).to_bytes(4, "little")

@@ -27,7 +27,7 @@ from prometheus_client import Gauge
 
 from pipeline import tokenize
 from pipeline.aggregator.ranking import rank
-from pipeline.web import ApiError, make_app, tokens_of
+from pipeline.web import ApiError, int_param, make_app, query_of, tokens_of
 
 if TYPE_CHECKING:
     from pipeline.aggregator.app import Aggregator
@@ -35,20 +35,6 @@ if TYPE_CHECKING:
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 MAX_K = 10_000
 MAX_PAGE = 100_000
-
-
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int | None) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "bad_parameter", f"{name}: expected an integer, got {raw!r:.40}") from None
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise ApiError(400, "bad_parameter", f"{name}: must be {bound}, got {value}")
-    return value
 
 
 class ResultsApi:
@@ -128,11 +114,11 @@ class ResultsApi:
         return web.json_response({"word": word, "count": self.aggregator.counts([word])[word]})
 
     async def top(self, request: web.Request) -> web.Response:
-        return web.json_response(self.top_k(_int_param(request, "k", 10, 1, MAX_K)))
+        return web.json_response(self.top_k(int_param(request, "k", 10, 1, MAX_K)))
 
     async def top_events(self, request: web.Request) -> web.StreamResponse:
         """An event whenever the top k changes (checked every 0.5 s), and a comment every 15 s to keep proxies open."""
-        k = _int_param(request, "k", 10, 1, MAX_K)
+        k = int_param(request, "k", 10, 1, MAX_K)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         last, idle, event_id = None, 0.0, 0
@@ -154,8 +140,8 @@ class ResultsApi:
         return response
 
     async def totals(self, request: web.Request) -> web.Response:
-        limit = _int_param(request, "limit", 1000, 1, MAX_PAGE)
-        cursor = request.query.get("cursor", "")
+        limit = int_param(request, "limit", 1000, 1, MAX_PAGE)
+        cursor = query_of(request).get("cursor", "")
         a = self.aggregator
         if self.words_version != a.vocabulary_version:
             self.words = sorted(a.totals())
@@ -168,9 +154,9 @@ class ResultsApi:
     async def windows(self, request: web.Request) -> web.Response:
         """The top k of one tumbling window (default: the newest)."""
         a = self.aggregator
-        k = _int_param(request, "k", 10, 1, MAX_K)
+        k = int_param(request, "k", 10, 1, MAX_K)
         starts = a.window_starts()
-        start = _int_param(request, "start", starts[-1] if starts else 0, 0, None)
+        start = int_param(request, "start", starts[-1] if starts else 0, 0, None)
         if starts and start not in starts:
             raise ApiError(404, "no_such_window", f"no kept window starts at {start}; kept: {starts[0]}..{starts[-1]} "
                                                   f"every {a.settings.window_seconds} s")

@@ -33,7 +33,7 @@ from pipeline.health import Heartbeat
 from pipeline.ingest.receipts import Accepted
 from pipeline.roster import RosterMetrics
 from pipeline.sharding import Router
-from pipeline.web import serve
+from pipeline.webserver import ServerLimits, serve
 
 log = logging.getLogger("wordpipe.aggregator")
 
@@ -370,7 +370,8 @@ class Aggregator:
 
         @app.task
         async def serve_results() -> None:
-            self.runner = await serve(self.api.app(), self.settings.aggregator_host, self.settings.aggregator_port)
+            self.runner = await serve(self.api.app(), self.settings.aggregator_host, self.settings.aggregator_port,
+                                      ServerLimits(self.settings.http_idle_seconds))
 
         @app.on_before_shutdown.connect
         async def stop_serving(app, **kwargs) -> None:

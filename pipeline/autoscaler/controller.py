@@ -7,29 +7,24 @@ the backend.
 Actions are synchronous, so at most one launch or kill batch is ever in flight. On
 start it adopts the workers the backend lists (a restarted controller launches no
 duplicates). Workers that exited are forgotten and replaced at once: that is repair,
-not scaling. Prometheus metrics and a JSON status are served by `serve_status`.
+not scaling. Its metrics and status are served by pipeline/autoscaler/api.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-import schemas
 from pipeline.autoscaler.monitor import LagMonitor
 from pipeline.autoscaler.policy import Decision, Metrics, Policy, State, decide
 from pipeline.cluster.backend import Backend, Resources, forget_exited
 from pipeline.health import Heartbeat
-from pipeline.web import allowed, bearer
 
 log = logging.getLogger(__name__)
 
@@ -133,48 +128,3 @@ class Controller:
 
 def _decision_json(d: Decision) -> dict:
     return {"at": d.at, "action": d.action, "from": d.current, "to": d.desired, "reason": d.reason, "message": d.message}
-
-
-def serve_status(controller: Controller, host: str, port: int, *, tokens: list[str] | None) -> ThreadingHTTPServer:
-    """`GET /v1/status` (JSON; a bearer token from `tokens` unless None), `GET /metrics`
-    (Prometheus), `GET /health` (503 while the controller cannot see or act) and
-    `GET /openapi.json` (schemas/autoscaler.openapi.json), the last three open like every
-    service's, on a daemon thread. Errors are JSON like the other APIs' (pipeline/web.py)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-            if self.path == "/metrics":
-                self._send(200, generate_latest(controller.registry), CONTENT_TYPE_LATEST)
-            elif self.path == "/openapi.json":
-                self._send(200, json.dumps(schemas.load("autoscaler.openapi.json")).encode(), "application/json")
-            elif self.path == "/health":
-                problem = controller.problem
-                body = {"ok": problem is None, "problem": problem}
-                self._send(200 if problem is None else 503, json.dumps(body).encode(), "application/json")
-            elif self.path == "/v1/status":
-                if tokens is not None and not allowed(bearer(self.headers.get("Authorization")), tokens):
-                    self._error(401, "unauthorized", "missing or unknown bearer token (Authorization: Bearer <token>)",
-                                {"WWW-Authenticate": 'Bearer realm="wordpipe"'})
-                    return
-                self._send(200, json.dumps(controller.status()).encode(), "application/json")
-            else:
-                self._error(404, "not_found", f"no such path: {self.path}; try /v1/status, /health, /metrics or /openapi.json")
-
-        def _error(self, code: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
-            self._send(code, json.dumps({"error": error, "detail": detail}).encode(), "application/json", headers)
-
-        def _send(self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
-            self.send_response(code)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass  # scrapes every few seconds would drown the log
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, name="autoscaler-status", daemon=True).start()
-    return server

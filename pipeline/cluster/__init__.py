@@ -11,10 +11,11 @@ from pipeline.cluster.backend import (
     Resources,
     WorkerInfo,
     forget_exited,
+    worker_env,
 )
 from pipeline.config import Settings
 
-__all__ = ["Backend", "BackendError", "Resources", "WorkerInfo", "forget_exited", "open_backend"]
+__all__ = ["Backend", "BackendError", "Resources", "WorkerInfo", "forget_exited", "open_backend", "worker_env"]
 
 
 def open_backend(
@@ -24,8 +25,7 @@ def open_backend(
 
     `owner_pid`: the workers are this process's alone and must not outlive it (`wordpipe run`).
     """
-    # The framework's settings and the APIs' tokens are not the workers' business.
-    env = {k: v for k, v in env.items() if not k.startswith("WORDPIPE_MESOS_") and k != "WORDPIPE_TOKENS"}
+    env = worker_env(env)
     if settings.tokenizer_user_dict:  # the file is the launcher's: its words travel with each worker
         env["WORDPIPE_TOKENIZER_USER_DICT"] = tokenize.as_data_uri(settings.tokenizer_user_dict)
     if settings.backend == "mesos":

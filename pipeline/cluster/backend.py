@@ -8,7 +8,9 @@ know what they do. Workers report their own progress on the status topic
 from __future__ import annotations
 
 import logging
+import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -65,3 +67,29 @@ def forget_exited(backend: Backend) -> list[WorkerInfo]:
         for w in gone:
             log.warning("%s (%s) exited with status %s; replacing it", w.id, w.detail, w.exit_code)
     return gone
+
+
+# A worker's environment is built from allow-lists, whatever the backend: the settings a
+# worker reads, and (for a local process) what any process needs from its parent's. The
+# APIs' tokens, the framework's secrets and whatever else the launcher's shell held stay put.
+WORKER_SETTINGS = frozenset({
+    "bootstrap", "replication_factor", "kafka_security_protocol", "kafka_sasl_mechanism", "kafka_sasl_username",
+    "kafka_sasl_password", "kafka_ssl_ca_location", "kafka_ssl_certificate_location", "kafka_ssl_key_location",
+    "kafka_ssl_key_password", "chunks_topic", "partials_topic", "totals_topic", "deadletter_topic", "status_topic",
+    "documents_topic", "chunk_partitions", "partial_partitions", "buckets", "tokenizer_user_dict", "worker_group",
+    "worker_batch", "window_chunks", "window_max_words", "session_timeout_ms", "status_interval", "fetch_max_wait_ms",
+    "health_file", "worker_id",
+})
+INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV",
+             "SSL_CERT_FILE", "SSL_CERT_DIR", "WORDPIPE_FAULTS")  # and LC_*; WORDPIPE_FAULTS: chaos tests' fault points
+
+
+def worker_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The WORDPIPE_* variables of `env` that name worker settings."""
+    allowed = {"WORDPIPE_" + name.upper() for name in WORKER_SETTINGS}
+    return {k: v for k, v in env.items() if k in allowed}
+
+
+def inherited(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """What a local worker takes from its parent's environment."""
+    return {k: v for k, v in environ.items() if k in INHERITED or k.startswith("LC_")}

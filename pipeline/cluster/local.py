@@ -7,18 +7,17 @@ enforce them.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from pipeline import processes
-from pipeline.cluster.backend import Resources, WorkerInfo, new_worker_id
+from pipeline.cluster.backend import Resources, WorkerInfo, inherited, new_worker_id
 
 
 class LocalBackend:
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        self.env = {**os.environ, **env}
+        self.env = {**inherited(), **env}
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen] = {}
 

@@ -14,6 +14,8 @@ everywhere. Bodies are read, chunked and sent as they arrive, never held whole.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import itertools
 import json
 import logging
@@ -22,7 +24,7 @@ import time
 import uuid
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from aiohttp import web
 from confluent_kafka import Consumer, TopicPartition
@@ -33,13 +35,16 @@ from pipeline.chunking import Chunk, Chunker
 from pipeline.config import Settings
 from pipeline.health import Heartbeat
 from pipeline.ingest.receipts import Receipts
-from pipeline.web import ApiError, make_app, serve, tokens_of
+from pipeline.web import ApiError, make_app, query_of, tokens_of
+from pipeline.webserver import ServerLimits, serve
 
 log = logging.getLogger("wordpipe.ingest")
 
 CONTENT_TYPES = ("text/plain", "application/octet-stream")
 FLUSH_DELAY = 0.05  # seconds from a document's end to the flush marker that gets it counted
 MAX_IN_FLIGHT = 64  # chunks sent but not yet acknowledged, per upload: bounds memory
+INFLATE_ALLOWANCE = 1 << 20  # decoded bytes a gzip body may produce before its ratio is held to max_inflate_ratio
+INFLATE_PIECE = 256 << 10  # decoded bytes at a time
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII
 NAME_PATTERN = re.compile(r"[^\x00-\x1f\x7f]{1,1024}")
 
@@ -126,54 +131,93 @@ class Document:
 
 
 class Body:
-    """A request body as decoded blocks: gzip inflated as it arrives, the size limit on
-    decoded bytes enforced block by block, so a small bomb never inflates in memory."""
+    """A request body as decoded blocks, read so that no client can hurt the others:
 
-    def __init__(self, request: web.Request, limit: int) -> None:
+    - gzip inflates as it arrives, at most `max_inflate_ratio` times what came in (beyond
+      its first MiB) and at most the size limit, checked 256 KiB at a time, so a bomb is
+      refused before more than a MiB of it is chunked;
+    - a body that stalls, or (a document's) trickles slower than `upload_min_rate`, is cut
+      off. Only time spent waiting on the client counts: not time spent waiting on Kafka.
+    """
+
+    def __init__(self, request: web.Request, settings: Settings, stream: bool = False) -> None:
         self.request = request
-        self.limit = limit
-        self.size = 0
+        self.limit = settings.max_document_bytes
+        self.ratio = settings.max_inflate_ratio
+        self.window = settings.upload_stall_seconds
+        # A stream may idle (a quiet log): it need only send something each window.
+        self.min_bytes = 1 if stream else max(1, int(settings.upload_min_rate * self.window))
+        self.size = 0  # decoded bytes
+        self.consumed = 0  # gzip bytes inflated so far
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("identity", "gzip", "x-gzip"):
-            raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; send identity or gzip")
+            raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r:.60} is not supported; send identity or gzip")
         self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding != "identity" else None
         length = request.content_length
-        if self.inflate is None and length is not None and length > limit:
-            raise ApiError(413, "too_large", f"the body is {length} bytes; the limit is {limit} (max_document_bytes)")
+        if self.inflate is None and length is not None and length > self.limit:
+            raise ApiError(413, "too_large", f"the body is {length} bytes; the limit is {self.limit} (max_document_bytes)")
 
-    async def blocks(self, timeout: float | None = None) -> AsyncIterator[bytes]:
-        """Decoded blocks; with `timeout`, an empty block whenever none arrived in that time."""
-        content = self.request.content
+    async def blocks(self, tick: float | None = None) -> AsyncIterator[bytes]:
+        """Decoded blocks; with `tick`, an empty block whenever none arrived in that time."""
+        content, loop = self.request.content, asyncio.get_running_loop()
+        waited, got = 0.0, 0  # in the current window
         while True:
-            if timeout is None:
-                raw = await content.readany()
-            else:
-                try:
-                    raw = await asyncio.wait_for(content.readany(), timeout)
-                except TimeoutError:
+            wait = self.window - waited if tick is None else min(tick, self.window - waited)
+            began = loop.time()
+            raw: bytes | None = None
+            try:
+                async with asyncio.timeout(wait):  # no task per read, unlike wait_for
+                    raw = await content.readany()
+            except TimeoutError:
+                pass
+            waited += loop.time() - began
+            got += len(raw or b"")
+            if waited >= self.window:
+                if got < self.min_bytes:
+                    raise self._too_slow(got)
+                waited, got = 0.0, 0
+            if raw is None:
+                if tick is not None:
                     yield b""
-                    continue
+                continue
             if not raw:
                 break
-            data = self._decode(raw)
-            if data:
+            for data in self._decode(raw):
                 yield data
         if self.inflate is not None and not self.inflate.eof:
             raise ApiError(400, "bad_gzip", "the gzip body ended before the end of its stream: truncated; nothing of it counts")
 
-    def _decode(self, raw: bytes) -> bytes:
-        if self.inflate is None:
-            data = raw
+    def _too_slow(self, got: int) -> ApiError:
+        if got == 0:
+            detail = f"the body sent nothing for {self.window:g} s (upload_stall_seconds)"
         else:
+            detail = (f"the body sent {got} bytes in {self.window:g} s, under {self.min_bytes // self.window:.0f} bytes/s "
+                      "(upload_min_rate)")
+        return ApiError(408, "too_slow", f"{detail}: cut off, nothing of this upload counts", close=True)
+
+    def _decode(self, raw: bytes) -> Iterator[bytes]:
+        if self.inflate is None:
+            yield self._counted(raw)
+            return
+        while raw:  # in pieces: a block that inflates a thousandfold never sits whole in memory
             try:
-                data = self.inflate.decompress(raw, self.limit - self.size + 1)
+                data = self.inflate.decompress(raw, min(self.limit - self.size + 1, INFLATE_PIECE))
             except zlib.error as exc:
                 raise ApiError(400, "bad_gzip", f"the body is not valid gzip ({exc}); nothing of it counts") from None
-            if self.inflate.unconsumed_tail:  # more than the limit came out of this block
-                self.size = self.limit + 1
+            self.consumed += len(raw) - len(self.inflate.unconsumed_tail)
+            raw = self.inflate.unconsumed_tail
+            if self.size + len(data) > self.ratio * self.consumed + INFLATE_ALLOWANCE:
+                raise ApiError(413, "inflates_too_much",
+                               f"the gzip body inflates more than {self.ratio} times its size (max_inflate_ratio): refused "
+                               "as a decompression bomb, nothing of it counts; send it uncompressed or in parts", close=True)
+            if data:
+                yield self._counted(data)
+
+    def _counted(self, data: bytes) -> bytes:
         self.size += len(data)
         if self.size > self.limit:
-            raise ApiError(413, "too_large", f"the decoded body exceeds the limit of {self.limit} bytes (max_document_bytes)")
+            raise ApiError(413, "too_large", f"the decoded body exceeds the limit of {self.limit} bytes (max_document_bytes)",
+                           close=True)
         return data
 
 
@@ -193,6 +237,7 @@ class IngestService:
         self.producer: kafka.AsyncProducer | None = None
         self.receipts: Receipts | None = None
         self.uploads = 0
+        self.uploads_by: collections.Counter[str] = collections.Counter()  # uploads in progress per client address
         self.in_progress: set[str] = set()  # idempotency keys being received
         self.broker_up = False
         self.broker_error = f"Kafka at {bootstrap} not reached yet"
@@ -283,23 +328,42 @@ class IngestService:
         body = {"ok": self.broker_up, "broker": "up" if self.broker_up else self.broker_error, "uploads": self.uploads}
         return web.json_response(body, status=200 if self.broker_up else 503)
 
-    def _admit(self, request: web.Request) -> tuple[Body, str]:
+    def _admit(self, request: web.Request, stream: bool = False) -> tuple[Body, str]:
         """Checks that need no Kafka; returns the body reader and the document name."""
         kind = request.content_type
         if kind not in CONTENT_TYPES:
             raise ApiError(415, "unsupported_media_type",
-                           f"Content-Type {kind!r} is not accepted; send {' or '.join(CONTENT_TYPES)}")
-        name = request.query.get("name", "upload")
+                           f"Content-Type {kind!r:.60} is not accepted; send {' or '.join(CONTENT_TYPES)}")
+        name = query_of(request).get("name", "upload")
         if not NAME_PATTERN.fullmatch(name):
             raise ApiError(400, "bad_name", "name: 1 to 1024 characters, no control characters")
-        body = Body(request, self.settings.max_document_bytes)
+        body = Body(request, self.settings, stream)
         if not self.broker_up:
             raise ApiError(503, "broker_unavailable", f"Kafka is unreachable ({self.broker_error}); retry later",
                            {"Retry-After": "5"})
-        if self.uploads >= self.settings.max_uploads:
+        return body, name
+
+    @contextlib.contextmanager
+    def _slot(self, request: web.Request) -> Iterator[None]:
+        """An upload slot, of max_uploads and of the client's max_uploads_per_client."""
+        s, client = self.settings, request.remote or "?"
+        if self.uploads >= s.max_uploads:
             raise ApiError(429, "saturated", f"{self.uploads} uploads in progress (max_uploads); retry later",
                            {"Retry-After": "1"})
-        return body, name
+        if self.uploads_by[client] >= s.max_uploads_per_client:
+            raise ApiError(429, "client_saturated", f"this client ({client}) has {self.uploads_by[client]} uploads in progress "
+                           "(max_uploads_per_client); finish one first", {"Retry-After": "1"})
+        self.uploads += 1
+        self.uploads_by[client] += 1
+        self.metrics_uploads.inc()
+        try:
+            yield
+        finally:
+            self.uploads -= 1
+            self.uploads_by[client] -= 1
+            if not self.uploads_by[client]:
+                del self.uploads_by[client]
+            self.metrics_uploads.dec()
 
     async def post_document(self, request: web.Request) -> web.Response:
         key = request.headers.get("Idempotency-Key")
@@ -320,20 +384,21 @@ class IngestService:
                 if known is not None and known.state == "committed":
                     self.metrics_documents.labels("replayed").inc()
                     return web.json_response(_accepted(known), status=202, headers={"Idempotent-Replayed": "true"})
-            return await self._receive(body, name, key)
+            with self._slot(request):
+                return await self._receive(request, body, name, key)
         finally:
             if key is not None:
                 self.in_progress.discard(key)
 
-    async def _receive(self, body: Body, name: str, key: str | None) -> web.Response:
-        self.uploads += 1
-        self.metrics_uploads.inc()
+    async def _receive(self, request: web.Request, body: Body, name: str, key: str | None) -> web.Response:
         document = Document(self, name, key)
         try:
             chunker = Chunker(self.settings.chunk_size)
             async for data in body.blocks():
                 await document.send(chunker.feed(data))
             await document.send(chunker.finish())
+            if request.transport is None or request.transport.is_closing():  # no one to tell: count nothing
+                raise ConnectionResetError("the client closed the connection before its upload was committed")
             receipt = await document.commit()
         except BaseException as exc:
             self.metrics_documents.labels("failed").inc()
@@ -342,18 +407,17 @@ class IngestService:
                                "the same Idempotency-Key to count it exactly once", {"Retry-After": "5"}) from None
             await document.abort()
             raise _as_api_error(exc) from None
-        finally:
-            self.uploads -= 1
-            self.metrics_uploads.dec()
         self.metrics_documents.labels("committed").inc()
         return web.json_response(_accepted(receipt), status=202)
 
     async def post_stream(self, request: web.Request) -> web.StreamResponse:
         """Commit a segment every stream_segment_bytes or stream_segment_seconds, and say so."""
+        body, name = self._admit(request, stream=True)
+        with self._slot(request):
+            return await self._stream(request, body, name)
+
+    async def _stream(self, request: web.Request, body: Body, name: str) -> web.StreamResponse:
         s = self.settings
-        body, name = self._admit(request)
-        self.uploads += 1
-        self.metrics_uploads.inc()
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/x-ndjson"})
         chunker = Chunker(s.chunk_size)
         document = Document(self, name, None)
@@ -375,7 +439,7 @@ class IngestService:
 
         try:
             await response.prepare(request)
-            async for data in body.blocks(timeout=s.stream_segment_seconds / 4):
+            async for data in body.blocks(tick=s.stream_segment_seconds / 4):
                 await document.send(chunker.feed(data))
                 if document.bytes + chunker.pending >= s.stream_segment_bytes or time.monotonic() - started >= s.stream_segment_seconds:
                     await commit(chunker.take_whole())
@@ -388,11 +452,10 @@ class IngestService:
             if response.prepared:  # the status line is out: the error goes in the stream
                 if not isinstance(exc, (ConnectionError, asyncio.CancelledError)):
                     await response.write(_line({"error": error.code, "detail": error.detail, "acknowledged_bytes": acknowledged}))
+                if error.close:
+                    response.force_close()
                 return response
             raise error from None
-        finally:
-            self.uploads -= 1
-            self.metrics_uploads.dec()
         await response.write_eof()
         return response
 
@@ -425,7 +488,7 @@ def _as_api_error(exc: BaseException) -> ApiError:
 async def run(settings: Settings, bootstrap: str) -> None:
     """Serve until cancelled."""
     service = IngestService(settings, bootstrap)
-    runner = await serve(service.app(), settings.ingest_host, settings.ingest_port)
+    runner = await serve(service.app(), settings.ingest_host, settings.ingest_port, ServerLimits(settings.http_idle_seconds))
     try:
         await asyncio.Event().wait()
     finally:

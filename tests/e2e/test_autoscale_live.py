@@ -7,7 +7,8 @@ import pytest
 import requests
 
 from pipeline import config
-from pipeline.autoscaler.controller import Controller, serve_status
+from pipeline.autoscaler.api import serve_status
+from pipeline.autoscaler.controller import Controller
 from pipeline.autoscaler.monitor import LagMonitor
 from pipeline.autoscaler.policy import Policy
 from pipeline.broker import free_port

@@ -50,10 +50,16 @@ def test_up_serves_producers_and_consumers_until_ctrl_c(tmp_path, chromium):
     ports = {"ingest": free_port(), "results": free_port(), "autoscaler": free_port()}
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "WORDPIPE_SESSION_TIMEOUT_MS": "2000"}
     env.pop("WORDPIPE_TOKENS", None)
+    token_path = tmp_path / "state" / "wordpipe" / "token"
+    token_path.parent.mkdir(parents=True)
+    token_path.write_text("an old token\n")
+    token_path.chmod(0o644)  # a new token goes in at 0600 whatever the old file's mode
     up = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "up", "--ingest-port", str(ports["ingest"]), "--results-port",
          str(ports["results"]), "--autoscaler-port", str(ports["autoscaler"]), "--log-dir", str(tmp_path / "logs")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, start_new_session=True,
+        # As a non-interactive shell starts a background job: SIGINT ignored, inherited.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     lines: list[str] = []
     try:
@@ -90,6 +96,14 @@ def test_up_serves_producers_and_consumers_until_ctrl_c(tmp_path, chromium):
         denied = wordpipe("count", "whale", "--url", results_url, "--token", "wrong")
         assert denied.returncode == 1 and b"401 unauthorized" in denied.stderr
 
+        # Secrets stay put: not in the workers' environments, not in any answer.
+        workers = [pid for pid in descendants(up.pid) if b"-m\0workers" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert workers
+        for pid in workers:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            assert b"WORDPIPE_TOKENS" not in environ and token.encode() not in environ
+        _autoscaler_answers_in_json_and_keeps_the_token(f"http://127.0.0.1:{ports['autoscaler']}", token)
+
         # The dashboard in Chromium, the token in the address: it shows the counts it streams.
         rows, png = render(chromium, f"{results_url}/#token={token}",
                            "[...document.querySelectorAll('#top tr')].map(r => r.innerText.split('\\t'))")
@@ -112,6 +126,22 @@ def test_up_serves_producers_and_consumers_until_ctrl_c(tmp_path, chromium):
     assert not alive, f"left running after Ctrl-C: {alive}"
     logs = [f for f in (tmp_path / "logs").rglob("*") if f.is_file()]  # the workers' logs too
     assert logs and not [f.name for f in logs if token in f.read_text(errors="replace")], "a log holds the token"
+
+
+def _autoscaler_answers_in_json_and_keeps_the_token(url: str, token: str) -> None:
+    import requests
+
+    auth = {"Authorization": f"Bearer {token}"}
+    assert requests.get(url + "/v1/status", headers=auth, timeout=10).status_code == 200
+    for path, headers, status in [(f"/v1/status?token={token}", {}, 401), (f"/nowhere?token={token}", {}, 401),
+                                  (f"/nowhere?token={token}", auth, 404)]:
+        reply = requests.get(url + path, headers=headers, timeout=10)
+        assert reply.status_code == status and reply.headers["Content-Type"].startswith("application/json"), reply.text
+        assert token not in reply.text
+    reply = requests.get(url + "/v1/status?x=1", headers=auth, timeout=10)
+    assert reply.status_code == 400 and reply.json()["error"] == "unknown_parameter"
+    reply = requests.get(url + "/health", headers={"X-Big": "a" * 9000}, timeout=10)
+    assert reply.status_code == 431 and reply.json()["error"] == "header_too_large"
 
 
 def _running(pid: int) -> bool:

@@ -14,7 +14,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 import schemas
-from pipeline.autoscaler.controller import Controller, serve_status
+from pipeline.autoscaler.api import serve_status
+from pipeline.autoscaler.controller import Controller
 from pipeline.autoscaler.monitor import LagMonitor
 from pipeline.autoscaler.policy import Policy
 from pipeline.broker import free_port

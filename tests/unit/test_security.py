@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 from pipeline import config, kafka
 from pipeline.cluster import open_backend
+from pipeline.cluster.backend import WORKER_SETTINGS
 
 REPO = Path(__file__).resolve().parents[2]
 SASL = {"kafka_security_protocol": "SASL_SSL", "kafka_sasl_mechanism": "SCRAM-SHA-512",
@@ -79,3 +81,30 @@ def test_secrets_stay_out_of_reprs_and_workers_environments(tmp_path):
         backend.close()
     assert env["WORDPIPE_KAFKA_SASL_PASSWORD"] == "s3cret-sasl"  # workers must reach Kafka...
     assert "WORDPIPE_TOKENS" not in env and not any(k.startswith("WORDPIPE_MESOS_") for k in env)  # ...not the APIs
+
+
+def test_a_local_worker_inherits_only_the_allowed_variables(tmp_path, monkeypatch):
+    """`wordpipe up` hands its services the tokens in their environment: a local worker
+    launched by one of them must not inherit them, nor anything else not allowed."""
+    monkeypatch.setenv("WORDPIPE_TOKENS", "api-token")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "cloud-secret")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    s = config.Settings(tokens="api-token")
+    backend = open_backend(s, s.to_env(), "test", tmp_path)
+    try:
+        env = backend.env
+    finally:
+        backend.close()
+    assert "WORDPIPE_TOKENS" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    assert env["LC_ALL"] == "C.UTF-8" and env["PATH"] == os.environ["PATH"]
+    assert env["WORDPIPE_CHUNKS_TOPIC"] == "chunks" and "WORDPIPE_AGGREGATOR_PORT" not in env
+
+
+def test_every_setting_a_worker_reads_reaches_it():
+    """The workers' allow-list names every setting the worker's code reads."""
+    read = set()
+    for path in [*REPO.glob("workers/*.py"), REPO / "pipeline" / "roster.py"]:
+        read |= set(re.findall(r"\bsettings\.([a-z_]+)\b", path.read_text()))
+    read -= {"replace", "embedded", "worker_session_timeout_ms"}  # methods and properties over allowed fields
+    assert read, "the scan finds no settings read: it is broken"
+    assert read <= WORKER_SETTINGS, read - WORKER_SETTINGS

@@ -44,12 +44,12 @@ class ServerLimits:
 
 def parse_error(exc: BaseException | None) -> tuple[int, str, str]:
     """(status, code, detail) for a request the HTTP parser refused, never quoting it."""
-    what = str(getattr(exc, "message", "") or "").split(":", 1)[0].strip()
-    if isinstance(exc, LineTooLong):
-        return 431, "header_too_large", f"the request line or a header is too long ({what.lower()})"
-    if isinstance(exc, BadHttpMessage) and "too many headers" in what.lower():
-        return 431, "too_many_headers", "too many headers (at most 128)"
+    what = str(getattr(exc, "message", "") or "").split(":", 1)[0].strip()  # the message before its quote
     lowered = what.lower()
+    if isinstance(exc, LineTooLong):
+        return 431, "header_too_large", f"the request line or a header is too long ({lowered})"
+    if isinstance(exc, BadHttpMessage) and "too many headers" in lowered:
+        return 431, "too_many_headers", "too many headers (at most 128)"
     if isinstance(exc, TransferEncodingError) or "chunk" in lowered:
         return 400, "bad_chunking", f"the chunked body is malformed ({what})"
     if isinstance(exc, ContentLengthError) or "content-length" in lowered:

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test test-fast chaos bench evaluate clean
+.PHONY: setup run test lint test-fast chaos bench evaluate clean
 
 setup: $(VENV)/.installed
 
@@ -16,8 +16,13 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(BIN)/wordpipe run samples/sample.txt
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest
+
+lint: setup  # the gate: lint, format and types, before any test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test-fast: setup  # no broker: the pure core only
 	$(BIN)/python -m pytest tests/unit

@@ -25,15 +25,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--plots", type=Path, help="directory for autoscale-<scenario>.png")
     args = ap.parse_args()
-    rows = ["| scenario | policy | actions | reversals | final / expected workers | drain (s) | max lag | worker-minutes |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| scenario | policy | actions | reversals | final / expected workers | drain (s) | max lag | worker-minutes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name in SCENARIOS:
         results = compare(Policy(), scenario(name))
         for r in results:
             s = r.summary()
             drain = "-" if s["drain_seconds"] is None else f"{s['drain_seconds']:.0f}"
-            rows.append(f"| {name} | {r.policy} | {len(s['decisions'])} | {s['reversals']} | "
-                        f"{s['final_workers']} / {s['expected_workers']} | {drain} | {s['max_lag']:,.0f} | {s['worker_seconds'] / 60:,.0f} |")
+            rows.append(
+                f"| {name} | {r.policy} | {len(s['decisions'])} | {s['reversals']} | "
+                f"{s['final_workers']} / {s['expected_workers']} | {drain} | {s['max_lag']:,.0f} | {s['worker_seconds'] / 60:,.0f} |"
+            )
         if args.plots:
             args.plots.mkdir(parents=True, exist_ok=True)
             plot(list(results), args.plots / f"autoscale-{name}.png")

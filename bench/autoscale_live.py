@@ -52,7 +52,9 @@ from tests.chaos.report import machine  # noqa: E402
 
 INTERVAL = 2  # seconds between autoscaler ticks
 UPLOADS = 4  # a second
-POLICY = Policy(max_workers=4, catch_up_seconds=20, stabilization_seconds=30, cooldown_seconds=8, stale_after_seconds=10)
+POLICY = Policy(
+    max_workers=4, catch_up_seconds=20, stabilization_seconds=30, cooldown_seconds=8, stale_after_seconds=10
+)
 STARTUP_SECONDS = 2.3  # the local backend's deploy latency (bench/deploy_latency.py), for the model
 DURATION = 240
 
@@ -71,9 +73,16 @@ def text_of(mb: float) -> bytes:
 def live_run(low: float, high: float, log_dir: Path) -> tuple[list[dict], dict]:
     token = secrets.token_urlsafe(16)
     policy_file = log_dir / "policy.toml"
-    policy_file.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in asdict(POLICY).items()))  # TOML, as operators write it
-    s = config.Settings(tokens=token, autoscale_interval=INTERVAL, ingest_port=free_port(), aggregator_port=free_port(),
-                        autoscaler_port=free_port())
+    policy_file.write_text(
+        "".join(f"{k} = {json.dumps(v)}\n" for k, v in asdict(POLICY).items())
+    )  # TOML, as operators write it
+    s = config.Settings(
+        tokens=token,
+        autoscale_interval=INTERVAL,
+        ingest_port=free_port(),
+        aggregator_port=free_port(),
+        autoscaler_port=free_port(),
+    )
     stack = Stack(s, log_dir, policy=str(policy_file)).start()
     try:
         client = Client(stack.urls["ingest"], stack.urls["results"], token=token)
@@ -97,10 +106,17 @@ def live_run(low: float, high: float, log_dir: Path) -> tuple[list[dict], dict]:
             t = time.monotonic() - started
             status = requests.get(status_url, headers=auth, timeout=5).json()
             m = status["metrics"] or {}
-            rows.append({"second": round(t, 1), "load_mb_s": load(int(t), low, high), "lag": m.get("lag"),
-                         "arrival_rate": m.get("arrival_rate"), "worker_rate": m.get("worker_rate"),
-                         "workers": sum(w["state"] == "running" for w in status["workers"]),
-                         "desired": (status["last_decision"] or {}).get("to")})
+            rows.append(
+                {
+                    "second": round(t, 1),
+                    "load_mb_s": load(int(t), low, high),
+                    "lag": m.get("lag"),
+                    "arrival_rate": m.get("arrival_rate"),
+                    "worker_rate": m.get("worker_rate"),
+                    "workers": sum(w["state"] == "running" for w in status["workers"]),
+                    "desired": (status["last_decision"] or {}).get("to"),
+                }
+            )
             stack.supervise()
             time.sleep(max(0.0, started + t + 1 - time.monotonic()))
         uploader.join()
@@ -114,23 +130,39 @@ def live_run(low: float, high: float, log_dir: Path) -> tuple[list[dict], dict]:
 def summary(timeline: list[tuple[float, float, float, int]], actions: int) -> dict:
     lags = [lag for _, _, lag, _ in timeline]
     step = timeline[1][0] - timeline[0][0] if len(timeline) > 1 else 1.0
-    return {"actions": actions, "max_lag": max(lags), "peak_workers": max(w for *_, w in timeline),
-            "worker_seconds": sum(w for *_, w in timeline) * step,
-            "lag_seconds": sum(lags) * step}  # the integral: how much waiting the policy left
+    return {
+        "actions": actions,
+        "max_lag": max(lags),
+        "peak_workers": max(w for *_, w in timeline),
+        "worker_seconds": sum(w for *_, w in timeline) * step,
+        "lag_seconds": sum(lags) * step,
+    }  # the integral: how much waiting the policy left
 
 
 def replay(rows: list[dict], run: dict) -> tuple[Result, Result, WorkerModel]:
     rates = [r["worker_rate"] for r in rows if r["worker_rate"]]
     model = WorkerModel(rate=statistics.median(rates), startup_seconds=STARTUP_SECONDS, rebalance_seconds=2.0)
     arrivals = run["sent"]
-    sc = Scenario("live", DURATION, lambda t: float(arrivals[t]) if t < len(arrivals) else 0.0,
-                  partitions=config.Settings().chunk_partitions)
+    sc = Scenario(
+        "live",
+        DURATION,
+        lambda t: float(arrivals[t]) if t < len(arrivals) else 0.0,
+        partitions=config.Settings().chunk_partitions,
+    )
     # The live monitor's rate window, so the replay sees the arrival trend the controller saw.
     ours = simulate(POLICY, sc, model, interval=INTERVAL, rate_window=int(RATE_WINDOW), name="wordpipe (simulated)")
-    keda = KedaStyle(lag_threshold=10 * model.rate, scale_down_stabilization=POLICY.stabilization_seconds,
-                     sync_period=INTERVAL)
-    theirs = simulate(POLICY, sc, model, interval=INTERVAL, rate_window=int(RATE_WINDOW), decide_fn=keda.decide,
-                      name="keda-style (simulated)")
+    keda = KedaStyle(
+        lag_threshold=10 * model.rate, scale_down_stabilization=POLICY.stabilization_seconds, sync_period=INTERVAL
+    )
+    theirs = simulate(
+        POLICY,
+        sc,
+        model,
+        interval=INTERVAL,
+        rate_window=int(RATE_WINDOW),
+        decide_fn=keda.decide,
+        name="keda-style (simulated)",
+    )
     return ours, theirs, model
 
 
@@ -144,11 +176,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="wordpipe-live-") as tmp:
         rows, run = live_run(args.low, args.high, Path(tmp))
     ours, theirs, model = replay(rows, run)
-    live = Result("live step", "wordpipe (live)", [], [
-        (r["second"], float(run["sent"][min(int(r["second"]), DURATION - 1)]), r["lag"] or 0.0, r["workers"]) for r in rows
-    ], ours.expected_workers, POLICY.catch_up_seconds)
+    live = Result(
+        "live step",
+        "wordpipe (live)",
+        [],
+        [
+            (r["second"], float(run["sent"][min(int(r["second"]), DURATION - 1)]), r["lag"] or 0.0, r["workers"])
+            for r in rows
+        ],
+        ours.expected_workers,
+        POLICY.catch_up_seconds,
+    )
     report = {
-        "run": machine(), "policy": asdict(POLICY), "interval": INTERVAL, "started_at": run["started_at"],
+        "run": machine(),
+        "policy": asdict(POLICY),
+        "interval": INTERVAL,
+        "started_at": run["started_at"],
         "load": {"low_mb_s": args.low, "high_mb_s": args.high, "duration": DURATION},
         "model": {"worker_rate": model.rate, "startup_seconds": model.startup_seconds},
         "live": summary(live.timeline, len(run["actions"])) | {"decisions": run["actions"], "arrivals": run["sent"]},
@@ -160,8 +203,16 @@ def main() -> None:
         writer.writerows(rows)
     (args.out / "autoscale-live.json").write_text(json.dumps(report, indent=1))
     plot([live, ours, theirs], args.out / "autoscale-live.png")
-    print(json.dumps({"model": report["model"], "live": summary(live.timeline, len(run["actions"])),
-                      "simulated": report["simulated"]}, indent=1))
+    print(
+        json.dumps(
+            {
+                "model": report["model"],
+                "live": summary(live.timeline, len(run["actions"])),
+                "simulated": report["simulated"],
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ from pipeline.roster import Roster  # noqa: E402
 def trickle(bootstrap: str, settings: Settings, stop: threading.Event) -> None:
     """A chunk every 10 ms, round-robin over the partitions, until stopped."""
     producer = Producer(kafka.producer_config(bootstrap, settings))
-    chunk = codec.encode_chunk(codec.ChunkMessage("trickle", 0, "trickle", 0, b"to be or not to be " * 10, tokenize.DEFAULT.id))
+    chunk = codec.encode_chunk(
+        codec.ChunkMessage("trickle", 0, "trickle", 0, b"to be or not to be " * 10, tokenize.DEFAULT.id)
+    )
     i = 0
     while not stop.is_set():
         producer.produce(settings.chunks_topic, chunk, partition=i % settings.chunk_partitions)
@@ -75,7 +77,12 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
     with contextlib.ExitStack() as stack:
         broker = stack.enter_context(EmbeddedBroker(log_file=log_dir / f"broker-{name}.log"))
         # The session `wordpipe run` gives workers on the embedded broker.
-        s = Settings(bootstrap=broker.bootstrap, backend=name, image=image, session_timeout_ms=Settings().worker_session_timeout_ms)
+        s = Settings(
+            bootstrap=broker.bootstrap,
+            backend=name,
+            image=image,
+            session_timeout_ms=Settings().worker_session_timeout_ms,
+        )
         if name == "mesos":
             from tests.mesos_double.agent import DockerAgent
             from tests.mesos_double.master import MasterDouble
@@ -91,8 +98,12 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
         try:
             [resident] = backend.launch(1, Resources())
             everything = tuple(range(s.chunk_partitions))
-            wait_for(lambda st: resident in st and st[resident].partitions == everything and st[resident].chunks, 60,
-                     "the resident worker", roster)
+            wait_for(
+                lambda st: resident in st and st[resident].partitions == everything and st[resident].chunks,
+                60,
+                "the resident worker",
+                roster,
+            )
             rows = []
             rng = random.Random(1)
             for _ in range(launches):
@@ -101,13 +112,28 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
                 time.sleep(rng.uniform(0.5, 3.0))
                 requested = time.time()
                 [newcomer] = backend.launch(1, Resources())
-                wait_for(lambda st: newcomer in st and st[newcomer].first_chunk_at, 60, f"{newcomer}'s first chunk", roster)
+                wait_for(
+                    lambda st, w=newcomer: w in st and st[w].first_chunk_at, 60, f"{newcomer}'s first chunk", roster
+                )
                 status = roster.statuses[newcomer]
-                rows.append({"latency": status.first_chunk_at - requested, "start": status.started_at - requested,
-                             "join": status.first_chunk_at - status.started_at})
-                print(f"  {name}: {rows[-1]['latency']:.2f} s (start {rows[-1]['start']:.2f} s, join {rows[-1]['join']:.2f} s)", flush=True)
+                rows.append(
+                    {
+                        "latency": status.first_chunk_at - requested,
+                        "start": status.started_at - requested,
+                        "join": status.first_chunk_at - status.started_at,
+                    }
+                )
+                print(
+                    f"  {name}: {rows[-1]['latency']:.2f} s (start {rows[-1]['start']:.2f} s, join {rows[-1]['join']:.2f} s)",
+                    flush=True,
+                )
                 backend.kill([newcomer], grace=20)
-                wait_for(lambda st: newcomer not in st and st[resident].partitions == everything, 60, "the resident's takeover", roster)
+                wait_for(
+                    lambda st, w=newcomer: w not in st and st[resident].partitions == everything,
+                    60,
+                    "the resident's takeover",
+                    roster,
+                )
             floor = join_floor(broker.bootstrap, s, launches, rng) if name == backends_first else None
             stop.set()
             producer.join()
@@ -136,7 +162,9 @@ def join_floor(bootstrap: str, s: Settings, launches: int, rng: random.Random) -
     times = []
     for _ in range(launches):
         time.sleep(rng.uniform(0.5, 3.0))
-        consumer = Consumer(kafka.consumer_config(bootstrap, s.worker_group, s, **{"partition.assignment.strategy": "roundrobin"}))
+        consumer = Consumer(
+            kafka.consumer_config(bootstrap, s.worker_group, s, **{"partition.assignment.strategy": "roundrobin"})
+        )
         started = time.time()
         consumer.subscribe([s.chunks_topic])
         while (msg := consumer.poll(0.05)) is None or msg.error():
@@ -156,20 +184,33 @@ def load_peak_rss(backend, roster: Roster, bootstrap: str, s: Settings, load_mb:
     produced, size, seq = 0, 0, 0
     while size < load_mb * 1e6:
         for start in range(0, len(text), s.chunk_size):
-            piece = text[start:start + s.chunk_size]
-            producer.produce(s.chunks_topic, codec.encode_chunk(codec.ChunkMessage("load", seq, "load", start, piece, tokenize.DEFAULT.id)),
-                             partition=seq % s.chunk_partitions)
+            piece = text[start : start + s.chunk_size]
+            producer.produce(
+                s.chunks_topic,
+                codec.encode_chunk(codec.ChunkMessage("load", seq, "load", start, piece, tokenize.DEFAULT.id)),
+                partition=seq % s.chunk_partitions,
+            )
             producer.poll(0)
             seq, produced, size = seq + 1, produced + 1, size + len(piece)
     producer.flush(60)
     target = before.get(resident, 0) + produced
-    wait_for(lambda st: sum(st[w].chunks for w in (resident, second) if w in st) >= target, 300, "the load to be counted", roster)
+    wait_for(
+        lambda st: sum(st[w].chunks for w in (resident, second) if w in st) >= target,
+        300,
+        "the load to be counted",
+        roster,
+    )
     return max(roster.statuses[w].peak_rss_kb for w in (resident, second)) / 1024
 
 
 def ensure_docker() -> str:
     for step in (["deploy/docker-engine.sh"], ["deploy/build-image.sh", "--local-base"]):
-        subprocess.run(step, cwd=REPO, check=True, env={"PYTHON": sys.executable, "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"})
+        subprocess.run(
+            step,
+            cwd=REPO,
+            check=True,
+            env={"PYTHON": sys.executable, "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"},
+        )
     return "wordpipe:latest"
 
 
@@ -189,8 +230,10 @@ def main() -> None:
     print(f"\ndeploy latency: launch request -> first chunk counted, {args.launches} launches each")
     print(f"{'backend':<8} {'median':>8} {'p90':>8} {'start':>8} {'join':>8} {'peak RSS':>10}")
     for r in results:
-        print(f"{r['backend']:<8} {r['median_s']:>7.2f}s {r['p90_s']:>7.2f}s {r['median_start_s']:>7.2f}s "
-              f"{r['median_join_s']:>7.2f}s {r['peak_rss_mb']:>7.0f} MB")
+        print(
+            f"{r['backend']:<8} {r['median_s']:>7.2f}s {r['p90_s']:>7.2f}s {r['median_start_s']:>7.2f}s "
+            f"{r['median_join_s']:>7.2f}s {r['peak_rss_mb']:>7.0f} MB"
+        )
     floor = results[0]["join_floor_s"]
     print(f"broker floor: a bare in-process consumer joining the same busy group takes {floor:.2f}s (median)")
     for r in results[1:]:

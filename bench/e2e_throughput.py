@@ -68,14 +68,29 @@ def time_reference(path: Path) -> tuple[float, str]:
     return time.perf_counter() - started, format_counts(counts, None, True)
 
 
-def time_pipeline(path: Path, workers: int, backend: str = "local", env: dict[str, str] | None = None) -> tuple[dict, str]:
+def time_pipeline(
+    path: Path, workers: int, backend: str = "local", env: dict[str, str] | None = None
+) -> tuple[dict, str]:
     """`wordpipe run` as a user runs it; returns its --stats-file figures and its JSON counts."""
     with tempfile.NamedTemporaryFile(suffix=".json") as stats:
         exe = Path(sys.executable).with_name("wordpipe")
         done = subprocess.run(
-            [str(exe), "run", str(path), "--workers", str(workers), "--backend", backend, "--json", "-q",
-             "--stats-file", stats.name],
-            capture_output=True, check=False, env={**os.environ, **(env or {})},
+            [
+                str(exe),
+                "run",
+                str(path),
+                "--workers",
+                str(workers),
+                "--backend",
+                backend,
+                "--json",
+                "-q",
+                "--stats-file",
+                stats.name,
+            ],
+            capture_output=True,
+            check=False,
+            env={**os.environ, **(env or {})},
         )
         if done.returncode:
             sys.exit(f"wordpipe run ({backend}, {workers} workers) failed:\n{done.stderr.decode()[-3000:]}")
@@ -87,7 +102,9 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=50.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--corpus", default="shakespeare", help="shakespeare, chinese (tests/chinese.py) or a file's path")
+    parser.add_argument(
+        "--corpus", default="shakespeare", help="shakespeare, chinese (tests/chinese.py) or a file's path"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -101,18 +118,31 @@ def main() -> None:
         stats, run_json = time_pipeline(path, args.workers)
         if run_json != ref_json:
             sys.exit("pipeline counts differ from the reference: not a valid measurement")
-        row = {"reference_mb_s": mb / ref_s, "pipeline_mb_s": mb / stats["steady_seconds"], "pipeline_wall_s": stats["wall_seconds"]}
+        row = {
+            "reference_mb_s": mb / ref_s,
+            "pipeline_mb_s": mb / stats["steady_seconds"],
+            "pipeline_wall_s": stats["wall_seconds"],
+        }
         row["ratio"] = row["pipeline_mb_s"] / row["reference_mb_s"]
         rows.append(row)
-        print(f"{i:>3}  {row['reference_mb_s']:>14.2f}  {row['pipeline_mb_s']:>13.2f}  {row['ratio']:>5.2f}x  {row['pipeline_wall_s']:>15.2f}")
+        print(
+            f"{i:>3}  {row['reference_mb_s']:>14.2f}  {row['pipeline_mb_s']:>13.2f}  {row['ratio']:>5.2f}x  {row['pipeline_wall_s']:>15.2f}"
+        )
     summary = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     ratio = summary["pipeline_mb_s"] / summary["reference_mb_s"]
     print(
         f"median: reference {summary['reference_mb_s']:.2f} MB/s, pipeline {summary['pipeline_mb_s']:.2f} MB/s "
         f"-> {ratio:.2f}x (target >= 1.0x); counts identical in every run"
     )
-    result = {"input": path.name, "input_mb": mb, "cpus": os.cpu_count(), "workers": args.workers,
-              "runs": rows, "median": summary, "ratio_of_medians": ratio}
+    result = {
+        "input": path.name,
+        "input_mb": mb,
+        "cpus": os.cpu_count(),
+        "workers": args.workers,
+        "runs": rows,
+        "median": summary,
+        "ratio_of_medians": ratio,
+    }
     (args.out / "e2e_throughput.json").write_text(json.dumps(result, indent=2))
 
 

@@ -78,7 +78,9 @@ def vocabulary_input(distinct: int, mb: float, out: Path) -> Path:
 # -- runs ------------------------------------------------------------------------------------
 
 
-def measured(path: Path, reference: str, workers: int, backend: str = "local", env: dict[str, str] | None = None) -> dict:
+def measured(
+    path: Path, reference: str, workers: int, backend: str = "local", env: dict[str, str] | None = None
+) -> dict:
     stats, counts = time_pipeline(path, workers, backend, env)
     if counts != reference:
         sys.exit(f"{path.name}: the pipeline's counts ({backend}, {workers} workers) differ from the reference's")
@@ -86,8 +88,12 @@ def measured(path: Path, reference: str, workers: int, backend: str = "local", e
     res = stats["resources"]
     busy = [w["busy_seconds"] / stats["steady_seconds"] for w in res["workers"]]
     return {
-        "mb": mb, "workers": workers, "backend": backend, "mb_s": mb / stats["steady_seconds"],
-        "steady_s": stats["steady_seconds"], "wall_s": stats["wall_seconds"],
+        "mb": mb,
+        "workers": workers,
+        "backend": backend,
+        "mb_s": mb / stats["steady_seconds"],
+        "steady_s": stats["steady_seconds"],
+        "wall_s": stats["wall_seconds"],
         "worker_busy_mean": sum(busy) / len(busy) if busy else None,
         "worker_peak_rss_mb": max((w["peak_rss_mb"] for w in res["workers"]), default=None),
         "aggregator_cpu_fraction": res["aggregator"]["cpu_seconds"] / stats["wall_seconds"],
@@ -113,14 +119,27 @@ def throughput(corpora: dict[str, Path], workers: list[int], backends: list[str]
                     runs[backend, n].append(measured(path, reference, n, backend))
                     print(f"{name} round {round_}: {backend} x{n} {runs[backend, n][-1]['mb_s']:.1f} MB/s", flush=True)
         baseline = statistics.median(references)
-        rows.append({"corpus": name, "mb": mb, "backend": "reference", "workers": 0, "mb_s": baseline, "ratio": 1.0,
-                     "runs_mb_s": references})
+        rows.append(
+            {
+                "corpus": name,
+                "mb": mb,
+                "backend": "reference",
+                "workers": 0,
+                "mb_s": baseline,
+                "ratio": 1.0,
+                "runs_mb_s": references,
+            }
+        )
         for (backend, n), found in runs.items():
             median = sorted(found, key=lambda r: r["mb_s"])[len(found) // 2]
-            rows.append({"corpus": name, **median, "ratio": median["mb_s"] / baseline,
-                         "runs_mb_s": [r["mb_s"] for r in found]})
-            print(f"{name}: {backend} x{n} {median['mb_s']:.1f} MB/s median ({rows[-1]['ratio']:.2f}x the reference's "
-                  f"{baseline:.1f})", flush=True)
+            rows.append(
+                {"corpus": name, **median, "ratio": median["mb_s"] / baseline, "runs_mb_s": [r["mb_s"] for r in found]}
+            )
+            print(
+                f"{name}: {backend} x{n} {median['mb_s']:.1f} MB/s median ({rows[-1]['ratio']:.2f}x the reference's "
+                f"{baseline:.1f})",
+                flush=True,
+            )
     return rows
 
 
@@ -130,8 +149,12 @@ def cost(shakespeare: Path, out: Path, mb: float, workers: int) -> list[dict]:
 
     def point(factor: str, value: int, path: Path, env: dict[str, str] | None = None) -> None:
         seconds, reference = time_reference(path)
-        row = {"factor": factor, "value": value, "reference_mb_s": path.stat().st_size / 1e6 / seconds,
-               **measured(path, reference, workers, env=env)}
+        row = {
+            "factor": factor,
+            "value": value,
+            "reference_mb_s": path.stat().st_size / 1e6 / seconds,
+            **measured(path, reference, workers, env=env),
+        }
         row["ratio"] = row["mb_s"] / row["reference_mb_s"]
         rows.append(row)
         print(f"cost: {factor}={value}: {row['mb_s']:.1f} MB/s ({row['ratio']:.2f}x the reference)", flush=True)
@@ -161,15 +184,35 @@ def profile(path: Path, out: Path, seconds: int = 8, tag: str = "") -> dict[str,
         time.sleep(2.0)  # past start-up: counting in full swing
         worker = next(w for w in p.workers.list() if w.state == "running")
         targets = {"worker": p.workers.pid(worker.id), "aggregator": p.aggregator.pid}
-        spies = [subprocess.Popen([str(PY_SPY), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
-                                   "--format", "raw", "--output", str(out / f"profile-{tag}{role}.txt"), "--nonblocking"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for role, pid in targets.items()]
+        spies = [
+            subprocess.Popen(
+                [
+                    str(PY_SPY),
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--duration",
+                    str(seconds),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(out / f"profile-{tag}{role}.txt"),
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for role, pid in targets.items()
+        ]
         for spy in spies:
             spy.wait(seconds + 30)
         ingest.join()
-    return {role: {"self": self_time(out / f"profile-{tag}{role}.txt"), "ours": our_time(out / f"profile-{tag}{role}.txt")}
-            for role in targets}
+    return {
+        role: {"self": self_time(out / f"profile-{tag}{role}.txt"), "ours": our_time(out / f"profile-{tag}{role}.txt")}
+        for role in targets
+    }
 
 
 def stacks(collapsed: Path) -> list[tuple[list[str], int]]:
@@ -216,20 +259,24 @@ def write_rows(rows: list[dict], name: str) -> None:
     with open(FIGURES / f"{name}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
-        writer.writerows({k: " ".join(f"{x:.3f}" for x in v) if isinstance(v, list) else v for k, v in r.items()} for r in rows)
+        writer.writerows(
+            {k: " ".join(f"{x:.3f}" for x in v) if isinstance(v, list) else v for k, v in r.items()} for r in rows
+        )
 
 
 def plot_throughput(rows: list[dict]) -> None:
     corpora = list(dict.fromkeys(r["corpus"] for r in rows))
     fig, axes = plt.subplots(1, len(corpora), figsize=(5.5 * len(corpora), 4), squeeze=False)
-    for ax, corpus in zip(axes[0], corpora):
+    for ax, corpus in zip(axes[0], corpora, strict=False):
         mine = [r for r in rows if r["corpus"] == corpus]
         reference = next(r["mb_s"] for r in mine if r["backend"] == "reference")
         ax.axhline(reference, color="black", linestyle="--", label="wordpipe reference (one process)")
         for backend in dict.fromkeys(r["backend"] for r in mine if r["backend"] != "reference"):
             points = [(r["workers"], r["mb_s"]) for r in mine if r["backend"] == backend]
-            ax.plot(*zip(*points), marker="o", label=f"wordpipe run, {backend} workers")
-        ax.set(title=f"{corpus}, {mine[0]['mb']:.0f} MB", xlabel="workers", ylabel="MB/s (steady state)", ylim=(0, None))
+            ax.plot(*zip(*points, strict=False), marker="o", label=f"wordpipe run, {backend} workers")
+        ax.set(
+            title=f"{corpus}, {mine[0]['mb']:.0f} MB", xlabel="workers", ylabel="MB/s (steady state)", ylim=(0, None)
+        )
         ax.set_xticks(sorted({r["workers"] for r in mine if r["workers"]}))
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -238,21 +285,41 @@ def plot_throughput(rows: list[dict]) -> None:
 
 
 def plot_cost(rows: list[dict], scaling: list[dict]) -> None:
-    panels = [("chunk_kb", "chunk size (KB)", "log"), ("distinct_words", "distinct words", "log"),
-              ("partitions", "chunks partitions", "linear")]
+    panels = [
+        ("chunk_kb", "chunk size (KB)", "log"),
+        ("distinct_words", "distinct words", "log"),
+        ("partitions", "chunks partitions", "linear"),
+    ]
     fig, axes = plt.subplots(1, 4, figsize=(19, 3.8))
-    for ax, (factor, label, scale) in zip(axes, panels):
+    for ax, (factor, label, scale) in zip(axes, panels, strict=False):
         mine = [r for r in rows if r["factor"] == factor]
-        ax.plot([r["value"] for r in mine], [r["mb_s"] for r in mine], marker="o", label=f"pipeline, {mine[0]['workers']} workers")
-        ax.plot([r["value"] for r in mine], [r["reference_mb_s"] for r in mine], marker="s", linestyle="--", color="black",
-                label="reference")
+        ax.plot(
+            [r["value"] for r in mine],
+            [r["mb_s"] for r in mine],
+            marker="o",
+            label=f"pipeline, {mine[0]['workers']} workers",
+        )
+        ax.plot(
+            [r["value"] for r in mine],
+            [r["reference_mb_s"] for r in mine],
+            marker="s",
+            linestyle="--",
+            color="black",
+            label="reference",
+        )
         ax.set(xlabel=label, ylabel="MB/s", xscale=scale, ylim=(0, None))
         ax.legend(fontsize=8)
     local = [r for r in scaling if r["backend"] == "local" and r["corpus"] == scaling[0]["corpus"]]
     axes[3].plot([r["workers"] for r in local], [r["mb_s"] for r in local], marker="o", label="pipeline MB/s")
     axes[3].set(xlabel="workers (local)", ylabel="MB/s", ylim=(0, None))
     busy = axes[3].twinx()
-    busy.plot([r["workers"] for r in local], [r["worker_busy_mean"] for r in local], marker="^", color="tab:red", label="worker busy")
+    busy.plot(
+        [r["workers"] for r in local],
+        [r["worker_busy_mean"] for r in local],
+        marker="^",
+        color="tab:red",
+        label="worker busy",
+    )
     busy.set(ylabel="mean worker busy fraction", ylim=(0, 1.05))
     axes[3].legend(fontsize=8, loc="lower left")
     busy.legend(fontsize=8, loc="lower right")
@@ -290,21 +357,36 @@ def cell(value: object, spec: str) -> str:
 
 def core_seconds_per_mb(row: dict) -> float:
     """CPU the workers and the aggregator spent per MB (the broker's and publisher's not included)."""
-    return (row["worker_busy_mean"] * row["workers"] * row["steady_s"] + row["aggregator_cpu_fraction"] * row["wall_s"]) / row["mb"]
+    return (
+        row["worker_busy_mean"] * row["workers"] * row["steady_s"] + row["aggregator_cpu_fraction"] * row["wall_s"]
+    ) / row["mb"]
 
 
 def profile_lines(shares: dict[str, dict[str, list[tuple[str, float]]]]) -> list[str]:
     lines = []
     for role, found in shares.items():
-        lines += [f"- *{role}*, self time: " + "; ".join(f"`{frame}` {share:.0%}" for frame, share in found["self"][:6]),
-                  "  - in or under our functions: " + "; ".join(f"`{fn}` {share:.0%}" for fn, share in found["ours"][:6])]
+        lines += [
+            f"- *{role}*, self time: " + "; ".join(f"`{frame}` {share:.0%}" for frame, share in found["self"][:6]),
+            "  - in or under our functions: " + "; ".join(f"`{fn}` {share:.0%}" for fn, share in found["ours"][:6]),
+        ]
     return [*lines, ""]
 
 
-def render(run: dict, scaling: list[dict], deploy: list[dict], services: dict, costs: list[dict], shares: dict,
-           vocabulary_shares: dict, autoscale: str, live: dict) -> str:
+def render(
+    run: dict,
+    scaling: list[dict],
+    deploy: list[dict],
+    services: dict,
+    costs: list[dict],
+    shares: dict,
+    vocabulary_shares: dict,
+    autoscale: str,
+    live: dict,
+) -> str:
     m, args = run["machine"], argparse.Namespace(**{k: v for k, v in run.items() if k != "machine"})
-    two = next((r for r in scaling if r["corpus"] == "shakespeare" and r["backend"] == "local" and r["workers"] == 2), None)
+    two = next(
+        (r for r in scaling if r["corpus"] == "shakespeare" and r["backend"] == "local" and r["workers"] == 2), None
+    )
     local = [r for r in scaling if r["corpus"] == "shakespeare" and r["backend"] == "local"]
     best = max(local, key=lambda r: r["mb_s"])
     reference = next(r for r in scaling if r["corpus"] == "shakespeare" and r["backend"] == "reference")
@@ -334,17 +416,29 @@ def render(run: dict, scaling: list[dict], deploy: list[dict], services: dict, c
         "reference, then each configuration, per round): each figure is the median of its runs, and every run's MB/s "
         "is listed. The machine's own speed drifts between runs; ratios of medians absorb most of it.",
         "",
-        *table(scaling, [("corpus", "corpus", ""), ("backend", "backend", ""), ("workers", "workers", "d"),
-                         ("MB/s", "mb_s", ".1f"), ("× reference", "ratio", ".2f"), ("wall s", "wall_s", ".1f"),
-                         ("runs MB/s", "runs_mb_s", ".1f")]),
+        *table(
+            scaling,
+            [
+                ("corpus", "corpus", ""),
+                ("backend", "backend", ""),
+                ("workers", "workers", "d"),
+                ("MB/s", "mb_s", ".1f"),
+                ("× reference", "ratio", ".2f"),
+                ("wall s", "wall_s", ".1f"),
+                ("runs MB/s", "runs_mb_s", ".1f"),
+            ],
+        ),
         "",
         "![throughput](evaluation/throughput.png)",
         "",
     ]
     if two:
         verdict = "meets" if two["ratio"] >= 1.0 else "misses"
-        lines += [f"With 2 local workers on shakespeare the pipeline runs at **{two['ratio']:.2f}×** the reference: it {verdict} "
-                  "the ≥ 1.0× target for this machine.", ""]
+        lines += [
+            f"With 2 local workers on shakespeare the pipeline runs at **{two['ratio']:.2f}×** the reference: it {verdict} "
+            "the ≥ 1.0× target for this machine.",
+            "",
+        ]
     lines += [
         "## 2. Deployment efficiency",
         "",
@@ -353,8 +447,17 @@ def render(run: dict, scaling: list[dict], deploy: list[dict], services: dict, c
         "its group, then stopped; repeated). *Start* is launch -> the worker's code running; *join* is -> its first chunk. "
         "Mesos runs against the master double of the tests, whose agent starts containers as the DOCKER containerizer does.",
         "",
-        *table(deploy, [("backend", "backend", ""), ("launches", "launches", "d"), ("median s", "median_s", ".2f"),
-                        ("p90 s", "p90_s", ".2f"), ("start s", "median_start_s", ".2f"), ("join s", "median_join_s", ".2f")]),
+        *table(
+            deploy,
+            [
+                ("backend", "backend", ""),
+                ("launches", "launches", "d"),
+                ("median s", "median_s", ".2f"),
+                ("p90 s", "p90_s", ".2f"),
+                ("start s", "median_start_s", ".2f"),
+                ("join s", "median_join_s", ".2f"),
+            ],
+        ),
         "",
         f"The broker's own share: an already running consumer joining the same busy group takes {deploy[0]['join_floor_s']:.2f} s "
         "(median). Tansu holds a JoinGroup for max(1 s, session/2) and a follower's SyncGroup for 1 s, so no join is faster "
@@ -368,28 +471,48 @@ def render(run: dict, scaling: list[dict], deploy: list[dict], services: dict, c
         "their largest peak RSS (both from the workers' status reports, so the same on every backend), and the "
         "aggregator's CPU fraction (its CPU seconds over the run's wall time) and peak RSS (from /proc).",
         "",
-        *table([r for r in scaling if r["backend"] != "reference"],
-               [("corpus", "corpus", ""), ("backend", "backend", ""), ("workers", "workers", "d"),
-                ("worker busy", "worker_busy_mean", ".2f"), ("worker peak RSS MB", "worker_peak_rss_mb", ".0f"),
-                ("aggregator CPU", "aggregator_cpu_fraction", ".2f"), ("aggregator peak RSS MB", "aggregator_peak_rss_mb", ".0f")]),
+        *table(
+            [r for r in scaling if r["backend"] != "reference"],
+            [
+                ("corpus", "corpus", ""),
+                ("backend", "backend", ""),
+                ("workers", "workers", "d"),
+                ("worker busy", "worker_busy_mean", ".2f"),
+                ("worker peak RSS MB", "worker_peak_rss_mb", ".0f"),
+                ("aggregator CPU", "aggregator_cpu_fraction", ".2f"),
+                ("aggregator peak RSS MB", "aggregator_peak_rss_mb", ".0f"),
+            ],
+        ),
         "",
     ]
     if services:
         mem, ingest = services["memory"], services["ingest"]
-        lines += [f"The ingest service (`bench/services.py`): {mem['ingest_rss_before_mb']:.0f} MB RSS before and "
-                  f"{mem['ingest_rss_peak_mb']:.0f} MB at its peak during a 1 GiB upload, which it took at "
-                  f"{1024 / mem['upload_gib_seconds']:.0f} MB/s using {mem['ingest_cpu_fraction']:.0%} of a core; it takes uploads over HTTP at "
-                  f"{ingest['http_mb_s']:.1f} MB/s against {ingest['direct_mb_s']:.1f} MB/s for the publisher straight to Kafka "
-                  f"({ingest['ratio']:.2f}×).", ""]
+        lines += [
+            f"The ingest service (`bench/services.py`): {mem['ingest_rss_before_mb']:.0f} MB RSS before and "
+            f"{mem['ingest_rss_peak_mb']:.0f} MB at its peak during a 1 GiB upload, which it took at "
+            f"{1024 / mem['upload_gib_seconds']:.0f} MB/s using {mem['ingest_cpu_fraction']:.0%} of a core; it takes uploads over HTTP at "
+            f"{ingest['http_mb_s']:.1f} MB/s against {ingest['direct_mb_s']:.1f} MB/s for the publisher straight to Kafka "
+            f"({ingest['ratio']:.2f}×).",
+            "",
+        ]
     lines += [
         "## 4. How cost grows",
         "",
         f"Throughput of 2 local workers on {args.cost_mb:g} MB as one thing varies at a time (shakespeare unless the "
         "vocabulary varies: uniform draws from N distinct 8-letter words); the reference on the same input alongside.",
         "",
-        *table(costs, [("varied", "factor", ""), ("value", "value", ","), ("pipeline MB/s", "mb_s", ".1f"),
-                       ("reference MB/s", "reference_mb_s", ".1f"), ("× reference", "ratio", ".2f"),
-                       ("worker busy", "worker_busy_mean", ".2f"), ("aggregator CPU", "aggregator_cpu_fraction", ".2f")]),
+        *table(
+            costs,
+            [
+                ("varied", "factor", ""),
+                ("value", "value", ","),
+                ("pipeline MB/s", "mb_s", ".1f"),
+                ("reference MB/s", "reference_mb_s", ".1f"),
+                ("× reference", "ratio", ".2f"),
+                ("worker busy", "worker_busy_mean", ".2f"),
+                ("aggregator CPU", "aggregator_cpu_fraction", ".2f"),
+            ],
+        ),
         "",
         "![cost](evaluation/cost.png)",
         "",
@@ -459,13 +582,19 @@ def render(run: dict, scaling: list[dict], deploy: list[dict], services: dict, c
         "",
         "| run | scaling actions | peak workers | max lag (chunks) | lag × time (chunk-s) | worker-seconds |",
         "|---|---|---|---|---|---|",
-        *[f"| {name} | {r['actions']} | {r['peak_workers']} | {r['max_lag']:,.0f} | {r['lag_seconds']:,.0f} | "
-          f"{r['worker_seconds']:,.0f} |" for name, r in [("wordpipe (live)", live["live"]), *live["simulated"].items()]],
+        *[
+            f"| {name} | {r['actions']} | {r['peak_workers']} | {r['max_lag']:,.0f} | {r['lag_seconds']:,.0f} | "
+            f"{r['worker_seconds']:,.0f} |"
+            for name, r in [("wordpipe (live)", live["live"]), *live["simulated"].items()]
+        ],
         "",
         "The live autoscaler's decisions, in seconds from the start of the load:",
         "",
-        *[f"- {max(0.0, d['at'] - live['started_at']):.0f} s{' (as the stack started)' if d['at'] < live['started_at'] else ''}: "
-          f"{d['from']} -> {d['to']} ({d['reason']}): {d['message']}" for d in live["live"]["decisions"]],
+        *[
+            f"- {max(0.0, d['at'] - live['started_at']):.0f} s{' (as the stack started)' if d['at'] < live['started_at'] else ''}: "
+            f"{d['from']} -> {d['to']} ({d['reason']}): {d['message']}"
+            for d in live["live"]["decisions"]
+        ],
         "",
         "The live lag never reads much below one upload's chunks: text comes in four bursts a second, and Tansu's high "
         "watermark counts a last batch as unread until the next. So the live lag × time is not comparable with the "
@@ -482,17 +611,23 @@ def main() -> None:
     ap.add_argument("--mb", type=float, default=200.0, help="throughput inputs, MB (default 200)")
     ap.add_argument("--cost-mb", type=float, default=50.0, help="inputs of the cost series, MB (default 50)")
     ap.add_argument("--workers", default="1,2,4", help="worker counts (default 1,2,4)")
-    ap.add_argument("--backends", default="local,docker", help="backends of the throughput series (default local,docker)")
+    ap.add_argument(
+        "--backends", default="local,docker", help="backends of the throughput series (default local,docker)"
+    )
     ap.add_argument("--launches", type=int, default=5, help="deploy-latency launches per backend (default 5)")
-    ap.add_argument("--repeat", type=int, default=3, help="rounds of the throughput series, medians reported (default 3)")
-    ap.add_argument("--render-only", action="store_true",
-                    help="rewrite docs/evaluation.md from the last run's raw figures in docs/evaluation/, measuring nothing")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="rounds of the throughput series, medians reported (default 3)"
+    )
+    ap.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite docs/evaluation.md from the last run's raw figures in docs/evaluation/, measuring nothing",
+    )
     args = ap.parse_args()
     if args.render_only:
         write_document()
         return
-    run = {"machine": machine(), "argv": sys.argv[1:], "mb": args.mb, "cost_mb": args.cost_mb,
-           "repeat": args.repeat}
+    run = {"machine": machine(), "argv": sys.argv[1:], "mb": args.mb, "cost_mb": args.cost_mb, "repeat": args.repeat}
     out = REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     FIGURES.mkdir(parents=True, exist_ok=True)
@@ -506,8 +641,15 @@ def main() -> None:
     write_rows(scaling, "throughput")
     plot_throughput(scaling)
 
-    bench_script("deploy_latency.py", "--launches", str(args.launches), "--backends", "local,docker,mesos",
-                 "--out", str(FIGURES / "deploy_latency.json"))
+    bench_script(
+        "deploy_latency.py",
+        "--launches",
+        str(args.launches),
+        "--backends",
+        "local,docker,mesos",
+        "--out",
+        str(FIGURES / "deploy_latency.json"),
+    )
     deploy = json.loads((FIGURES / "deploy_latency.json").read_text())
     plot_deploy(deploy)
     bench_script("services.py", "--mb", str(args.cost_mb))
@@ -520,11 +662,17 @@ def main() -> None:
     plot_cost(costs, scaling)
     shares = profile(corpora["shakespeare"], FIGURES)  # long enough to stay busy while sampled
     vocabulary_shares = profile(vocabulary_input(1_000_000, args.cost_mb, out), FIGURES, tag="vocabulary-")
-    (FIGURES / "profile.json").write_text(json.dumps({"shakespeare": shares, "vocabulary": vocabulary_shares}, indent=1) + "\n")
+    (FIGURES / "profile.json").write_text(
+        json.dumps({"shakespeare": shares, "vocabulary": vocabulary_shares}, indent=1) + "\n"
+    )
 
     print("-- bench/autoscale_compare.py", flush=True)
-    autoscale = subprocess.run([sys.executable, str(REPO / "bench" / "autoscale_compare.py"), "--plots", str(FIGURES)],
-                               check=True, capture_output=True, text=True).stdout
+    autoscale = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "autoscale_compare.py"), "--plots", str(FIGURES)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     (FIGURES / "autoscale-compare.md").write_text(autoscale)
     bench_script("autoscale_live.py", "--out", str(FIGURES))
     (FIGURES / "run.json").write_text(json.dumps(run, indent=1) + "\n")
@@ -533,13 +681,22 @@ def main() -> None:
 
 def write_document() -> None:
     """docs/evaluation.md from the raw figures in docs/evaluation/."""
+
     def load(name: str):
         return json.loads((FIGURES / name).read_text())
 
     profiles = load("profile.json")
-    document = render(load("run.json"), load("throughput.json"), load("deploy_latency.json"), load("services.json"),
-                      load("cost.json"), profiles["shakespeare"], profiles["vocabulary"],
-                      (FIGURES / "autoscale-compare.md").read_text(), load("autoscale-live.json"))
+    document = render(
+        load("run.json"),
+        load("throughput.json"),
+        load("deploy_latency.json"),
+        load("services.json"),
+        load("cost.json"),
+        profiles["shakespeare"],
+        profiles["vocabulary"],
+        (FIGURES / "autoscale-compare.md").read_text(),
+        load("autoscale-live.json"),
+    )
     (DOCS / "evaluation.md").write_text(document)
     print(f"wrote {DOCS / 'evaluation.md'}")
 

@@ -66,7 +66,11 @@ def measure_latency(url: str, seconds: float) -> dict:
     times = queue.get()
     proc.join()
     times.sort()
-    return {"requests": len(times), "p50_ms": 1000 * times[len(times) // 2], "p99_ms": 1000 * times[int(len(times) * 0.99)]}
+    return {
+        "requests": len(times),
+        "p50_ms": 1000 * times[len(times) // 2],
+        "p99_ms": 1000 * times[int(len(times) * 0.99)],
+    }
 
 
 def rss_mb(pid: int) -> float:
@@ -91,8 +95,9 @@ def main() -> None:
         s = pipeline.settings.replace(ingest_port=free_port())
         env = {**os.environ, **s.to_env(), "WORDPIPE_BOOTSTRAP": pipeline.bootstrap}
         with open(pipeline.log_dir / "ingest.log", "wb") as log:
-            service = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "ingest-server"], env=env, stdout=log,
-                                       stderr=subprocess.STDOUT)
+            service = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", "ingest-server"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         url = f"http://127.0.0.1:{s.ingest_port}"
         try:
             while not _healthy(url):
@@ -109,8 +114,12 @@ def main() -> None:
             direct = total / 1e6 / (time.perf_counter() - started)
 
             def upload(_: int) -> None:
-                reply = requests.post(url + "/v1/documents", data=_blocks(per_upload), timeout=600,
-                                      headers={**AUTH, "Content-Type": "text/plain"})
+                reply = requests.post(
+                    url + "/v1/documents",
+                    data=_blocks(per_upload),
+                    timeout=600,
+                    headers={**AUTH, "Content-Type": "text/plain"},
+                )
                 reply.raise_for_status()
 
             idle = measure_latency(pipeline.results_url + "/v1/top?k=10", args.seconds / 2)
@@ -118,7 +127,9 @@ def main() -> None:
 
             # 2. ...and top-K latency from a second process while those uploads go in and are counted.
             queue: multiprocessing.Queue = multiprocessing.Queue()
-            asker = multiprocessing.Process(target=latencies, args=(pipeline.results_url + "/v1/top?k=10", args.seconds, queue))
+            asker = multiprocessing.Process(
+                target=latencies, args=(pipeline.results_url + "/v1/top?k=10", args.seconds, queue)
+            )
             asker.start()
             started = time.perf_counter()
             with ThreadPoolExecutor(args.uploads) as pool:
@@ -126,12 +137,20 @@ def main() -> None:
             http = total / 1e6 / (time.perf_counter() - started)
             times = sorted(queue.get())
             asker.join()
-            busy = {"requests": len(times), "p50_ms": 1000 * times[len(times) // 2], "p99_ms": 1000 * times[int(len(times) * 0.99)]}
+            busy = {
+                "requests": len(times),
+                "p50_ms": 1000 * times[len(times) // 2],
+                "p99_ms": 1000 * times[int(len(times) * 0.99)],
+            }
             status = pipeline.http.get(pipeline.results_url + "/v1/status").json()
             results["ingest"] = {"http_mb_s": http, "direct_mb_s": direct, "ratio": http / direct}
-            results["top_k"] = {"while_counting": busy, "idle": idle, "health_baseline": health,
-                                "p99_ratio_to_health": busy["p99_ms"] / health["p99_ms"],
-                                "counted_during_measurement": f"{status['chunks_counted']}/{status['chunks_ingested']} chunks"}
+            results["top_k"] = {
+                "while_counting": busy,
+                "idle": idle,
+                "health_baseline": health,
+                "p99_ratio_to_health": busy["p99_ms"] / health["p99_ms"],
+                "counted_during_measurement": f"{status['chunks_counted']}/{status['chunks_ingested']} chunks",
+            }
 
             # 3. Peak RSS during a 1 GiB upload.
             baseline, peak, done = rss_mb(service.pid), [0.0], threading.Event()
@@ -146,28 +165,42 @@ def main() -> None:
             gib = (per_upload * (2**30 // len(per_upload) + 1))[: 2**30]
             cpu_before, _ = processes.usage(service.pid)
             started = time.perf_counter()
-            reply = requests.post(url + "/v1/documents", data=_blocks(gib), timeout=900, headers={**AUTH, "Content-Type": "text/plain"})
+            reply = requests.post(
+                url + "/v1/documents", data=_blocks(gib), timeout=900, headers={**AUTH, "Content-Type": "text/plain"}
+            )
             seconds = time.perf_counter() - started
             cpu = processes.usage(service.pid)[0] - cpu_before
             done.set()
             sampler.join()
             reply.raise_for_status()
-            results["memory"] = {"ingest_rss_before_mb": baseline, "ingest_rss_peak_mb": peak[0], "upload_gib_seconds": seconds,
-                                 "ingest_cpu_fraction": cpu / seconds}
+            results["memory"] = {
+                "ingest_rss_before_mb": baseline,
+                "ingest_rss_peak_mb": peak[0],
+                "upload_gib_seconds": seconds,
+                "ingest_cpu_fraction": cpu / seconds,
+            }
         finally:
             service.terminate()
             service.wait(30)
 
     i, t, m = results["ingest"], results["top_k"], results["memory"]
     print(f"machine: {results['machine']}; {results['mb']:.0f} MB in {args.uploads} concurrent uploads")
-    print(f"ingest over HTTP   {i['http_mb_s']:7.1f} MB/s   straight to Kafka {i['direct_mb_s']:7.1f} MB/s   ratio {i['ratio']:.2f}")
-    print(f"top-10 latency     p50 {t['while_counting']['p50_ms']:.2f} ms  p99 {t['while_counting']['p99_ms']:.2f} ms while uploading and counting "
-          f"({t['while_counting']['requests']} requests; {t['counted_during_measurement']} at the end)")
-    print(f"                   p50 {t['idle']['p50_ms']:.2f} ms  p99 {t['idle']['p99_ms']:.2f} ms idle; "
-          f"/health p50 {t['health_baseline']['p50_ms']:.2f} ms p99 {t['health_baseline']['p99_ms']:.2f} ms "
-          f"(p99 ratio {t['p99_ratio_to_health']:.2f})")
-    print(f"ingest memory      {m['ingest_rss_before_mb']:.0f} MB before, {m['ingest_rss_peak_mb']:.0f} MB peak during a 1 GiB "
-          f"upload ({1024 / m['upload_gib_seconds']:.0f} MB/s, {m['ingest_cpu_fraction']:.0%} of a core)")
+    print(
+        f"ingest over HTTP   {i['http_mb_s']:7.1f} MB/s   straight to Kafka {i['direct_mb_s']:7.1f} MB/s   ratio {i['ratio']:.2f}"
+    )
+    print(
+        f"top-10 latency     p50 {t['while_counting']['p50_ms']:.2f} ms  p99 {t['while_counting']['p99_ms']:.2f} ms while uploading and counting "
+        f"({t['while_counting']['requests']} requests; {t['counted_during_measurement']} at the end)"
+    )
+    print(
+        f"                   p50 {t['idle']['p50_ms']:.2f} ms  p99 {t['idle']['p99_ms']:.2f} ms idle; "
+        f"/health p50 {t['health_baseline']['p50_ms']:.2f} ms p99 {t['health_baseline']['p99_ms']:.2f} ms "
+        f"(p99 ratio {t['p99_ratio_to_health']:.2f})"
+    )
+    print(
+        f"ingest memory      {m['ingest_rss_before_mb']:.0f} MB before, {m['ingest_rss_peak_mb']:.0f} MB peak during a 1 GiB "
+        f"upload ({1024 / m['upload_gib_seconds']:.0f} MB/s, {m['ingest_cpu_fraction']:.0%} of a core)"
+    )
     out = REPO / "bench" / "out"
     out.mkdir(exist_ok=True)
     (out / "services.json").write_text(json.dumps(results, indent=2))
@@ -176,7 +209,7 @@ def main() -> None:
 def _blocks(data: bytes, size: int = 1 << 20):
     view = memoryview(data)
     for i in range(0, len(data), size):
-        yield bytes(view[i:i + size])
+        yield bytes(view[i : i + size])
 
 
 def _healthy(url: str) -> bool:

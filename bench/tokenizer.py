@@ -59,7 +59,9 @@ UNSEGMENTED = ("english", "english+emoji", "russian")  # no run to segment: v2 m
 def texts(mb: float) -> dict[str, bytes]:
     english = corpus_text()
     rng = random.Random(1)
-    emoji = b"\n".join(line + (" \U0001f600\U0001f44d".encode() if rng.random() < 0.3 else b"") for line in english.split(b"\n"))
+    emoji = b"\n".join(
+        line + (" \U0001f600\U0001f44d".encode() if rng.random() < 0.3 else b"") for line in english.split(b"\n")
+    )
     russian = " ".join(rng.choice(RUSSIAN) for _ in range(int(0.3 * mb * 1e6 / 11))).encode()
     return {
         "chinese": chinese_bytes(3, int(mb * 1e6)),
@@ -85,7 +87,9 @@ def cpu_seconds(chunks: list[bytes], tokens) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mb", type=float, default=10.0, help="MB of Chinese and of English (Japanese 0.3x, mixed 0.5x)")
+    parser.add_argument(
+        "--mb", type=float, default=10.0, help="MB of Chinese and of English (Japanese 0.3x, mixed 0.5x)"
+    )
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     args = parser.parse_args()

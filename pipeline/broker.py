@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 
 from pipeline import processes
+from pipeline.errors import UnavailableError
 
 log = logging.getLogger(__name__)
 
 
-class BrokerError(RuntimeError):
+class BrokerError(UnavailableError):
     pass
 
 
@@ -65,13 +66,22 @@ class EmbeddedBroker:
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         try:
             self.proc = processes.spawn(
-                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+                [
+                    binary,
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a terminal's Ctrl-C is for our caller, who stops the broker last
             )
         finally:
-            if out is not subprocess.DEVNULL:
+            if not isinstance(out, int):  # not subprocess.DEVNULL
                 out.close()
         try:
             wait_for_port(self.host, self.port, timeout=15, proc=self.proc)

@@ -12,11 +12,15 @@ the chunk size, is the one exception: it is cut at a UTF-8 character boundary an
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 WHITESPACE = tuple(bytes([b]) for b in b" \t\n\r\x0b\x0c")
-BREAKS = tuple(c.encode() for c in "\u3002\uff0c\uff01\uff1f\u3001\uff1b\uff1a\u300c\u300d\u300e\u300f\uff08\uff09\u300a\u300b\u3010\u3011\u3000")
+BREAKS = tuple(
+    c.encode()
+    for c in "\u3002\uff0c\uff01\uff1f\u3001\uff1b\uff1a\u300c\u300d\u300e\u300f\uff08\uff09\u300a\u300b\u3010\u3011\u3000"
+)
 DEFAULT_CHUNK_SIZE = 64 * 1024
 
 
@@ -73,7 +77,9 @@ class Chunker:
     inside a run with no safe place to cut.
     """
 
-    def __init__(self, chunk_size: int = DEFAULT_CHUNK_SIZE, on_forced_cut: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self, chunk_size: int = DEFAULT_CHUNK_SIZE, on_forced_cut: Callable[[int], None] | None = None
+    ) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1 byte, got {chunk_size}")
         self.chunk_size = chunk_size

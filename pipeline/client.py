@@ -1,16 +1,17 @@
 """A small client for the ingest and results APIs.
 
-    from pipeline.client import Client
+from pipeline.client import Client
 
-    client = Client(token="...")                # ingest on :8080, results on :8081
-    client.ingest("book.txt")                   # {"document", "bytes", "chunks"}; retried safely
-    client.wait_counted()                       # until everything accepted is counted
-    client.top(10)["counts"]                    # {"the": 1234, ...}
-    client.count("whale")
+client = Client(token="...")                # ingest on :8080, results on :8081
+client.ingest("book.txt")                   # {"document", "bytes", "chunks"}; retried safely
+client.wait_counted()                       # until everything accepted is counted
+client.top(10)["counts"]                    # {"the": 1234, ...}
+client.count("whale")
 """
 
 from __future__ import annotations
 
+import io
 import os
 import time
 import uuid
@@ -20,8 +21,11 @@ from typing import BinaryIO
 
 import requests
 
+from pipeline.errors import UnavailableError
+
 DEFAULT_INGEST_URL = "http://127.0.0.1:8080"
 DEFAULT_RESULTS_URL = "http://127.0.0.1:8081"
+DEFAULT_AUTOSCALER_URL = "http://127.0.0.1:8082"
 RETRYABLE = (409, 429, 502, 503, 504)
 BLOCK = 256 * 1024
 
@@ -44,8 +48,9 @@ def default_token() -> str | None:
         return None
 
 
-class ApiError(RuntimeError):
-    """A non-2xx answer; `code` and `detail` come from the service's JSON error body."""
+class RequestFailed(UnavailableError):
+    """A non-2xx answer (`code` and `detail` from the service's JSON error body), or none
+    (status 0: `unreachable`, or `not_counted` when a wait ran out)."""
 
     def __init__(self, status: int, code: str, detail: str) -> None:
         super().__init__(f"{status} {code}: {detail}")
@@ -53,8 +58,13 @@ class ApiError(RuntimeError):
 
 
 class Client:
-    def __init__(self, ingest_url: str = DEFAULT_INGEST_URL, results_url: str = DEFAULT_RESULTS_URL,
-                 token: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        ingest_url: str = DEFAULT_INGEST_URL,
+        results_url: str = DEFAULT_RESULTS_URL,
+        token: str | None = None,
+        timeout: float = 60.0,
+    ) -> None:
         self.ingest_url = ingest_url.rstrip("/")
         self.results_url = results_url.rstrip("/")
         self.timeout = timeout
@@ -65,30 +75,38 @@ class Client:
 
     # -- ingest ------------------------------------------------------------------
 
-    def ingest(self, source: str | os.PathLike | bytes, name: str | None = None, key: str | None = None,
-               attempts: int = 5, on_bytes: Callable[[int], None] | None = None) -> dict:
+    def ingest(
+        self,
+        source: str | os.PathLike | bytes,
+        name: str | None = None,
+        key: str | None = None,
+        attempts: int = 5,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> dict:
         """Upload one document; retried with one Idempotency-Key, so it counts once however often it is sent.
 
         `on_bytes(n)` hears of every block sent; a retry reports its bytes again.
         """
         key = key or uuid.uuid4().hex
-        if isinstance(source, bytes):
-            name = name or "upload"
-            opener: Callable[[], BinaryIO] = lambda: _BytesReader(source)
-        else:
-            name = name or str(source)
-            opener = lambda: open(source, "rb")
+        name = name or ("upload" if isinstance(source, bytes) else str(source))
+
+        def opener() -> BinaryIO:
+            return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+
         for attempt in range(1, attempts + 1):
             try:
                 with opener() as f:
                     response = self.http.post(
-                        self.ingest_url + "/v1/documents", params={"name": name}, data=_blocks(f, on_bytes),
-                        headers={"Content-Type": "application/octet-stream", "Idempotency-Key": key}, timeout=self.timeout,
+                        self.ingest_url + "/v1/documents",
+                        params={"name": name},
+                        data=_blocks(f, on_bytes),
+                        headers={"Content-Type": "application/octet-stream", "Idempotency-Key": key},
+                        timeout=self.timeout,
                     )
             except requests.ConnectionError as exc:
                 if attempt == attempts:
-                    raise ApiError(0, "unreachable", f"{self.ingest_url}: {exc}") from None
-                time.sleep(min(2 ** attempt, 30) * 0.25)
+                    raise RequestFailed(0, "unreachable", f"{self.ingest_url}: {exc}") from None
+                time.sleep(min(2**attempt, 30) * 0.25)
                 continue
             if response.status_code in RETRYABLE and attempt < attempts:
                 time.sleep(_retry_after(response, attempt))
@@ -121,38 +139,30 @@ class Client:
         deadline = time.monotonic() + timeout
         while True:
             status = self.status()
-            if (status["complete"] and status["documents_counted"] >= status["documents_ingested"]
-                    and status["chunks_counted"] >= status["chunks_ingested"]):
+            if (
+                status["complete"]
+                and status["documents_counted"] >= status["documents_ingested"]
+                and status["chunks_counted"] >= status["chunks_ingested"]
+            ):
                 return status
             if time.monotonic() > deadline:
-                raise TimeoutError(f"not everything was counted within {timeout:.0f} s: {status}")
+                raise RequestFailed(0, "not_counted", f"not everything was counted within {timeout:.0f} s: {status}")
             time.sleep(poll)
 
-    def _get(self, path: str, **params: object) -> dict:
+    def autoscaler_status(self, url: str = DEFAULT_AUTOSCALER_URL) -> dict:
+        """The autoscaler's `GET /v1/status`: lag, rates, workers, decisions."""
+        return self._get("/v1/status", base=url.rstrip("/"))
+
+    def _get(self, path: str, base: str | None = None, **params: str | int) -> dict:
+        base = base or self.results_url
         try:
-            response = self.http.get(self.results_url + path, params=params, timeout=self.timeout)
+            response = self.http.get(base + path, params=params, timeout=self.timeout)
         except requests.ConnectionError as exc:
-            raise ApiError(0, "unreachable", f"{self.results_url}: {exc}") from None
+            raise RequestFailed(0, "unreachable", f"{base}: {exc}") from None
         return _json(response)
 
     def close(self) -> None:
         self.http.close()
-
-
-class _BytesReader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.position = data, 0
-
-    def read(self, n: int) -> bytes:
-        block = self.data[self.position:self.position + n]
-        self.position += len(block)
-        return block
-
-    def __enter__(self) -> _BytesReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 def _blocks(f: BinaryIO, on_bytes: Callable[[int], None] | None) -> Iterator[bytes]:
@@ -166,7 +176,7 @@ def _retry_after(response: requests.Response, attempt: int) -> float:
     try:
         return min(float(response.headers.get("Retry-After", "")), 30.0)
     except ValueError:
-        return min(2 ** attempt, 30) * 0.25
+        return min(2**attempt, 30) * 0.25
 
 
 def _json(response: requests.Response) -> dict:
@@ -176,6 +186,6 @@ def _json(response: requests.Response) -> dict:
         body = None
     if response.status_code >= 400:
         if isinstance(body, dict) and "error" in body:
-            raise ApiError(response.status_code, body["error"], body.get("detail", ""))
-        raise ApiError(response.status_code, "http_error", response.text[:200])
+            raise RequestFailed(response.status_code, body["error"], body.get("detail", ""))
+        raise RequestFailed(response.status_code, "http_error", response.text[:200])
     return body

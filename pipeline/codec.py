@@ -10,13 +10,15 @@ from dataclasses import dataclass
 
 import msgpack
 
+from pipeline.errors import UsageError
+
 VERSION = 1
 DEADLETTER_PAYLOAD_LIMIT = 64 * 1024
 # chunk_size is at most 960 KiB (config.py); the rest is room for the envelope, generously.
 CHUNK_MAX_RECORD_BYTES = 1024 * 1024 + 64 * 1024
 
 
-class CodecError(ValueError):
+class CodecError(UsageError):
     """A record that does not match its schema; the message says what is wrong."""
 
 
@@ -155,8 +157,18 @@ _END_FIELDS = ("end", "chunks", "commit")
 
 
 def encode_chunk(msg: ChunkMessage) -> bytes:
-    return _pack({"v": VERSION, "doc": msg.doc, "seq": msg.seq, "source": msg.source, "offset": msg.offset,
-                  "text": msg.text, "tok": msg.tokenizer, "held": msg.held})
+    return _pack(
+        {
+            "v": VERSION,
+            "doc": msg.doc,
+            "seq": msg.seq,
+            "source": msg.source,
+            "offset": msg.offset,
+            "text": msg.text,
+            "tok": msg.tokenizer,
+            "held": msg.held,
+        }
+    )
 
 
 def encode_flush() -> bytes:
@@ -184,7 +196,9 @@ def decode_chunk(data: bytes | None) -> ChunkMessage | FlushMarker | DocumentEnd
         _check("document end", "chunks", obj["chunks"], int, minimum=0)
         _check("document end", "commit", obj["commit"], bool)
         return DocumentEnd(obj["end"], obj["chunks"], obj["commit"])
-    obj = _unpack(data, "chunk", _CHUNK_FIELDS, hints={"tok": "written by a wordpipe whose tokenizer predates version 2"})
+    obj = _unpack(
+        data, "chunk", _CHUNK_FIELDS, hints={"tok": "written by a wordpipe whose tokenizer predates version 2"}
+    )
     _check("chunk", "doc", obj["doc"], str)
     if not obj["doc"]:
         raise CodecError("chunk.doc: must not be empty")
@@ -209,7 +223,9 @@ PARTIALS_MAX_BYTES = 900 * 1024  # under Kafka's default 1 MiB message limit
 def encode_partials(shard: int, parts: list[PartialMessage], max_bytes: int = PARTIALS_MAX_BYTES) -> list[bytes]:
     """The parts as one or more partials records of at most ~max_bytes each."""
     encoded = [_pack(_part(p)) for p in parts]
-    records, group, size = [], [], 0
+    records: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
     for item in encoded:
         if group and size + len(item) > max_bytes:
             records.append(_partials_record(shard, group))
@@ -234,7 +250,9 @@ def _part(p: PartialMessage) -> dict:
 def _partials_record(shard: int, encoded_parts: list[bytes]) -> bytes:
     # Same bytes as packing {"v", "shard", "parts": [...]}, without packing the parts twice.
     packer = msgpack.Packer(use_bin_type=True)
-    head = packer.pack_map_header(3) + packer.pack("v") + packer.pack(VERSION) + packer.pack("shard") + packer.pack(shard)
+    head = (
+        packer.pack_map_header(3) + packer.pack("v") + packer.pack(VERSION) + packer.pack("shard") + packer.pack(shard)
+    )
     return head + packer.pack("parts") + packer.pack_array_header(len(encoded_parts)) + b"".join(encoded_parts)
 
 
@@ -267,14 +285,29 @@ def _decode_part(i: int, part: object, shard: int) -> PartialMessage:
         raise CodecError(f"{where}: held and ends must be maps keyed by document id")
     out_held = {}
     for doc, entry in held.items():
-        if not (type(doc) is str and isinstance(entry, list) and len(entry) == 3
-                and type(entry[0]) is int and type(entry[1]) is int and entry[0] >= 0 and entry[1] >= 1):
+        if not (
+            type(doc) is str
+            and isinstance(entry, list)
+            and len(entry) == 3
+            and type(entry[0]) is int
+            and type(entry[1]) is int
+            and entry[0] >= 0
+            and entry[1] >= 1
+        ):
             raise CodecError(f"{where}.held[{doc!r:.40}]: expected [first offset, chunks >= 1, buckets]")
         out_held[doc] = HeldPart(entry[0], entry[1], _decode_buckets(f"{where}.held[{doc!r:.40}]", entry[2]))
     out_ends = {}
     for doc, end in ends.items():
-        if not (type(doc) is str and isinstance(end, list) and len(end) == 4 and type(end[0]) is int
-                and type(end[1]) is int and type(end[2]) is bool and type(end[3]) is int and min(end[0], end[1], end[3]) >= 0):
+        if not (
+            type(doc) is str
+            and isinstance(end, list)
+            and len(end) == 4
+            and type(end[0]) is int
+            and type(end[1]) is int
+            and type(end[2]) is bool
+            and type(end[3]) is int
+            and min(end[0], end[1], end[3]) >= 0
+        ):
             raise CodecError(f"{where}.ends[{doc!r:.40}]: expected [marker offset, chunks, commit, timestamp ms]")
         out_ends[doc] = (end[0], end[1], end[2], end[3])
     buckets = _decode_buckets(where, part["buckets"])
@@ -328,7 +361,9 @@ def decode_status(data: bytes | None) -> WorkerStatus:
         raise CodecError(f"status.partitions: expected a list of non-negative ints, got {partitions!r:.80}")
     _check("status", "chunks", obj["chunks"], int, minimum=0)
     _check("status", "peak_rss_kb", obj["peak_rss_kb"], int, minimum=0)
-    for name in ("busy_seconds", "started_at", "at") + (("first_chunk_at",) if obj["first_chunk_at"] is not None else ()):
+    for name in ("busy_seconds", "started_at", "at") + (
+        ("first_chunk_at",) if obj["first_chunk_at"] is not None else ()
+    ):
         if type(obj[name]) not in (int, float) or obj[name] < 0:
             raise CodecError(f"status.{name}: expected a non-negative number, got {obj[name]!r:.40}")
         obj[name] = float(obj[name])

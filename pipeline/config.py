@@ -6,9 +6,12 @@ import dataclasses
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+
+from pipeline.errors import UsageError
 
 ENV_PREFIX = "WORDPIPE_"
 BACKENDS = ("local", "docker", "mesos")
@@ -19,7 +22,7 @@ CLUSTER_SESSION_TIMEOUT_MS = 6000
 MAX_CHUNK_SIZE = 960 * 1024  # librdkafka's message.max.bytes is 1,000,000 by default
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A bad setting; the message names the setting, where it came from, and what is wrong."""
 
 
@@ -136,17 +139,32 @@ class Settings:
     health_file: str | None = None  # a file each service touches while healthy (the image's HEALTHCHECK)
 
     def __post_init__(self) -> None:
-        for name in ("chunk_partitions", "partial_partitions", "buckets", "worker_batch", "window_chunks", "window_max_words",
-                     "replication_factor", "max_document_bytes", "max_uploads", "max_uploads_per_client",
-                     "max_inflate_ratio", "stream_segment_bytes", "document_max_span",
-                     "window_seconds", "windows_kept"):
+        for name in (
+            "chunk_partitions",
+            "partial_partitions",
+            "buckets",
+            "worker_batch",
+            "window_chunks",
+            "window_max_words",
+            "replication_factor",
+            "max_document_bytes",
+            "max_uploads",
+            "max_uploads_per_client",
+            "max_inflate_ratio",
+            "stream_segment_bytes",
+            "document_max_span",
+            "window_seconds",
+            "windows_kept",
+        ):
             _at_least(name, getattr(self, name), 1)
         _at_least("workers", self.workers, 0)
         _at_least("upload_min_rate", self.upload_min_rate, 0)
         _at_least("chunk_size", self.chunk_size, 16)
         if self.chunk_size > MAX_CHUNK_SIZE:
-            raise ConfigError(f"chunk_size: {self.chunk_size} bytes; a chunk and its envelope must fit Kafka's default "
-                              f"1,000,000-byte message limit, so at most {MAX_CHUNK_SIZE} (960 KiB)")
+            raise ConfigError(
+                f"chunk_size: {self.chunk_size} bytes; a chunk and its envelope must fit Kafka's default "
+                f"1,000,000-byte message limit, so at most {MAX_CHUNK_SIZE} (960 KiB)"
+            )
         if self.session_timeout_ms is not None:
             _at_least("session_timeout_ms", self.session_timeout_ms, 1000)
         _at_least("fetch_max_wait_ms", self.fetch_max_wait_ms, 1)
@@ -167,26 +185,46 @@ class Settings:
         _at_least("worker_mem_mb", self.worker_mem_mb, 64)
         protocols = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
         if self.kafka_security_protocol not in protocols:
-            raise ConfigError(f"kafka_security_protocol: {self.kafka_security_protocol!r} is not one of {', '.join(protocols)}")
+            raise ConfigError(
+                f"kafka_security_protocol: {self.kafka_security_protocol!r} is not one of {', '.join(protocols)}"
+            )
         if self.kafka_security_protocol.startswith("SASL_"):
             mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
             if self.kafka_sasl_mechanism not in mechanisms:
-                raise ConfigError(f"kafka_sasl_mechanism: {self.kafka_security_protocol} needs one of {', '.join(mechanisms)}, "
-                                  f"got {self.kafka_sasl_mechanism!r}")
+                raise ConfigError(
+                    f"kafka_sasl_mechanism: {self.kafka_security_protocol} needs one of {', '.join(mechanisms)}, "
+                    f"got {self.kafka_sasl_mechanism!r}"
+                )
             if not (self.kafka_sasl_username and self.kafka_sasl_password):
-                raise ConfigError(f"kafka_sasl_username and kafka_sasl_password: {self.kafka_security_protocol} needs both")
+                raise ConfigError(
+                    f"kafka_sasl_username and kafka_sasl_password: {self.kafka_security_protocol} needs both"
+                )
         if (self.kafka_ssl_certificate_location is None) != (self.kafka_ssl_key_location is None):
             raise ConfigError("kafka_ssl_certificate_location and kafka_ssl_key_location: give both or neither")
         if self.auth not in ("token", "none"):
             raise ConfigError(f"auth: {self.auth!r} is not one of token, none")
         if self.tokens is not None and not all(t.strip() for t in self.tokens.split(",")):
             raise ConfigError("tokens: an empty token in the comma-separated list")
-        for name in ("flush_interval", "totals_interval", "status_interval", "autoscale_interval", "mesos_refuse_seconds",
-                     "stream_segment_seconds", "upload_stall_seconds", "http_idle_seconds"):
+        for name in (
+            "flush_interval",
+            "totals_interval",
+            "status_interval",
+            "autoscale_interval",
+            "mesos_refuse_seconds",
+            "stream_segment_seconds",
+            "upload_stall_seconds",
+            "http_idle_seconds",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: must be > 0 seconds, got {getattr(self, name)}")
-        topics = [self.chunks_topic, self.partials_topic, self.totals_topic, self.deadletter_topic, self.status_topic,
-                  self.documents_topic]
+        topics = [
+            self.chunks_topic,
+            self.partials_topic,
+            self.totals_topic,
+            self.deadletter_topic,
+            self.status_topic,
+            self.documents_topic,
+        ]
         if len(set(topics)) != len(topics) or not all(topics):
             raise ConfigError(f"topic names must be distinct and non-empty, got {topics}")
 

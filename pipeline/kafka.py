@@ -12,11 +12,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.config import Settings
+from pipeline.errors import UnavailableError
 
 log = logging.getLogger(__name__)
 
 
-class KafkaUnavailable(RuntimeError):
+class KafkaUnavailable(UnavailableError):
     pass
 
 
@@ -31,9 +32,12 @@ def security_config(settings: Settings) -> dict[str, Any]:
     s = settings
     out: dict[str, Any] = {"security.protocol": s.kafka_security_protocol}
     for key, value in (
-        ("sasl.mechanism", s.kafka_sasl_mechanism), ("sasl.username", s.kafka_sasl_username),
-        ("sasl.password", s.kafka_sasl_password), ("ssl.ca.location", s.kafka_ssl_ca_location),
-        ("ssl.certificate.location", s.kafka_ssl_certificate_location), ("ssl.key.location", s.kafka_ssl_key_location),
+        ("sasl.mechanism", s.kafka_sasl_mechanism),
+        ("sasl.username", s.kafka_sasl_username),
+        ("sasl.password", s.kafka_sasl_password),
+        ("ssl.ca.location", s.kafka_ssl_ca_location),
+        ("ssl.certificate.location", s.kafka_ssl_certificate_location),
+        ("ssl.key.location", s.kafka_ssl_key_location),
         ("ssl.key.password", s.kafka_ssl_key_password),
     ):
         if value is not None:
@@ -54,16 +58,27 @@ def faust_credentials(settings: Settings) -> Any:
     if s.kafka_security_protocol in ("SSL", "SASL_SSL"):
         context = ssl.create_default_context(cafile=s.kafka_ssl_ca_location)
         if s.kafka_ssl_certificate_location:
-            context.load_cert_chain(s.kafka_ssl_certificate_location, s.kafka_ssl_key_location, s.kafka_ssl_key_password)
+            context.load_cert_chain(
+                s.kafka_ssl_certificate_location, s.kafka_ssl_key_location, s.kafka_ssl_key_password
+            )
     if s.kafka_security_protocol == "SSL":
         return faust.SSLCredentials(context)
-    return faust.SASLCredentials(username=s.kafka_sasl_username, password=s.kafka_sasl_password, ssl_context=context,
-                                 mechanism=s.kafka_sasl_mechanism)
+    return faust.SASLCredentials(
+        username=s.kafka_sasl_username,
+        password=s.kafka_sasl_password,
+        ssl_context=context,
+        mechanism=s.kafka_sasl_mechanism,
+    )
 
 
 def common_config(bootstrap: str, settings: Settings) -> dict[str, Any]:
     # librdkafka's own messages go through logging, so a CLI can quiet them (it reports errors itself).
-    return {"bootstrap.servers": bootstrap, "client.id": "wordpipe", "logger": LIBRDKAFKA_LOG, **security_config(settings)}
+    return {
+        "bootstrap.servers": bootstrap,
+        "client.id": "wordpipe",
+        "logger": LIBRDKAFKA_LOG,
+        **security_config(settings),
+    }
 
 
 def producer_config(bootstrap: str, settings: Settings, **extra: Any) -> dict[str, Any]:
@@ -88,8 +103,12 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     rf = settings.replication_factor
     return [
         NewTopic(settings.chunks_topic, settings.chunk_partitions, rf),
-        NewTopic(settings.partials_topic, settings.partial_partitions, rf,
-                 config={"max.message.bytes": str(PARTIALS_MAX_MESSAGE_BYTES)}),
+        NewTopic(
+            settings.partials_topic,
+            settings.partial_partitions,
+            rf,
+            config={"max.message.bytes": str(PARTIALS_MAX_MESSAGE_BYTES)},
+        ),
         NewTopic(settings.totals_topic, settings.partial_partitions, rf, config={"cleanup.policy": "compact"}),
         NewTopic(settings.deadletter_topic, 1, rf),
         NewTopic(settings.status_topic, 1, rf, config={"cleanup.policy": "compact"}),
@@ -121,20 +140,28 @@ def ensure_topics(bootstrap: str, settings: Settings, timeout: float = 30.0) -> 
     # Wait until metadata shows every partition, so producers never race creation.
     deadline = time.monotonic() + timeout
     while True:
-        have = describe_partitions(admin, timeout)
-        if all(have.get(name) == spec.num_partitions for name, spec in wanted.items()):
+        described = describe_partitions(admin, timeout)
+        if all(described.get(name) == spec.num_partitions for name, spec in wanted.items()):
             return
         if time.monotonic() > deadline:
             raise KafkaUnavailable(f"topics {sorted(wanted)} did not appear in metadata within {timeout:.0f} s")
         time.sleep(0.1)
 
 
-def read_partition(bootstrap: str, settings: Settings, topic: str, partition: int = 0, timeout: float = 30.0,
-                   limit: int | None = None) -> list[Any]:
+def read_partition(
+    bootstrap: str, settings: Settings, topic: str, partition: int = 0, timeout: float = 30.0, limit: int | None = None
+) -> list[Any]:
     """The records of one partition, oldest first, up to its end now or the first `limit` (blocking)."""
-    consumer = Consumer({**common_config(bootstrap, settings), "group.id": "wordpipe-reader", "enable.auto.commit": False,
-                         "enable.partition.eof": True, "auto.offset.reset": "earliest",
-                         "fetch.wait.max.ms": settings.fetch_max_wait_ms})  # Tansu holds every fetch this long
+    consumer = Consumer(
+        {
+            **common_config(bootstrap, settings),
+            "group.id": "wordpipe-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": settings.fetch_max_wait_ms,
+        }
+    )  # Tansu holds every fetch this long
     try:
         consumer.assign([TopicPartition(topic, partition, 0)])
         out: list[Any] = []
@@ -143,10 +170,10 @@ def read_partition(bootstrap: str, settings: Settings, topic: str, partition: in
             msg = consumer.poll(0.2)
             if msg is None:
                 continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
+            if error := msg.error():
+                if error.code() == KafkaError._PARTITION_EOF:
                     return out
-                raise KafkaUnavailable(f"reading {topic}: {msg.error().str()}")
+                raise KafkaUnavailable(f"reading {topic}: {error.str()}")
             out.append(msg)
             if len(out) == limit:
                 return out
@@ -163,7 +190,9 @@ def describe_partitions(admin: AdminClient, timeout: float) -> dict[str, int]:
     return {name: len(t.partitions) for name, t in meta.topics.items() if not t.error}
 
 
-def check_reachable(bootstrap: str, settings: Settings, timeout: float = 10.0, admin: AdminClient | None = None) -> None:
+def check_reachable(
+    bootstrap: str, settings: Settings, timeout: float = 10.0, admin: AdminClient | None = None
+) -> None:
     """Raises KafkaUnavailable unless a broker answers a metadata request within `timeout`."""
     try:
         (admin or AdminClient(common_config(bootstrap, settings))).list_topics(timeout=timeout)
@@ -211,7 +240,7 @@ class DeliveryTracker:
             self.failures.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
 
 
-class Saturated(RuntimeError):
+class Saturated(UnavailableError):
     """The producer's local queue stayed full: Kafka takes records slower than they come."""
 
 

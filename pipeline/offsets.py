@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 
 class OffsetRanges:
@@ -69,7 +69,7 @@ class OffsetRanges:
         return out
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter(zip(self._starts, self._ends))
+        return iter(zip(self._starts, self._ends, strict=False))
 
     def __len__(self) -> int:
         return sum(e - s for s, e in self)

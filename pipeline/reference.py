@@ -10,7 +10,9 @@ from pipeline.chunking import safe_cut
 from pipeline.ingest.sources import Source
 
 
-def count_stream(stream: BinaryIO, tokenizer: tokenize.Tokenizer = tokenize.DEFAULT, block_size: int = 4 << 20) -> Counter[str]:
+def count_stream(
+    stream: BinaryIO, tokenizer: tokenize.Tokenizer = tokenize.DEFAULT, block_size: int = 4 << 20
+) -> Counter[str]:
     """Counts of a whole stream, read in blocks cut only where no word continues."""
     counts: Counter[str] = Counter()
     tail = b""

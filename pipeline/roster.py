@@ -20,12 +20,14 @@ log = logging.getLogger(__name__)
 
 class Roster:
     def __init__(self, bootstrap: str, settings: Settings) -> None:
-        self.consumer = Consumer({
-            **kafka.common_config(bootstrap, settings),
-            "group.id": "wordpipe-roster",  # never joined nor committed: partitions are assigned
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": settings.fetch_max_wait_ms,
-        })
+        self.consumer = Consumer(
+            {
+                **kafka.common_config(bootstrap, settings),
+                "group.id": "wordpipe-roster",  # never joined nor committed: partitions are assigned
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": settings.fetch_max_wait_ms,
+            }
+        )
         self.consumer.assign([TopicPartition(settings.status_topic, 0, OFFSET_BEGINNING)])
         self.statuses: dict[str, codec.WorkerStatus] = {}
 
@@ -37,9 +39,10 @@ class Roster:
             if not batch:
                 return self.statuses
             for msg in batch:
-                if msg.error() or msg.key() is None:
+                key = msg.key()
+                if msg.error() or key is None:
                     continue
-                worker = msg.key().decode(errors="replace")
+                worker = key.decode(errors="replace")
                 if msg.value() is None:
                     self.statuses.pop(worker, None)
                     continue
@@ -67,9 +70,12 @@ class RosterMetrics:
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        chunks = CounterMetricFamily("wordpipe_worker_chunks", "Chunks a worker counted since it started", labels=["worker"])
-        busy = CounterMetricFamily("wordpipe_worker_busy_seconds", "Seconds a worker spent counting and publishing",
-                                   labels=["worker"])
+        chunks = CounterMetricFamily(
+            "wordpipe_worker_chunks", "Chunks a worker counted since it started", labels=["worker"]
+        )
+        busy = CounterMetricFamily(
+            "wordpipe_worker_busy_seconds", "Seconds a worker spent counting and publishing", labels=["worker"]
+        )
         rss = GaugeMetricFamily("wordpipe_worker_peak_rss_bytes", "A worker's peak resident memory", labels=["worker"])
         owned = GaugeMetricFamily("wordpipe_worker_partitions", "Chunks partitions a worker owns", labels=["worker"])
         for worker, status in list(self.roster.statuses.items()):

@@ -20,8 +20,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import requests
 
@@ -36,6 +36,7 @@ from pipeline.cluster import (
     open_backend,
 )
 from pipeline.config import Settings
+from pipeline.errors import UnavailableError
 from pipeline.ingest.publisher import ChunkPublisher, IngestReport
 from pipeline.ingest.sources import Source
 from pipeline.progress import all_counted, chunks_counted
@@ -48,7 +49,7 @@ CRASH_LOOP_RESTARTS = 5  # more exits than this of one role within the window fa
 CRASH_LOOP_WINDOW = 30.0
 
 
-class RunError(RuntimeError):
+class RunError(UnavailableError):
     pass
 
 
@@ -70,8 +71,12 @@ class Pipeline:
         else:  # a one-shot job on a shared cluster gets topics and groups of its own
             run = f"wordpipe-{self.run_id}"
             settings = settings.replace(
-                chunks_topic=f"{run}.chunks", partials_topic=f"{run}.partials", totals_topic=f"{run}.totals",
-                deadletter_topic=f"{run}.deadletter", status_topic=f"{run}.status", documents_topic=f"{run}.documents",
+                chunks_topic=f"{run}.chunks",
+                partials_topic=f"{run}.partials",
+                totals_topic=f"{run}.totals",
+                deadletter_topic=f"{run}.deadletter",
+                status_topic=f"{run}.status",
+                documents_topic=f"{run}.documents",
                 worker_group=f"{run}.workers",
                 aggregator_id=f"{run}.aggregator",
                 aggregator_port=broker_mod.free_port(settings.aggregator_host),
@@ -130,9 +135,10 @@ class Pipeline:
         partitions = self.settings.chunk_partitions
         while time.monotonic() < deadline:
             self.supervise()
-            live = [w.id for w in self.workers.list() if w.state == "running"]
-            self.roster.refresh()
-            assignments = self.roster.assignments(live)
+            workers, roster = self._started()
+            live = [w.id for w in workers.list() if w.state == "running"]
+            roster.refresh()
+            assignments = roster.assignments(live)
             covered = sorted(p for a in assignments.values() for p in a) == list(range(partitions))
             balanced = all(assignments.values()) or len(assignments) > partitions
             progress = self.progress()
@@ -142,8 +148,13 @@ class Pipeline:
             time.sleep(0.05)
         raise RunError(f"the pipeline did not become ready within {timeout:.0f} s; logs in {self.log_dir}")
 
+    def _started(self) -> tuple[Backend, Roster]:
+        if self.workers is None or self.roster is None:
+            raise RunError("this pipeline is not started")
+        return self.workers, self.roster
+
     def launch_workers(self, count: int) -> None:
-        self.workers.launch(count, Resources(self.settings.worker_cpus, self.settings.worker_mem_mb))
+        self._started()[0].launch(count, Resources(self.settings.worker_cpus, self.settings.worker_mem_mb))
 
     def start_aggregator(self) -> None:
         env = {**os.environ, **self.env}
@@ -204,7 +215,7 @@ class Pipeline:
 
     def supervise(self) -> None:
         """Relaunch workers and the aggregator that died; give up on a crash loop."""
-        gone = forget_exited(self.workers)
+        gone = forget_exited(self._started()[0])
         if gone:
             for w in gone:
                 self._count_restart("workers", w.exit_code, self.log_dir / f"{w.id}.log")
@@ -223,7 +234,9 @@ class Pipeline:
         recent[:] = [t for t in recent if now - t < CRASH_LOOP_WINDOW] + [now]
         if len(recent) > CRASH_LOOP_RESTARTS:
             tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else "(no log)"
-            raise RunError(f"{role} keeps crashing ({len(recent)} exits in {CRASH_LOOP_WINDOW:.0f} s); last log lines:\n{tail}")
+            raise RunError(
+                f"{role} keeps crashing ({len(recent)} exits in {CRASH_LOOP_WINDOW:.0f} s); last log lines:\n{tail}"
+            )
 
     def progress(self) -> dict | None:
         try:
@@ -259,19 +272,32 @@ class Pipeline:
         if not first:
             return
         letter = codec.decode_deadletter(first[0].value())
-        raise RunError(f"records were dead-lettered (on {s.deadletter_topic}), so the counts would be wrong; the first: "
-                       f"{letter.reason} (logs in {self.log_dir})")
+        raise RunError(
+            f"records were dead-lettered (on {s.deadletter_topic}), so the counts would be wrong; the first: "
+            f"{letter.reason} (logs in {self.log_dir})"
+        )
 
     def resources(self) -> dict:
         """CPU and memory used so far: each live worker's own report (any backend; up to
         one status interval old), and the aggregator's, from /proc."""
         time.sleep(self.settings.status_interval)  # a report that covers the last chunks
-        statuses = self.roster.refresh(timeout=0.5)
-        live = {w.id for w in self.workers.list() if w.state == "running"}
+        workers, roster = self._started()
+        statuses = roster.refresh(timeout=0.5)
+        live = {w.id for w in workers.list() if w.state == "running"}
+        if self.aggregator is None:
+            raise RunError("the aggregator is not running")
         cpu, rss = processes.usage(self.aggregator.pid)
         return {
-            "workers": [{"worker": w, "chunks": st.chunks, "busy_seconds": st.busy_seconds, "peak_rss_mb": st.peak_rss_kb / 1024}
-                        for w, st in sorted(statuses.items()) if w in live],
+            "workers": [
+                {
+                    "worker": w,
+                    "chunks": st.chunks,
+                    "busy_seconds": st.busy_seconds,
+                    "peak_rss_mb": st.peak_rss_kb / 1024,
+                }
+                for w, st in sorted(statuses.items())
+                if w in live
+            ],
             "aggregator": {"cpu_seconds": cpu, "peak_rss_mb": rss},
         }
 

@@ -22,6 +22,7 @@ import requests
 from pipeline import broker as broker_mod
 from pipeline import kafka, processes
 from pipeline.config import Settings
+from pipeline.errors import UnavailableError
 
 log = logging.getLogger("wordpipe.up")
 
@@ -29,7 +30,7 @@ CRASH_LOOP_RESTARTS = 5
 CRASH_LOOP_WINDOW = 60.0
 
 
-class StackError(RuntimeError):
+class StackError(UnavailableError):
     pass
 
 
@@ -64,13 +65,17 @@ class Stack:
     def start(self, timeout: float = 120.0) -> Stack:
         s = self.settings
         try:
-            if s.embedded:
+            if not s.bootstrap:
                 self.broker = broker_mod.EmbeddedBroker(log_file=self.log_dir / "broker.log").start()
+                bootstrap = self.broker.bootstrap
                 # Services see an address, not "embedded": keep the embedded broker's short group session.
-                s = self.settings = s.replace(bootstrap=self.broker.bootstrap, session_timeout_ms=s.worker_session_timeout_ms)
+                s = self.settings = s.replace(
+                    bootstrap=self.broker.bootstrap, session_timeout_ms=s.worker_session_timeout_ms
+                )
             else:
-                kafka.check_reachable(s.bootstrap, s)
-            kafka.ensure_topics(s.bootstrap, s)
+                bootstrap = s.bootstrap
+                kafka.check_reachable(bootstrap, s)
+            kafka.ensure_topics(bootstrap, s)
             if not s.aggregator_datadir:  # the stack's own files stay together, in its log directory
                 s = self.settings = s.replace(aggregator_datadir=str(self.log_dir / "faust"))
             self.env = {**os.environ, **s.to_env()}
@@ -95,8 +100,9 @@ class Stack:
     def _spawn(self, service: Service) -> None:
         with open(self.log_dir / f"{service.name}.log", "ab") as out:
             # Own sessions: a terminal's Ctrl-C reaches only `up`, which stops the services in order.
-            service.proc = processes.spawn(service.args, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
+            service.proc = processes.spawn(
+                service.args, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -119,9 +125,13 @@ class Stack:
             log_file = self.log_dir / f"{service.name}.log"
             if len(service.exits) > CRASH_LOOP_RESTARTS:
                 tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else "(no log)"
-                raise StackError(f"{service.name} keeps crashing ({len(service.exits)} exits in "
-                                 f"{CRASH_LOOP_WINDOW:.0f} s); last log lines:\n{tail}")
-            log.warning("%s exited with status %s; restarting it (log: %s)", service.name, service.proc.returncode, log_file)
+                raise StackError(
+                    f"{service.name} keeps crashing ({len(service.exits)} exits in "
+                    f"{CRASH_LOOP_WINDOW:.0f} s); last log lines:\n{tail}"
+                )
+            log.warning(
+                "%s exited with status %s; restarting it (log: %s)", service.name, service.proc.returncode, log_file
+            )
             self._spawn(service)
 
     def stop(self) -> None:

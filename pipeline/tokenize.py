@@ -77,9 +77,11 @@ _MAYBE_SEGMENTED = re.compile(
 # in the BMP, and the high surrogates of those above it (U+116D0, U+16FE0, U+1AFF0-U+1B16F,
 # planes 2 and 3; emoji are elsewhere). Text without one, Cyrillic, Greek, Arabic or emoji
 # say, is known to need no segmenter after ~1 ns a character.
-_NOT_SEGMENTED_HIGH = bytes(sorted(
-    set(range(256)) - {0x0E, 0x10, 0x17, 0x19, 0x2E, 0x2F, 0x30, 0x31, *range(0x34, 0xA0), 0xA9, 0xAA, 0xF9, 0xFA}
-))
+_NOT_SEGMENTED_HIGH = bytes(
+    sorted(
+        set(range(256)) - {0x0E, 0x10, 0x17, 0x19, 0x2E, 0x2F, 0x30, 0x31, *range(0x34, 0xA0), 0xA9, 0xAA, 0xF9, 0xFA}
+    )
+)
 _SEGMENTED_SURROGATE = re.compile(rb"\xd8[\x05\x1b\x2b\x2c\x40-\xbf]")  # unaligned matches only cost a closer look
 _REPLACEMENT_UTF8 = "\ufffd".encode()
 _ICU_LOCALE = "root"  # ICU picks the dictionary by script; the locale changes nothing here
@@ -133,8 +135,10 @@ def parse_user_dict(text: str, origin: str = "tokenizer_user_dict") -> tuple[Use
                 "the dictionary only segments runs of them, so it could never match"
             )
         if match[2] is not None and int(match[2]) == 0:  # jieba then keeps the word apart; rjieba cannot
-            raise TokenizerError(f"{origin} line {number}: {match[1]!r} has frequency 0, which is not supported; "
-                                 "leave the word out, or give it a frequency of at least 1")
+            raise TokenizerError(
+                f"{origin} line {number}: {match[1]!r} has frequency 0, which is not supported; "
+                "leave the word out, or give it a frequency of at least 1"
+            )
         words.append(UserWord(word, int(match[2]) if match[2] else None, match[3]))
     return tuple(words)
 
@@ -148,7 +152,7 @@ def read_user_dict(location: str) -> str:
     """The text of a user dictionary given as a path or as the data URI of `as_data_uri`."""
     try:
         if location.startswith(_DATA_URI):
-            return gzip.decompress(base64.b64decode(location[len(_DATA_URI):], validate=True)).decode("utf-8")
+            return gzip.decompress(base64.b64decode(location[len(_DATA_URI) :], validate=True)).decode("utf-8")
         return Path(location).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError, binascii.Error, EOFError, zlib.error) as exc:
         raise TokenizerError(f"tokenizer_user_dict: cannot read {_where(location)}: {exc}") from None
@@ -160,8 +164,10 @@ def as_data_uri(location: str) -> str:
     parse_user_dict(text, f"tokenizer_user_dict {_where(location)}")  # refused here, not in every worker
     uri = _DATA_URI + base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
     if len(uri) > MAX_DATA_URI:
-        raise TokenizerError(f"tokenizer_user_dict: {_where(location)} takes {len(uri):,} bytes gzip'ed and base64-encoded; "
-                             f"workers receive it in their environment, which holds at most {MAX_DATA_URI:,}")
+        raise TokenizerError(
+            f"tokenizer_user_dict: {_where(location)} takes {len(uri):,} bytes gzip'ed and base64-encoded; "
+            f"workers receive it in their environment, which holds at most {MAX_DATA_URI:,}"
+        )
     return uri
 
 
@@ -183,13 +189,15 @@ class Tokenizer:
         """`unicode/2/<digest>`: chunks counted by one id are never counted by another."""
         import icu4py
 
-        decides = "\n".join([
-            f"unicodedata {unicodedata.unidata_version}",
-            f"regex {regex.__version__}",  # its own Unicode tables decide \w and the scripts
-            f"rjieba {importlib.metadata.version('rjieba')}",
-            f"icu {icu4py.icu_version}",
-            *(f"user {w.word} {w.freq} {w.tag}" for w in self.user_words),
-        ])
+        decides = "\n".join(
+            [
+                f"unicodedata {unicodedata.unidata_version}",
+                f"regex {regex.__version__}",  # its own Unicode tables decide \w and the scripts
+                f"rjieba {importlib.metadata.version('rjieba')}",
+                f"icu {icu4py.icu_version}",
+                *(f"user {w.word} {w.freq} {w.tag}" for w in self.user_words),
+            ]
+        )
         return f"{NAME}/{VERSION}/{hashlib.sha256(decides.encode()).hexdigest()[:16]}"
 
     @cached_property

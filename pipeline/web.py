@@ -37,11 +37,13 @@ QUERY = web.RequestKey("query", dict)  # the parsed query, once per request
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class ApiError(Exception):
-    """Raised by a handler: becomes a JSON error response; `close` ends the connection after it."""
+class HttpError(Exception):
+    """Raised by a handler: becomes a JSON error response; `close` ends the connection after it.
+    An answer on its way out, not a caller's error: outside pipeline/errors.py's tree."""
 
-    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None,
-                 close: bool = False) -> None:
+    def __init__(
+        self, status: int, code: str, detail: str, headers: dict[str, str] | None = None, close: bool = False
+    ) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail, self.headers, self.close = status, code, detail, headers or {}, close
 
@@ -56,8 +58,10 @@ def tokens_of(settings: Settings) -> list[str] | None:
         return None
     tokens = settings.token_list
     if not tokens:
-        raise ConfigError("tokens: auth is on but no token is configured; set WORDPIPE_TOKENS (comma-separated) "
-                          "or tokens in the config file, or turn auth off explicitly with auth = \"none\"")
+        raise ConfigError(
+            "tokens: auth is on but no token is configured; set WORDPIPE_TOKENS (comma-separated) "
+            'or tokens in the config file, or turn auth off explicitly with auth = "none"'
+        )
     return tokens
 
 
@@ -80,11 +84,11 @@ def query_of(request: web.Request) -> dict[str, str]:
     try:
         pairs = urllib.parse.parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
-        raise ApiError(400, "bad_query", "the query string is not percent-encoded UTF-8") from None
+        raise HttpError(400, "bad_query", "the query string is not percent-encoded UTF-8") from None
     query: dict[str, str] = {}
     for name, value in pairs:
         if name in query:
-            raise ApiError(400, "repeated_parameter", f"{name!r:.40} is given more than once; give it once")
+            raise HttpError(400, "repeated_parameter", f"{name!r:.40} is given more than once; give it once")
         query[name] = value
     request[QUERY] = query
     return query
@@ -96,11 +100,11 @@ def int_param(request: web.Request, name: str, default: int, low: int, high: int
     if raw is None:
         return default
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 30):
-        raise ApiError(400, "bad_parameter", f"{name}: expected a whole number in ASCII digits, got {raw!r:.40}")
+        raise HttpError(400, "bad_parameter", f"{name}: expected a whole number in ASCII digits, got {raw!r:.40}")
     value = int(raw)
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise ApiError(400, "bad_parameter", f"{name}: must be {bound}, got {value}")
+        raise HttpError(400, "bad_parameter", f"{name}: must be {bound}, got {value}")
     return value
 
 
@@ -122,17 +126,21 @@ class Routes:
         for name in query:
             if name not in known:
                 takes = f"it takes {', '.join(sorted(known))}" if known else "it takes none"
-                raise ApiError(400, "unknown_parameter", f"{name!r:.40} is not a query parameter of {route}; {takes}")
+                raise HttpError(400, "unknown_parameter", f"{name!r:.40} is not a query parameter of {route}; {takes}")
 
     def token_in_query(self, route: str) -> bool:
         """Only where a browser cannot send a header (EventSource) does the query carry the token."""
         return "token" in self.params.get(route, ())
 
-    def unauthorized(self) -> ApiError:
+    def unauthorized(self) -> HttpError:
         where = sorted(route for route, names in self.params.items() if "token" in names)
         also = f"; only {', '.join(where)} also takes it as ?token=, for browsers" if where else ""
-        return ApiError(401, "unauthorized", f"missing or unknown bearer token (Authorization: Bearer <token>{also})",
-                        {"WWW-Authenticate": 'Bearer realm="wordpipe"'})
+        return HttpError(
+            401,
+            "unauthorized",
+            f"missing or unknown bearer token (Authorization: Bearer <token>{also})",
+            {"WWW-Authenticate": 'Bearer realm="wordpipe"'},
+        )
 
 
 def token_of(request: web.Request, query: dict[str, str], in_query: bool) -> str | None:
@@ -143,15 +151,25 @@ def token_of(request: web.Request, query: dict[str, str], in_query: bool) -> str
 
 
 def transfer_codings(request: web.Request) -> list[str]:
-    return [c.strip().lower() for h in request.headers.getall("Transfer-Encoding", []) for c in h.split(",") if c.strip()]
+    return [
+        c.strip().lower() for h in request.headers.getall("Transfer-Encoding", []) for c in h.split(",") if c.strip()
+    ]
 
 
-def make_app(service: str, tokens: list[str] | None, spec: str, registry: CollectorRegistry, public: tuple[str, ...] = ()) -> web.Application:
+def make_app(
+    service: str, tokens: list[str] | None, spec: str, registry: CollectorRegistry, public: tuple[str, ...] = ()
+) -> web.Application:
     """An aiohttp app with auth, JSON errors, request metrics, /metrics and /openapi.json."""
-    requests = Counter("wordpipe_http_requests", "HTTP requests by route and status", ["service", "route", "status"],
-                       registry=registry)
-    latency = Histogram("wordpipe_http_request_seconds", "HTTP request latency by route", ["service", "route"],
-                        registry=registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60))
+    requests = Counter(
+        "wordpipe_http_requests", "HTTP requests by route and status", ["service", "route", "status"], registry=registry
+    )
+    latency = Histogram(
+        "wordpipe_http_request_seconds",
+        "HTTP request latency by route",
+        ["service", "route"],
+        registry=registry,
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
+    )
     open_paths = PUBLIC + public
     spec_body = schemas.load(spec)
     routes = Routes(spec_body)
@@ -163,23 +181,30 @@ def make_app(service: str, tokens: list[str] | None, spec: str, registry: Collec
         try:
             codings = transfer_codings(request)
             if codings and codings != ["chunked"]:
-                raise ApiError(501, "unsupported_transfer_encoding", f"Transfer-Encoding {', '.join(codings)!r:.80} is not "
-                               "supported; send chunked or a Content-Length (gzip goes in Content-Encoding)", close=True)
+                raise HttpError(
+                    501,
+                    "unsupported_transfer_encoding",
+                    f"Transfer-Encoding {', '.join(codings)!r:.80} is not "
+                    "supported; send chunked or a Content-Length (gzip goes in Content-Encoding)",
+                    close=True,
+                )
             query = query_of(request)
             if tokens is not None and request.path not in open_paths:
                 if not allowed(token_of(request, query, routes.token_in_query(route)), tokens):
                     raise routes.unauthorized()
             routes.check(route, query)
             response = await handler(request)
-        except ApiError as exc:
+        except HttpError as exc:
             response = error_response(exc.status, exc.code, exc.detail, exc.headers)
             if exc.close:
                 response.force_close()
         except web.HTTPException as exc:  # the router's 404 and 405
             if exc.status < 400:
                 raise
-            detail = {404: f"no such path: {request.path}",
-                      405: f"{request.method} is not allowed on {request.path}"}.get(exc.status, exc.reason)
+            detail = {
+                404: f"no such path: {request.path}",
+                405: f"{request.method} is not allowed on {request.path}",
+            }.get(exc.status, exc.reason)
             headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
             response = error_response(exc.status, exc.reason.lower().replace(" ", "_"), detail, headers)
         except Exception:

@@ -34,7 +34,8 @@ from pipeline.config import ConfigError
 
 log = logging.getLogger("wordpipe.web")
 
-REFUSED = web.AppKey("refused", Callable[[int], None])  # counts requests the parser refused, by status
+Refused = Callable[[int], None]  # counts a request the parser refused, by status
+REFUSED: web.AppKey[Refused] = web.AppKey("refused")
 
 
 @dataclass(frozen=True)
@@ -78,13 +79,15 @@ class Connection(RequestHandler):
         if self._messages:
             self.body = self._messages[-1][1]
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio's protocol returns a bool: keep open
         if self._waiter is not None and not self._waiter.done() and not self._messages:
             return None  # between requests (or inside unfinished headers): the transport closes, as before
         # The client finished sending (or gave up): answer what it sent, then close.
         self._close = True
         if self.body is not None and not self.body.is_eof():
-            self.body.set_exception(ConnectionResetError("the client ended its side of the connection before the body's end"))
+            self.body.set_exception(
+                ConnectionResetError("the client ended its side of the connection before the body's end")
+            )
         return True  # keep the write side open for the answer
 
     def log_exception(self, *args: Any, **kwargs: Any) -> None:
@@ -92,8 +95,9 @@ class Connection(RequestHandler):
             return
         super().log_exception(*args, **kwargs)
 
-    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
+    def handle_error(
+        self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
         if status >= 500 and not isinstance(exc, BadHttpMessage):
             log.error("%s %s failed", request.method, request.path, exc_info=exc)
             status, code, detail = 500, "internal", "the server failed; its log says why"
@@ -120,12 +124,21 @@ class _Site(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         loop = asyncio.get_running_loop()
-        manager = self._runner.server
-        refused = self._runner.app.get(REFUSED, lambda status: None)
+        runner = self._runner
+        assert isinstance(runner, web.AppRunner) and runner.server is not None
+        manager = runner.server
+        refused = runner.app.get(REFUSED, lambda status: None)
 
         def connection() -> Connection:
-            return Connection(manager, loop=loop, refused=refused, access_log=None, auto_decompress=False,
-                              keepalive_timeout=self.limits.idle_seconds, lingering_time=5.0)
+            return Connection(
+                manager,
+                loop=loop,
+                refused=refused,
+                access_log=None,
+                auto_decompress=False,
+                keepalive_timeout=self.limits.idle_seconds,
+                lingering_time=5.0,
+            )
 
         self._server = await loop.create_server(connection, self.host, self.port, reuse_address=True)
 

@@ -103,8 +103,9 @@ def user_dict_case(directory, seed: int = 7, size: int = 200_000):
 def user_dict_reference(text, dictionary) -> dict:
     """`wordpipe reference --json` of `user_dict_case` with its dictionary, once it is shown
     that the dictionary matters: without it no USER_WORDS is counted, with it every one."""
-    without, with_ = (wordpipe("reference", str(text), "--json", *extra)
-                      for extra in ([], ["--tokenizer-user-dict", str(dictionary)]))
+    without, with_ = (
+        wordpipe("reference", str(text), "--json", *extra) for extra in ([], ["--tokenizer-user-dict", str(dictionary)])
+    )
     assert without.returncode == 0 and with_.returncode == 0, (without.stderr + with_.stderr).decode()
     without, with_ = json.loads(without.stdout), json.loads(with_.stdout)
     assert not without["counts"].keys() & set(USER_WORDS)

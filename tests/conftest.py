@@ -39,7 +39,9 @@ def wait_for(condition, timeout: float = 60, what="condition"):
     return value
 
 
-def wordpipe(*args: str, timeout: float = 300, input: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def wordpipe(
+    *args: str, timeout: float = 300, input: bytes | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """The installed CLI, as a user runs it."""
     exe = shutil.which("wordpipe", path=os.path.dirname(sys.executable)) or "wordpipe"
     return subprocess.run(
@@ -69,10 +71,14 @@ def docker_leftovers() -> list[str]:
         for label in ("wordpipe.pipeline", "wordpipe.mesos-double")  # ours, and the Mesos double's tasks
         for name in subprocess.run(
             ["docker", "ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()
     ]
-    networks = subprocess.run(["docker", "network", "ls", "--format", "{{.Name}}"], capture_output=True, text=True, check=True).stdout.split()
+    networks = subprocess.run(
+        ["docker", "network", "ls", "--format", "{{.Name}}"], capture_output=True, text=True, check=True
+    ).stdout.split()
     return containers + [f"network {n}" for n in networks if n not in ("host", "none", "bridge")]
 
 

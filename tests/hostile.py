@@ -56,4 +56,10 @@ def gzip_bomb(piece: bytes, size: int) -> bytes:
         crc = zlib.crc32(block, crc)
     header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
     last = b"\x03\x00"  # an empty final block
-    return header + compressed * copies + last + crc.to_bytes(4, "little") + (copies * len(block) % 2**32).to_bytes(4, "little")
+    return (
+        header
+        + compressed * copies
+        + last
+        + crc.to_bytes(4, "little")
+        + (copies * len(block) % 2**32).to_bytes(4, "little")
+    )

@@ -38,11 +38,14 @@ class IngestThread:
     def __enter__(self) -> IngestThread:
         self.thread.start()
         self.runner = asyncio.run_coroutine_threadsafe(
-            serve(self.service.app(), "127.0.0.1", self.settings.ingest_port), self.loop).result(30)
+            serve(self.service.app(), "127.0.0.1", self.settings.ingest_port), self.loop
+        ).result(30)
         return self
 
     def wait_healthy(self) -> IngestThread:
-        wait_for(lambda: requests.get(self.url + "/health", timeout=5).status_code == 200, 60, "the ingest service's health")
+        wait_for(
+            lambda: requests.get(self.url + "/health", timeout=5).status_code == 200, 60, "the ingest service's health"
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -70,11 +73,17 @@ class IngestProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        env = {**os.environ, **pipeline.settings.to_env(), "WORDPIPE_BOOTSTRAP": pipeline.bootstrap,
-               "WORDPIPE_INGEST_PORT": str(self.port), **(env or {})}
+        env = {
+            **os.environ,
+            **pipeline.settings.to_env(),
+            "WORDPIPE_BOOTSTRAP": pipeline.bootstrap,
+            "WORDPIPE_INGEST_PORT": str(self.port),
+            **(env or {}),
+        }
         with open(log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "ingest-server"], env=env, stdout=out,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", "ingest-server"], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
         wait_for(self.healthy, 60, "the ingest service")
 
     def healthy(self) -> bool:

@@ -30,7 +30,9 @@ def partials_of(window: Window, router: Router) -> list[PartialMessage]:
     held = {doc: split_by_shard(h.counts, router) for doc, h in window.held.items()}
     return [
         PartialMessage(
-            source, shard, counted[shard],
+            source,
+            shard,
+            counted[shard],
             {doc: HeldPart(h.first, h.chunks, held[doc][shard]) for doc, h in window.held.items()},
             window.ends,
             window.at,

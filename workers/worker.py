@@ -50,11 +50,15 @@ class Worker:
         self.router = Router(settings.partial_partitions, settings.buckets)
         self.consumer = Consumer(
             kafka.consumer_config(
-                bootstrap, settings.worker_group, settings,
+                bootstrap,
+                settings.worker_group,
+                settings,
                 **{"partition.assignment.strategy": "roundrobin", "on_commit": self.on_commit},
             )
         )
-        self.producer = Producer(kafka.producer_config(bootstrap, settings, **{"message.max.bytes": kafka.PARTIALS_MAX_MESSAGE_BYTES}))
+        self.producer = Producer(
+            kafka.producer_config(bootstrap, settings, **{"message.max.bytes": kafka.PARTIALS_MAX_MESSAGE_BYTES})
+        )
         self.pending: deque[PendingCommit] = deque()  # in publication order
         self.windows = Windows(settings.window_chunks, settings.window_max_words)
         self.stopping = False
@@ -102,11 +106,19 @@ class Worker:
         self.heartbeat.beat(self.broker.problem)
         value = None
         if not stopped:
-            value = codec.encode_status(codec.WorkerStatus(
-                self.id, tuple(sorted(self.assigned)), self.chunks_counted, self.busy_seconds, self.started_at,
-                # VmHWM, not ru_maxrss: that keeps the peak of the process that spawned us (vfork, exec).
-                self.first_chunk_at, round(processes.usage(os.getpid())[1] * 1024), time.time(),
-            ))
+            value = codec.encode_status(
+                codec.WorkerStatus(
+                    self.id,
+                    tuple(sorted(self.assigned)),
+                    self.chunks_counted,
+                    self.busy_seconds,
+                    self.started_at,
+                    # VmHWM, not ru_maxrss: that keeps the peak of the process that spawned us (vfork, exec).
+                    self.first_chunk_at,
+                    round(processes.usage(os.getpid())[1] * 1024),
+                    time.time(),
+                )
+            )
         try:
             self.producer.produce(self.settings.status_topic, value, key=self.id.encode(), partition=0)
         except BufferError:
@@ -118,7 +130,9 @@ class Worker:
 
     def run(self) -> None:
         s = self.settings
-        self.consumer.subscribe([s.chunks_topic], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost)
+        self.consumer.subscribe(
+            [s.chunks_topic], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost
+        )
         log.info("worker consuming %s as group %s", s.chunks_topic, s.worker_group)
         try:
             while not self.stopping:
@@ -177,10 +191,13 @@ class Worker:
             if decoded.invalid_bytes:
                 log.warning(
                     "%s: %d invalid UTF-8 byte sequence(s) replaced by U+FFFD in the chunk at byte %d",
-                    record.source, decoded.invalid_bytes, record.offset,
+                    record.source,
+                    decoded.invalid_bytes,
+                    record.offset,
                 )
-            closed += self.windows.add(partition, offset, self.tokenizer.tokens(decoded.text), record.doc if record.held else None,
-                                       at=at)
+            closed += self.windows.add(
+                partition, offset, self.tokenizer.tokens(decoded.text), record.doc if record.held else None, at=at
+            )
             self.chunks_counted += 1
         if self.first_chunk_at is None and self.chunks_counted:
             self.first_chunk_at = time.time()
@@ -195,10 +212,16 @@ class Worker:
             return None
         if record.tokenizer not in self.foreign_tokenizers:
             self.foreign_tokenizers.add(record.tokenizer)
-            log.error("chunks name tokenizer %s; this worker counts with %s (another wordpipe version or user "
-                      "dictionary): they are dead-lettered", record.tokenizer, self.tokenizer.id)
-        return (f"tokenizer mismatch: the chunk of {record.source} at byte {record.offset} must be counted by "
-                f"{record.tokenizer}, this worker's tokenizer is {self.tokenizer.id}")
+            log.error(
+                "chunks name tokenizer %s; this worker counts with %s (another wordpipe version or user "
+                "dictionary): they are dead-lettered",
+                record.tokenizer,
+                self.tokenizer.id,
+            )
+        return (
+            f"tokenizer mismatch: the chunk of {record.source} at byte {record.offset} must be counted by "
+            f"{record.tokenizer}, this worker's tokenizer is {self.tokenizer.id}"
+        )
 
     def publish(self, closed: list[Window]) -> None:
         """Send the partials of the closed windows; their ends are committed once acknowledged."""
@@ -230,7 +253,10 @@ class Worker:
             if not offsets:  # all its partitions were handed over
                 continue
             try:
-                self.consumer.commit(offsets=offsets, asynchronous=asynchronous)
+                if asynchronous:
+                    self.consumer.commit(offsets=offsets, asynchronous=True)
+                else:
+                    self.consumer.commit(offsets=offsets, asynchronous=False)
             except Exception as exc:  # synchronous only: a rebalance raced us
                 log.warning("commit of %s failed (%s); those windows will be replayed", commit.ends, exc)
 
@@ -247,14 +273,18 @@ class Worker:
         letter = codec.DeadLetter(msg.topic(), msg.partition(), msg.offset(), reason, msg.value() or b"")
         # Rare, so delivered at once: it must be durable before any commit covers its offset.
         failures: list[str] = []
-        self.produce(self.settings.deadletter_topic, codec.encode_deadletter(letter), 0,
-                     lambda err, m: err and failures.append(err.str()))
+        self.produce(
+            self.settings.deadletter_topic,
+            codec.encode_deadletter(letter),
+            0,
+            lambda err, m: failures.append(err.str()) if err else None,
+        )
         if self.producer.flush(30) or failures:
             raise kafka.KafkaUnavailable(f"dead letter not delivered: {failures or 'timed out'}")
 
 
 def main(settings: Settings) -> int:
-    if settings.embedded:
+    if not settings.bootstrap:
         log.error("workers need a bootstrap address (--bootstrap or WORDPIPE_BOOTSTRAP)")
         return 2
     worker = Worker(settings, settings.bootstrap)

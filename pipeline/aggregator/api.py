@@ -27,7 +27,7 @@ from prometheus_client import Gauge
 
 from pipeline import tokenize
 from pipeline.aggregator.ranking import rank
-from pipeline.web import ApiError, int_param, make_app, query_of, tokens_of
+from pipeline.web import HttpError, int_param, make_app, query_of, tokens_of
 
 if TYPE_CHECKING:
     from pipeline.aggregator.app import Aggregator
@@ -41,24 +41,41 @@ class ResultsApi:
     def __init__(self, aggregator: Aggregator) -> None:
         self.aggregator = aggregator
         self.tokens = tokens_of(aggregator.settings)  # no token configured and auth on: refuse to start
-        self.tokenizer = tokenize.Tokenizer.load(aggregator.settings.tokenizer_user_dict)  # the workers' definition of a word
+        self.tokenizer = tokenize.Tokenizer.load(
+            aggregator.settings.tokenizer_user_dict
+        )  # the workers' definition of a word
         a = aggregator
         self.words: list[str] = []  # sorted, for paging; rebuilt when the vocabulary grew
-        self.words_version = -1
-        Gauge("wordpipe_aggregator_distinct_words", "Distinct words counted (owned shards)", registry=a.registry,
-              ).set_function(lambda: a.distinct_words)
-        Gauge("wordpipe_aggregator_documents_counted", "Uploads counted in every owned shard", registry=a.registry,
-              ).set_function(lambda: self.status()["documents_counted"])
-        Gauge("wordpipe_aggregator_shards_owned", "Partials partitions owned and recovered", registry=a.registry,
-              ).set_function(lambda: len(a.owned_shards()))
+        self.words_version: tuple[tuple[int, ...], int] | None = None
+        Gauge(
+            "wordpipe_aggregator_distinct_words",
+            "Distinct words counted (owned shards)",
+            registry=a.registry,
+        ).set_function(lambda: a.distinct_words)
+        Gauge(
+            "wordpipe_aggregator_documents_counted",
+            "Uploads counted in every owned shard",
+            registry=a.registry,
+        ).set_function(lambda: self.status()["documents_counted"])
+        Gauge(
+            "wordpipe_aggregator_shards_owned",
+            "Partials partitions owned and recovered",
+            registry=a.registry,
+        ).set_function(lambda: len(a.owned_shards()))
 
     def app(self) -> web.Application:
-        app = make_app("results", self.tokens, "results.openapi.json", self.aggregator.registry,
-                       public=("/",))
+        app = make_app("results", self.tokens, "results.openapi.json", self.aggregator.registry, public=("/",))
         for path, handler in (
-            ("/", self.dashboard), ("/health", self.health), ("/v1/words/{word}", self.word), ("/v1/top", self.top),
-            ("/v1/top/events", self.top_events), ("/v1/totals", self.totals), ("/v1/status", self.get_status),
-            ("/v1/progress", self.progress), ("/v1/stats", self.stats), ("/v1/windows", self.windows),
+            ("/", self.dashboard),
+            ("/health", self.health),
+            ("/v1/words/{word}", self.word),
+            ("/v1/top", self.top),
+            ("/v1/top/events", self.top_events),
+            ("/v1/totals", self.totals),
+            ("/v1/status", self.get_status),
+            ("/v1/progress", self.progress),
+            ("/v1/stats", self.stats),
+            ("/v1/windows", self.windows),
             ("/v1/windows/{word}", self.word_windows),
         ):
             app.router.add_get(path, handler)
@@ -95,8 +112,9 @@ class ResultsApi:
 
     async def health(self, request: web.Request) -> web.Response:
         owned, problem = self.aggregator.owned_shards(), self.aggregator.broker.problem
-        return web.json_response({"ok": problem is None, "broker": problem or "up", "shards": owned},
-                                 status=200 if problem is None else 503)
+        return web.json_response(
+            {"ok": problem is None, "broker": problem or "up", "shards": owned}, status=200 if problem is None else 503
+        )
 
     def _word(self, request: web.Request) -> str:
         raw = request.match_info["word"]
@@ -105,8 +123,11 @@ class ResultsApi:
         if run is not None and self.aggregator.counts([run])[run]:
             return run  # counted as one word in context, though cut apart when asked alone
         if len(found) != 1:
-            raise ApiError(404, "not_a_word", f"{raw!r:.80} is {len(found)} words by the tokenizer, so it has no total; "
-                                              "ask for exactly one word")
+            raise HttpError(
+                404,
+                "not_a_word",
+                f"{raw!r:.80} is {len(found)} words by the tokenizer, so it has no total; ask for exactly one word",
+            )
         return found[0]
 
     async def word(self, request: web.Request) -> web.Response:
@@ -147,7 +168,7 @@ class ResultsApi:
             self.words = sorted(a.totals())
             self.words_version = a.vocabulary_version
         start = bisect.bisect_right(self.words, cursor) if cursor else 0
-        page = self.words[start:start + limit]
+        page = self.words[start : start + limit]
         more = start + limit < len(self.words)
         return web.json_response({"totals": a.counts(page), "next": page[-1] if more and page else None})
 
@@ -158,11 +179,22 @@ class ResultsApi:
         starts = a.window_starts()
         start = int_param(request, "start", starts[-1] if starts else 0, 0, None)
         if starts and start not in starts:
-            raise ApiError(404, "no_such_window", f"no kept window starts at {start}; kept: {starts[0]}..{starts[-1]} "
-                                                  f"every {a.settings.window_seconds} s")
+            raise HttpError(
+                404,
+                "no_such_window",
+                f"no kept window starts at {start}; kept: {starts[0]}..{starts[-1]} "
+                f"every {a.settings.window_seconds} s",
+            )
         counts = a.window_top(start) if starts else {}
-        return web.json_response({"window_seconds": a.settings.window_seconds, "start": start, "starts": starts,
-                                  "total_words": sum(counts.values()), "counts": dict(rank(counts, k))})
+        return web.json_response(
+            {
+                "window_seconds": a.settings.window_seconds,
+                "start": start,
+                "starts": starts,
+                "total_words": sum(counts.values()),
+                "counts": dict(rank(counts, k)),
+            }
+        )
 
     async def word_windows(self, request: web.Request) -> web.Response:
         """One word's total in each kept tumbling window."""
@@ -170,8 +202,13 @@ class ResultsApi:
         a = self.aggregator
         a.take_changes()
         per_window = a.windowed_totals(word)
-        return web.json_response({"word": word, "window_seconds": a.settings.window_seconds,
-                                  "windows": [{"start": start, "count": n} for start, n in per_window.items()]})
+        return web.json_response(
+            {
+                "word": word,
+                "window_seconds": a.settings.window_seconds,
+                "windows": [{"start": start, "count": n} for start, n in per_window.items()],
+            }
+        )
 
     async def get_status(self, request: web.Request) -> web.Response:
         await asyncio.to_thread(self.aggregator.accepted.catch_up)
@@ -183,4 +220,3 @@ class ResultsApi:
     async def stats(self, request: web.Request) -> web.Response:
         a = self.aggregator
         return web.json_response({"partials_applied": a.partials_applied, "partials_replayed": a.partials_replayed})
-

@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 
 import faust
+from aiohttp import web
 from confluent_kafka import Producer
 from faust.serializers import codecs
+from faust.tables import TableManager
 from faust.transport.drivers import aiokafka as faust_kafka
 from prometheus_client import CollectorRegistry, Counter
 
@@ -41,7 +43,8 @@ log = logging.getLogger("wordpipe.aggregator")
 class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
     """faust hard-codes fetch_max_wait_ms=1500; Tansu holds every fetch that long."""
 
-    def _create_worker_consumer(self, transport: _Transport):
+    def _create_worker_consumer(self, transport: faust_kafka.Transport):
+        assert isinstance(transport, _Transport)  # only our _Transport's _Consumer makes this thread
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = transport.fetch_max_wait_ms  # read when the consumer starts
         return consumer
@@ -96,7 +99,9 @@ class Aggregator:
         # totals_interval and before every read: a replay rewrites the same values, so the
         # mirror never counts twice.
         self.windowed = self.app.Table(
-            "windowed", default=int, partitions=s.partial_partitions,  # faust's default serializers: json
+            "windowed",
+            default=int,
+            partitions=s.partial_partitions,  # faust's default serializers: json
         ).tumbling(s.window_seconds, expires=s.window_seconds * s.windows_kept)
         self.producer = Producer(kafka.producer_config(bootstrap, s))  # totals and dead letters
         self.deliveries = kafka.DeliveryTracker()
@@ -117,9 +122,11 @@ class Aggregator:
         self.watch = Watch(bootstrap, s)
         self.registry = CollectorRegistry()
         self.registry.register(RosterMetrics(self.watch.monitor.roster))  # the workers' own figures
-        self.metric_parts = Counter("wordpipe_aggregator_parts", "Partial parts by outcome", ["outcome"], registry=self.registry)
+        self.metric_parts = Counter(
+            "wordpipe_aggregator_parts", "Partial parts by outcome", ["outcome"], registry=self.registry
+        )
         self.api = ResultsApi(self)
-        self.runner = None
+        self.runner: web.AppRunner | None = None
         self._wire()
 
     # -- state -----------------------------------------------------------------
@@ -130,7 +137,9 @@ class Aggregator:
             prefix = f"{shard}/".encode()
             records = {k.decode(): v for k, v in self.table.data.items() if k.startswith(prefix)}
             s = self.settings
-            state = self.shards[shard] = ShardState.load(shard, records, s.document_max_span, s.window_seconds, s.windows_kept)
+            state = self.shards[shard] = ShardState.load(
+                shard, records, s.document_max_span, s.window_seconds, s.windows_kept
+            )
             self.ranking.update(state.totals())
         return state
 
@@ -144,7 +153,9 @@ class Aggregator:
 
     def owned_shards(self) -> list[int]:
         """Partials partitions this instance owns and has recovered; [] while rebalancing."""
-        if self.app.rebalancing or not self.app.tables.recovery.completed.is_set():
+        tables = self.app.tables
+        assert isinstance(tables, TableManager)  # faust's TableManagerT does not declare `recovery`
+        if self.app.rebalancing or not tables.recovery.completed.is_set():
             return []
         return sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.settings.partials_topic)
 
@@ -174,7 +185,9 @@ class Aggregator:
     def dead_letter(self, message, reason: str) -> None:
         log.warning("dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason)
         letter = codec.DeadLetter(message.topic, message.partition, message.offset, reason, message.value or b"")
-        self.producer.produce(self.settings.deadletter_topic, codec.encode_deadletter(letter), on_delivery=self.deliveries)
+        self.producer.produce(
+            self.settings.deadletter_topic, codec.encode_deadletter(letter), on_delivery=self.deliveries
+        )
 
     async def flush(self) -> None:
         """Make everything applied so far durable, then ack its events.
@@ -225,7 +238,9 @@ class Aggregator:
             raise kafka.KafkaUnavailable(f"delivery failed: {self.deliveries.failures[0]}")
 
     def window_range(self, start: int) -> tuple[float, float]:
-        return self.windowed.table.window.ranges(start)[0]
+        window = self.windowed.table.window
+        assert window is not None  # a tumbling table
+        return window.ranges(start)[0]
 
     def mirror_windows(self, shard: int) -> None:
         """Copy changed (word, window) totals into the faust windowed table, and drop the
@@ -329,7 +344,7 @@ class Aggregator:
         return sum(self.shard(s).distinct_words for s in self.owned_shards())
 
     @property
-    def vocabulary_version(self) -> tuple:
+    def vocabulary_version(self) -> tuple[tuple[int, ...], int]:
         """Changes whenever the set of words known here may have."""
         owned = self.owned_shards()
         return tuple(owned), sum(self.shard(s).distinct_words for s in owned)
@@ -357,12 +372,12 @@ class Aggregator:
             # waiting 3x as long keeps it to a quarter of the event loop, and changes coalesce.
             self.next_publication = time.monotonic() + 3 * (time.monotonic() - started)
 
-        @app.on_partitions_revoked.connect
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
         async def on_revoked(app, revoked, **kwargs) -> None:
             await self.flush()
             self.forget_shards([tp.partition for tp in revoked if tp.topic == self.settings.partials_topic])
 
-        @app.on_before_shutdown.connect
+        @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
         async def on_shutdown(app, **kwargs) -> None:
             await self.flush()  # a clean stop leaves nothing to replay
             self.publish_totals()
@@ -370,10 +385,14 @@ class Aggregator:
 
         @app.task
         async def serve_results() -> None:
-            self.runner = await serve(self.api.app(), self.settings.aggregator_host, self.settings.aggregator_port,
-                                      ServerLimits(self.settings.http_idle_seconds))
+            self.runner = await serve(
+                self.api.app(),
+                self.settings.aggregator_host,
+                self.settings.aggregator_port,
+                ServerLimits(self.settings.http_idle_seconds),
+            )
 
-        @app.on_before_shutdown.connect
+        @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
         async def stop_serving(app, **kwargs) -> None:
             if self.runner is not None:
                 await self.runner.cleanup()
@@ -389,6 +408,7 @@ def main(settings: Settings) -> int:
     if settings.embedded:
         log.error("the aggregator needs a bootstrap address (--bootstrap or WORDPIPE_BOOTSTRAP)")
         return 2
+    assert settings.bootstrap is not None  # not embedded
     aggregator = Aggregator(settings, settings.bootstrap)
     worker = faust.Worker(aggregator.app, loglevel="WARNING", quiet=True)
     worker.execute_from_commandline()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import msgpack
 
 from pipeline.codec import PartialMessage
+from pipeline.errors import UsageError
 from pipeline.offsets import OffsetRanges
 
 STATE_VERSION = 2
@@ -33,7 +34,7 @@ PROGRESS = "progress"
 Sources = dict[int, OffsetRanges]  # chunks partition -> offsets
 
 
-class OverlapError(ValueError):
+class OverlapError(UsageError):
     """A window that overlaps applied ones without matching them: never produced by
     workers that share one `window_chunks`; applying it would count twice or lose."""
 
@@ -47,7 +48,9 @@ def _seen(sources: Sources, partition: int, start: int, end: int) -> bool:
     if ranges.covers(window):
         return True
     if len(ranges.intersection(window)):
-        raise OverlapError(f"window {partition}:{start}..{end} partly overlaps applied offsets {ranges.intersection(window)}")
+        raise OverlapError(
+            f"window {partition}:{start}..{end} partly overlaps applied offsets {ranges.intersection(window)}"
+        )
     return False
 
 
@@ -189,7 +192,9 @@ class ShardState:
         self.live.setdefault(partition, OffsetRanges()).add_range(start, end)
         return applied_any or not touched
 
-    def _apply_to_bucket(self, bucket_id: int, bucket: Bucket, partial: PartialMessage, verdicts: dict[str, bool]) -> None:
+    def _apply_to_bucket(
+        self, bucket_id: int, bucket: Bucket, partial: PartialMessage, verdicts: dict[str, bool]
+    ) -> None:
         words = partial.buckets.get(bucket_id)
         if words:
             self._count(bucket_id, bucket, words, partial.at)
@@ -257,15 +262,26 @@ class ShardState:
             for start in [w for w in bucket.windows if w < oldest]:  # retention: only recent windows are kept
                 del bucket.windows[start]
             records[bucket_key(self.shard, bucket_id)] = msgpack.packb(
-                {"v": STATE_VERSION, "counts": bucket.counts, "pending": bucket.pending, "windows": bucket.windows,
-                 "applied": _encode_sources(bucket.applied)},
+                {
+                    "v": STATE_VERSION,
+                    "counts": bucket.counts,
+                    "pending": bucket.pending,
+                    "windows": bucket.windows,
+                    "applied": _encode_sources(bucket.applied),
+                },
                 use_bin_type=True,
             )
         self.dirty.clear()
-        progress = {progress_key(self.shard): msgpack.packb(
-            {"v": STATE_VERSION, "progress": _encode_sources(self.progress()), "documents": self.documents.to_record()},
-            use_bin_type=True,
-        )}
+        progress = {
+            progress_key(self.shard): msgpack.packb(
+                {
+                    "v": STATE_VERSION,
+                    "progress": _encode_sources(self.progress()),
+                    "documents": self.documents.to_record(),
+                },
+                use_bin_type=True,
+            )
+        }
         return records, progress
 
     def take_dirty_words(self) -> dict[str, int]:
@@ -289,8 +305,14 @@ class ShardState:
         return out
 
     @classmethod
-    def load(cls, shard: int, records: dict[str, bytes], max_span: int = 1_000_000, window_seconds: int = 60,
-             windows_kept: int = 60) -> ShardState:
+    def load(
+        cls,
+        shard: int,
+        records: dict[str, bytes],
+        max_span: int = 1_000_000,
+        window_seconds: int = 60,
+        windows_kept: int = 60,
+    ) -> ShardState:
         """Rebuild from the latest snapshot records of this shard (key -> value)."""
         state = cls(shard, max_span, window_seconds, windows_kept)
         prefix = f"{shard}/"
@@ -306,7 +328,9 @@ class ShardState:
                 state.documents = Documents.from_record(obj["documents"])
             else:
                 bucket_id = int(name)
-                state.buckets[bucket_id] = Bucket(obj["counts"], _decode_sources(obj["applied"]), obj["pending"], obj["windows"])
+                state.buckets[bucket_id] = Bucket(
+                    obj["counts"], _decode_sources(obj["applied"]), obj["pending"], obj["windows"]
+                )
                 state.newest_window = max([state.newest_window, *obj["windows"]])
                 state.total_words += sum(obj["counts"].values())
                 state.distinct_words += len(obj["counts"])

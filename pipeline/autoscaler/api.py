@@ -35,12 +35,15 @@ def app(controller: Controller, tokens: list[str] | None) -> web.Application:
 class StatusServer:
     """The API served on a daemon thread until `shutdown()`."""
 
-    def __init__(self, controller: Controller, host: str, port: int, tokens: list[str] | None,
-                 limits: ServerLimits) -> None:
+    def __init__(
+        self, controller: Controller, host: str, port: int, tokens: list[str] | None, limits: ServerLimits
+    ) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="autoscaler-api", daemon=True)
         self.thread.start()
-        self.runner = asyncio.run_coroutine_threadsafe(serve(app(controller, tokens), host, port, limits), self.loop).result(30)
+        self.runner = asyncio.run_coroutine_threadsafe(
+            serve(app(controller, tokens), host, port, limits), self.loop
+        ).result(30)
 
     def shutdown(self) -> None:
         asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(30)
@@ -48,7 +51,8 @@ class StatusServer:
         self.thread.join(10)
 
 
-def serve_status(controller: Controller, host: str, port: int, *, tokens: list[str] | None,
-                 limits: ServerLimits = ServerLimits()) -> StatusServer:
+def serve_status(
+    controller: Controller, host: str, port: int, *, tokens: list[str] | None, limits: ServerLimits = ServerLimits()
+) -> StatusServer:
     """Serve the API (a bearer token from `tokens` on /v1/status unless None) until `shutdown()`."""
     return StatusServer(controller, host, port, tokens, limits)

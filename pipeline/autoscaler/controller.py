@@ -31,8 +31,14 @@ log = logging.getLogger(__name__)
 
 class Controller:
     def __init__(
-        self, backend: Backend, monitor: LagMonitor, policy: Callable[[], Policy], resources: Resources,
-        interval: float = 10.0, grace: float = 30.0, heartbeat: Heartbeat | None = None,
+        self,
+        backend: Backend,
+        monitor: LagMonitor,
+        policy: Callable[[], Policy],
+        resources: Resources,
+        interval: float = 10.0,
+        grace: float = 30.0,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.backend = backend
         self.monitor = monitor
@@ -59,8 +65,12 @@ class Controller:
                 ("actual_workers", "workers the backend lists as running"),
             ]
         }
-        self._decisions = Counter("wordpipe_autoscaler_decisions", "decisions by reason", ["reason"], registry=self.registry)
-        self._replaced = Counter("wordpipe_autoscaler_replaced_workers", "workers that exited and were replaced", registry=self.registry)
+        self._decisions = Counter(
+            "wordpipe_autoscaler_decisions", "decisions by reason", ["reason"], registry=self.registry
+        )
+        self._replaced = Counter(
+            "wordpipe_autoscaler_replaced_workers", "workers that exited and were replaced", registry=self.registry
+        )
         adopted = self.running()
         log.info("controller starts with %d running worker(s) adopted from the backend", len(adopted))
 
@@ -74,8 +84,13 @@ class Controller:
             self._replaced.inc(len(gone))
         live = self.running()
         metrics = self.monitor.read(live)
-        self.problem = None if metrics.lag is not None else (
-            f"no lag read for {metrics.age:.0f} s (Kafka does not answer, or the chunks topic is missing): holding")
+        self.problem = (
+            None
+            if metrics.lag is not None
+            else (
+                f"no lag read for {metrics.age:.0f} s (Kafka does not answer, or the chunks topic is missing): holding"
+            )
+        )
         decision, state = decide(self.policy(), self.state, metrics)
         with self.lock:  # recorded before acting: a kill may take its whole grace period
             self.state = state
@@ -89,7 +104,7 @@ class Controller:
         if decision.desired > len(live):
             self.backend.launch(decision.desired - len(live), self.resources)
         elif decision.desired < len(live):
-            self.backend.kill(live[decision.desired:], grace=self.grace)  # the newest go first
+            self.backend.kill(live[decision.desired :], grace=self.grace)  # the newest go first
         return decision
 
     def run(self, stop: threading.Event) -> None:
@@ -104,8 +119,14 @@ class Controller:
             stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
     def _observe(self, m: Metrics, d: Decision) -> None:
-        values = {"lag_records": m.lag, "arrival_rate": m.arrival_rate, "processing_rate": m.processing_rate,
-                  "worker_rate": m.worker_rate, "desired_workers": d.desired, "actual_workers": m.workers}
+        values = {
+            "lag_records": m.lag,
+            "arrival_rate": m.arrival_rate,
+            "processing_rate": m.processing_rate,
+            "worker_rate": m.worker_rate,
+            "desired_workers": d.desired,
+            "actual_workers": m.workers,
+        }
         for name, value in values.items():
             if value is not None:
                 self._gauges[name].set(value)
@@ -127,4 +148,11 @@ class Controller:
 
 
 def _decision_json(d: Decision) -> dict:
-    return {"at": d.at, "action": d.action, "from": d.current, "to": d.desired, "reason": d.reason, "message": d.message}
+    return {
+        "at": d.at,
+        "action": d.action,
+        "from": d.current,
+        "to": d.desired,
+        "reason": d.reason,
+        "message": d.message,
+    }

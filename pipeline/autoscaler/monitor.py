@@ -72,15 +72,19 @@ RATE_WINDOW = 120.0  # seconds of samples behind the arrival trend
 
 
 class LagMonitor:
-    def __init__(self, bootstrap: str, settings: Settings, offset_reset: str = "earliest", window: float = RATE_WINDOW) -> None:
+    def __init__(
+        self, bootstrap: str, settings: Settings, offset_reset: str = "earliest", window: float = RATE_WINDOW
+    ) -> None:
         self.settings = settings
         self.offset_reset = offset_reset
         self.window = window
-        self.consumer = Consumer({
-            **kafka.common_config(bootstrap, settings),
-            "group.id": settings.worker_group,  # to read its commits; never joins, never commits
-            "enable.auto.commit": False,
-        })
+        self.consumer = Consumer(
+            {
+                **kafka.common_config(bootstrap, settings),
+                "group.id": settings.worker_group,  # to read its commits; never joins, never commits
+                "enable.auto.commit": False,
+            }
+        )
         self.roster = Roster(bootstrap, settings)
         self.samples: deque[Sample] = deque()
         self.last_read_at: float | None = None
@@ -94,24 +98,37 @@ class LagMonitor:
             partitions = sorted(topic.partitions)
             tps = [TopicPartition(s.chunks_topic, p) for p in partitions]
             committed = {tp.partition: tp.offset for tp in self.consumer.committed(tps, timeout=5)}
-            marks = {p: self.consumer.get_watermark_offsets(TopicPartition(s.chunks_topic, p), timeout=5) for p in partitions}
+            marks = {
+                p: self.consumer.get_watermark_offsets(TopicPartition(s.chunks_topic, p), timeout=5) for p in partitions
+            }
         except KafkaException as exc:
             log.warning("cannot read the group's offsets: %s", exc)
             return self._stale(now, len(workers), self.settings.chunk_partitions)
         if not partitions or any(m is None for m in marks.values()):
             return self._stale(now, len(workers), len(partitions) or self.settings.chunk_partitions)
         lag = sum(partition_lag(*marks[p], committed.get(p), self.offset_reset) for p in partitions)
-        sample = Sample(now, sum(h for _, h in marks.values()),
-                        sum(position(*marks[p], committed.get(p), self.offset_reset) for p in partitions), lag)
+        sample = Sample(
+            now,
+            sum(h for _, h in marks.values()),
+            sum(position(*marks[p], committed.get(p), self.offset_reset) for p in partitions),
+            lag,
+        )
         self.samples.append(sample)
         while len(self.samples) > 2 and now - self.samples[1].at >= self.window:
             self.samples.popleft()  # samples[0] stays the newest at or beyond the window's start
         self.last_read_at = now
         recent, trend, processing, growth = rates(list(self.samples), self.window)
         return Metrics(
-            at=now, workers=len(workers), partitions=len(partitions), lag=float(lag),
-            arrival_rate=recent, processing_rate=processing, worker_rate=self.worker_rate(workers),
-            lag_growth=growth, age=0.0, arrival_trend=trend,
+            at=now,
+            workers=len(workers),
+            partitions=len(partitions),
+            lag=float(lag),
+            arrival_rate=recent,
+            processing_rate=processing,
+            worker_rate=self.worker_rate(workers),
+            lag_growth=growth,
+            age=0.0,
+            arrival_trend=trend,
         )
 
     def worker_rate(self, workers: list[str]) -> float | None:
@@ -123,8 +140,9 @@ class LagMonitor:
 
     def _stale(self, now: float, workers: int, partitions: int) -> Metrics:
         age = now - (self.last_read_at if self.last_read_at is not None else 0.0)  # never read: as old as can be
-        return Metrics(at=now, workers=workers, partitions=partitions, lag=None, arrival_rate=None,
-                       processing_rate=None, age=age)
+        return Metrics(
+            at=now, workers=workers, partitions=partitions, lag=None, arrival_rate=None, processing_rate=None, age=age
+        )
 
     def close(self) -> None:
         self.consumer.close()
@@ -156,8 +174,12 @@ class Watch:
         m = self.latest
         if m is None:
             return {"lag": None, "workers": 0, "arrival_rate": None, "processing_rate": None}
-        return {"lag": None if m.lag is None else int(m.lag), "workers": m.workers,
-                "arrival_rate": m.arrival_rate, "processing_rate": m.processing_rate}
+        return {
+            "lag": None if m.lag is None else int(m.lag),
+            "workers": m.workers,
+            "arrival_rate": m.arrival_rate,
+            "processing_rate": m.processing_rate,
+        }
 
     def close(self) -> None:
         self._stop.set()

@@ -23,11 +23,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from typing import Any
 
-DECISION_REASONS = ("stale", "bounds", "cooldown", "up", "down", "stabilizing", "lag-growing", "backlog", "steady", "idle", "activate")
+from pipeline.errors import UsageError
+
+DECISION_REASONS = (
+    "stale",
+    "bounds",
+    "cooldown",
+    "up",
+    "down",
+    "stabilizing",
+    "lag-growing",
+    "backlog",
+    "steady",
+    "idle",
+    "activate",
+)
 
 
-class PolicyError(ValueError):
+class PolicyError(UsageError):
     """A bad policy setting; the message names it."""
 
 
@@ -73,11 +88,12 @@ class Policy:
     def from_mapping(cls, data: dict, origin: str = "policy") -> Policy:
         """A policy from parsed TOML/YAML; unknown keys and wrong types are named."""
         known = {f.name: f for f in fields(cls)}
-        values = {}
+        values: dict[str, Any] = {}
         for key, raw in data.items():
             if key not in known:
                 raise PolicyError(f"{key}: unknown policy setting (in {origin}); known: {', '.join(sorted(known))}")
             kind = known[key].type
+            assert isinstance(kind, str)  # annotations are strings here (from __future__ import annotations)
             ok = {
                 "int": type(raw) is int,
                 "float": type(raw) in (int, float),
@@ -144,7 +160,9 @@ def capacity(partitions: int, workers: int) -> float:
 
 def adds_capacity(partitions: int, workers: int) -> bool:
     """Whether `workers` is faster than `workers - 1` (the first worker always is)."""
-    return workers <= 1 or (workers <= partitions and per_worker_load(partitions, workers) < per_worker_load(partitions, workers - 1))
+    return workers <= 1 or (
+        workers <= partitions and per_worker_load(partitions, workers) < per_worker_load(partitions, workers - 1)
+    )
 
 
 def fewest_workers_for(partitions: int, needed: float) -> int:
@@ -180,9 +198,16 @@ def decide(policy: Policy, state: State, m: Metrics) -> tuple[Decision, State]:
     ceiling = min(policy.max_workers, m.partitions)
     floor = 0 if policy.scale_to_zero else min(policy.min_workers, ceiling)
     inputs = {
-        "workers": m.workers, "partitions": m.partitions, "lag": m.lag, "arrival_rate": m.arrival_rate,
-        "processing_rate": m.processing_rate, "worker_rate": m.worker_rate, "lag_growth": m.lag_growth,
-        "age": m.age, "floor": floor, "ceiling": ceiling,
+        "workers": m.workers,
+        "partitions": m.partitions,
+        "lag": m.lag,
+        "arrival_rate": m.arrival_rate,
+        "processing_rate": m.processing_rate,
+        "worker_rate": m.worker_rate,
+        "lag_growth": m.lag_growth,
+        "age": m.age,
+        "floor": floor,
+        "ceiling": ceiling,
     }
 
     def hold(reason: str, message: str, recommendation: int | None = None) -> tuple[Decision, State]:
@@ -200,16 +225,22 @@ def decide(policy: Policy, state: State, m: Metrics) -> tuple[Decision, State]:
     cooling = state.last_action_at is not None and m.at - state.last_action_at < policy.cooldown_seconds
     if m.workers > ceiling or m.workers < floor:
         if cooling:
-            return hold("cooldown", f"{m.workers} workers is outside [{floor}, {ceiling}], but an action was taken "
-                        f"{m.at - state.last_action_at:.0f} s ago (cooldown {policy.cooldown_seconds:.0f} s)")
+            assert state.last_action_at is not None
+            return hold(
+                "cooldown",
+                f"{m.workers} workers is outside [{floor}, {ceiling}], but an action was taken "
+                f"{m.at - state.last_action_at:.0f} s ago (cooldown {policy.cooldown_seconds:.0f} s)",
+            )
         target = round_down_to_useful(m.partitions, min(max(m.workers, floor), ceiling), floor)
         return act(target, "bounds", f"{m.workers} workers is outside [{floor}, {ceiling}]: going to {target}", None)
 
     rate = m.worker_rate if m.worker_rate and m.worker_rate > 0 else policy.assumed_worker_rate
     # A growing lag is evidence: size for what arrives now. Otherwise size for the trend,
     # so that noise the workers absorb anyway moves nothing.
-    growing = m.lag > 0 and ((m.lag_growth is not None and m.lag_growth > 0) or (
-        m.processing_rate is not None and m.arrival_rate > m.processing_rate))
+    growing = m.lag > 0 and (
+        (m.lag_growth is not None and m.lag_growth > 0)
+        or (m.processing_rate is not None and m.arrival_rate > m.processing_rate)
+    )
     arrival = m.arrival_rate if growing else m.arrival_trend
     if arrival is None:
         return hold("stale", f"no arrival trend measured yet: holding at {m.workers}")
@@ -221,22 +252,43 @@ def decide(policy: Policy, state: State, m: Metrics) -> tuple[Decision, State]:
     else:
         wanted = max(fewest_workers_for(m.partitions, needed), floor, 1 if m.lag > policy.activation_lag else 0)
         recommendation = round_down_to_useful(m.partitions, min(wanted, ceiling), floor)
-    inputs.update(rate_used=rate, arrival_used=arrival, demand=demand, needed_workers=needed, recommendation=recommendation, lag_growing=growing)
-    window = tuple((at, n) for at, n in state.recommendations if m.at - at < policy.stabilization_seconds) + ((m.at, recommendation),)
+    inputs.update(
+        rate_used=rate,
+        arrival_used=arrival,
+        demand=demand,
+        needed_workers=needed,
+        recommendation=recommendation,
+        lag_growing=growing,
+    )
+    window = tuple((at, n) for at, n in state.recommendations if m.at - at < policy.stabilization_seconds) + (
+        (m.at, recommendation),
+    )
     new_state = State(window, state.last_action_at)
-    sizing = (f"demand {demand:.1f}/s (arrival {arrival:.1f}/s + lag {m.lag:.0f} over {policy.catch_up_seconds:.0f} s) "
-              f"needs {needed:.2f} workers at {rate:.1f}/s and {policy.target_utilization:.0%} utilization")
+    sizing = (
+        f"demand {demand:.1f}/s (arrival {arrival:.1f}/s + lag {m.lag:.0f} over {policy.catch_up_seconds:.0f} s) "
+        f"needs {needed:.2f} workers at {rate:.1f}/s and {policy.target_utilization:.0%} utilization"
+    )
 
     if recommendation > m.workers:
         if m.workers > 0 and not growing and needed <= capacity(m.partitions, m.workers) * (1 + policy.tolerance):
-            return hold("steady", f"{sizing}: within {policy.tolerance:.0%} of what {m.workers} handle, and the lag "
-                        "is not growing", recommendation)
+            return hold(
+                "steady",
+                f"{sizing}: within {policy.tolerance:.0%} of what {m.workers} handle, and the lag is not growing",
+                recommendation,
+            )
         if cooling:
-            return hold("cooldown", f"{sizing}: {recommendation} wanted, cooling down after the last action", recommendation)
+            return hold(
+                "cooldown", f"{sizing}: {recommendation} wanted, cooling down after the last action", recommendation
+            )
         if m.workers == 0:
             target = recommendation
-            return act(target, "activate", f"work for no workers (lag {m.lag:.0f}, activation threshold "
-                       f"{policy.activation_lag}): {sizing}; starting {target}", recommendation)
+            return act(
+                target,
+                "activate",
+                f"work for no workers (lag {m.lag:.0f}, activation threshold "
+                f"{policy.activation_lag}): {sizing}; starting {target}",
+                recommendation,
+            )
         target = min(recommendation, round_up_to_useful(m.partitions, m.workers + policy.max_step_up))
         step = f" (step limit {policy.max_step_up})" if target < recommendation else ""
         return act(target, "up", f"{sizing}: scaling up {m.workers} -> {target}{step}", recommendation)
@@ -244,20 +296,33 @@ def decide(policy: Policy, state: State, m: Metrics) -> tuple[Decision, State]:
     if recommendation < m.workers:
         stabilized = max(n for _, n in window)
         if stabilized >= m.workers:
-            return hold("stabilizing", f"{sizing}: {recommendation} would do, but {stabilized} was recommended within "
-                        f"the last {policy.stabilization_seconds:.0f} s", recommendation)
+            return hold(
+                "stabilizing",
+                f"{sizing}: {recommendation} would do, but {stabilized} was recommended within "
+                f"the last {policy.stabilization_seconds:.0f} s",
+                recommendation,
+            )
         if growing:
             return hold("lag-growing", f"{sizing}: not scaling down while the lag grows", recommendation)
         target = max(stabilized, m.workers - policy.max_step_down, floor)
         target = round_down_to_useful(m.partitions, target, floor) if target > 0 else 0
         drain_rate = capacity(m.partitions, target) * rate - m.arrival_rate
         if m.lag > 0 and (drain_rate <= 0 or m.lag / drain_rate > policy.catch_up_seconds):
-            return hold("backlog", f"{sizing}: {target} workers could not drain the lag of {m.lag:.0f} within "
-                        f"{policy.catch_up_seconds:.0f} s", recommendation)
+            return hold(
+                "backlog",
+                f"{sizing}: {target} workers could not drain the lag of {m.lag:.0f} within "
+                f"{policy.catch_up_seconds:.0f} s",
+                recommendation,
+            )
         if cooling:
             return hold("cooldown", f"{sizing}: {target} would do, cooling down after the last action", recommendation)
         if target == 0:
-            return act(0, "idle", f"no lag and no arrivals for {policy.stabilization_seconds:.0f} s: scaling to zero", recommendation)
+            return act(
+                0,
+                "idle",
+                f"no lag and no arrivals for {policy.stabilization_seconds:.0f} s: scaling to zero",
+                recommendation,
+            )
         return act(target, "down", f"{sizing}: scaling down {m.workers} -> {target}", recommendation)
 
     return hold("steady", f"{sizing}: {m.workers} is right", recommendation)

@@ -30,12 +30,13 @@ from pipeline.autoscaler.policy import (
     fewest_workers_for,
     round_down_to_useful,
 )
+from pipeline.errors import UsageError
 
 REVERSAL_WINDOW = 300.0  # an up then a down (or a down then an up) within this is a reversal
 SCENARIOS = ("step", "ramp", "spike", "noisy")
 
 
-class ScenarioError(ValueError):
+class ScenarioError(UsageError):
     pass
 
 
@@ -83,7 +84,9 @@ def trace_scenario(path: Path) -> Scenario:
         if not row or row[0].strip().startswith("#") or (i == 1 and not _is_number(row[0])):
             continue  # blank, comment or header
         if len(row) != 2 or not _is_number(row[0]) or not _is_number(row[1]) or float(row[1]) < 0:
-            raise ScenarioError(f"scenario: {path} line {i}: expected 'seconds,records_per_second' (rate >= 0), got {','.join(row)!r}")
+            raise ScenarioError(
+                f"scenario: {path} line {i}: expected 'seconds,records_per_second' (rate >= 0), got {','.join(row)!r}"
+            )
         points.append((float(row[0]), float(row[1])))
     if not points:
         raise ScenarioError(f"scenario: {path} has no rows")
@@ -128,7 +131,9 @@ class Result:
     @property
     def reversals(self) -> int:
         acts = self.actions
-        return sum(1 for a, b in zip(acts, acts[1:]) if a.action != b.action and b.at - a.at < REVERSAL_WINDOW)
+        return sum(
+            1 for a, b in zip(acts, acts[1:], strict=False) if a.action != b.action and b.at - a.at < REVERSAL_WINDOW
+        )
 
     @property
     def drain_seconds(self) -> float | None:
@@ -197,16 +202,23 @@ class _Cluster:
 
 
 def simulate(
-    policy: Policy, sc: Scenario, model: WorkerModel = WorkerModel(), interval: int = 10, rate_window: int = 120,
-    decide_fn: Decide = decide, name: str = "wordpipe",
+    policy: Policy,
+    sc: Scenario,
+    model: WorkerModel = WorkerModel(),
+    interval: int = 10,
+    rate_window: int = 120,
+    decide_fn: Decide = decide,
+    name: str = "wordpipe",
 ) -> Result:
-    initial = expected_workers(policy, model, sc.partitions, sc.nominal_rate if sc.nominal_rate is not None else sc.arrival(0))
+    initial = expected_workers(
+        policy, model, sc.partitions, sc.nominal_rate if sc.nominal_rate is not None else sc.arrival(0)
+    )
     cluster = _Cluster(sc.partitions, model, [-1e9] * initial, ready_before=initial)
     lag = 0.0
     arrivals: list[float] = []
     processed: list[float] = []
     lags: list[float] = []
-    timeline = []
+    timeline: list[tuple[float, float, float, int]] = []
     decisions = []
     state = State()
     measured_rate: float | None = None
@@ -225,17 +237,23 @@ def simulate(
             window = slice(max(0, t + 1 - rate_window), t + 1)
             span = len(arrivals[window])
             m = Metrics(
-                at=float(t), workers=len(cluster.launched), partitions=sc.partitions, lag=lag,
-                arrival_rate=sum(arrivals[t + 1 - interval:t + 1]) / interval,
+                at=float(t),
+                workers=len(cluster.launched),
+                partitions=sc.partitions,
+                lag=lag,
+                arrival_rate=sum(arrivals[t + 1 - interval : t + 1]) / interval,
                 arrival_trend=sum(arrivals[window]) / span if t + 1 >= rate_window else None,
                 processing_rate=sum(processed[window]) / span,
-                worker_rate=measured_rate, lag_growth=(lag - lags[t - interval]) / interval,
+                worker_rate=measured_rate,
+                lag_growth=(lag - lags[t - interval]) / interval,
             )
             decision, state = decide_fn(policy, state, m)
             decisions.append(decision)
             cluster.scale(t, decision.desired)
         timeline.append((t, arrival, lag, len(cluster.launched)))
-    final_arrival = sc.nominal_rate if sc.nominal_rate is not None else sum(arrivals[-rate_window:]) / len(arrivals[-rate_window:])
+    final_arrival = (
+        sc.nominal_rate if sc.nominal_rate is not None else sum(arrivals[-rate_window:]) / len(arrivals[-rate_window:])
+    )
     expected = expected_workers(policy, model, sc.partitions, final_arrival)
     return Result(sc.name, name, decisions, timeline, expected, policy.catch_up_seconds)
 
@@ -264,7 +282,9 @@ class KedaStyle:
         else:
             raw = math.ceil(lag / self.lag_threshold) if lag > self.activation_lag else 0
         raw = min(max(raw, floor), ceiling)
-        window = tuple((at, n) for at, n in state.recommendations if m.at - at < self.scale_down_stabilization) + ((m.at, raw),)
+        window = tuple((at, n) for at, n in state.recommendations if m.at - at < self.scale_down_stabilization) + (
+            (m.at, raw),
+        )
         desired = raw
         if raw < m.workers:
             desired = max(n for _, n in window)
@@ -284,7 +304,14 @@ def keda_for(model: WorkerModel) -> KedaStyle:
 
 def compare(policy: Policy, sc: Scenario, model: WorkerModel = WorkerModel()) -> tuple[Result, Result]:
     ours = simulate(policy, sc, model)
-    keda = simulate(policy, sc, model, interval=int(keda_for(model).sync_period), decide_fn=keda_for(model).decide, name="keda-style")
+    keda = simulate(
+        policy,
+        sc,
+        model,
+        interval=int(keda_for(model).sync_period),
+        decide_fn=keda_for(model).decide,
+        name="keda-style",
+    )
     return ours, keda
 
 

@@ -14,10 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from pipeline.errors import UnavailableError
+
 log = logging.getLogger(__name__)
 
 
-class BackendError(RuntimeError):
+class BackendError(UnavailableError):
     """The backend cannot do what was asked; the message says why and what to do."""
 
 
@@ -72,16 +74,54 @@ def forget_exited(backend: Backend) -> list[WorkerInfo]:
 # A worker's environment is built from allow-lists, whatever the backend: the settings a
 # worker reads, and (for a local process) what any process needs from its parent's. The
 # APIs' tokens, the framework's secrets and whatever else the launcher's shell held stay put.
-WORKER_SETTINGS = frozenset({
-    "bootstrap", "replication_factor", "kafka_security_protocol", "kafka_sasl_mechanism", "kafka_sasl_username",
-    "kafka_sasl_password", "kafka_ssl_ca_location", "kafka_ssl_certificate_location", "kafka_ssl_key_location",
-    "kafka_ssl_key_password", "chunks_topic", "partials_topic", "totals_topic", "deadletter_topic", "status_topic",
-    "documents_topic", "chunk_partitions", "partial_partitions", "buckets", "tokenizer_user_dict", "worker_group",
-    "worker_batch", "window_chunks", "window_max_words", "session_timeout_ms", "status_interval", "fetch_max_wait_ms",
-    "health_file", "worker_id",
-})
-INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV",
-             "SSL_CERT_FILE", "SSL_CERT_DIR", "WORDPIPE_FAULTS")  # and LC_*; WORDPIPE_FAULTS: chaos tests' fault points
+WORKER_SETTINGS = frozenset(
+    {
+        "bootstrap",
+        "replication_factor",
+        "kafka_security_protocol",
+        "kafka_sasl_mechanism",
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_ca_location",
+        "kafka_ssl_certificate_location",
+        "kafka_ssl_key_location",
+        "kafka_ssl_key_password",
+        "chunks_topic",
+        "partials_topic",
+        "totals_topic",
+        "deadletter_topic",
+        "status_topic",
+        "documents_topic",
+        "chunk_partitions",
+        "partial_partitions",
+        "buckets",
+        "tokenizer_user_dict",
+        "worker_group",
+        "worker_batch",
+        "window_chunks",
+        "window_max_words",
+        "session_timeout_ms",
+        "status_interval",
+        "fetch_max_wait_ms",
+        "health_file",
+        "worker_id",
+    }
+)
+INHERITED = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "WORDPIPE_FAULTS",
+)  # and LC_*; WORDPIPE_FAULTS: chaos tests' fault points
 
 
 def worker_env(env: Mapping[str, str]) -> dict[str, str]:

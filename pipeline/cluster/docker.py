@@ -9,6 +9,7 @@ restarted controller adopts the containers an earlier one launched.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
 
 from pipeline.cluster.backend import BackendError, Resources, WorkerInfo, new_worker_id
 
@@ -40,11 +42,15 @@ class DockerBackend:
             self.client = docker.from_env()
             self.client.ping()
         except DockerException as exc:
-            raise BackendError(f"docker: cannot reach the Docker engine ({exc}); start one with deploy/docker-engine.sh") from None
+            raise BackendError(
+                f"docker: cannot reach the Docker engine ({exc}); start one with deploy/docker-engine.sh"
+            ) from None
         try:
             self.client.images.get(image)
         except ImageNotFound:
-            raise BackendError(f"docker: image {image!r} does not exist here; build it with deploy/build-image.sh") from None
+            raise BackendError(
+                f"docker: image {image!r} does not exist here; build it with deploy/build-image.sh"
+            ) from None
         self.image = image
         self.env = env
         self.pipeline = pipeline
@@ -59,7 +65,9 @@ class DockerBackend:
             worker_id = new_worker_id()
             try:
                 self.client.containers.run(
-                    self.image, ["worker"], detach=True,
+                    self.image,
+                    ["worker"],
+                    detach=True,
                     name=re.sub(r"[^a-zA-Z0-9_.-]", "-", f"wordpipe-{self.pipeline}-{worker_id}"),
                     labels=self._labels(worker_id),
                     environment={**self.env, "WORDPIPE_WORKER_ID": worker_id},
@@ -77,7 +85,9 @@ class DockerBackend:
                     tmpfs={"/tmp": "size=16m"},
                 )
             except APIError as exc:
-                raise BackendError(f"docker: could not start a worker from {self.image!r}: {exc.explanation or exc}") from None
+                raise BackendError(
+                    f"docker: could not start a worker from {self.image!r}: {exc.explanation or exc}"
+                ) from None
             ids.append(worker_id)
         return ids
 
@@ -138,7 +148,7 @@ class DockerBackend:
             except NotFound:
                 pass
 
-    def _containers(self) -> list:
+    def _containers(self) -> builtins.list[Container]:
         labels = [f"{LABEL_PIPELINE}={self.pipeline}", f"{LABEL_ROLE}=worker"]
         found = []
         # List, then inspect each ourselves: the SDK's own inspect fails the whole listing

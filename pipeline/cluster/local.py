@@ -26,9 +26,15 @@ class LocalBackend:
         for _ in range(count):
             worker_id = new_worker_id()
             # Each its own health file beside its log: `wordpipe health` reads it as in a container.
-            env = {**self.env, "WORDPIPE_WORKER_ID": worker_id, "WORDPIPE_HEALTH_FILE": str(self.log_dir / f"{worker_id}.health")}
+            env = {
+                **self.env,
+                "WORDPIPE_WORKER_ID": worker_id,
+                "WORDPIPE_HEALTH_FILE": str(self.log_dir / f"{worker_id}.health"),
+            }
             with open(self.log_dir / f"{worker_id}.log", "ab") as out:
-                self.procs[worker_id] = processes.spawn([sys.executable, "-m", "workers"], env=env, stdout=out, stderr=subprocess.STDOUT)
+                self.procs[worker_id] = processes.spawn(
+                    [sys.executable, "-m", "workers"], env=env, stdout=out, stderr=subprocess.STDOUT
+                )
             ids.append(worker_id)
         return ids
 

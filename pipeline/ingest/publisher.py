@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from confluent_kafka import Producer
 
@@ -31,7 +31,11 @@ class IngestReport:
 class ChunkPublisher:
     def __init__(self, settings: Settings, bootstrap: str) -> None:
         self.settings = settings
-        self.producer = Producer(kafka.producer_config(bootstrap, settings, **{"linger.ms": 20, "batch.size": 1 << 20, "compression.type": "lz4"}))
+        self.producer = Producer(
+            kafka.producer_config(
+                bootstrap, settings, **{"linger.ms": 20, "batch.size": 1 << 20, "compression.type": "lz4"}
+            )
+        )
         self.report = IngestReport()
         self.tokenizer = tokenize.Tokenizer.load(settings.tokenizer_user_dict).id  # named in every chunk
         self._failures: list[str] = []
@@ -50,12 +54,18 @@ class ChunkPublisher:
         s = self.settings
 
         def forced_cut(offset: int) -> None:
-            log.warning("%s: a run without whitespace or CJK punctuation longer than %d bytes cut at byte %d",
-                        source.name, s.chunk_size, offset)
+            log.warning(
+                "%s: a run without whitespace or CJK punctuation longer than %d bytes cut at byte %d",
+                source.name,
+                s.chunk_size,
+                offset,
+            )
 
         with source.open() as stream:
             for seq, chunk in enumerate(iter_chunks(stream, s.chunk_size, on_forced_cut=forced_cut)):
-                value = codec.encode_chunk(codec.ChunkMessage(doc, seq, source.name, chunk.offset, chunk.data, self.tokenizer))
+                value = codec.encode_chunk(
+                    codec.ChunkMessage(doc, seq, source.name, chunk.offset, chunk.data, self.tokenizer)
+                )
                 partition = self._next_partition
                 self._next_partition = (partition + 1) % s.chunk_partitions
                 self._produce(value, doc.encode(), partition)
@@ -71,7 +81,9 @@ class ChunkPublisher:
     def _produce(self, value: bytes, key: bytes | None, partition: int) -> None:
         while True:
             try:
-                self.producer.produce(self.settings.chunks_topic, value, key=key, partition=partition, on_delivery=self._on_delivery)
+                self.producer.produce(
+                    self.settings.chunks_topic, value, key=key, partition=partition, on_delivery=self._on_delivery
+                )
                 self.producer.poll(0)
                 return
             except BufferError:

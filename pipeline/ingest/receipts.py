@@ -42,7 +42,9 @@ def read_all(bootstrap: str, settings: Settings, timeout: float = 30.0) -> list[
 def find_verdict(bootstrap: str, settings: Settings, receipt: codec.Receipt, upto: int) -> bool:
     """Whether the log commits `receipt`'s document: its first end in [first, upto], judged
     as the aggregator judges it (blocking: run it in a thread)."""
-    consumer = Consumer({**kafka.common_config(bootstrap, settings), "group.id": "wordpipe-receipts", "enable.auto.commit": False})
+    consumer = Consumer(
+        {**kafka.common_config(bootstrap, settings), "group.id": "wordpipe-receipts", "enable.auto.commit": False}
+    )
     try:
         consumer.assign([TopicPartition(settings.chunks_topic, receipt.partition, receipt.first)])
         deadline = time.monotonic() + 60
@@ -50,7 +52,8 @@ def find_verdict(bootstrap: str, settings: Settings, receipt: codec.Receipt, upt
             for msg in consumer.consume(500, 0.5):
                 if msg.error():
                     continue
-                if msg.offset() > upto:
+                offset = msg.offset() or 0  # set on every consumed record
+                if offset > upto:
                     return False
                 if msg.key() != receipt.document.encode():
                     continue
@@ -59,8 +62,11 @@ def find_verdict(bootstrap: str, settings: Settings, receipt: codec.Receipt, upt
                 except codec.CodecError:
                     continue
                 if isinstance(record, codec.DocumentEnd) and record.doc == receipt.document:
-                    return (record.commit and record.chunks == receipt.chunks
-                            and msg.offset() - receipt.first < settings.document_max_span)
+                    return (
+                        record.commit
+                        and record.chunks == receipt.chunks
+                        and offset - receipt.first < settings.document_max_span
+                    )
         raise kafka.KafkaUnavailable(f"could not read {settings.chunks_topic}[{receipt.partition}] up to {upto}")
     finally:
         consumer.close()
@@ -90,8 +96,16 @@ class Receipts:
         end = codec.encode_end(codec.DocumentEnd(receipt.document, receipt.chunks, commit=False))
         upto = await self.producer.send(self.settings.chunks_topic, end, receipt.document.encode(), receipt.partition)
         committed = await asyncio.to_thread(find_verdict, self.bootstrap, self.settings, receipt, upto)
-        settled = codec.Receipt(receipt.document, receipt.key, "committed" if committed else "aborted", receipt.partition,
-                                receipt.first, receipt.chunks, receipt.bytes, time.time())
+        settled = codec.Receipt(
+            receipt.document,
+            receipt.key,
+            "committed" if committed else "aborted",
+            receipt.partition,
+            receipt.first,
+            receipt.chunks,
+            receipt.bytes,
+            time.time(),
+        )
         await self.write(settled)
         log.info("settled an earlier attempt of key %r: document %s %s", receipt.key, receipt.document, settled.state)
         return settled
@@ -101,10 +115,18 @@ class Accepted:
     """How many documents and chunks ingest accepted, following the receipts topic in a thread."""
 
     def __init__(self, bootstrap: str, settings: Settings) -> None:
-        self.consumer = Consumer({**kafka.common_config(bootstrap, settings), "group.id": "wordpipe-receipts",
-                                  "enable.auto.commit": False, "fetch.wait.max.ms": settings.fetch_max_wait_ms})
+        self.consumer = Consumer(
+            {
+                **kafka.common_config(bootstrap, settings),
+                "group.id": "wordpipe-receipts",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": settings.fetch_max_wait_ms,
+            }
+        )
         self.consumer.assign([TopicPartition(settings.documents_topic, 0, 0)])
-        self.ends = Consumer({**kafka.common_config(bootstrap, settings), "group.id": "wordpipe-receipts"})  # watermarks only
+        self.ends = Consumer(
+            {**kafka.common_config(bootstrap, settings), "group.id": "wordpipe-receipts"}
+        )  # watermarks only
         self.topic = settings.documents_topic
         self.committed: dict[bytes, int] = {}  # receipt key -> chunks
         self.chunks = 0
@@ -118,17 +140,18 @@ class Accepted:
             for msg in self.consumer.consume(500, 0.2):
                 if msg.error():
                     continue
-                self.position = msg.offset() + 1
-                if msg.key() is None:
+                self.position = (msg.offset() or 0) + 1
+                key = msg.key()
+                if key is None:
                     continue
                 try:
                     receipt = codec.decode_receipt(msg.value())
                 except codec.CodecError:
                     continue
-                before = self.committed.pop(msg.key(), 0)
+                before = self.committed.pop(key, 0)
                 if receipt.state == "committed":
-                    self.committed[msg.key()] = receipt.chunks
-                self.chunks += self.committed.get(msg.key(), 0) - before
+                    self.committed[key] = receipt.chunks
+                self.chunks += self.committed.get(key, 0) - before
 
     @property
     def documents(self) -> int:

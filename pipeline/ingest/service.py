@@ -33,9 +33,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pipeline import codec, faults, kafka, tokenize
 from pipeline.chunking import Chunk, Chunker
 from pipeline.config import Settings
+from pipeline.errors import UnavailableError
 from pipeline.health import Heartbeat
 from pipeline.ingest.receipts import Receipts
-from pipeline.web import ApiError, make_app, query_of, tokens_of
+from pipeline.web import HttpError, make_app, query_of, tokens_of
 from pipeline.webserver import ServerLimits, serve
 
 log = logging.getLogger("wordpipe.ingest")
@@ -49,7 +50,7 @@ KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII
 NAME_PATTERN = re.compile(r"[^\x00-\x1f\x7f]{1,1024}")
 
 
-class Abandoned(RuntimeError):
+class Abandoned(UnavailableError):
     """An upload whose end landed past document_max_span: counted nowhere."""
 
 
@@ -72,9 +73,14 @@ class Document:
     async def send(self, chunks: list[Chunk]) -> None:
         s = self.settings
         for chunk in chunks:
-            value = codec.encode_chunk(codec.ChunkMessage(self.id, self.chunks, self.name, chunk.offset, chunk.data,
-                                                        self.service.tokenizer, held=True))
-            self.in_flight.append(await self.service.producer.enqueue(s.chunks_topic, value, self.id.encode(), self.partition))
+            value = codec.encode_chunk(
+                codec.ChunkMessage(
+                    self.id, self.chunks, self.name, chunk.offset, chunk.data, self.service.tokenizer, held=True
+                )
+            )
+            self.in_flight.append(
+                await self.service.producer.enqueue(s.chunks_topic, value, self.id.encode(), self.partition)
+            )
             faults.point("ingest.mid_upload")
             self.chunks += 1
             self.bytes += len(chunk.data)
@@ -102,8 +108,10 @@ class Document:
         offset = await self.service.producer.send(s.chunks_topic, end, self.id.encode(), self.partition)
         if self.chunks and offset - first >= s.document_max_span:
             await self.service.receipts.write(self._receipt("aborted", first))
-            raise Abandoned(f"the upload took too long: its end landed {offset - first} offsets after its first chunk "
-                            f"(document_max_span {s.document_max_span}), so it was abandoned and counts nothing; retry it")
+            raise Abandoned(
+                f"the upload took too long: its end landed {offset - first} offsets after its first chunk "
+                f"(document_max_span {s.document_max_span}), so it was abandoned and counts nothing; retry it"
+            )
         faults.point("ingest.before_receipt")
         receipt = self._receipt("committed", first)
         await self.service.receipts.write(receipt)
@@ -120,7 +128,8 @@ class Document:
         end = codec.encode_end(codec.DocumentEnd(self.id, self.chunks, commit=False))
         try:
             await asyncio.wait_for(
-                self.service.producer.send(self.settings.chunks_topic, end, self.id.encode(), self.partition), 10)
+                self.service.producer.send(self.settings.chunks_topic, end, self.id.encode(), self.partition), 10
+            )
         except Exception as exc:
             log.warning("could not write the abort of document %s (%s); it will be abandoned", self.id, exc)
         else:
@@ -151,11 +160,17 @@ class Body:
         self.consumed = 0  # gzip bytes inflated so far
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("identity", "gzip", "x-gzip"):
-            raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r:.60} is not supported; send identity or gzip")
+            raise HttpError(
+                415,
+                "unsupported_encoding",
+                f"Content-Encoding {encoding!r:.60} is not supported; send identity or gzip",
+            )
         self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding != "identity" else None
         length = request.content_length
         if self.inflate is None and length is not None and length > self.limit:
-            raise ApiError(413, "too_large", f"the body is {length} bytes; the limit is {self.limit} (max_document_bytes)")
+            raise HttpError(
+                413, "too_large", f"the body is {length} bytes; the limit is {self.limit} (max_document_bytes)"
+            )
 
     async def blocks(self, tick: float | None = None) -> AsyncIterator[bytes]:
         """Decoded blocks; with `tick`, an empty block whenever none arrived in that time."""
@@ -185,15 +200,19 @@ class Body:
             for data in self._decode(raw):
                 yield data
         if self.inflate is not None and not self.inflate.eof:
-            raise ApiError(400, "bad_gzip", "the gzip body ended before the end of its stream: truncated; nothing of it counts")
+            raise HttpError(
+                400, "bad_gzip", "the gzip body ended before the end of its stream: truncated; nothing of it counts"
+            )
 
-    def _too_slow(self, got: int) -> ApiError:
+    def _too_slow(self, got: int) -> HttpError:
         if got == 0:
             detail = f"the body sent nothing for {self.window:g} s (upload_stall_seconds)"
         else:
-            detail = (f"the body sent {got} bytes in {self.window:g} s, under {self.min_bytes // self.window:.0f} bytes/s "
-                      "(upload_min_rate)")
-        return ApiError(408, "too_slow", f"{detail}: cut off, nothing of this upload counts", close=True)
+            detail = (
+                f"the body sent {got} bytes in {self.window:g} s, under {self.min_bytes // self.window:.0f} bytes/s "
+                "(upload_min_rate)"
+            )
+        return HttpError(408, "too_slow", f"{detail}: cut off, nothing of this upload counts", close=True)
 
     def _decode(self, raw: bytes) -> Iterator[bytes]:
         if self.inflate is None:
@@ -203,21 +222,29 @@ class Body:
             try:
                 data = self.inflate.decompress(raw, min(self.limit - self.size + 1, INFLATE_PIECE))
             except zlib.error as exc:
-                raise ApiError(400, "bad_gzip", f"the body is not valid gzip ({exc}); nothing of it counts") from None
+                raise HttpError(400, "bad_gzip", f"the body is not valid gzip ({exc}); nothing of it counts") from None
             self.consumed += len(raw) - len(self.inflate.unconsumed_tail)
             raw = self.inflate.unconsumed_tail
             if self.size + len(data) > self.ratio * self.consumed + INFLATE_ALLOWANCE:
-                raise ApiError(413, "inflates_too_much",
-                               f"the gzip body inflates more than {self.ratio} times its size (max_inflate_ratio): refused "
-                               "as a decompression bomb, nothing of it counts; send it uncompressed or in parts", close=True)
+                raise HttpError(
+                    413,
+                    "inflates_too_much",
+                    f"the gzip body inflates more than {self.ratio} times its size (max_inflate_ratio): refused "
+                    "as a decompression bomb, nothing of it counts; send it uncompressed or in parts",
+                    close=True,
+                )
             if data:
                 yield self._counted(data)
 
     def _counted(self, data: bytes) -> bytes:
         self.size += len(data)
         if self.size > self.limit:
-            raise ApiError(413, "too_large", f"the decoded body exceeds the limit of {self.limit} bytes (max_document_bytes)",
-                           close=True)
+            raise HttpError(
+                413,
+                "too_large",
+                f"the decoded body exceeds the limit of {self.limit} bytes (max_document_bytes)",
+                close=True,
+            )
         return data
 
 
@@ -230,12 +257,16 @@ class IngestService:
         self.registry = CollectorRegistry()
         self.metrics_bytes = Counter("wordpipe_ingest_bytes", "Decoded bytes sent to Kafka", registry=self.registry)
         self.metrics_chunks = Counter("wordpipe_ingest_chunks", "Chunks sent to Kafka", registry=self.registry)
-        self.metrics_documents = Counter("wordpipe_ingest_documents", "Uploads by outcome", ["outcome"], registry=self.registry)
-        self.metrics_uploads = Gauge("wordpipe_ingest_uploads_in_progress", "Uploads being received", registry=self.registry)
+        self.metrics_documents = Counter(
+            "wordpipe_ingest_documents", "Uploads by outcome", ["outcome"], registry=self.registry
+        )
+        self.metrics_uploads = Gauge(
+            "wordpipe_ingest_uploads_in_progress", "Uploads being received", registry=self.registry
+        )
         self.metrics_broker = Gauge("wordpipe_ingest_broker_up", "1 while Kafka answers", registry=self.registry)
         self.heartbeat = Heartbeat(settings.health_file)  # the image's HEALTHCHECK
-        self.producer: kafka.AsyncProducer | None = None
-        self.receipts: Receipts | None = None
+        self._producer: kafka.AsyncProducer | None = None  # made on start, on the service's event loop
+        self._receipts: Receipts | None = None
         self.uploads = 0
         self.uploads_by: collections.Counter[str] = collections.Counter()  # uploads in progress per client address
         self.in_progress: set[str] = set()  # idempotency keys being received
@@ -247,6 +278,18 @@ class IngestService:
 
     # -- lifecycle -------------------------------------------------------------
 
+    @property
+    def producer(self) -> kafka.AsyncProducer:
+        if self._producer is None:
+            raise RuntimeError("the ingest service is not started")
+        return self._producer
+
+    @property
+    def receipts(self) -> Receipts:
+        if self._receipts is None:
+            raise RuntimeError("the ingest service is not started")
+        return self._receipts
+
     def app(self) -> web.Application:
         app = make_app("ingest", self.tokens, "ingest.openapi.json", self.registry)
         app.router.add_post("/v1/documents", self.post_document)
@@ -257,17 +300,26 @@ class IngestService:
         return app
 
     async def _start(self, app: web.Application) -> None:
-        self.producer = kafka.AsyncProducer(kafka.producer_config(
-            self.bootstrap, self.settings, **{"linger.ms": 5, "compression.type": "lz4", "message.timeout.ms": 30_000,
-                               "queue.buffering.max.kbytes": 64 * 1024}))
-        self.receipts = Receipts(self.bootstrap, self.settings, self.producer)
+        self._producer = kafka.AsyncProducer(
+            kafka.producer_config(
+                self.bootstrap,
+                self.settings,
+                **{
+                    "linger.ms": 5,
+                    "compression.type": "lz4",
+                    "message.timeout.ms": 30_000,
+                    "queue.buffering.max.kbytes": 64 * 1024,
+                },
+            )
+        )
+        self._receipts = Receipts(self.bootstrap, self.settings, self.producer)
         self.ended_on.update(range(self.settings.chunk_partitions))  # close windows a predecessor left open
         self._tasks = [asyncio.create_task(self._watch_broker()), asyncio.create_task(self._mark_flushes())]
 
     async def _stop(self, app: web.Application) -> None:
         for task in self._tasks:
             task.cancel()
-        if self.producer:
+        if self._producer:
             await self._write_flushes()  # what was accepted gets counted without waiting for more traffic
             await asyncio.to_thread(self.producer.close)
 
@@ -316,7 +368,9 @@ class IngestService:
         def read() -> int:
             consumer = Consumer({**kafka.common_config(self.bootstrap, self.settings), "group.id": "wordpipe-ingest"})
             try:
-                return consumer.get_watermark_offsets(TopicPartition(self.settings.chunks_topic, partition), timeout=10)[1]
+                return consumer.get_watermark_offsets(
+                    TopicPartition(self.settings.chunks_topic, partition), timeout=10
+                )[1]
             finally:
                 consumer.close()
 
@@ -332,15 +386,22 @@ class IngestService:
         """Checks that need no Kafka; returns the body reader and the document name."""
         kind = request.content_type
         if kind not in CONTENT_TYPES:
-            raise ApiError(415, "unsupported_media_type",
-                           f"Content-Type {kind!r:.60} is not accepted; send {' or '.join(CONTENT_TYPES)}")
+            raise HttpError(
+                415,
+                "unsupported_media_type",
+                f"Content-Type {kind!r:.60} is not accepted; send {' or '.join(CONTENT_TYPES)}",
+            )
         name = query_of(request).get("name", "upload")
         if not NAME_PATTERN.fullmatch(name):
-            raise ApiError(400, "bad_name", "name: 1 to 1024 characters, no control characters")
+            raise HttpError(400, "bad_name", "name: 1 to 1024 characters, no control characters")
         body = Body(request, self.settings, stream)
         if not self.broker_up:
-            raise ApiError(503, "broker_unavailable", f"Kafka is unreachable ({self.broker_error}); retry later",
-                           {"Retry-After": "5"})
+            raise HttpError(
+                503,
+                "broker_unavailable",
+                f"Kafka is unreachable ({self.broker_error}); retry later",
+                {"Retry-After": "5"},
+            )
         return body, name
 
     @contextlib.contextmanager
@@ -348,11 +409,17 @@ class IngestService:
         """An upload slot, of max_uploads and of the client's max_uploads_per_client."""
         s, client = self.settings, request.remote or "?"
         if self.uploads >= s.max_uploads:
-            raise ApiError(429, "saturated", f"{self.uploads} uploads in progress (max_uploads); retry later",
-                           {"Retry-After": "1"})
+            raise HttpError(
+                429, "saturated", f"{self.uploads} uploads in progress (max_uploads); retry later", {"Retry-After": "1"}
+            )
         if self.uploads_by[client] >= s.max_uploads_per_client:
-            raise ApiError(429, "client_saturated", f"this client ({client}) has {self.uploads_by[client]} uploads in progress "
-                           "(max_uploads_per_client); finish one first", {"Retry-After": "1"})
+            raise HttpError(
+                429,
+                "client_saturated",
+                f"this client ({client}) has {self.uploads_by[client]} uploads in progress "
+                "(max_uploads_per_client); finish one first",
+                {"Retry-After": "1"},
+            )
         self.uploads += 1
         self.uploads_by[client] += 1
         self.metrics_uploads.inc()
@@ -368,12 +435,16 @@ class IngestService:
     async def post_document(self, request: web.Request) -> web.Response:
         key = request.headers.get("Idempotency-Key")
         if key is not None and not KEY_PATTERN.fullmatch(key):
-            raise ApiError(400, "bad_idempotency_key", "Idempotency-Key: 1 to 255 visible ASCII characters")
+            raise HttpError(400, "bad_idempotency_key", "Idempotency-Key: 1 to 255 visible ASCII characters")
         body, name = self._admit(request)
         if key is not None:
             if key in self.in_progress:
-                raise ApiError(409, "in_progress", "an upload with this Idempotency-Key is still being received",
-                               {"Retry-After": "1"})
+                raise HttpError(
+                    409,
+                    "in_progress",
+                    "an upload with this Idempotency-Key is still being received",
+                    {"Retry-After": "1"},
+                )
             self.in_progress.add(key)
         try:
             if key is not None:
@@ -403,8 +474,13 @@ class IngestService:
         except BaseException as exc:
             self.metrics_documents.labels("failed").inc()
             if document.ended and isinstance(exc, kafka.KafkaUnavailable):  # the commit went out; its fate is unknown
-                raise ApiError(503, "unconfirmed", f"the upload's commit was sent but not confirmed ({exc}); retry with "
-                               "the same Idempotency-Key to count it exactly once", {"Retry-After": "5"}) from None
+                raise HttpError(
+                    503,
+                    "unconfirmed",
+                    f"the upload's commit was sent but not confirmed ({exc}); retry with "
+                    "the same Idempotency-Key to count it exactly once",
+                    {"Retry-After": "5"},
+                ) from None
             await document.abort()
             raise _as_api_error(exc) from None
         self.metrics_documents.labels("committed").inc()
@@ -432,8 +508,16 @@ class IngestService:
                 acknowledged += receipt.bytes
                 segments += 1
                 self.metrics_documents.labels("committed").inc()
-                await response.write(_line({"document": receipt.document, "bytes": receipt.bytes, "chunks": receipt.chunks,
-                                            "acknowledged_bytes": acknowledged}))
+                await response.write(
+                    _line(
+                        {
+                            "document": receipt.document,
+                            "bytes": receipt.bytes,
+                            "chunks": receipt.chunks,
+                            "acknowledged_bytes": acknowledged,
+                        }
+                    )
+                )
                 document = Document(self, name, None)
             started = time.monotonic()
 
@@ -441,7 +525,10 @@ class IngestService:
             await response.prepare(request)
             async for data in body.blocks(tick=s.stream_segment_seconds / 4):
                 await document.send(chunker.feed(data))
-                if document.bytes + chunker.pending >= s.stream_segment_bytes or time.monotonic() - started >= s.stream_segment_seconds:
+                if (
+                    document.bytes + chunker.pending >= s.stream_segment_bytes
+                    or time.monotonic() - started >= s.stream_segment_seconds
+                ):
                     await commit(chunker.take_whole())
             await commit(chunker.finish())
             await response.write(_line({"done": True, "acknowledged_bytes": acknowledged, "segments": segments}))
@@ -451,7 +538,9 @@ class IngestService:
             error = _as_api_error(exc)
             if response.prepared:  # the status line is out: the error goes in the stream
                 if not isinstance(exc, (ConnectionError, asyncio.CancelledError)):
-                    await response.write(_line({"error": error.code, "detail": error.detail, "acknowledged_bytes": acknowledged}))
+                    await response.write(
+                        _line({"error": error.code, "detail": error.detail, "acknowledged_bytes": acknowledged})
+                    )
                 if error.close:
                     response.force_close()
                 return response
@@ -468,27 +557,33 @@ def _line(obj: dict) -> bytes:
     return json.dumps(obj).encode() + b"\n"
 
 
-def _as_api_error(exc: BaseException) -> ApiError:
-    if isinstance(exc, ApiError):
+def _as_api_error(exc: BaseException) -> HttpError:
+    if isinstance(exc, HttpError):
         return exc
     if isinstance(exc, kafka.Saturated):
-        return ApiError(429, "saturated", f"{exc}; retry later", {"Retry-After": "2"})
+        return HttpError(429, "saturated", f"{exc}; retry later", {"Retry-After": "2"})
     if isinstance(exc, kafka.KafkaUnavailable):
-        return ApiError(503, "broker_unavailable", f"Kafka did not take the upload ({exc}); nothing of it counts; retry",
-                        {"Retry-After": "5"})
+        return HttpError(
+            503,
+            "broker_unavailable",
+            f"Kafka did not take the upload ({exc}); nothing of it counts; retry",
+            {"Retry-After": "5"},
+        )
     if isinstance(exc, Abandoned):
-        return ApiError(503, "abandoned", str(exc), {"Retry-After": "1"})
+        return HttpError(503, "abandoned", str(exc), {"Retry-After": "1"})
     if isinstance(exc, (ConnectionError, asyncio.CancelledError)):
-        return ApiError(400, "cut_off", "the upload was cut off before its end; nothing of it counts")
+        return HttpError(400, "cut_off", "the upload was cut off before its end; nothing of it counts")
     if isinstance(exc, Exception) and type(exc).__module__.startswith("aiohttp"):
-        return ApiError(400, "bad_body", f"the body could not be read ({exc}); nothing of it counts")
+        return HttpError(400, "bad_body", f"the body could not be read ({exc}); nothing of it counts")
     raise exc
 
 
 async def run(settings: Settings, bootstrap: str) -> None:
     """Serve until cancelled."""
     service = IngestService(settings, bootstrap)
-    runner = await serve(service.app(), settings.ingest_host, settings.ingest_port, ServerLimits(settings.http_idle_seconds))
+    runner = await serve(
+        service.app(), settings.ingest_host, settings.ingest_port, ServerLimits(settings.http_idle_seconds)
+    )
     try:
         await asyncio.Event().wait()
     finally:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
+
+from pipeline.errors import UsageError
 
 
-class SourceError(ValueError):
+class SourceError(UsageError):
     pass
 
 

@@ -47,8 +47,9 @@ def corpus(directory: Path, megabytes: int) -> list[Source]:
     return mixed_documents(directory, max(2, megabytes // 3), sample_copies=50, hostile_size=3_000_000)
 
 
-def kill_while_working(p: Pipeline, documents: list[Source], trial: Trial, kill, pause: tuple[float, float],
-                       at_least: int) -> None:
+def kill_while_working(
+    p: Pipeline, documents: list[Source], trial: Trial, kill, pause: tuple[float, float], at_least: int
+) -> None:
     """Start `documents` flowing; every `pause` seconds while there is work, call
     `kill(pipeline, rng)`, which returns what it killed (None: nothing); then check the
     totals against the reference count."""
@@ -122,8 +123,11 @@ def no_leaks(request, own_temp_dir):
         pids = {p: c for p, c in _our_processes().items() if p not in before_pids}
         containers = _containers()
         files = sorted(set(os.listdir(temp)) - before_files)
-        leaks = [f"process {p}: {c}" for p, c in pids.items()] + [f"docker: {c}" for c in containers] + \
-                [f"file {temp / f}" for f in files]
+        leaks = (
+            [f"process {p}: {c}" for p, c in pids.items()]
+            + [f"docker: {c}" for c in containers]
+            + [f"file {temp / f}" for f in files]
+        )
         if not leaks or time.monotonic() > deadline:
             break
         time.sleep(0.5)

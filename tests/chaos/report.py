@@ -46,11 +46,22 @@ class Trial:
 
     def figures(self) -> dict:
         return {
-            "scenario": self.scenario, "title": self.title, "suite": self.suite, "faults": self.faults,
-            "input_bytes": self.input_bytes, "words_expected": self.expected.total(), "words_counted": self.counted.total(),
-            "distinct_expected": len(self.expected), "duplicates": self.duplicates, "losses": self.losses,
-            "recovery_seconds": self.recovery, "recovery_from": self.recovery_from, "leaks": self.leaks,
-            "notes": self.notes, "seconds": self.seconds, "passed": self.passed,
+            "scenario": self.scenario,
+            "title": self.title,
+            "suite": self.suite,
+            "faults": self.faults,
+            "input_bytes": self.input_bytes,
+            "words_expected": self.expected.total(),
+            "words_counted": self.counted.total(),
+            "distinct_expected": len(self.expected),
+            "duplicates": self.duplicates,
+            "losses": self.losses,
+            "recovery_seconds": self.recovery,
+            "recovery_from": self.recovery_from,
+            "leaks": self.leaks,
+            "notes": self.notes,
+            "seconds": self.seconds,
+            "passed": self.passed,
         }
 
 
@@ -81,8 +92,13 @@ def render(trials: list[Trial]) -> str:
         )
     for t in trials:
         lines += [
-            "", f"## {t.title}", "", f"`{t.scenario}`, {t.seconds:.0f} s in all.", "",
-            "| figure | value |", "|---|---|",
+            "",
+            f"## {t.title}",
+            "",
+            f"`{t.scenario}`, {t.seconds:.0f} s in all.",
+            "",
+            "| figure | value |",
+            "|---|---|",
             f"| faults injected | {len(t.faults)} |",
             f"| input | {_mb(t.input_bytes)} |",
             f"| words expected (distinct) | {t.expected.total():,} ({len(t.expected):,}) |",
@@ -92,7 +108,9 @@ def render(trials: list[Trial]) -> str:
             f"| recovery (from {t.recovery_from}) | {_seconds(t.recovery)} |",
             f"| leaked processes, containers, files | {', '.join(t.leaks) or 'none'} |",
             f"| result | {'pass' if t.passed else '**FAIL**'} |",
-            "", "Faults, in order:", "",
+            "",
+            "Faults, in order:",
+            "",
             *(f"1. {f}" for f in _folded(t.faults)),
             *([""] + [f"- {n}" for n in t.notes] if t.notes else []),
         ]
@@ -115,12 +133,29 @@ def _seconds(s: float | None) -> str:
 
 def machine() -> dict:
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=10,
+            ).stdout.strip()
+            or "unknown"
+        )
     except OSError:
         commit = "unknown"
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown CPU",
+    )
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"commit": commit, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, Python {platform.python_version()}"}
+    return {
+        "commit": commit,
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, Python {platform.python_version()}",
+    }

@@ -35,8 +35,12 @@ assumed_worker_rate = 50
 
 def containers(group: str) -> list[str]:
     """Worker containers of the stack, in any state (a container just created counts)."""
-    return subprocess.run(["docker", "ps", "-aq", "--filter", f"label=wordpipe.pipeline={group}"],
-                          capture_output=True, text=True, check=True).stdout.split()
+    return subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=wordpipe.pipeline={group}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
 
 
 def test_autoscaler_sigkilled_mid_scale_up(docker_image, tmp_path, trial):
@@ -45,9 +49,18 @@ def test_autoscaler_sigkilled_mid_scale_up(docker_image, tmp_path, trial):
     trial.input_bytes = sum(d.path.stat().st_size for d in documents)
     trial.expected = count_sources(documents)
     (policy := tmp_path / "policy.toml").write_text(EAGER)
-    s = config.Settings(backend="docker", image=docker_image, tokens=TOKEN, chunk_size=16 * 1024, window_chunks=4,
-                        autoscale_interval=0.5, worker_cpus=0.5, ingest_port=free_port(), aggregator_port=free_port(),
-                        autoscaler_port=free_port())
+    s = config.Settings(
+        backend="docker",
+        image=docker_image,
+        tokens=TOKEN,
+        chunk_size=16 * 1024,
+        window_chunks=4,
+        autoscale_interval=0.5,
+        worker_cpus=0.5,
+        ingest_port=free_port(),
+        aggregator_port=free_port(),
+        autoscaler_port=free_port(),
+    )
     stack = Stack(s, tmp_path / "logs", policy=str(policy))
     (tmp_path / "logs").mkdir()
     try:
@@ -56,7 +69,9 @@ def test_autoscaler_sigkilled_mid_scale_up(docker_image, tmp_path, trial):
         autoscaler = next(svc for svc in stack.services if svc.name == "autoscaler")
         client = Client(stack.urls["ingest"], stack.urls["results"], token=TOKEN)
         receipts = []
-        uploader = threading.Thread(target=lambda: receipts.extend(client.ingest(d.path, attempts=20) for d in documents))
+        uploader = threading.Thread(
+            target=lambda: receipts.extend(client.ingest(d.path, attempts=20) for d in documents)
+        )
         uploader.start()
         peak, killed_at = 0, None
         deadline = time.monotonic() + 300
@@ -81,13 +96,16 @@ def test_autoscaler_sigkilled_mid_scale_up(docker_image, tmp_path, trial):
         decided = [line for line in log.splitlines() if f"[{victim}]" in line and "scaling up" in line][-1]
         target = int(decided.rsplit("-> ", 1)[1])
         assert target > at_kill, f"the kill did not land mid-scale-up: {decided}"  # launched fewer than it meant to
-        trial.fault(f"SIGKILL the autoscaler (pid {victim}) scaling up to {target} workers, with {at_kill} containers "
-                    "launched")
+        trial.fault(
+            f"SIGKILL the autoscaler (pid {victim}) scaling up to {target} workers, with {at_kill} containers launched"
+        )
         adopted = [line for line in log.splitlines() if "adopted from the backend" in line]
         assert len(adopted) == 2 and "starts with 0 running" not in adopted[1], adopted
         assert peak <= 4, f"{peak} worker containers: the restarted autoscaler launched duplicates"
-        trial.notes.append(f"the restarted autoscaler: {adopted[1].split(': ', 1)[-1]}; at most {peak} worker containers "
-                           "existed at once (the policy's maximum is 4)")
+        trial.notes.append(
+            f"the restarted autoscaler: {adopted[1].split(': ', 1)[-1]}; at most {peak} worker containers "
+            "existed at once (the policy's maximum is 4)"
+        )
     finally:
         stack.stop()
     assert docker_leftovers() == []  # stopping the stack stopped its workers

@@ -44,15 +44,22 @@ def workers_health(directory: Path) -> dict[str, str | None]:
 def test_uploads_survive_the_broker_cut_off_and_count_once(tmp_path, trial):
     """The broker cut off for 20 s while the stack runs and uploads go on"""
     (policy := tmp_path / "policy.toml").write_text(f"min_workers = {WORKERS}\nmax_workers = {WORKERS}\n")
-    s = config.Settings(tokens=TOKEN, autoscale_interval=0.5, ingest_port=free_port(), aggregator_port=free_port(),
-                        autoscaler_port=free_port())
+    s = config.Settings(
+        tokens=TOKEN,
+        autoscale_interval=0.5,
+        ingest_port=free_port(),
+        aggregator_port=free_port(),
+        autoscaler_port=free_port(),
+    )
     (logs := tmp_path / "logs").mkdir()
     stack = Stack(s, logs, policy=str(policy))
     try:
         stack.start()
         urls = {name: url.replace("/v1/status", "") for name, url in stack.urls.items()}
         client = Client(urls["ingest"], urls["results"], token=TOKEN)
-        wait_for(lambda: list(workers_health(logs / "workers").values()) == [None] * WORKERS, 60, "the workers to start")
+        wait_for(
+            lambda: list(workers_health(logs / "workers").values()) == [None] * WORKERS, 60, "the workers to start"
+        )
         before = Counter(dict(client.totals()))
         documents = [SAMPLE.read_bytes() + f" cutdoc{i}".encode() for i in range(12)]
         receipts: list[dict] = []
@@ -71,14 +78,24 @@ def test_uploads_survive_the_broker_cut_off_and_count_once(tmp_path, trial):
         trial.fault(f"SIGSTOP the broker (pid {broker}) for {CUT_SECONDS} s, during 12 uploads")
         try:
             for url in (urls["ingest"], urls["results"], urls["autoscaler"]):
-                _, body = wait_for(lambda u=url: (got := health_of(u + "/health"))[0] == 503 and got,
-                                   CUT_SECONDS - 8, f"{url} to report itself unhealthy")
+                _, body = wait_for(
+                    lambda u=url: (got := health_of(u + "/health"))[0] == 503 and got,
+                    CUT_SECONDS - 8,
+                    f"{url} to report itself unhealthy",
+                )
                 assert body["ok"] is False
-            refused = requests.post(urls["ingest"] + "/v1/documents", data=b"during the cut", timeout=10,
-                                    headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/plain"})
+            refused = requests.post(
+                urls["ingest"] + "/v1/documents",
+                data=b"during the cut",
+                timeout=10,
+                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/plain"},
+            )
             assert refused.status_code == 503 and refused.headers["Retry-After"]
-            unhealthy = wait_for(lambda: len(h := workers_health(logs / "workers")) == WORKERS and all(h.values()) and h,
-                                 5, "every worker to report the broker unreachable")
+            unhealthy = wait_for(
+                lambda: len(h := workers_health(logs / "workers")) == WORKERS and all(h.values()) and h,
+                5,
+                "every worker to report the broker unreachable",
+            )
             assert all("no Kafka broker answers" in problem for problem in unhealthy.values()), unhealthy
             assert time.monotonic() - cut_at < CUT_SECONDS, "the services took too long to notice"
             time.sleep(max(0.0, CUT_SECONDS - (time.monotonic() - cut_at)))
@@ -88,8 +105,11 @@ def test_uploads_survive_the_broker_cut_off_and_count_once(tmp_path, trial):
         trial.fault("SIGCONT the broker")
         for url in (urls["ingest"], urls["results"], urls["autoscaler"]):
             wait_for(lambda u=url: health_of(u + "/health")[0] == 200, 60, f"{url} to be healthy again")
-        wait_for(lambda: list(workers_health(logs / "workers").values()) == [None] * WORKERS, 60,
-                 lambda: f"the workers' health: {workers_health(logs / 'workers')}")
+        wait_for(
+            lambda: list(workers_health(logs / "workers").values()) == [None] * WORKERS,
+            60,
+            lambda: f"the workers' health: {workers_health(logs / 'workers')}",
+        )
         uploader.join(300)
         assert not uploader.is_alive() and len(receipts) == len(documents)
         client.wait_counted(300)
@@ -100,10 +120,14 @@ def test_uploads_survive_the_broker_cut_off_and_count_once(tmp_path, trial):
         trial.counted = grown(Counter(dict(client.totals())), before)
         assert trial.counted == trial.expected
         assert all(trial.counted[f"cutdoc{i}"] == 1 for i in range(len(documents)))  # each exactly once
-        trial.notes.append("during the cut: ingest, results API and autoscaler `/health` 503, every worker's health file "
-                           "named the broker; an upload got 503 with Retry-After, and the client retried")
-        trial.notes.append("the cut is a frozen broker (SIGSTOP), not a firewall rule: this machine has loopback only and no "
-                           "iptables for tests; to its peers a frozen process looks like a partition, connections hang "
-                           "without a reset")
+        trial.notes.append(
+            "during the cut: ingest, results API and autoscaler `/health` 503, every worker's health file "
+            "named the broker; an upload got 503 with Retry-After, and the client retried"
+        )
+        trial.notes.append(
+            "the cut is a frozen broker (SIGSTOP), not a firewall rule: this machine has loopback only and no "
+            "iptables for tests; to its peers a frozen process looks like a partition, connections hang "
+            "without a reset"
+        )
     finally:
         stack.stop()

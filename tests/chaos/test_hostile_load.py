@@ -52,8 +52,10 @@ class Attack:
 
     def drip(self, source: str) -> None:
         """A slow upload of a declared megabyte, a word a second; again as soon as it is answered."""
-        head = (f"POST /v1/documents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
-                "Content-Type: text/plain\r\nContent-Length: 1000000\r\n\r\n").encode()
+        head = (
+            f"POST /v1/documents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Type: text/plain\r\nContent-Length: 1000000\r\n\r\n"
+        ).encode()
         while not self.stop.is_set():
             with socket.create_connection(("127.0.0.1", self.ingest.port), source_address=(source, 0)) as sock:
                 sock.settimeout(60)
@@ -76,9 +78,16 @@ class Attack:
         while not self.stop.is_set():
             started = time.monotonic()
             try:
-                reply = session.post(self.ingest.url + "/v1/documents", data=self.bomb, timeout=60,
-                                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/plain",
-                                              "Content-Encoding": "gzip"})
+                reply = session.post(
+                    self.ingest.url + "/v1/documents",
+                    data=self.bomb,
+                    timeout=60,
+                    headers={
+                        "Authorization": f"Bearer {TOKEN}",
+                        "Content-Type": "text/plain",
+                        "Content-Encoding": "gzip",
+                    },
+                )
                 self.answers[f"bomb {reply.status_code} {reply.json()['error']}"] += 1
             except requests.ConnectionError:  # refused mid-body: the service closed while the bomb was still going out
                 self.answers["bomb closed mid-body"] += 1
@@ -105,18 +114,26 @@ def run(ingest: IngestProcess, client: Client, trial) -> None:
     assert client.ingest(b"warm up the service") and client.wait_counted(60)
     baseline = ingest.rss_mb()
     attack = Attack(ingest).start()
-    trial.fault(f"gzip bombs from {BOMBER}: {len(attack.bomb) / 1e6:.1f} MB that inflate to 4 GiB of one word, "
-                "one after another")
-    trial.fault(f"32 slow uploads from {', '.join(SLOW_CLIENTS)} (8 each): a declared 1 MB body, a word a second, "
-                "reconnecting as soon as answered")
+    trial.fault(
+        f"gzip bombs from {BOMBER}: {len(attack.bomb) / 1e6:.1f} MB that inflate to 4 GiB of one word, "
+        "one after another"
+    )
+    trial.fault(
+        f"32 slow uploads from {', '.join(SLOW_CLIENTS)} (8 each): a declared 1 MB body, a word a second, "
+        "reconnecting as soon as answered"
+    )
     rss, accepted, counted, expected = [], [], [], Counter()
     deadline = time.monotonic() + scaled(60, 180)
     i = 0
     while time.monotonic() < deadline:
         body = f"normal producer upload{i} arrives whole\n".encode()
         started = time.monotonic()
-        reply = requests.post(ingest.url + "/v1/documents", data=body, timeout=30,
-                              headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/plain"})
+        reply = requests.post(
+            ingest.url + "/v1/documents",
+            data=body,
+            timeout=30,
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/plain"},
+        )
         assert reply.status_code == 202, reply.text
         accepted.append(time.monotonic() - started)
         expected += tokenize.count(body.decode())

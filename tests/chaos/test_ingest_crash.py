@@ -17,7 +17,7 @@ import requests
 
 from pipeline import config, tokenize
 from pipeline.broker import free_port
-from pipeline.client import ApiError, Client
+from pipeline.client import Client, RequestFailed
 from pipeline.ingest.receipts import read_all
 from pipeline.run import Pipeline
 from tests.chaos.conftest import grown
@@ -34,10 +34,19 @@ def pipeline():
 
 
 def ingest_service(pipeline, port: int, faults: str = "") -> subprocess.Popen:
-    env = {**os.environ, **pipeline.settings.to_env(), "WORDPIPE_BOOTSTRAP": pipeline.bootstrap,
-           "WORDPIPE_INGEST_PORT": str(port), "WORDPIPE_FAULTS": faults}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "ingest-server"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        **pipeline.settings.to_env(),
+        "WORDPIPE_BOOTSTRAP": pipeline.bootstrap,
+        "WORDPIPE_INGEST_PORT": str(port),
+        "WORDPIPE_FAULTS": faults,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "ingest-server"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(lambda: _healthy(port) or proc.poll() is not None, 60, "the ingest service")
     return proc
 
@@ -49,11 +58,14 @@ def _healthy(port: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize(("fault", "first_attempt_counts"), [
-    ("ingest.mid_upload=3", False),  # chunks in Kafka, no end: abandoned, the retry is a new document
-    ("ingest.before_end=1", False),  # open receipt, no end: the retry aborts it, then uploads again
-    ("ingest.before_receipt=1", True),  # committed in the log, never answered: the retry learns it counted
-])
+@pytest.mark.parametrize(
+    ("fault", "first_attempt_counts"),
+    [
+        ("ingest.mid_upload=3", False),  # chunks in Kafka, no end: abandoned, the retry is a new document
+        ("ingest.before_end=1", False),  # open receipt, no end: the retry aborts it, then uploads again
+        ("ingest.before_receipt=1", True),  # committed in the log, never answered: the retry learns it counted
+    ],
+)
 def test_a_retry_after_the_ingest_service_died_counts_once(pipeline, fault, first_attempt_counts, trial):
     """The ingest service dies mid-upload; a retry counts the document once"""
     trial.title = f"The ingest service dies at `{fault.split('=')[0]}`"
@@ -65,7 +77,7 @@ def test_a_retry_after_the_ingest_service_died_counts_once(pipeline, fault, firs
     counted_before = client.wait_counted(120)["documents_counted"]
 
     dying = ingest_service(pipeline, port, fault)
-    with pytest.raises(ApiError) as died:
+    with pytest.raises(RequestFailed) as died:
         client.ingest(body, key=key, attempts=1)
     assert died.value.code == "unreachable"
     assert dying.wait(10) == 137  # it died at the fault point, as SIGKILL would leave it

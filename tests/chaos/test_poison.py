@@ -21,29 +21,59 @@ HUGE = 5 * 1024 * 1024
 
 POISON_CHUNKS = [
     (b"\x00garbage\xff", "not msgpack"),
-    (msgpack.packb({"v": 9, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"x" * 40}), "unsupported schema version 9"),
-    (msgpack.packb({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": 5, "held": False, "pad": "x" * 20}),
-     "unknown field(s) pad"),
-    (msgpack.packb({"v": 1, "end": "d", "chunks": 1, "commit": "yes", "pad": "x"}), "document end: unknown field(s) pad"),
+    (
+        msgpack.packb({"v": 9, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"x" * 40}),
+        "unsupported schema version 9",
+    ),
+    (
+        msgpack.packb(
+            {"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": 5, "held": False, "pad": "x" * 20}
+        ),
+        "unknown field(s) pad",
+    ),
+    (
+        msgpack.packb({"v": 1, "end": "d", "chunks": 1, "commit": "yes", "pad": "x"}),
+        "document end: unknown field(s) pad",
+    ),
     (b"\x92" + b"x" * 50, "not msgpack"),
     (os.urandom(HUGE), f"chunk: {HUGE:,} bytes, more than a chunk record may have"),
-    (msgpack.packb({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"x " * HUGE, "held": False}),
-     "more than a chunk record may have"),
+    (
+        msgpack.packb({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"x " * HUGE, "held": False}),
+        "more than a chunk record may have",
+    ),
 ]
 POISON_PARTIALS = [
     (b"\xc1", "partials: not msgpack"),
     (msgpack.packb({"v": 1, "shard": 3, "parts": []}), "partials.shard: 3 arrived on partition 0"),
-    (msgpack.packb({"v": 1, "shard": 0, "parts": [{"source": [0, 5, 6], "buckets": {0: {"w": -2}}, "held": {}, "ends": {}, "at": 0}]}),
-     "counts must be positive"),
-    (msgpack.packb({"v": 1, "shard": 0, "parts": [{"source": [0, 7, 8], "buckets": {}, "held": {"d": [7, 0, {}]}, "ends": {}, "at": 0}]}),
-     "expected [first offset, chunks >= 1, buckets]"),
+    (
+        msgpack.packb(
+            {
+                "v": 1,
+                "shard": 0,
+                "parts": [{"source": [0, 5, 6], "buckets": {0: {"w": -2}}, "held": {}, "ends": {}, "at": 0}],
+            }
+        ),
+        "counts must be positive",
+    ),
+    (
+        msgpack.packb(
+            {
+                "v": 1,
+                "shard": 0,
+                "parts": [{"source": [0, 7, 8], "buckets": {}, "held": {"d": [7, 0, {}]}, "ends": {}, "at": 0}],
+            }
+        ),
+        "expected [first offset, chunks >= 1, buckets]",
+    ),
     (b"\xc1" + os.urandom(HUGE), "partials: not msgpack"),
     (msgpack.packb({"v": 2, "shard": 0, "parts": [], "pad": b"x" * HUGE}), "partials: unsupported schema version 2"),
 ]
 
 
 def read_deadletters(bootstrap, topic, want, timeout=30.0):
-    consumer = Consumer({**kafka.common_config(bootstrap, config.Settings()), "group.id": "dlq-reader", "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {**kafka.common_config(bootstrap, config.Settings()), "group.id": "dlq-reader", "auto.offset.reset": "earliest"}
+    )
     consumer.subscribe([topic])
     letters = []
     try:
@@ -86,5 +116,9 @@ def test_poison_is_dead_lettered_and_counts_stay_exact(trial):
     for _, expected in POISON_CHUNKS + POISON_PARTIALS:
         assert any(expected in r for r in reasons), (expected, reasons)
     # Each payload as it was, the huge ones cut to their first 64 KiB.
-    assert {letter.payload for letter in letters} == {v[:codec.DEADLETTER_PAYLOAD_LIMIT] for v, _ in POISON_CHUNKS + POISON_PARTIALS}
-    trial.notes.append(f"{len(letters)} dead letters, each with its reason; payloads over 64 KiB are cut to their first 64 KiB")
+    assert {letter.payload for letter in letters} == {
+        v[: codec.DEADLETTER_PAYLOAD_LIMIT] for v, _ in POISON_CHUNKS + POISON_PARTIALS
+    }
+    trial.notes.append(
+        f"{len(letters)} dead letters, each with its reason; payloads over 64 KiB are cut to their first 64 KiB"
+    )

@@ -48,9 +48,12 @@ def test_workers_sigkilled_every_few_seconds(tmp_path, trial):
 
     with Pipeline(settings()) as p:
         pids = [p.broker.proc.pid, p.aggregator.pid]
-        kill_while_working(p, corpus(tmp_path, scaled(6, 60)), trial, sigkill_worker, scaled((0.5, 1.5), (1.0, 3.0)),
-                           scaled(3, 15))
-        trial.notes.append(f"{stats(p)['partials_replayed']} partial parts were replayed and ignored as already applied")
+        kill_while_working(
+            p, corpus(tmp_path, scaled(6, 60)), trial, sigkill_worker, scaled((0.5, 1.5), (1.0, 3.0)), scaled(3, 15)
+        )
+        trial.notes.append(
+            f"{stats(p)['partials_replayed']} partial parts were replayed and ignored as already applied"
+        )
         pids += killed + [p.workers.pid(w.id) for w in p.workers.list()]
     no_process_left(pids)
 
@@ -87,8 +90,10 @@ def test_aggregator_sigkilled_twice(tmp_path, trial):
             reply = p.http.get(f"{p.results_url}/v1/windows/{quote(word, safe='')}", timeout=5)
             windows = reply.json()["windows"]
             assert sum(w["count"] for w in windows) == totals[word], f"the windowed mirror of {word!r}"
-        trial.notes.append(f"after the second restart {stats(p)['partials_replayed']} partial parts were replayed "
-                           "and ignored as already applied")
+        trial.notes.append(
+            f"after the second restart {stats(p)['partials_replayed']} partial parts were replayed "
+            "and ignored as already applied"
+        )
         pids.append(p.aggregator.pid)
     no_process_left(pids)
 
@@ -121,4 +126,6 @@ def test_crash_at_the_worst_instant(tmp_path, fault, restarted, monkeypatch, tri
         assert p.restarts[restarted] >= 1, "the fault never fired"
         replayed = stats(p)["partials_replayed"]
         assert replayed > 0, "nothing was replayed, so nothing was deduplicated"
-        trial.notes.append(f"{p.restarts[restarted]} restart(s); {replayed} partial parts replayed and ignored as already applied")
+        trial.notes.append(
+            f"{p.restarts[restarted]} restart(s); {replayed} partial parts replayed and ignored as already applied"
+        )

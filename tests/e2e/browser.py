@@ -16,16 +16,36 @@ import aiohttp
 
 from pipeline.broker import free_port
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
-async def _session(chromium: str, url: str, expression: str, timeout: float, size: tuple[int, int]) -> tuple[object, bytes]:
+async def _session(
+    chromium: str, url: str, expression: str, timeout: float, size: tuple[int, int]
+) -> tuple[object, bytes]:
     port = free_port()
     with tempfile.TemporaryDirectory() as profile:
-        proc = subprocess.Popen([chromium, *FLAGS, f"--remote-debugging-port={port}", f"--user-data-dir={profile}",
-                                 f"--window-size={size[0]},{size[1]}", url],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                chromium,
+                *FLAGS,
+                f"--remote-debugging-port={port}",
+                f"--user-data-dir={profile}",
+                f"--window-size={size[0]},{size[1]}",
+                url,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             async with aiohttp.ClientSession() as http:
                 deadline = time.monotonic() + timeout
@@ -74,6 +94,8 @@ async def _session(chromium: str, url: str, expression: str, timeout: float, siz
                 time.sleep(0.05)
 
 
-def render(chromium: str, url: str, expression: str, timeout: float = 60, size: tuple[int, int] = (1100, 900)) -> tuple[object, bytes]:
+def render(
+    chromium: str, url: str, expression: str, timeout: float = 60, size: tuple[int, int] = (1100, 900)
+) -> tuple[object, bytes]:
     """Open `url`, wait until the JavaScript `expression` is truthy; returns its value and a PNG screenshot."""
     return asyncio.run(_session(chromium, url, expression, timeout, size))

@@ -58,7 +58,9 @@ def no_process_left(pids):
             assert f.read().split()[2] == "Z", f"process {pid} outlived the pipeline"
 
 
-def burst_until_scaled_down(pipeline: Pipeline, controller, sources, count_workers, timeout: float) -> tuple[int, float | None]:
+def burst_until_scaled_down(
+    pipeline: Pipeline, controller, sources, count_workers, timeout: float
+) -> tuple[int, float | None]:
     """Run `controller` while `sources` trickle in, until everything is counted and the
     controller is back at its policy's minimum; returns (peak workers, when all was counted)."""
     from pipeline.progress import all_counted
@@ -87,7 +89,9 @@ def burst_until_scaled_down(pipeline: Pipeline, controller, sources, count_worke
 
 def read_totals_topic(bootstrap: str, topic: str, partitions: int, want: dict, timeout: float = 30) -> dict:
     """Latest record per key, as any Kafka consumer of the documented format would read it."""
-    c = Consumer({**kafka.common_config(bootstrap, config.Settings()), "group.id": "reader", "enable.auto.commit": False})
+    c = Consumer(
+        {**kafka.common_config(bootstrap, config.Settings()), "group.id": "reader", "enable.auto.commit": False}
+    )
     c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     latest: dict[str, int] = {}
     deadline = time.monotonic() + timeout

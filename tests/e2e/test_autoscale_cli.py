@@ -24,13 +24,22 @@ def test_run_brings_workers_to_the_minimum_reports_status_and_reloads_its_policy
     port = free_port("127.0.0.1")
     exe = os.path.join(os.path.dirname(sys.executable), "wordpipe")
     env = {**os.environ, "WORDPIPE_AUTOSCALE_INTERVAL": "0.5", "TMPDIR": str(tmp_path), "WORDPIPE_TOKENS": "ops-token"}
-    refused = subprocess.run([exe, "autoscale", "run", "--bootstrap", broker.bootstrap], capture_output=True, timeout=60,
-                             env={**env, "WORDPIPE_TOKENS": ""})
+    refused = subprocess.run(
+        [exe, "autoscale", "run", "--bootstrap", broker.bootstrap],
+        capture_output=True,
+        timeout=60,
+        env={**env, "WORDPIPE_TOKENS": ""},
+    )
     assert refused.returncode == 2 and b"tokens: auth is on but no token is configured" in refused.stderr
-    proc = subprocess.Popen([exe, "autoscale", "run", "--bootstrap", broker.bootstrap, "--port", str(port), "--policy", str(policy)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [exe, "autoscale", "run", "--bootstrap", broker.bootstrap, "--port", str(port), "--policy", str(policy)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
+
         def status():
             done = wordpipe("autoscale", "status", "--url", url, "--json", "--token", "ops-token", timeout=30)
             return json.loads(done.stdout) if done.returncode == 0 else None

@@ -20,8 +20,15 @@ from tests.e2e.scenario import burst_until_scaled_down, mixed_documents
 pytestmark = pytest.mark.e2e
 
 # Eager on purpose, so that a burst this machine counts in seconds still needs more workers.
-EAGER = Policy(min_workers=1, max_workers=6, target_utilization=0.2, catch_up_seconds=2, stabilization_seconds=8,
-               cooldown_seconds=3, assumed_worker_rate=50)
+EAGER = Policy(
+    min_workers=1,
+    max_workers=6,
+    target_utilization=0.2,
+    catch_up_seconds=2,
+    stabilization_seconds=8,
+    cooldown_seconds=3,
+    assumed_worker_rate=50,
+)
 
 
 def test_a_burst_scales_up_idleness_scales_down_and_counts_stay_exact(tmp_path):
@@ -33,7 +40,9 @@ def test_a_burst_scales_up_idleness_scales_down_and_counts_stay_exact(tmp_path):
         controller = Controller(p.workers, monitor, lambda: EAGER, Resources(), interval=0.5, grace=20)
         server = serve_status(controller, "127.0.0.1", port := free_port("127.0.0.1"), tokens=None)
         try:
-            peak, counted_at = burst_until_scaled_down(p, controller, sources, lambda: len(controller.running()), timeout=90)
+            peak, counted_at = burst_until_scaled_down(
+                p, controller, sources, lambda: len(controller.running()), timeout=90
+            )
             status = requests.get(f"http://127.0.0.1:{port}/v1/status", timeout=5).json()
             scrape = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         finally:
@@ -41,7 +50,9 @@ def test_a_burst_scales_up_idleness_scales_down_and_counts_stay_exact(tmp_path):
             monitor.close()
         assert counted_at is not None, "the burst was never fully counted"
         assert peak > 1, f"never scaled up; last decision: {controller.last_decision}"
-        assert len(controller.running()) == EAGER.min_workers, f"never scaled back down; last decision: {controller.last_decision}"
+        assert len(controller.running()) == EAGER.min_workers, (
+            f"never scaled back down; last decision: {controller.last_decision}"
+        )
         assert Counter(p.totals()) == expected
     actions = [d["action"] for d in status["actions"]]
     assert "up" in actions and "down" in actions

@@ -28,11 +28,14 @@ def test_unreachable_broker_is_named():
     assert "no Kafka broker answers at 127.0.0.1:1" in done.stderr.decode()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["run", "x", "--workers", "0"], "expected a positive integer, got 0"),
-    (["run", "x", "--top", "many"], "expected a positive integer, got 'many'"),
-    (["reference"], "the following arguments are required: PATH"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "x", "--workers", "0"], "expected a positive integer, got 0"),
+        (["run", "x", "--top", "many"], "expected a positive integer, got 'many'"),
+        (["reference"], "the following arguments are required: PATH"),
+    ],
+)
 def test_bad_flags(argv, message):
     done = wordpipe(*argv)
     assert done.returncode == 2 and message in done.stderr.decode()
@@ -64,16 +67,22 @@ def test_no_orphans_whatever_stops_the_run(tmp_path, sig):
     big.write_bytes(b"word " * 4_000_000)
     exe = os.path.join(os.path.dirname(sys.executable), "wordpipe")
     env = {**os.environ, "TMPDIR": str(tmp_path)}  # a SIGKILLed run cannot remove its log directory
-    proc = subprocess.Popen([exe, "run", str(big), "--json", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [exe, "run", str(big), "--json", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
     deadline = time.monotonic() + 60
     while len(children := descendants(proc.pid)) < 4:  # broker, aggregator, two workers
-        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read().decode() if proc.poll() is not None else "no children"
+        assert time.monotonic() < deadline and proc.poll() is None, (
+            proc.stderr.read().decode() if proc.poll() is not None else "no children"
+        )
         time.sleep(0.1)
     proc.send_signal(sig)
     code = proc.wait(60)
     assert code != 0
     deadline = time.monotonic() + 20
-    while any(os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z" for pid in children):
+    while any(
+        os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z" for pid in children
+    ):
         assert time.monotonic() < deadline, "a child outlived wordpipe"
         time.sleep(0.2)
     if sig != signal.SIGKILL:  # an interrupted run cleans up after itself

@@ -44,8 +44,21 @@ def test_a_user_dictionary_reaches_the_worker_containers(docker_image, tmp_path)
     text, dictionary = user_dict_case(tmp_path)  # the file is on the host only: containers get it in their environment
     expected = user_dict_reference(text, dictionary)  # every USER_WORDS counted, none without the dictionary
     mark = f"WORDPIPE_TEST_MARK={uuid.uuid4().hex}"
-    done = wordpipe("run", "--backend", "docker", "--workers", "2", "--chunk-size", "16384", "--json", "-q",
-                    "--tokenizer-user-dict", str(dictionary), str(text), env=dict([mark.split("=")]))
+    done = wordpipe(
+        "run",
+        "--backend",
+        "docker",
+        "--workers",
+        "2",
+        "--chunk-size",
+        "16384",
+        "--json",
+        "-q",
+        "--tokenizer-user-dict",
+        str(dictionary),
+        str(text),
+        env=dict([mark.split("=")]),
+    )
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     body = json.loads(done.stdout)
     assert body == expected  # a container without the dictionary would have refused every chunk
@@ -59,7 +72,9 @@ def test_a_sigkilled_run_leaves_containers_the_next_run_removes(docker_image, tm
     big.write_bytes(b"word " * 2_000_000)
     exe = os.path.join(os.path.dirname(sys.executable), "wordpipe")
     env = {**os.environ, "TMPDIR": str(tmp_path)}
-    proc = subprocess.Popen([exe, "run", "--backend", "docker", str(big), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [exe, "run", "--backend", "docker", str(big), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
     deadline = time.monotonic() + 60
     while len(docker_leftovers()) < 2:
         assert time.monotonic() < deadline and proc.poll() is None, "the run never launched its containers"
@@ -74,8 +89,12 @@ def test_a_sigkilled_run_leaves_containers_the_next_run_removes(docker_image, tm
 
 
 def test_a_missing_image_is_named(docker_image, tmp_path):
-    done = wordpipe("run", "--backend", "docker", "--image", "wordpipe:no-such-tag", str(SAMPLE), env={"TMPDIR": str(tmp_path)})
+    done = wordpipe(
+        "run", "--backend", "docker", "--image", "wordpipe:no-such-tag", str(SAMPLE), env={"TMPDIR": str(tmp_path)}
+    )
     assert done.returncode == 1
-    assert "image 'wordpipe:no-such-tag' does not exist here; build it with deploy/build-image.sh" in done.stderr.decode()
+    assert (
+        "image 'wordpipe:no-such-tag' does not exist here; build it with deploy/build-image.sh" in done.stderr.decode()
+    )
     assert docker_leftovers() == []
     assert list(tmp_path.iterdir()) == [], "a run that failed to start left files behind"

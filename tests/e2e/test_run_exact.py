@@ -97,8 +97,19 @@ def test_tables_align_double_width_words(tmp_path):
 def test_a_user_dictionary_reaches_the_worker_processes(tmp_path):
     text, dictionary = user_dict_case(tmp_path)
     expected = user_dict_reference(text, dictionary)  # every USER_WORDS counted, none without the dictionary
-    done = wordpipe("run", str(text), "--json", "--workers", "2", "--chunk-size", "16384",
-                    "--tokenizer-user-dict", str(dictionary), "--timeout", "240")
+    done = wordpipe(
+        "run",
+        str(text),
+        "--json",
+        "--workers",
+        "2",
+        "--chunk-size",
+        "16384",
+        "--tokenizer-user-dict",
+        str(dictionary),
+        "--timeout",
+        "240",
+    )
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     body = json.loads(done.stdout)
     assert body == expected  # a worker without the dictionary would have refused every chunk

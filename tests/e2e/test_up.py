@@ -20,13 +20,19 @@ from tests.e2e.browser import render
 
 pytestmark = pytest.mark.e2e
 
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's Chromium, installed when missing (CI starts from a bare machine)."""
     path = shutil.which("chromium")
     if path is None:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, capture_output=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, timeout=900)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium"],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            timeout=900,
+        )
         path = shutil.which("chromium")
     assert path, "chromium could not be installed"
     return path
@@ -55,9 +61,25 @@ def test_up_serves_producers_and_consumers_until_ctrl_c(tmp_path, chromium):
     token_path.write_text("an old token\n")
     token_path.chmod(0o644)  # a new token goes in at 0600 whatever the old file's mode
     up = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "up", "--ingest-port", str(ports["ingest"]), "--results-port",
-         str(ports["results"]), "--autoscaler-port", str(ports["autoscaler"]), "--log-dir", str(tmp_path / "logs")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "up",
+            "--ingest-port",
+            str(ports["ingest"]),
+            "--results-port",
+            str(ports["results"]),
+            "--autoscaler-port",
+            str(ports["autoscaler"]),
+            "--log-dir",
+            str(tmp_path / "logs"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+        start_new_session=True,
         # As a non-interactive shell starts a background job: SIGINT ignored, inherited.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
@@ -105,9 +127,14 @@ def test_up_serves_producers_and_consumers_until_ctrl_c(tmp_path, chromium):
         _autoscaler_answers_in_json_and_keeps_the_token(f"http://127.0.0.1:{ports['autoscaler']}", token)
 
         # The dashboard in Chromium, the token in the address: it shows the counts it streams.
-        rows, png = render(chromium, f"{results_url}/#token={token}",
-                           "[...document.querySelectorAll('#top tr')].map(r => r.innerText.split('\\t'))")
-        assert [r[1:3] for r in rows[:3]] == [[w, str(n)] for w, n in json.loads(reference.stdout)["counts"].items()][:3]
+        rows, png = render(
+            chromium,
+            f"{results_url}/#token={token}",
+            "[...document.querySelectorAll('#top tr')].map(r => r.innerText.split('\\t'))",
+        )
+        assert [r[1:3] for r in rows[:3]] == [[w, str(n)] for w, n in json.loads(reference.stdout)["counts"].items()][
+            :3
+        ]
         shot = Path(os.environ.get("WORDPIPE_SCREENSHOT_DIR", tmp_path)) / "dashboard.png"
         shot.write_bytes(png)
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
@@ -133,8 +160,11 @@ def _autoscaler_answers_in_json_and_keeps_the_token(url: str, token: str) -> Non
 
     auth = {"Authorization": f"Bearer {token}"}
     assert requests.get(url + "/v1/status", headers=auth, timeout=10).status_code == 200
-    for path, headers, status in [(f"/v1/status?token={token}", {}, 401), (f"/nowhere?token={token}", {}, 401),
-                                  (f"/nowhere?token={token}", auth, 404)]:
+    for path, headers, status in [
+        (f"/v1/status?token={token}", {}, 401),
+        (f"/nowhere?token={token}", {}, 401),
+        (f"/nowhere?token={token}", auth, 404),
+    ]:
         reply = requests.get(url + path, headers=headers, timeout=10)
         assert reply.status_code == status and reply.headers["Content-Type"].startswith("application/json"), reply.text
         assert token not in reply.text

@@ -30,8 +30,12 @@ ENDLESS = {"/v1/top/events"}  # an event stream never ends by design; test_resul
 
 
 def operations(spec: str) -> list[tuple[str, str]]:
-    return [(method.upper(), path) for path, item in schemas.load(spec)["paths"].items() for method in item
-            if path not in ENDLESS]
+    return [
+        (method.upper(), path)
+        for path, item in schemas.load(spec)["paths"].items()
+        for method in item
+        if path not in ENDLESS
+    ]
 
 
 def honours_spec(url: str, method: str, path: str) -> None:
@@ -59,8 +63,9 @@ def test_results_api_honours_its_spec(services, method, path):
 def autoscaler_url(services, tmp_path_factory):
     """An autoscaler of the services' workers: at most one more, which the lag the ingest fuzzing left may ask for."""
     monitor = LagMonitor(services.bootstrap, services.settings)
-    backend = LocalBackend({**services.settings.to_env(), "WORDPIPE_BOOTSTRAP": services.bootstrap},
-                           tmp_path_factory.mktemp("workers"))
+    backend = LocalBackend(
+        {**services.settings.to_env(), "WORDPIPE_BOOTSTRAP": services.bootstrap}, tmp_path_factory.mktemp("workers")
+    )
     policy = Policy(min_workers=0, max_workers=1, scale_to_zero=True)
     controller = Controller(backend, monitor, lambda: policy, Resources(), interval=0.5)
     stop = threading.Event()

@@ -23,7 +23,9 @@ def compose() -> list[str]:
     if shutil.which("docker-compose") is None:  # Debian's package; CI installs it like docker.io
         done = subprocess.run(["apt-get", "install", "-y", "-qq", "docker-compose"], capture_output=True, text=True)
         if done.returncode != 0:
-            pytest.fail(f"docker-compose is missing and apt-get could not install it:\n{done.stderr[-2000:]}", pytrace=False)
+            pytest.fail(
+                f"docker-compose is missing and apt-get could not install it:\n{done.stderr[-2000:]}", pytrace=False
+            )
     return ["docker-compose", "-f", str(REPO / "docker-compose.yml")]
 
 
@@ -34,9 +36,20 @@ def test_the_compose_file_is_valid_and_runs_the_autoscaler_on_mesos(compose):
     env = {**without_token, "WORDPIPE_TOKENS": "compose-token"}
     done = subprocess.run([*compose, "config"], capture_output=True, text=True, cwd=REPO, env=env)
     assert done.returncode == 0, done.stderr
-    services = subprocess.run([*compose, "config", "--services"], capture_output=True, text=True, check=True, env=env).stdout.split()
-    assert {"kafka", "mesos-master", "mesos-agent", "topics", "aggregator", "ingest", "autoscaler", "prometheus",
-            "grafana"} <= set(services)
+    services = subprocess.run(
+        [*compose, "config", "--services"], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
+    assert {
+        "kafka",
+        "mesos-master",
+        "mesos-agent",
+        "topics",
+        "aggregator",
+        "ingest",
+        "autoscaler",
+        "prometheus",
+        "grafana",
+    } <= set(services)
     assert re.search(r"- ingest-server", done.stdout)
     text = done.stdout
     assert "KAFKA_PROCESS_ROLES: broker,controller" in text  # KRaft, no ZooKeeper
@@ -44,7 +57,11 @@ def test_the_compose_file_is_valid_and_runs_the_autoscaler_on_mesos(compose):
     assert re.search(r"- autoscale\s+- run\s+- --backend\s+- mesos", text)
     assert "WORDPIPE_MESOS_STATE_FILE: /var/lib/wordpipe/mesos.json" in text and "autoscaler-state:" in text
     env = {k: v.strip("'\"") for k, v in re.findall(r"(WORDPIPE_\w+): (\S+)", text)}
-    unknown = [k for k in env if k.removeprefix("WORDPIPE_").lower() not in {f.name for f in dataclasses.fields(config.Settings)}]
+    unknown = [
+        k
+        for k in env
+        if k.removeprefix("WORDPIPE_").lower() not in {f.name for f in dataclasses.fields(config.Settings)}
+    ]
     assert not unknown, f"the compose file sets settings that do not exist: {unknown}"
     config.load(env=env)  # and each value is valid
 
@@ -59,9 +76,20 @@ def test_prometheus_scrapes_the_autoscaler_and_the_dashboard_shows_its_metrics()
         def list(self):
             return []
 
-    exported = set(re.findall(r"^# HELP (\w+)", generate_latest(Controller(NoWorkers(), None, None, Resources()).registry).decode(), re.MULTILINE))
+    exported = set(
+        re.findall(
+            r"^# HELP (\w+)",
+            generate_latest(Controller(NoWorkers(), None, None, Resources()).registry).decode(),
+            re.MULTILINE,
+        )
+    )
     dashboard = json.loads((REPO / "deploy/grafana/dashboards/wordpipe.json").read_text())
-    queried = {name for panel in dashboard["panels"] for t in panel["targets"] for name in re.findall(r"wordpipe_\w+", t["expr"])}
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for t in panel["targets"]
+        for name in re.findall(r"wordpipe_\w+", t["expr"])
+    }
     assert queried and queried <= exported, f"the dashboard queries metrics nobody exports: {queried - exported}"
 
 

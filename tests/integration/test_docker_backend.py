@@ -51,7 +51,11 @@ def test_workers_run_confined_labelled_and_reach_the_broker(backend, docker_imag
         assert host["ReadonlyRootfs"] is True
         assert host["RestartPolicy"]["Name"] in ("", "no")
         assert c.attrs["Config"]["User"] == "10001:10001"
-        assert {"wordpipe.pipeline": backend.pipeline, "wordpipe.role": "worker", "wordpipe.worker": worker_id}.items() <= c.labels.items()
+        assert {
+            "wordpipe.pipeline": backend.pipeline,
+            "wordpipe.role": "worker",
+            "wordpipe.worker": worker_id,
+        }.items() <= c.labels.items()
     roster = Roster(backend.settings.bootstrap, backend.settings)
     try:
         wait_reporting(roster, ids)  # over host networking, to 127.0.0.1
@@ -115,7 +119,9 @@ def test_a_worker_stuck_draining_is_killed_after_the_grace_period(backend):
 
 
 def test_clear_errors_for_a_missing_image_or_engine(docker_image, monkeypatch):
-    with pytest.raises(BackendError, match="image 'wordpipe:no-such-tag' does not exist here; build it with deploy/build-image.sh"):
+    with pytest.raises(
+        BackendError, match="image 'wordpipe:no-such-tag' does not exist here; build it with deploy/build-image.sh"
+    ):
         DockerBackend("wordpipe:no-such-tag", {}, "x")
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(BackendError, match="cannot reach the Docker engine"):
@@ -128,16 +134,41 @@ def test_the_image_runs_the_aggregator_too_read_only_and_healthy(docker_image, b
     port = free_port("127.0.0.1")
     name = f"wordpipe-test-aggregator-{uuid.uuid4().hex[:6]}"
     subprocess.run(
-        ["docker", "run", "-d", "--name", name, "--label", "wordpipe.pipeline=test", "--network", "host", "--read-only",
-         "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-         "-e", f"WORDPIPE_BOOTSTRAP={broker.bootstrap}", "-e", f"WORDPIPE_AGGREGATOR_PORT={port}", "-e", "WORDPIPE_TOKENS=t",
-         docker_image, "aggregator"],
-        check=True, capture_output=True,
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--label",
+            "wordpipe.pipeline=test",
+            "--network",
+            "host",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "-e",
+            f"WORDPIPE_BOOTSTRAP={broker.bootstrap}",
+            "-e",
+            f"WORDPIPE_AGGREGATOR_PORT={port}",
+            "-e",
+            "WORDPIPE_TOKENS=t",
+            docker_image,
+            "aggregator",
+        ],
+        check=True,
+        capture_output=True,
     )
     try:
         deadline = time.monotonic() + 60
         while subprocess.run(["docker", "exec", name, "wordpipe", "health"], capture_output=True).returncode != 0:
-            assert time.monotonic() < deadline, subprocess.run(["docker", "logs", name], capture_output=True, text=True).stderr[-2000:]
+            assert time.monotonic() < deadline, subprocess.run(
+                ["docker", "logs", name], capture_output=True, text=True
+            ).stderr[-2000:]
             time.sleep(0.5)
         shards = requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json()["shards"]
         assert shards == list(range(s.partial_partitions))  # it joined and owns every shard
@@ -154,7 +185,9 @@ def test_a_container_removed_while_listing_is_skipped_not_an_error(backend, monk
 
     def list_then_remove(self, *args, **kwargs):  # the engine removes one between the listing and its inspection
         found = listing(self, *args, **kwargs)
-        victim = next(c for c in found if (c.attrs.get("Labels") or c.attrs["Config"]["Labels"])["wordpipe.worker"] == ids[0])
+        victim = next(
+            c for c in found if (c.attrs.get("Labels") or c.attrs["Config"]["Labels"])["wordpipe.worker"] == ids[0]
+        )
         engine.containers.get(victim.id).remove(force=True)
         return found
 

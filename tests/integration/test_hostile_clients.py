@@ -33,8 +33,15 @@ OTHER_CLIENT = "127.0.0.2"  # loopback answers on all of 127/8: a second client 
 def stack(tmp_path_factory):
     log = tmp_path_factory.mktemp("hostile") / "ingest.log"
     with Pipeline(config.Settings(workers=1, tokens=TOKEN)) as pipeline:
-        ingest = IngestProcess(pipeline, log, {"WORDPIPE_UPLOAD_STALL_SECONDS": str(STALL),
-                                               "WORDPIPE_HTTP_IDLE_SECONDS": str(STALL), "WORDPIPE_MAX_UPLOADS_PER_CLIENT": "4"})
+        ingest = IngestProcess(
+            pipeline,
+            log,
+            {
+                "WORDPIPE_UPLOAD_STALL_SECONDS": str(STALL),
+                "WORDPIPE_HTTP_IDLE_SECONDS": str(STALL),
+                "WORDPIPE_MAX_UPLOADS_PER_CLIENT": "4",
+            },
+        )
         client = Client(ingest.url, pipeline.results_url, token=TOKEN)
         try:
             yield ingest, client
@@ -54,15 +61,22 @@ def words(text: bytes) -> Counter:
     return tokenize.count(tokenize.decode(text).text)
 
 
-def post(ingest: IngestProcess, body, headers: dict | None = None, source: str | None = None, **params) -> requests.Response:
+def post(
+    ingest: IngestProcess, body, headers: dict | None = None, source: str | None = None, **params
+) -> requests.Response:
     session = requests.Session()
     if source:  # connect from another client address
         adapter = requests.adapters.HTTPAdapter()
         adapter.init_poolmanager(1, 1, source_address=(source, 0))
         session.mount("http://", adapter)
     with session:
-        return session.post(ingest.url + "/v1/documents", data=body, params=params, timeout=60,
-                            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/plain", **(headers or {})})
+        return session.post(
+            ingest.url + "/v1/documents",
+            data=body,
+            params=params,
+            timeout=60,
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/plain", **(headers or {})},
+        )
 
 
 def json_error(answer: bytes) -> tuple[int, dict]:
@@ -82,7 +96,9 @@ def test_a_gzip_bomb_is_refused_before_it_floods_the_log(stack):
     assert "max_inflate_ratio" in refused.json()["detail"]
     assert time.monotonic() - started < 10
     assert ingest.chunks_sent() - sent <= 40  # at most the first MiB and a little, in 64 KiB chunks (~5,000 unbounded)
-    fine = gzip.compress(b"ordinary compressed text " * 20_000)  # 500 KB of repetitive text: inflates ~250 times, within the first MiB
+    fine = gzip.compress(
+        b"ordinary compressed text " * 20_000
+    )  # 500 KB of repetitive text: inflates ~250 times, within the first MiB
     assert post(ingest, fine, {"Content-Encoding": "gzip"}).status_code == 202
     assert totals(client) - before == words(b"ordinary compressed text " * 20_000)
 
@@ -90,8 +106,9 @@ def test_a_gzip_bomb_is_refused_before_it_floods_the_log(stack):
 def test_slow_uploads_from_one_client_leave_room_for_the_others_and_are_cut_off(stack):
     ingest, client = stack
     before = totals(client)
-    head = (f"POST /v1/documents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: text/plain\r\n"
-            "Content-Length: 1000000\r\n\r\n").encode()
+    head = (
+        f"POST /v1/documents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: text/plain\r\nContent-Length: 1000000\r\n\r\n"
+    ).encode()
     answers: list[bytes] = []
 
     def drip() -> None:  # a word a second of a declared megabyte, until answered
@@ -129,8 +146,12 @@ def test_a_stalled_stream_is_cut_off_keeping_what_it_committed(stack):
     before = totals(client)
     with socket.create_connection(("127.0.0.1", ingest.port)) as sock:
         sock.settimeout(30)
-        sock.sendall((f"POST /v1/streams HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: text/plain\r\n"
-                      "Transfer-Encoding: chunked\r\n\r\n").encode())
+        sock.sendall(
+            (
+                f"POST /v1/streams HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: text/plain\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n"
+            ).encode()
+        )
         sock.sendall(b"%x\r\n%s\r\n" % (len(b"stalled stream\n"), b"stalled stream\n"))
         answer = b""
         while b"too_slow" not in answer and (data := sock.recv(65536)):  # then nothing more
@@ -156,36 +177,85 @@ def test_a_half_closed_request_is_answered_and_a_half_sent_one_counts_nothing(st
     ingest, client = stack
     before = totals(client)
     body = b"halfclosed words answered"
-    answer = ingest.raw((f"POST /v1/documents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: text/plain\r\n"
-                         f"Content-Length: {len(body)}\r\n\r\n").encode() + body, half_close=True)
+    answer = ingest.raw(
+        (
+            f"POST /v1/documents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: text/plain\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body,
+        half_close=True,
+    )
     assert answer.startswith(b"HTTP/1.1 202"), answer
-    cut = ingest.raw((f"POST /v1/documents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: text/plain\r\n"
-                      "Content-Length: 1000\r\n\r\nhalfsent words").encode(), half_close=True)
+    cut = ingest.raw(
+        (
+            f"POST /v1/documents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: text/plain\r\n"
+            "Content-Length: 1000\r\n\r\nhalfsent words"
+        ).encode(),
+        half_close=True,
+    )
     status, error = json_error(cut)
     assert (status, error["error"]) == (400, "cut_off"), error
     assert totals(client) - before == words(body)
 
 
-@pytest.mark.parametrize(("request_bytes", "status", "code"), [
-    (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431, "header_too_large"),
-    (b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n", 431, "too_many_headers"),
-    (b"GET /health?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431, "header_too_large"),
-    ("GET /health?x=\u0665 HTTP/1.1\r\nHost: x\r\n\r\n".encode(), 400, "bad_target"),
-    (b"POST /v1/documents HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-     400, "bad_content_length"),
-    (b"POST /v1/documents HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\nhello", 400, "bad_content_length"),
-    (b"POST /v1/documents HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", 400, "bad_content_length"),
-    (f"POST /v1/documents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
-     "zz\r\nhello\r\n0\r\n\r\n".encode(), 400, "bad_chunking"),
-    (b"POST /v1/documents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode() + b"\x01\r\n\r\n", 400, "bad_header"),
-    (f"POST /v1/documents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: text/plain\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
-     "5\r\nhello\r\n0\r\n\r\n".encode(), 501, "unsupported_transfer_encoding"),
-    (f"POST /v1/documents?name=a&name=b HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: text/plain\r\nContent-Length: 1\r\n\r\n"
-     "x".encode(), 400, "repeated_parameter"),
-    (f"POST /v1/documents?nmae=a HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: text/plain\r\nContent-Length: 1\r\n\r\n"
-     "x".encode(), 400, "unknown_parameter"),
-    (b"POST /v1/documents?name=%ff HTTP/1.1\r\nHost: x\r\n" + AUTH.encode() + b"Content-Length: 1\r\n\r\nx", 400, "bad_query"),
-])
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431, "header_too_large"),
+        (
+            b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n",
+            431,
+            "too_many_headers",
+        ),
+        (b"GET /health?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431, "header_too_large"),
+        ("GET /health?x=\u0665 HTTP/1.1\r\nHost: x\r\n\r\n".encode(), 400, "bad_target"),
+        (
+            b"POST /v1/documents HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+            "bad_content_length",
+        ),
+        (b"POST /v1/documents HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\nhello", 400, "bad_content_length"),
+        (
+            b"POST /v1/documents HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+            400,
+            "bad_content_length",
+        ),
+        (
+            f"POST /v1/documents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "zz\r\nhello\r\n0\r\n\r\n".encode(),
+            400,
+            "bad_chunking",
+        ),
+        (
+            b"POST /v1/documents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode() + b"\x01\r\n\r\n",
+            400,
+            "bad_header",
+        ),
+        (
+            f"POST /v1/documents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: text/plain\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+            "5\r\nhello\r\n0\r\n\r\n".encode(),
+            501,
+            "unsupported_transfer_encoding",
+        ),
+        (
+            f"POST /v1/documents?name=a&name=b HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: text/plain\r\nContent-Length: 1\r\n\r\n"
+            "x".encode(),
+            400,
+            "repeated_parameter",
+        ),
+        (
+            f"POST /v1/documents?nmae=a HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: text/plain\r\nContent-Length: 1\r\n\r\n"
+            "x".encode(),
+            400,
+            "unknown_parameter",
+        ),
+        (
+            b"POST /v1/documents?name=%ff HTTP/1.1\r\nHost: x\r\n" + AUTH.encode() + b"Content-Length: 1\r\n\r\nx",
+            400,
+            "bad_query",
+        ),
+    ],
+)
 def test_every_malformed_request_gets_a_json_error_and_counts_nothing(stack, request_bytes, status, code):
     ingest, client = stack
     documents = client.status()["documents_ingested"]
@@ -195,8 +265,15 @@ def test_every_malformed_request_gets_a_json_error_and_counts_nothing(stack, req
     assert client.status()["documents_ingested"] == documents
 
 
-@pytest.mark.parametrize(("query", "fragment"), [("k=5&k=6", "more than once"), ("k=+5", "ASCII digits"),
-                                                 ("k=%D9%A5", "ASCII digits"), ("k=5&x=1", "'x' is not a query parameter")])
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("k=5&k=6", "more than once"),
+        ("k=+5", "ASCII digits"),
+        ("k=%D9%A5", "ASCII digits"),
+        ("k=5&x=1", "'x' is not a query parameter"),
+    ],
+)
 def test_repeated_or_malformed_parameters_are_refused(stack, query, fragment):
     _, client = stack
     reply = client.http.get(f"{client.results_url}/v1/top?{query}", timeout=10)

@@ -30,8 +30,9 @@ def test_a_1_gib_upload_keeps_the_ingest_service_memory_flat(broker, tmp_path):
     kafka.ensure_topics(broker.bootstrap, settings)
     env = {**os.environ, **settings.to_env()}
     with open(tmp_path / "ingest.log", "wb") as log:
-        service = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "ingest-server"], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        service = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "ingest-server"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{settings.ingest_port}"
     try:
         wait_for(lambda: _ok(url + "/health"), 60, "the ingest service")
@@ -57,7 +58,9 @@ def test_a_1_gib_upload_keeps_the_ingest_service_memory_flat(broker, tmp_path):
         sampler = threading.Thread(target=sample)
         sampler.start()
         try:
-            reply = requests.post(url + "/v1/documents", data=body(), headers={"Content-Type": "text/plain"}, timeout=600)
+            reply = requests.post(
+                url + "/v1/documents", data=body(), headers={"Content-Type": "text/plain"}, timeout=600
+            )
         finally:
             done.set()
             sampler.join()

@@ -23,15 +23,20 @@ def master():
 
 def post(master, body, **headers):
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return requests.post(master.url + "/api/v1/scheduler", data=data, headers=headers, timeout=5, stream=True,
-                         allow_redirects=False)
+    return requests.post(
+        master.url + "/api/v1/scheduler", data=data, headers=headers, timeout=5, stream=True, allow_redirects=False
+    )
 
 
 def test_requests_that_are_not_calls_are_refused_with_the_masters_words(master):
     assert (r := post(master, SUBSCRIBE)).status_code == 400 and r.text == "Expecting 'Content-Type' to be present"
     assert post(master, SUBSCRIBE, **{"Content-Type": "text/plain"}).status_code == 415
     assert post(master, b"{", **{"Content-Type": "application/json"}).text.startswith("Failed to parse body into JSON")
-    r = post(master, {"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u"}}}, **{"Content-Type": "application/json"})
+    r = post(
+        master,
+        {"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u"}}},
+        **{"Content-Type": "application/json"},
+    )
     assert r.status_code == 400 and "framework_info.name: required field" in r.text
     r = post(master, SUBSCRIBE, **{"Content-Type": "application/json", "Accept": "application/x-protobuf"})
     assert r.status_code == 406
@@ -41,7 +46,10 @@ def test_requests_that_are_not_calls_are_refused_with_the_masters_words(master):
 
 def test_calls_need_a_subscribed_framework_and_its_stream_id(master):
     json_type = {"Content-Type": "application/json"}
-    revive = lambda fid: {"type": "REVIVE", "framework_id": {"value": fid}}
+
+    def revive(fid):
+        return {"type": "REVIVE", "framework_id": {"value": fid}}
+
     assert post(master, revive("nope"), **json_type).text == "Framework cannot be found"
     stream = post(master, SUBSCRIBE, **json_type, Accept="application/json")
     assert stream.status_code == 200 and stream.headers["Content-Type"] == "application/json"
@@ -51,12 +59,19 @@ def test_calls_need_a_subscribed_framework_and_its_stream_id(master):
     fid = subscribed["subscribed"]["framework_id"]["value"]
     assert subscribed["type"] == "SUBSCRIBED" and subscribed["subscribed"]["heartbeat_interval_seconds"] == 0.2
     assert post(master, revive(fid), **json_type).status_code == 400  # no stream id
-    assert post(master, revive(fid), **json_type, **{"Mesos-Stream-Id": "other"}).text.startswith("The stream ID 'other'")
-    assert post(master, revive(fid), **json_type, **{"Mesos-Stream-Id": stream.headers["Mesos-Stream-Id"]}).status_code == 202
+    assert post(master, revive(fid), **json_type, **{"Mesos-Stream-Id": "other"}).text.startswith(
+        "The stream ID 'other'"
+    )
+    assert (
+        post(master, revive(fid), **json_type, **{"Mesos-Stream-Id": stream.headers["Mesos-Stream-Id"]}).status_code
+        == 202
+    )
     stream.close()
     master.disconnect(fid)
     headers = {**json_type, "Mesos-Stream-Id": stream.headers["Mesos-Stream-Id"]}
-    refusal = wait_for(lambda: (r := post(master, revive(fid), **headers)).status_code == 403 and r.text, timeout=5, what="a 403")
+    refusal = wait_for(
+        lambda: (r := post(master, revive(fid), **headers)).status_code == 403 and r.text, timeout=5, what="a 403"
+    )
     assert refusal == "Framework is not subscribed"
 
 
@@ -87,12 +102,25 @@ def test_launch_errors_arrive_later_as_updates_without_uuid(mesos_master):
     headers = {**json_type, "Mesos-Stream-Id": stream.headers["Mesos-Stream-Id"]}
 
     def accept(offer_id: str, cpus: float) -> None:
-        task = {"name": "t", "task_id": {"value": f"t-{cpus}"}, "agent_id": offer["agent_id"],
-                "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}}],
-                "command": {"shell": True, "value": "true"}, "container": {"type": "DOCKER", "docker": {"image": "x"}}}
-        call = {"type": "ACCEPT", "framework_id": {"value": fid},
-                "accept": {"offer_ids": [{"value": offer_id}], "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}]}}
-        assert post(mesos_master, call, **headers).status_code == 202  # accepted for processing; the verdict comes later
+        task = {
+            "name": "t",
+            "task_id": {"value": f"t-{cpus}"},
+            "agent_id": offer["agent_id"],
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}}],
+            "command": {"shell": True, "value": "true"},
+            "container": {"type": "DOCKER", "docker": {"image": "x"}},
+        }
+        call = {
+            "type": "ACCEPT",
+            "framework_id": {"value": fid},
+            "accept": {
+                "offer_ids": [{"value": offer_id}],
+                "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}],
+            },
+        }
+        assert (
+            post(mesos_master, call, **headers).status_code == 202
+        )  # accepted for processing; the verdict comes later
 
     accept("no-such-offer", 0.5)
     dropped = next_event("UPDATE")["update"]["status"]  # TASK_LOST: this framework is not PARTITION_AWARE
@@ -128,17 +156,30 @@ def test_the_next_update_waits_for_the_acknowledgement_of_the_last_which_is_retr
     updates_within(0.5)
     fid = next(e for e in seen if e["type"] == "SUBSCRIBED")["subscribed"]["framework_id"]["value"]
     offer = next(e for e in seen if e["type"] == "OFFERS")["offers"]["offers"][0]
-    task = {"name": "t", "task_id": {"value": "sleeper"}, "agent_id": offer["agent_id"],
-            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
-                          {"name": "mem", "type": "SCALAR", "scalar": {"value": 64.0}}],
-            "command": {"shell": True, "value": "sleep 60"}, "container": {"type": "DOCKER", "docker": {"image": docker_image}}}
-    call = {"type": "ACCEPT", "framework_id": {"value": fid}, "accept": {
-        "offer_ids": [offer["id"]], "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}]}}
+    task = {
+        "name": "t",
+        "task_id": {"value": "sleeper"},
+        "agent_id": offer["agent_id"],
+        "resources": [
+            {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+            {"name": "mem", "type": "SCALAR", "scalar": {"value": 64.0}},
+        ],
+        "command": {"shell": True, "value": "sleep 60"},
+        "container": {"type": "DOCKER", "docker": {"image": docker_image}},
+    }
+    call = {
+        "type": "ACCEPT",
+        "framework_id": {"value": fid},
+        "accept": {"offer_ids": [offer["id"]], "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}]},
+    }
     assert post(mesos_master, call, **headers).status_code == 202
     first = updates_within(3.5)  # the retry interval is 2 s: STARTING, then STARTING again, never RUNNING
     assert [u["state"] for u in first] == ["TASK_STARTING", "TASK_STARTING"] and first[0]["uuid"] == first[1]["uuid"]
-    ack = {"type": "ACKNOWLEDGE", "framework_id": {"value": fid},
-           "acknowledge": {"agent_id": first[0]["agent_id"], "task_id": first[0]["task_id"], "uuid": first[0]["uuid"]}}
+    ack = {
+        "type": "ACKNOWLEDGE",
+        "framework_id": {"value": fid},
+        "acknowledge": {"agent_id": first[0]["agent_id"], "task_id": first[0]["task_id"], "uuid": first[0]["uuid"]},
+    }
     assert post(mesos_master, ack, **headers).status_code == 202
     assert [u["state"] for u in updates_within(1.0)][:1] == ["TASK_RUNNING"]
     assert post(mesos_master, ack, **headers).status_code == 202  # the same again: nothing awaits it

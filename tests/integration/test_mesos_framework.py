@@ -20,8 +20,15 @@ pytestmark = [pytest.mark.mesos, pytest.mark.docker]
 
 @pytest.fixture
 def settings(broker, mesos_master, tmp_path):
-    s = config.Settings(bootstrap=broker.bootstrap, session_timeout_ms=2000, backend="mesos", mesos_master=mesos_master.url,
-                        mesos_state_file=str(tmp_path / "mesos.json"), worker_cpus=0.5, worker_mem_mb=200)
+    s = config.Settings(
+        bootstrap=broker.bootstrap,
+        session_timeout_ms=2000,
+        backend="mesos",
+        mesos_master=mesos_master.url,
+        mesos_state_file=str(tmp_path / "mesos.json"),
+        worker_cpus=0.5,
+        worker_mem_mb=200,
+    )
     kafka.ensure_topics(broker.bootstrap, s)
     return s
 
@@ -62,7 +69,7 @@ def test_workers_launch_as_hardened_containers_and_are_killed_gracefully(setting
     states = [u["state"] for u in mesos_master.agent_updates if u["task_id"]["value"] == ids[0]]
     assert states == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_KILLED"]  # we declared TASK_KILLING_STATE
     assert mesos_master.bad_acks == []
-    assert "SUPPRESS" in kinds[kinds.index("ACCEPT"):]  # nothing left to launch: no more offers, please
+    assert "SUPPRESS" in kinds[kinds.index("ACCEPT") :]  # nothing left to launch: no more offers, please
 
 
 def test_every_update_with_a_uuid_is_acknowledged_and_no_other(settings, mesos_master):
@@ -71,10 +78,17 @@ def test_every_update_with_a_uuid_is_acknowledged_and_no_other(settings, mesos_m
         ids = backend.launch(1, Resources(0.5, 200))
         wait_for(lambda: running(backend) == ids, what="a running task")
         # master-generated updates (reconciliation) carry no uuid and must not be acknowledged
-        backend.scheduler._call({"type": "RECONCILE", "framework_id": {"value": backend.scheduler.framework_id},
-                                 "reconcile": {"tasks": [{"task_id": {"value": ids[0]}}, {"task_id": {"value": "nope"}}]}})
-        wait_for(lambda: not any(t.updates for fw in mesos_master.frameworks.values() for t in fw.tasks.values()),
-                 what="every agent update to be acknowledged")
+        backend.scheduler._call(
+            {
+                "type": "RECONCILE",
+                "framework_id": {"value": backend.scheduler.framework_id},
+                "reconcile": {"tasks": [{"task_id": {"value": ids[0]}}, {"task_id": {"value": "nope"}}]},
+            }
+        )
+        wait_for(
+            lambda: not any(t.updates for fw in mesos_master.frameworks.values() for t in fw.tasks.values()),
+            what="every agent update to be acknowledged",
+        )
         time.sleep(1)
     finally:
         backend.kill([w.id for w in backend.list()], grace=5)
@@ -162,7 +176,10 @@ def test_rejected_calls_are_logged_with_the_masters_reason(settings, mesos_maste
         wait_for(lambda: mesos_master.calls_of("SUPPRESS"), what="the calls after SUBSCRIBED")
         mesos_master.fail_next = ("REVIVE", 400, "Failed to validate scheduler::Call: something")
         backend.launch(1, Resources(0.5, 200))  # its REVIVE is refused
-        assert "the master rejected REVIVE as malformed: 400 Bad Request: Failed to validate scheduler::Call: something" in caplog.text
+        assert (
+            "the master rejected REVIVE as malformed: 400 Bad Request: Failed to validate scheduler::Call: something"
+            in caplog.text
+        )
         mesos_master.fail_next = ("REVIVE", 403, "Framework is not subscribed")
         backend.scheduler._offers_wanted(force=True)
         wait_for(lambda: len(mesos_master.calls_of("SUBSCRIBE")) == 2, timeout=20, what="a resubscription after 403")
@@ -228,7 +245,9 @@ def test_a_one_shot_framework_that_dies_takes_its_tasks_with_it(settings, mesos_
     wait_for(lambda: running(backend) == ids, what="a running task")
     backend.scheduler._stop.set()  # as if SIGKILLed: no TEARDOWN, the connection just breaks
     backend.scheduler._drop_stream()
-    wait_for(lambda: not mesos_master.agent.running_containers(), timeout=30, what="failover timeout 0 to kill the task")
+    wait_for(
+        lambda: not mesos_master.agent.running_containers(), timeout=30, what="failover timeout 0 to kill the task"
+    )
     assert not mesos_master.calls_of("TEARDOWN") and not mesos_master.frameworks
 
 

@@ -40,8 +40,14 @@ def protos(tmp_path_factory):
 def test_every_call_the_framework_sends_is_a_valid_call(protos, broker, mesos_master, tmp_path):
     from google.protobuf import json_format
 
-    s = config.Settings(bootstrap=broker.bootstrap, backend="mesos", mesos_master=mesos_master.url, worker_cpus=0.5,
-                        worker_mem_mb=200, mesos_state_file=str(tmp_path / "state.json"))
+    s = config.Settings(
+        bootstrap=broker.bootstrap,
+        backend="mesos",
+        mesos_master=mesos_master.url,
+        worker_cpus=0.5,
+        worker_mem_mb=200,
+        mesos_state_file=str(tmp_path / "state.json"),
+    )
     kafka.ensure_topics(broker.bootstrap, s)
     backend = MesosBackend(s, s.to_env(), "protos")
     try:
@@ -54,7 +60,17 @@ def test_every_call_the_framework_sends_is_a_valid_call(protos, broker, mesos_ma
         backend.kill([w.id for w in backend.list()], grace=2)
         backend.scheduler.close(teardown=True)
     kinds = {c["type"] for c in mesos_master.calls}
-    assert {"SUBSCRIBE", "RECONCILE", "ACCEPT", "DECLINE", "REVIVE", "SUPPRESS", "KILL", "ACKNOWLEDGE", "TEARDOWN"} <= kinds
+    assert {
+        "SUBSCRIBE",
+        "RECONCILE",
+        "ACCEPT",
+        "DECLINE",
+        "REVIVE",
+        "SUPPRESS",
+        "KILL",
+        "ACKNOWLEDGE",
+        "TEARDOWN",
+    } <= kinds
     for body in mesos_master.calls:
         call = json_format.ParseDict(body, protos.Call(), ignore_unknown_fields=False)
         assert call.IsInitialized(), f"{body['type']} lacks required fields: {call.FindInitializationErrors()}"

@@ -48,8 +48,9 @@ def test_top_k_is_shaped_like_run_json_and_exact(services, counted):
 def test_totals_page_through_every_word_once_in_order(services, counted):
     pages, cursor = [], ""
     while True:
-        body = requests.get(services.results_url + "/v1/totals", params={"limit": 333, "cursor": cursor},
-                            headers=services.auth()).json()
+        body = requests.get(
+            services.results_url + "/v1/totals", params={"limit": 333, "cursor": cursor}, headers=services.auth()
+        ).json()
         pages.append(body["totals"])
         if body["next"] is None:
             break
@@ -64,8 +65,9 @@ def test_the_event_stream_sends_the_top_k_as_it_changes(services, counted):
     got_two = threading.Event()
 
     def listen():
-        with requests.get(services.results_url + "/v1/top/events", params={"k": 3, "token": TOKEN}, stream=True,
-                          timeout=60) as reply:
+        with requests.get(
+            services.results_url + "/v1/top/events", params={"k": 3, "token": TOKEN}, stream=True, timeout=60
+        ) as reply:
             assert reply.headers["Content-Type"].startswith("text/event-stream")
             for line in reply.iter_lines(decode_unicode=True):
                 if line.startswith("data: "):
@@ -93,8 +95,11 @@ def test_every_service_serves_prometheus_metrics(services, counted):
     assert 'wordpipe_aggregator_parts_total{outcome="applied"}' in results
 
     def workers():  # the workers' own figures, from their periodic reports
-        found = re.findall(r'^wordpipe_worker_chunks_total\{worker="([^"]+)"\} (\S+)',
-                           requests.get(services.results_url + "/metrics").text, re.M)
+        found = re.findall(
+            r'^wordpipe_worker_chunks_total\{worker="([^"]+)"\} (\S+)',
+            requests.get(services.results_url + "/metrics").text,
+            re.M,
+        )
         return len(found) == 2 and sum(float(n) for _, n in found) > 0
 
     wait_for(workers, 30, "both workers' chunk counts in the metrics")
@@ -103,8 +108,12 @@ def test_every_service_serves_prometheus_metrics(services, counted):
 def test_windowed_totals_add_up_to_the_totals(services, counted):
     body = requests.get(services.results_url + "/v1/windows", params={"k": 5}, headers=services.auth()).json()
     assert body["window_seconds"] == services.settings.window_seconds and body["starts"]
-    per_window = [requests.get(services.results_url + "/v1/windows", params={"start": start, "k": 10_000},
-                               headers=services.auth()).json() for start in body["starts"]]
+    per_window = [
+        requests.get(
+            services.results_url + "/v1/windows", params={"start": start, "k": 10_000}, headers=services.auth()
+        ).json()
+        for start in body["starts"]
+    ]
     assert sum(w["total_words"] for w in per_window) == services.client.top(1)["total_words"]
     the = requests.get(services.results_url + "/v1/windows/The", headers=services.auth()).json()
     assert the["word"] == "the" and [w["start"] for w in the["windows"]] == body["starts"]

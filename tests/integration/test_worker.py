@@ -22,7 +22,9 @@ pytestmark = pytest.mark.e2e
 def committed(bootstrap, settings):
     c = Consumer({**kafka.common_config(bootstrap, settings), "group.id": settings.worker_group})
     try:
-        tps = c.committed([TopicPartition(settings.chunks_topic, p) for p in range(settings.chunk_partitions)], timeout=10)
+        tps = c.committed(
+            [TopicPartition(settings.chunks_topic, p) for p in range(settings.chunk_partitions)], timeout=10
+        )
         return {tp.partition: tp.offset for tp in tps}
     finally:
         c.close()
@@ -60,11 +62,19 @@ def test_worker_commits_what_it_published_reports_itself_and_drains_on_sigterm(b
     log = worker.stderr.read().decode()
     assert "worker stopped after" in log
     # Every produced offset reached `partials` inside some window of at most 4 chunks.
-    c = Consumer({**kafka.common_config(broker.bootstrap, config.Settings()), "group.id": "check", "auto.offset.reset": "earliest"})
+    c = Consumer(
+        {
+            **kafka.common_config(broker.bootstrap, config.Settings()),
+            "group.id": "check",
+            "auto.offset.reset": "earliest",
+        }
+    )
     c.assign([TopicPartition(s.partials_topic, shard, 0) for shard in range(s.partial_partitions)])
     covered: dict[int, OffsetRanges] = {}
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not all(covered.get(p, OffsetRanges()).covers(r) for p, r in report.produced.items()):
+    while time.monotonic() < deadline and not all(
+        covered.get(p, OffsetRanges()).covers(r) for p, r in report.produced.items()
+    ):
         msg = c.poll(0.5)
         if msg is not None and not msg.error():
             for part in codec.decode_partials(msg.value()):
@@ -100,8 +110,10 @@ def test_worker_refuses_chunks_for_another_tokenizer_loudly(broker, tmp_path):
     env = {**s.to_env(), "WORDPIPE_TOKENIZER_USER_DICT": str(user_dict), "WORDPIPE_WORKER_ID": "w-dict", "PATH": ""}
     worker = subprocess.Popen([sys.executable, "-m", "workers"], env=env, stderr=subprocess.PIPE)
     c = Consumer({**kafka.common_config(broker.bootstrap, s), "group.id": "check", "auto.offset.reset": "earliest"})
-    c.assign([TopicPartition(s.deadletter_topic, 0, 0)]
-             + [TopicPartition(s.partials_topic, shard, 0) for shard in range(s.partial_partitions)])
+    c.assign(
+        [TopicPartition(s.deadletter_topic, 0, 0)]
+        + [TopicPartition(s.partials_topic, shard, 0) for shard in range(s.partial_partitions)]
+    )
     letters, counted = [], Counter()
     try:
         deadline = time.monotonic() + 60
@@ -123,9 +135,13 @@ def test_worker_refuses_chunks_for_another_tokenizer_loudly(broker, tmp_path):
     assert counted == Counter({"数据处理": 500}), "nothing of the refused chunks is counted"
     ours_id = same.tokenizer
     assert ours_id != other.tokenizer
-    assert all(f"must be counted by {other.tokenizer}, this worker's tokenizer is {ours_id}" in d.reason for d in letters)
+    assert all(
+        f"must be counted by {other.tokenizer}, this worker's tokenizer is {ours_id}" in d.reason for d in letters
+    )
     log = worker.stderr.read().decode()
-    assert log.count(f"chunks name tokenizer {other.tokenizer}; this worker counts with {ours_id}") == 1  # once, not per chunk
+    assert (
+        log.count(f"chunks name tokenizer {other.tokenizer}; this worker counts with {ours_id}") == 1
+    )  # once, not per chunk
     assert {d.reason.split(" at byte ")[0] for d in letters} == {"tokenizer mismatch: the chunk of theirs"}
 
 
@@ -141,5 +157,7 @@ def test_a_run_whose_chunks_were_refused_fails_instead_of_printing_short_counts(
         stranger = ChunkPublisher(p.settings.replace(tokenizer_user_dict=str(user_dict)), p.bootstrap)
         stranger.publish(Source("stranger", text))
         p.wait_counted(stranger.flush(), timeout=120)
-        with pytest.raises(RunError, match="records were dead-lettered.*tokenizer mismatch: the chunk of stranger at byte 0"):
+        with pytest.raises(
+            RunError, match="records were dead-lettered.*tokenizer mismatch: the chunk of stranger at byte 0"
+        ):
             p.check_nothing_refused()

@@ -21,7 +21,9 @@ Report = Callable[[str, str, str], None]  # (state, message, reason)
 
 
 class DockerAgent:
-    def __init__(self, agent_id: str = "agent-S0", cpus: float = 8.0, mem_mb: float = 8192.0, hostname: str = "127.0.0.1") -> None:
+    def __init__(
+        self, agent_id: str = "agent-S0", cpus: float = 8.0, mem_mb: float = 8192.0, hostname: str = "127.0.0.1"
+    ) -> None:
         self.id = agent_id
         self.cpus = cpus
         self.mem_mb = mem_mb
@@ -32,7 +34,9 @@ class DockerAgent:
         self.lock = threading.Lock()
 
     def run(self, task: dict, report: Report) -> None:
-        threading.Thread(target=self._run, args=(task, report), daemon=True, name=f"task-{task['task_id']['value']}").start()
+        threading.Thread(
+            target=self._run, args=(task, report), daemon=True, name=f"task-{task['task_id']['value']}"
+        ).start()
 
     def kill(self, task_id: str, grace: float) -> bool:
         """Stop the task's container; False when the agent has no such container."""
@@ -83,8 +87,12 @@ class DockerAgent:
             # The real containerizer pulls a missing image; nothing may leave this machine, so the double fails.
             self.client.images.get(options["image"])
         except ImageNotFound:
-            report("TASK_FAILED", f"Failed to launch container: Failed to pull image {options['image']!r}: "
-                                  "not present, and this agent never pulls", "REASON_CONTAINER_LAUNCH_FAILED")
+            report(
+                "TASK_FAILED",
+                f"Failed to launch container: Failed to pull image {options['image']!r}: "
+                "not present, and this agent never pulls",
+                "REASON_CONTAINER_LAUNCH_FAILED",
+            )
             return
         try:
             container = self.client.containers.run(**options, detach=True)

@@ -42,8 +42,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from tests.mesos_double.agent import DockerAgent
 from tests.mesos_double.schema import CallError, parse_call
 
-TERMINAL = {"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_LOST", "TASK_ERROR", "TASK_DROPPED", "TASK_GONE",
-            "TASK_GONE_BY_OPERATOR"}
+TERMINAL = {
+    "TASK_FINISHED",
+    "TASK_FAILED",
+    "TASK_KILLED",
+    "TASK_LOST",
+    "TASK_ERROR",
+    "TASK_DROPPED",
+    "TASK_GONE",
+    "TASK_GONE_BY_OPERATOR",
+}
 
 
 @dataclass
@@ -82,8 +90,12 @@ class Framework:
 
 class MasterDouble:
     def __init__(
-        self, agent: DockerAgent | None = None, heartbeat_interval: float = 15.0, update_retry: float = 10.0,
-        credentials: tuple[str, str] | None = None, port: int = 0,
+        self,
+        agent: DockerAgent | None = None,
+        heartbeat_interval: float = 15.0,
+        update_retry: float = 10.0,
+        credentials: tuple[str, str] | None = None,
+        port: int = 0,
     ) -> None:
         self.id = f"master-{uuid.uuid4().hex[:6]}"
         self.agent = agent
@@ -108,8 +120,10 @@ class MasterDouble:
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._threads = [threading.Thread(target=self.server.serve_forever, daemon=True),
-                         threading.Thread(target=self._tick, daemon=True)]
+        self._threads = [
+            threading.Thread(target=self.server.serve_forever, daemon=True),
+            threading.Thread(target=self._tick, daemon=True),
+        ]
 
     def __enter__(self) -> MasterDouble:
         for t in self._threads:
@@ -139,7 +153,9 @@ class MasterDouble:
 
     def active_tasks(self) -> dict[str, str]:
         with self.lock:
-            return {t.id: t.state for fw in self.frameworks.values() for t in fw.tasks.values() if t.state not in TERMINAL}
+            return {
+                t.id: t.state for fw in self.frameworks.values() for t in fw.tasks.values() if t.state not in TERMINAL
+            }
 
     def disconnect(self, framework_id: str) -> None:
         """Close the framework's event stream, as a master does when the connection breaks."""
@@ -181,7 +197,9 @@ class MasterDouble:
         if call["type"] == "SUBSCRIBE":
             accept = request.headers.get("Accept", "*/*")
             if "application/json" not in accept and "*/*" not in accept:
-                return _reply(request, 406, "Expecting 'Accept' to allow 'application/x-protobuf' or 'application/json'")
+                return _reply(
+                    request, 406, "Expecting 'Accept' to allow 'application/x-protobuf' or 'application/json'"
+                )
             if "Mesos-Stream-Id" in request.headers:
                 return _reply(request, 400, "Subscribe calls should not include the 'Mesos-Stream-Id' header")
             return self._subscribe(request, call["subscribe"])
@@ -198,8 +216,12 @@ class MasterDouble:
             if stream_id is None:
                 return _reply(request, 400, "All non-subscribe calls should include the 'Mesos-Stream-Id' header")
             if stream_id != fw.subscription.stream_id:
-                return _reply(request, 400, f"The stream ID '{stream_id}' included in this request didn't match the stream ID "
-                                            f"currently associated with framework ID {fw.id}")
+                return _reply(
+                    request,
+                    400,
+                    f"The stream ID '{stream_id}' included in this request didn't match the stream ID "
+                    f"currently associated with framework ID {fw.id}",
+                )
             _reply(request, 202, "")
             getattr(self, f"_on_{call['type'].lower()}", lambda fw, call: None)(fw, call)
             self.wakeup.notify_all()
@@ -225,11 +247,22 @@ class MasterDouble:
                 fw.subscription, fw.disconnected_at = sub, None
                 fw.suppressed = bool(subscribe.get("suppressed_roles"))
                 fw.offers.clear()  # offers made to an earlier subscription are void
-                sub.events.append(_event("SUBSCRIBED", subscribed={
-                    "framework_id": {"value": framework_id}, "heartbeat_interval_seconds": self.heartbeat_interval,
-                    "master_info": {"id": self.id, "ip": 2130706433, "port": self.server.server_address[1],
-                                    "hostname": "127.0.0.1", "version": "1.11.0"},
-                }))
+                sub.events.append(
+                    _event(
+                        "SUBSCRIBED",
+                        subscribed={
+                            "framework_id": {"value": framework_id},
+                            "heartbeat_interval_seconds": self.heartbeat_interval,
+                            "master_info": {
+                                "id": self.id,
+                                "ip": 2130706433,
+                                "port": self.server.server_address[1],
+                                "hostname": "127.0.0.1",
+                                "version": "1.11.0",
+                            },
+                        },
+                    )
+                )
                 sub.events.append(_event("HEARTBEAT"))
                 for task in fw.tasks.values():  # updates awaiting acknowledgement go again
                     if task.updates:
@@ -248,8 +281,10 @@ class MasterDouble:
             while True:
                 with self.lock:
                     due = next_heartbeat
-                    self.wakeup.wait_for(lambda due=due: sub.events or sub.closed or time.monotonic() >= due,
-                                         max(0.0, due - time.monotonic()))
+                    self.wakeup.wait_for(
+                        lambda due=due: sub.events or sub.closed or time.monotonic() >= due,
+                        max(0.0, due - time.monotonic()),
+                    )
                     events, sub.events = ([], sub.events) if self.mute else (sub.events, [])
                     closed = sub.closed
                 if time.monotonic() >= next_heartbeat:
@@ -275,8 +310,12 @@ class MasterDouble:
         """As HTTP chunks: one, or with `split` random cuts that ignore record boundaries."""
         pieces = [data]
         if self.split:
-            cuts = sorted(random.sample(range(1, len(data)), min(len(data) - 1, random.randint(1, 6)))) if len(data) > 1 else []
-            pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+            cuts = (
+                sorted(random.sample(range(1, len(data)), min(len(data) - 1, random.randint(1, 6))))
+                if len(data) > 1
+                else []
+            )
+            pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=False)]
         for piece in pieces:
             request.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             request.wfile.flush()
@@ -301,8 +340,14 @@ class MasterDouble:
                 task_id, agent_id = info["task_id"]["value"], info["agent_id"]["value"]
                 if stale or not offer_ids:
                     lost = "TASK_DROPPED" if fw.partition_aware else "TASK_LOST"
-                    self._master_update(fw, task_id, agent_id, lost, "REASON_INVALID_OFFERS",
-                                        f"Task launched with invalid offers: Offer {stale[0] if stale else '(none)'} is no longer valid")
+                    self._master_update(
+                        fw,
+                        task_id,
+                        agent_id,
+                        lost,
+                        "REASON_INVALID_OFFERS",
+                        f"Task launched with invalid offers: Offer {stale[0] if stale else '(none)'} is no longer valid",
+                    )
                     continue
                 need = (_scalar(info, "cpus"), _scalar(info, "mem"))
                 error = None
@@ -311,7 +356,9 @@ class MasterDouble:
                 elif self.agent is None or agent_id != self.agent.id:
                     error = f"Task uses invalid agent: {agent_id}"
                 elif need[0] > cpus + 1e-9 or need[1] > mem + 1e-9:
-                    error = f"Task uses more resources cpus:{need[0]}; mem:{need[1]} than available cpus:{cpus}; mem:{mem}"
+                    error = (
+                        f"Task uses more resources cpus:{need[0]}; mem:{need[1]} than available cpus:{cpus}; mem:{mem}"
+                    )
                 elif "command" not in info and "executor" not in info:
                     error = "Task should have at least one (but not both) of CommandInfo or ExecutorInfo present"
                 if error:
@@ -338,7 +385,15 @@ class MasterDouble:
         task_id = call["kill"]["task_id"]["value"]
         task = fw.tasks.get(task_id)
         if task is None or task.state in TERMINAL:
-            self._reconcile(fw, [{"task_id": {"value": task_id}, **({"agent_id": call["kill"]["agent_id"]} if "agent_id" in call["kill"] else {})}])
+            self._reconcile(
+                fw,
+                [
+                    {
+                        "task_id": {"value": task_id},
+                        **({"agent_id": call["kill"]["agent_id"]} if "agent_id" in call["kill"] else {}),
+                    }
+                ],
+            )
             return
         grace = int(call["kill"].get("kill_policy", {}).get("grace_period", {}).get("nanoseconds", 3_000_000_000)) / 1e9
         if any(c.get("type") == "TASK_KILLING_STATE" for c in fw.info.get("capabilities", [])):
@@ -364,21 +419,40 @@ class MasterDouble:
         if not tasks:
             for task in fw.tasks.values():
                 if task.state not in TERMINAL:
-                    self._master_update(fw, task.id, task.agent_id, task.state, "REASON_RECONCILIATION",
-                                        "Reconciliation: Latest task state")
+                    self._master_update(
+                        fw,
+                        task.id,
+                        task.agent_id,
+                        task.state,
+                        "REASON_RECONCILIATION",
+                        "Reconciliation: Latest task state",
+                    )
             return
         for entry in tasks:
             task_id, agent_id = entry["task_id"]["value"], entry.get("agent_id", {}).get("value")
             task = fw.tasks.get(task_id)
             if task is not None:
-                self._master_update(fw, task_id, task.agent_id, task.state, "REASON_RECONCILIATION",
-                                    "Reconciliation: Latest task state")
+                self._master_update(
+                    fw, task_id, task.agent_id, task.state, "REASON_RECONCILIATION", "Reconciliation: Latest task state"
+                )
             elif agent_id is not None and self.agent and agent_id == self.agent.id:
-                self._master_update(fw, task_id, agent_id, "TASK_GONE" if fw.partition_aware else "TASK_LOST",
-                                    "REASON_RECONCILIATION", "Reconciliation: Task is unknown to the agent")
+                self._master_update(
+                    fw,
+                    task_id,
+                    agent_id,
+                    "TASK_GONE" if fw.partition_aware else "TASK_LOST",
+                    "REASON_RECONCILIATION",
+                    "Reconciliation: Task is unknown to the agent",
+                )
             else:
-                self._master_update(fw, task_id, agent_id, "TASK_UNKNOWN" if fw.partition_aware else "TASK_LOST",
-                                    "REASON_RECONCILIATION", "Reconciliation: Task is unknown")
+                self._master_update(
+                    fw,
+                    task_id,
+                    agent_id,
+                    "TASK_UNKNOWN" if fw.partition_aware else "TASK_LOST",
+                    "REASON_RECONCILIATION",
+                    "Reconciliation: Task is unknown",
+                )
 
     # --- updates --------------------------------------------------------------------------
 
@@ -390,13 +464,19 @@ class MasterDouble:
                 if task is not None and task.state not in TERMINAL:
                     self._agent_update(fw, task, state, message, reason)
                 self.wakeup.notify_all()
+
         return report
 
     def _agent_update(self, fw: Framework, task: Task, state: str, message: str, reason: str) -> None:
         """From the agent: reliable (a uuid), one in flight per task."""
-        status = {"task_id": {"value": task.id}, "state": state, "source": "SOURCE_EXECUTOR",
-                  "agent_id": {"value": task.agent_id}, "timestamp": time.time(),
-                  "uuid": base64.b64encode(uuid.uuid4().bytes).decode()}
+        status = {
+            "task_id": {"value": task.id},
+            "state": state,
+            "source": "SOURCE_EXECUTOR",
+            "agent_id": {"value": task.agent_id},
+            "timestamp": time.time(),
+            "uuid": base64.b64encode(uuid.uuid4().bytes).decode(),
+        }
         if message:
             status["message"] = message
         if reason:
@@ -407,10 +487,18 @@ class MasterDouble:
         if len(task.updates) == 1:
             self._send_update(fw, task)
 
-    def _master_update(self, fw: Framework, task_id: str, agent_id: str | None, state: str, reason: str, message: str) -> None:
+    def _master_update(
+        self, fw: Framework, task_id: str, agent_id: str | None, state: str, reason: str, message: str
+    ) -> None:
         """From the master itself: not retried, so without a uuid."""
-        status = {"task_id": {"value": task_id}, "state": state, "source": "SOURCE_MASTER", "reason": reason,
-                  "message": message, "timestamp": time.time()}
+        status = {
+            "task_id": {"value": task_id},
+            "state": state,
+            "source": "SOURCE_MASTER",
+            "reason": reason,
+            "message": message,
+            "timestamp": time.time(),
+        }
         if agent_id:
             status["agent_id"] = {"value": agent_id}
         if fw.subscription:
@@ -430,7 +518,9 @@ class MasterDouble:
                 now = time.monotonic()
                 for fw in list(self.frameworks.values()):
                     if fw.subscription is None:
-                        if fw.disconnected_at is not None and now - fw.disconnected_at >= fw.info.get("failover_timeout", 0.0):
+                        if fw.disconnected_at is not None and now - fw.disconnected_at >= fw.info.get(
+                            "failover_timeout", 0.0
+                        ):
                             self._remove(fw)
                         continue
                     for task in fw.tasks.values():
@@ -451,12 +541,27 @@ class MasterDouble:
         offer_id = f"{self.id}-O{next(self._ids)}"
         fw.offers[offer_id] = (cpus, mem)
         role = (fw.info.get("roles") or [fw.info.get("role", "*")])[0]
-        resources = [{"name": n, "type": "SCALAR", "scalar": {"value": v}, "allocation_info": {"role": role}}
-                     for n, v in (("cpus", cpus), ("mem", mem))]
-        fw.subscription.events.append(_event("OFFERS", offers={"offers": [{
-            "id": {"value": offer_id}, "framework_id": {"value": fw.id}, "agent_id": {"value": self.agent.id},
-            "hostname": self.agent.hostname, "resources": resources, "allocation_info": {"role": role},
-        }]}))
+        resources = [
+            {"name": n, "type": "SCALAR", "scalar": {"value": v}, "allocation_info": {"role": role}}
+            for n, v in (("cpus", cpus), ("mem", mem))
+        ]
+        fw.subscription.events.append(
+            _event(
+                "OFFERS",
+                offers={
+                    "offers": [
+                        {
+                            "id": {"value": offer_id},
+                            "framework_id": {"value": fw.id},
+                            "agent_id": {"value": self.agent.id},
+                            "hostname": self.agent.hostname,
+                            "resources": resources,
+                            "allocation_info": {"role": role},
+                        }
+                    ]
+                },
+            )
+        )
 
     def _remove(self, fw: Framework) -> None:
         """TEARDOWN, or the failover timeout passed: kill every task, forget the framework."""

@@ -17,7 +17,10 @@ import binascii
 MESSAGES: dict[str, dict[str, tuple[str, str]]] = {
     "Call": {
         "framework_id": ("FrameworkID", "optional"),
-        "type": ("enum:SUBSCRIBE|TEARDOWN|ACCEPT|DECLINE|REVIVE|KILL|SHUTDOWN|ACKNOWLEDGE|RECONCILE|MESSAGE|REQUEST|SUPPRESS", "optional"),
+        "type": (
+            "enum:SUBSCRIBE|TEARDOWN|ACCEPT|DECLINE|REVIVE|KILL|SHUTDOWN|ACKNOWLEDGE|RECONCILE|MESSAGE|REQUEST|SUPPRESS",
+            "optional",
+        ),
         "subscribe": ("Call.Subscribe", "optional"),
         "accept": ("Call.Accept", "optional"),
         "decline": ("Call.Decline", "optional"),
@@ -28,25 +31,48 @@ MESSAGES: dict[str, dict[str, tuple[str, str]]] = {
         "reconcile": ("Call.Reconcile", "optional"),
     },
     "Call.Subscribe": {"framework_info": ("FrameworkInfo", "required"), "suppressed_roles": ("string", "repeated")},
-    "Call.Accept": {"offer_ids": ("OfferID", "repeated"), "operations": ("Offer.Operation", "repeated"),
-                    "filters": ("Filters", "optional")},
+    "Call.Accept": {
+        "offer_ids": ("OfferID", "repeated"),
+        "operations": ("Offer.Operation", "repeated"),
+        "filters": ("Filters", "optional"),
+    },
     "Call.Decline": {"offer_ids": ("OfferID", "repeated"), "filters": ("Filters", "optional")},
     "Call.Revive": {"roles": ("string", "repeated")},
     "Call.Suppress": {"roles": ("string", "repeated")},
-    "Call.Kill": {"task_id": ("TaskID", "required"), "agent_id": ("AgentID", "optional"), "kill_policy": ("KillPolicy", "optional")},
-    "Call.Acknowledge": {"agent_id": ("AgentID", "required"), "task_id": ("TaskID", "required"), "uuid": ("bytes", "required")},
+    "Call.Kill": {
+        "task_id": ("TaskID", "required"),
+        "agent_id": ("AgentID", "optional"),
+        "kill_policy": ("KillPolicy", "optional"),
+    },
+    "Call.Acknowledge": {
+        "agent_id": ("AgentID", "required"),
+        "task_id": ("TaskID", "required"),
+        "uuid": ("bytes", "required"),
+    },
     "Call.Reconcile": {"tasks": ("Call.Reconcile.Task", "repeated")},
     "Call.Reconcile.Task": {"task_id": ("TaskID", "required"), "agent_id": ("AgentID", "optional")},
     "FrameworkInfo": {
-        "user": ("string", "required"), "name": ("string", "required"), "id": ("FrameworkID", "optional"),
-        "failover_timeout": ("double", "optional"), "checkpoint": ("bool", "optional"), "role": ("string", "optional"),
-        "roles": ("string", "repeated"), "hostname": ("string", "optional"), "principal": ("string", "optional"),
-        "webui_url": ("string", "optional"), "capabilities": ("FrameworkInfo.Capability", "repeated"),
+        "user": ("string", "required"),
+        "name": ("string", "required"),
+        "id": ("FrameworkID", "optional"),
+        "failover_timeout": ("double", "optional"),
+        "checkpoint": ("bool", "optional"),
+        "role": ("string", "optional"),
+        "roles": ("string", "repeated"),
+        "hostname": ("string", "optional"),
+        "principal": ("string", "optional"),
+        "webui_url": ("string", "optional"),
+        "capabilities": ("FrameworkInfo.Capability", "repeated"),
         "labels": ("Labels", "optional"),
     },
     "FrameworkInfo.Capability": {
-        "type": (("enum:UNKNOWN|REVOCABLE_RESOURCES|TASK_KILLING_STATE|GPU_RESOURCES|SHARED_RESOURCES|PARTITION_AWARE"
-                  "|MULTI_ROLE|RESERVATION_REFINEMENT|REGION_AWARE"), "optional"),
+        "type": (
+            (
+                "enum:UNKNOWN|REVOCABLE_RESOURCES|TASK_KILLING_STATE|GPU_RESOURCES|SHARED_RESOURCES|PARTITION_AWARE"
+                "|MULTI_ROLE|RESERVATION_REFINEMENT|REGION_AWARE"
+            ),
+            "optional",
+        ),
     },
     "FrameworkID": {"value": ("string", "required")},
     "OfferID": {"value": ("string", "required")},
@@ -55,34 +81,53 @@ MESSAGES: dict[str, dict[str, tuple[str, str]]] = {
     "Filters": {"refuse_seconds": ("double", "optional")},
     "KillPolicy": {"grace_period": ("DurationInfo", "optional")},
     "DurationInfo": {"nanoseconds": ("int64", "required")},
-    "Offer.Operation": {"type": ("enum:UNKNOWN|LAUNCH|LAUNCH_GROUP|RESERVE|UNRESERVE|CREATE|DESTROY", "optional"),
-                        "launch": ("Offer.Operation.Launch", "optional")},
+    "Offer.Operation": {
+        "type": ("enum:UNKNOWN|LAUNCH|LAUNCH_GROUP|RESERVE|UNRESERVE|CREATE|DESTROY", "optional"),
+        "launch": ("Offer.Operation.Launch", "optional"),
+    },
     "Offer.Operation.Launch": {"task_infos": ("TaskInfo", "repeated")},
     "TaskInfo": {
-        "name": ("string", "required"), "task_id": ("TaskID", "required"), "agent_id": ("AgentID", "required"),
-        "resources": ("Resource", "repeated"), "command": ("CommandInfo", "optional"),
-        "container": ("ContainerInfo", "optional"), "kill_policy": ("KillPolicy", "optional"),
+        "name": ("string", "required"),
+        "task_id": ("TaskID", "required"),
+        "agent_id": ("AgentID", "required"),
+        "resources": ("Resource", "repeated"),
+        "command": ("CommandInfo", "optional"),
+        "container": ("ContainerInfo", "optional"),
+        "kill_policy": ("KillPolicy", "optional"),
         "labels": ("Labels", "optional"),
     },
     "Resource": {
-        "name": ("string", "required"), "type": ("enum:SCALAR|RANGES|SET|TEXT", "required"),
-        "scalar": ("Value.Scalar", "optional"), "role": ("string", "optional"),
+        "name": ("string", "required"),
+        "type": ("enum:SCALAR|RANGES|SET|TEXT", "required"),
+        "scalar": ("Value.Scalar", "optional"),
+        "role": ("string", "optional"),
         "allocation_info": ("Resource.AllocationInfo", "optional"),
     },
     "Resource.AllocationInfo": {"role": ("string", "optional")},
     "Value.Scalar": {"value": ("double", "required")},
     "CommandInfo": {
-        "environment": ("Environment", "optional"), "shell": ("bool", "optional"), "value": ("string", "optional"),
-        "arguments": ("string", "repeated"), "user": ("string", "optional"),
+        "environment": ("Environment", "optional"),
+        "shell": ("bool", "optional"),
+        "value": ("string", "optional"),
+        "arguments": ("string", "repeated"),
+        "user": ("string", "optional"),
     },
     "Environment": {"variables": ("Environment.Variable", "repeated")},
-    "Environment.Variable": {"name": ("string", "required"), "type": ("enum:UNKNOWN|VALUE|SECRET", "optional"),
-                             "value": ("string", "optional")},
-    "ContainerInfo": {"type": ("enum:DOCKER|MESOS", "required"), "docker": ("ContainerInfo.DockerInfo", "optional"),
-                      "hostname": ("string", "optional")},
+    "Environment.Variable": {
+        "name": ("string", "required"),
+        "type": ("enum:UNKNOWN|VALUE|SECRET", "optional"),
+        "value": ("string", "optional"),
+    },
+    "ContainerInfo": {
+        "type": ("enum:DOCKER|MESOS", "required"),
+        "docker": ("ContainerInfo.DockerInfo", "optional"),
+        "hostname": ("string", "optional"),
+    },
     "ContainerInfo.DockerInfo": {
-        "image": ("string", "required"), "network": ("enum:HOST|BRIDGE|NONE|USER", "optional"),
-        "privileged": ("bool", "optional"), "parameters": ("Parameter", "repeated"),
+        "image": ("string", "required"),
+        "network": ("enum:HOST|BRIDGE|NONE|USER", "optional"),
+        "privileged": ("bool", "optional"),
+        "parameters": ("Parameter", "repeated"),
         "force_pull_image": ("bool", "optional"),
     },
     "Parameter": {"key": ("string", "required"), "value": ("string", "required")},
@@ -103,8 +148,14 @@ def parse_call(body: object) -> dict:
         raise CallError("Expecting 'type' to be present")
     if kind != "SUBSCRIBE" and "framework_id" not in body:
         raise CallError("Expecting 'framework_id' to be present")
-    needs = {"SUBSCRIBE": "subscribe", "ACCEPT": "accept", "DECLINE": "decline", "KILL": "kill",
-             "ACKNOWLEDGE": "acknowledge", "RECONCILE": "reconcile"}.get(kind)
+    needs = {
+        "SUBSCRIBE": "subscribe",
+        "ACCEPT": "accept",
+        "DECLINE": "decline",
+        "KILL": "kill",
+        "ACKNOWLEDGE": "acknowledge",
+        "RECONCILE": "reconcile",
+    }.get(kind)
     if needs and needs not in body:
         raise CallError(f"Expecting '{needs}' to be present")
     return body
@@ -148,7 +199,9 @@ def _check_value(value: object, kind: str, path: str) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise CallError(f"{path}: expected a number, got {value!r}")
     elif kind == "int64":
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.lstrip("-").isdigit())):
+        if isinstance(value, bool) or not (
+            isinstance(value, int) or (isinstance(value, str) and value.lstrip("-").isdigit())
+        ):
             raise CallError(f"{path}: expected an integer, got {value!r}")
     elif kind == "bytes":
         try:

@@ -18,7 +18,9 @@ def count_bytes(data: bytes) -> Counter:
 
 def chunked_counts(data: bytes, size: int, cuts: list | None = None) -> Counter:
     total = Counter()
-    for chunk in iter_chunks(io.BytesIO(data), size, on_forced_cut=(cuts.append if cuts is not None else None), read_size=97):
+    for chunk in iter_chunks(
+        io.BytesIO(data), size, on_forced_cut=(cuts.append if cuts is not None else None), read_size=97
+    ):
         assert len(chunk.data) <= size
         total.update(count_bytes(chunk.data))
     return total
@@ -67,8 +69,8 @@ def test_hostile_text_chunks_exactly_at_default_size():
 def streamed(chunker: Chunker, data: bytes, cuts: list[int], takes: list[bool]) -> list:
     """`data` fed in blocks ending at `cuts`, what is whole taken after the blocks `takes` marks, then the rest."""
     chunks, position = [], 0
-    for cut, take in zip(sorted(cuts) + [len(data)], takes):
-        chunks += chunker.feed(data[position:max(cut, position)])
+    for cut, take in zip(sorted(cuts) + [len(data)], takes, strict=False):
+        chunks += chunker.feed(data[position : max(cut, position)])
         position = max(cut, position)
         if take:
             chunks += chunker.take_whole()
@@ -79,8 +81,12 @@ def streamed(chunker: Chunker, data: bytes, cuts: list[int], takes: list[bool]) 
 
 
 @settings(max_examples=200, deadline=None)
-@given(pieces=text_pieces, size=st.integers(min_value=64, max_value=400), cuts=st.lists(st.integers(0, 300), max_size=8),
-       takes=st.lists(st.booleans(), min_size=10, max_size=10))
+@given(
+    pieces=text_pieces,
+    size=st.integers(min_value=64, max_value=400),
+    cuts=st.lists(st.integers(0, 300), max_size=8),
+    takes=st.lists(st.booleans(), min_size=10, max_size=10),
+)
 def test_a_stream_cut_into_segments_counts_like_the_whole(pieces, size, cuts, takes):
     """Blocks of any size, segments committed at any moment (take_whole), then the rest."""
     data = "".join(pieces).encode("utf-8", "surrogatepass")
@@ -95,9 +101,14 @@ def test_a_stream_cut_into_segments_counts_like_the_whole(pieces, size, cuts, ta
 # Clauses of the seed's sentences, each ending in the punctuation a chunk may be cut after.
 clauses = [c for s in sentences()[:80] for c in regex.findall(r"[^\u3002\uff0c\uff01\uff1f\u3001\uff1b\uff1a]+.", s)]
 cjk_pieces = st.lists(
-    st.one_of(st.sampled_from([*clauses, *OTHER_SCRIPTS, *PIECES]), st.sampled_from(BREAKS).map(bytes.decode),
-              st.sampled_from(["…", "\u0301", "'", "ｶﾅ", "数据"]), st.text(max_size=5)),
-    min_size=10, max_size=80,
+    st.one_of(
+        st.sampled_from([*clauses, *OTHER_SCRIPTS, *PIECES]),
+        st.sampled_from(BREAKS).map(bytes.decode),
+        st.sampled_from(["…", "\u0301", "'", "ｶﾅ", "数据"]),
+        st.text(max_size=5),
+    ),
+    min_size=10,
+    max_size=80,
 )
 
 
@@ -138,8 +149,12 @@ def test_safe_cut(text, cut):
 
 
 @settings(max_examples=200, deadline=None)
-@given(pieces=cjk_pieces, size=st.integers(min_value=128, max_value=400), cuts=st.lists(st.integers(0, 3000), max_size=8),
-       takes=st.lists(st.booleans(), min_size=9, max_size=9))
+@given(
+    pieces=cjk_pieces,
+    size=st.integers(min_value=128, max_value=400),
+    cuts=st.lists(st.integers(0, 3000), max_size=8),
+    takes=st.lists(st.booleans(), min_size=9, max_size=9),
+)
 def test_a_chinese_stream_cut_into_segments_counts_like_the_whole(pieces, size, cuts, takes):
     """Streams commit what is whole at any moment (take_whole): after punctuation too, never inside a run."""
     data = "".join(pieces).encode("utf-8", "surrogatepass")

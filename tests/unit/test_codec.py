@@ -22,7 +22,9 @@ def as_json(obj):
 
 
 def conforms(data: bytes, schema: str) -> None:
-    jsonschema.validate(as_json(msgpack.unpackb(data, raw=False, strict_map_key=False)), json.loads((SCHEMAS / schema).read_text()))
+    jsonschema.validate(
+        as_json(msgpack.unpackb(data, raw=False, strict_map_key=False)), json.loads((SCHEMAS / schema).read_text())
+    )
 
 
 def test_chunk_round_trip_and_schema():
@@ -50,8 +52,12 @@ def test_flush_marker_round_trip_and_schema():
 def test_partials_round_trip_split_and_schema():
     parts = [
         codec.PartialMessage(
-            (1, 16 * i, 16 * i + 16), 2, {3: {f"w{i}-{j}": j + 1 for j in range(200)}},
-            {"held": codec.HeldPart(16 * i + 3, 2, {1: {"x": 2}})}, {"other": (16 * i + 9, 4, i % 2 == 0, 1_700_000_000_000 + i)}, 1_700_000_000_000 + i,
+            (1, 16 * i, 16 * i + 16),
+            2,
+            {3: {f"w{i}-{j}": j + 1 for j in range(200)}},
+            {"held": codec.HeldPart(16 * i + 3, 2, {1: {"x": 2}})},
+            {"other": (16 * i + 9, 4, i % 2 == 0, 1_700_000_000_000 + i)},
+            1_700_000_000_000 + i,
         )
         for i in range(50)
     ]
@@ -83,8 +89,17 @@ def pack(obj) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
 
-good_status = {"v": 1, "worker": "w", "partitions": [0], "chunks": 0, "busy_seconds": 0.0, "started_at": 1.0,
-               "first_chunk_at": None, "peak_rss_kb": 1, "at": 2.0}
+good_status = {
+    "v": 1,
+    "worker": "w",
+    "partitions": [0],
+    "chunks": 0,
+    "busy_seconds": 0.0,
+    "started_at": 1.0,
+    "first_chunk_at": None,
+    "peak_rss_kb": 1,
+    "at": 2.0,
+}
 
 
 @pytest.mark.parametrize(
@@ -113,15 +128,39 @@ good_part = {"source": [0, 0, 16], "buckets": {1: {"a": 1}}, "held": {}, "ends":
         (pack({"v": 1, "shard": 0}), "missing field(s) parts"),
         (pack({"v": 1, "shard": 0, "parts": [], "x": 1}), "unknown field(s) x"),
         (pack({"v": 1, "shard": -1, "parts": []}), "partials.shard: must be >= 0"),
-        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "source": [0, 5]}]}), "parts[0].source: expected [partition, start, end]"),
+        (
+            pack({"v": 1, "shard": 0, "parts": [{**good_part, "source": [0, 5]}]}),
+            "parts[0].source: expected [partition, start, end]",
+        ),
         (pack({"v": 1, "shard": 0, "parts": [{**good_part, "source": [0, 5, 5]}]}), "empty offset range"),
-        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "buckets": {1: {"a": 0}}}]}), "counts must be positive ints"),
-        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "buckets": {1: {"a": "1"}}}]}), "counts must be positive ints"),
-        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "buckets": {1: {b"a": 1}}}]}), "words must be non-empty strings"),
-        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "buckets": {"1": {"a": 1}}}]}), "bucket ids must be non-negative ints"),
-        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "held": {"d": [0, 0, {}]}}]}), "held['d']: expected [first offset, chunks >= 1"),
-        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "held": {"d": [0, 1, {1: {"a": 0}}]}}]}), "held['d'].buckets[1]: counts must be positive"),
-        (pack({"v": 1, "shard": 0, "parts": [{**good_part, "ends": {"d": [3, 1, True]}}]}), "ends['d']: expected [marker offset, chunks, commit, timestamp"),
+        (
+            pack({"v": 1, "shard": 0, "parts": [{**good_part, "buckets": {1: {"a": 0}}}]}),
+            "counts must be positive ints",
+        ),
+        (
+            pack({"v": 1, "shard": 0, "parts": [{**good_part, "buckets": {1: {"a": "1"}}}]}),
+            "counts must be positive ints",
+        ),
+        (
+            pack({"v": 1, "shard": 0, "parts": [{**good_part, "buckets": {1: {b"a": 1}}}]}),
+            "words must be non-empty strings",
+        ),
+        (
+            pack({"v": 1, "shard": 0, "parts": [{**good_part, "buckets": {"1": {"a": 1}}}]}),
+            "bucket ids must be non-negative ints",
+        ),
+        (
+            pack({"v": 1, "shard": 0, "parts": [{**good_part, "held": {"d": [0, 0, {}]}}]}),
+            "held['d']: expected [first offset, chunks >= 1",
+        ),
+        (
+            pack({"v": 1, "shard": 0, "parts": [{**good_part, "held": {"d": [0, 1, {1: {"a": 0}}]}}]}),
+            "held['d'].buckets[1]: counts must be positive",
+        ),
+        (
+            pack({"v": 1, "shard": 0, "parts": [{**good_part, "ends": {"d": [3, 1, True]}}]}),
+            "ends['d']: expected [marker offset, chunks, commit, timestamp",
+        ),
         (pack({"v": 1, "shard": 0, "parts": [{**good_part, "at": -1}]}), "parts[0].at: expected a timestamp in ms"),
         (pack({"v": 1, "shard": 0, "parts": [{**good_part, "ends": []}]}), "held and ends must be maps"),
     ],
@@ -137,20 +176,63 @@ def test_bad_partials_name_what_is_wrong(data, message):
     [
         (None, "chunk: empty value"),
         (pack({"v": 1, "flush": "yes"}), "flush must be true"),
-        (pack({"v": 1, "doc": "", "seq": 0, "source": "s", "offset": 0, "text": b"", "tok": "t", "held": True}), "chunk.doc: must not be empty"),
-        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": "not bytes", "tok": "t", "held": True}), "chunk.text: expected bytes"),
-        (pack({"v": 1, "doc": "d", "seq": -1, "source": "s", "offset": 0, "text": b"", "tok": "t", "held": True}), "chunk.seq: must be >= 0"),
-        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"", "tok": "t"}), "chunk: missing field(s) held"),
-        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"", "held": True}),
-         "chunk: missing field(s) tok (written by a wordpipe whose tokenizer predates version 2)"),
-        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"", "tok": "", "held": True}),
-         "chunk.tok: must name the tokenizer"),
-        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"", "tok": "t", "held": 1}), "chunk.held: expected bool"),
+        (
+            pack({"v": 1, "doc": "", "seq": 0, "source": "s", "offset": 0, "text": b"", "tok": "t", "held": True}),
+            "chunk.doc: must not be empty",
+        ),
+        (
+            pack(
+                {
+                    "v": 1,
+                    "doc": "d",
+                    "seq": 0,
+                    "source": "s",
+                    "offset": 0,
+                    "text": "not bytes",
+                    "tok": "t",
+                    "held": True,
+                }
+            ),
+            "chunk.text: expected bytes",
+        ),
+        (
+            pack({"v": 1, "doc": "d", "seq": -1, "source": "s", "offset": 0, "text": b"", "tok": "t", "held": True}),
+            "chunk.seq: must be >= 0",
+        ),
+        (
+            pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"", "tok": "t"}),
+            "chunk: missing field(s) held",
+        ),
+        (
+            pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"", "held": True}),
+            "chunk: missing field(s) tok (written by a wordpipe whose tokenizer predates version 2)",
+        ),
+        (
+            pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"", "tok": "", "held": True}),
+            "chunk.tok: must name the tokenizer",
+        ),
+        (
+            pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"", "tok": "t", "held": 1}),
+            "chunk.held: expected bool",
+        ),
         (pack({"v": 1, "end": "d", "chunks": 2, "commit": "yes"}), "document end.commit: expected bool"),
         (pack({"v": 1, "end": "", "chunks": 2, "commit": True}), "document end.end: the document id must not be empty"),
         (pack({"v": 1, "end": "doc", "chunks": -1, "commit": True}), "document end.chunks: must be >= 0"),
-        (pack({"v": 1, "doc": "d", "seq": 0, "source": "s", "offset": 0, "text": b"x" * 1200 * 1024, "tok": "t", "held": False}),
-         "chunk: 1,228,854 bytes, more than a chunk record may have (1,114,112)"),
+        (
+            pack(
+                {
+                    "v": 1,
+                    "doc": "d",
+                    "seq": 0,
+                    "source": "s",
+                    "offset": 0,
+                    "text": b"x" * 1200 * 1024,
+                    "tok": "t",
+                    "held": False,
+                }
+            ),
+            "chunk: 1,228,854 bytes, more than a chunk record may have (1,114,112)",
+        ),
     ],
 )
 def test_bad_chunks_name_what_is_wrong(data, message):
@@ -171,7 +253,18 @@ def test_receipt_round_trip_schema_and_errors():
         data = codec.encode_receipt(receipt)
         conforms(data, "receipt.v1.json")
         assert codec.decode_receipt(data) == receipt
-    bad = msgpack.packb({"v": 1, "document": "d", "key": None, "state": "maybe", "partition": 0, "first": 0, "chunks": 0,
-                         "bytes": 0, "at": 0})
+    bad = msgpack.packb(
+        {
+            "v": 1,
+            "document": "d",
+            "key": None,
+            "state": "maybe",
+            "partition": 0,
+            "first": 0,
+            "chunks": 0,
+            "bytes": 0,
+            "at": 0,
+        }
+    )
     with pytest.raises(codec.CodecError, match="receipt.state: expected one of open, committed, aborted"):
         codec.decode_receipt(bad)

@@ -18,8 +18,15 @@ def test_config_file_from_env(tmp_path):
 
 def test_worker_session_defaults_to_short_on_the_embedded_broker_only():
     assert config.load(env={}).worker_session_timeout_ms == config.EMBEDDED_SESSION_TIMEOUT_MS
-    assert config.load(env={"WORDPIPE_BOOTSTRAP": "k:9092"}).worker_session_timeout_ms == config.CLUSTER_SESSION_TIMEOUT_MS
-    assert config.load(env={"WORDPIPE_BOOTSTRAP": "k:9092", "WORDPIPE_SESSION_TIMEOUT_MS": "9000"}).worker_session_timeout_ms == 9000
+    assert (
+        config.load(env={"WORDPIPE_BOOTSTRAP": "k:9092"}).worker_session_timeout_ms == config.CLUSTER_SESSION_TIMEOUT_MS
+    )
+    assert (
+        config.load(
+            env={"WORDPIPE_BOOTSTRAP": "k:9092", "WORDPIPE_SESSION_TIMEOUT_MS": "9000"}
+        ).worker_session_timeout_ms
+        == 9000
+    )
 
 
 def test_empty_bootstrap_means_embedded():

@@ -144,12 +144,16 @@ def check_progress_is_backed(state, partials):
             continue
         for bucket_id in partial.buckets:
             applied = state.buckets[bucket_id].applied.get(partition)
-            assert applied is not None and start in applied, f"progress claims {partial.source} but bucket {bucket_id} lacks it"
+            assert applied is not None and start in applied, (
+                f"progress claims {partial.source} but bucket {bucket_id} lacks it"
+            )
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    partitions=st.lists(st.tuples(st.lists(loose, max_size=15), st.lists(document, max_size=4)), min_size=1, max_size=3),
+    partitions=st.lists(
+        st.tuples(st.lists(loose, max_size=15), st.lists(document, max_size=4)), min_size=1, max_size=3
+    ),
     window=st.integers(1, 6),
     seed=st.integers(0, 2**32),
 )
@@ -166,7 +170,9 @@ def test_totals_are_exact_whatever_crashes(partitions, window, seed):
         assert state.documents.committed == committed, "every shard decides alike"
         for partition, log in enumerate(logs):
             assert (0, len(log)) in list(state.progress().get(partition, [])), "every offset counted"
-        assert not any(b.pending for b in state.buckets.values() if not state.documents.open), "nothing parked once all is decided"
+        assert not any(b.pending for b in state.buckets.values() if not state.documents.open), (
+            "nothing parked once all is decided"
+        )
         windowed = sum((Counter(state.windowed(start)) for start in state.window_starts()), Counter())
         assert windowed == Counter(state.totals()), "every counted word is in exactly one window"
     assert totals == expected

@@ -16,20 +16,68 @@ from hypothesis import strategies as st
 from pipeline import codec, tokenize
 from pipeline.chunking import Chunker
 
-DECODERS = [codec.decode_chunk, codec.decode_partials, codec.decode_total, codec.decode_status, codec.decode_receipt,
-            codec.decode_deadletter]
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(allow_nan=True), st.text(max_size=20),
-                    st.binary(max_size=20))
-structures = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=5), st.dictionaries(st.one_of(st.text(max_size=8), st.integers(0, 20)), inner, max_size=6)),
-    max_leaves=30)
+DECODERS = [
+    codec.decode_chunk,
+    codec.decode_partials,
+    codec.decode_total,
+    codec.decode_status,
+    codec.decode_receipt,
+    codec.decode_deadletter,
+]
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=True),
+    st.text(max_size=20),
+    st.binary(max_size=20),
+)
+structures = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.dictionaries(st.one_of(st.text(max_size=8), st.integers(0, 20)), inner, max_size=6),
+    ),
+    max_leaves=30,
+)
 # Maps shaped like the real records, with any value in any field: the checks past the first one.
 shaped = st.fixed_dictionaries(
     {"v": st.sampled_from([1, 1, 1, 2, "1"])},
-    optional={name: structures for name in (
-        "doc", "seq", "source", "offset", "text", "held", "flush", "end", "chunks", "commit", "shard", "parts", "word",
-        "count", "worker", "partitions", "busy_seconds", "started_at", "first_chunk_at", "peak_rss_kb", "at", "document",
-        "key", "state", "partition", "first", "bytes", "topic", "reason", "payload")},
+    optional={
+        name: structures
+        for name in (
+            "doc",
+            "seq",
+            "source",
+            "offset",
+            "text",
+            "held",
+            "flush",
+            "end",
+            "chunks",
+            "commit",
+            "shard",
+            "parts",
+            "word",
+            "count",
+            "worker",
+            "partitions",
+            "busy_seconds",
+            "started_at",
+            "first_chunk_at",
+            "peak_rss_kb",
+            "at",
+            "document",
+            "key",
+            "state",
+            "partition",
+            "first",
+            "bytes",
+            "topic",
+            "reason",
+            "payload",
+        )
+    },
 )
 
 
@@ -54,8 +102,15 @@ def test_arbitrary_msgpack_never_crashes_a_decoder(obj):
 
 
 @settings(max_examples=300, deadline=None)
-@given(shard=st.integers(0, 7), parts=st.lists(st.fixed_dictionaries(
-    {"source": structures, "buckets": structures, "held": structures, "ends": structures, "at": structures}), max_size=3))
+@given(
+    shard=st.integers(0, 7),
+    parts=st.lists(
+        st.fixed_dictionaries(
+            {"source": structures, "buckets": structures, "held": structures, "ends": structures, "at": structures}
+        ),
+        max_size=3,
+    ),
+)
 def test_partials_with_any_field_values_never_crash(shard, parts):
     decodes_or_says_why(msgpack.packb({"v": 1, "shard": shard, "parts": parts}, use_bin_type=True))
 
@@ -70,18 +125,28 @@ def test_the_tokenizer_takes_any_bytes(data):
 
 
 whitespace = st.sampled_from([b" ", b"\n", b"\t", b"\r\n", b"\x0b", b"\x0c"])
-pieces = st.lists(st.one_of(st.binary(min_size=1, max_size=12), whitespace,
-                            st.text(max_size=8).map(lambda t: t.encode("utf-8", "surrogatepass"))), max_size=80)
+pieces = st.lists(
+    st.one_of(
+        st.binary(min_size=1, max_size=12),
+        whitespace,
+        st.text(max_size=8).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    ),
+    max_size=80,
+)
 
 
 @settings(max_examples=400, deadline=None)
-@given(pieces=pieces, size=st.integers(16, 200), splits=st.lists(st.integers(0, 1000), max_size=10),
-       takes=st.lists(st.booleans(), min_size=11, max_size=11))
+@given(
+    pieces=pieces,
+    size=st.integers(16, 200),
+    splits=st.lists(st.integers(0, 1000), max_size=10),
+    takes=st.lists(st.booleans(), min_size=11, max_size=11),
+)
 def test_no_feeding_or_cutting_changes_the_counts(pieces, size, splits, takes):
     data = b"".join(pieces)
     chunker, chunks, position = Chunker(size), [], 0
-    for split, take in zip([*sorted(s % (len(data) + 1) for s in splits), len(data)], takes):
-        chunks += chunker.feed(data[position:max(position, split)])
+    for split, take in zip([*sorted(s % (len(data) + 1) for s in splits), len(data)], takes, strict=False):
+        chunks += chunker.feed(data[position : max(position, split)])
         position = max(position, split)
         if take:
             chunks += chunker.take_whole()

@@ -20,7 +20,7 @@ def frame(record: bytes) -> bytes:
 def test_records_come_out_whole_however_the_stream_is_cut(records, cuts):
     stream = b"".join(frame(r) for r in records)
     points = sorted({min(c, len(stream)) for c in cuts})
-    pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)])]
+    pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=False)]
     decoder = Decoder()
     out = [r for piece in pieces for r in decoder.feed(piece)]
     assert out == records
@@ -53,9 +53,12 @@ def test_an_absurd_length_is_an_error():
 
 
 FRAMEWORK = calls.Framework(name="wordpipe-test", user="nobody", failover_timeout=3600.0, principal="wp")
-WORKER = calls.Worker(cpus=0.5, mem_mb=256, image="wordpipe:latest", env={"WORDPIPE_BOOTSTRAP": "127.0.0.1:9092"})
+WORKER = calls.WorkerTask(cpus=0.5, mem_mb=256, image="wordpipe:latest", env={"WORDPIPE_BOOTSTRAP": "127.0.0.1:9092"})
 OFFER = {
-    "id": {"value": "O1"}, "framework_id": {"value": "F1"}, "agent_id": {"value": "S1"}, "hostname": "agent1",
+    "id": {"value": "O1"},
+    "framework_id": {"value": "F1"},
+    "agent_id": {"value": "S1"},
+    "hostname": "agent1",
     "resources": [
         {"name": "cpus", "type": "SCALAR", "scalar": {"value": 1.6}, "allocation_info": {"role": "*"}},
         {"name": "mem", "type": "SCALAR", "scalar": {"value": 1000.0}, "allocation_info": {"role": "*"}},
@@ -75,7 +78,7 @@ def test_subscribe_names_a_framework_that_survives_disconnects():
 
 def test_an_offer_holds_as_many_workers_as_its_scarcest_resource_allows():
     assert calls.fits(OFFER, WORKER) == 3  # 1.6 cpus / 0.5; 1000 MB / 256 -> 3
-    assert calls.fits(OFFER, calls.Worker(2.0, 256, "i", {})) == 0
+    assert calls.fits(OFFER, calls.WorkerTask(2.0, 256, "i", {})) == 0
     assert calls.fits({**OFFER, "resources": []}, WORKER) == 0
 
 
@@ -84,8 +87,16 @@ def test_a_task_runs_the_image_hardened_on_host_networking_with_the_offers_role(
     parse_call(calls.accept("F1", "O1", [task], 30.0))  # strict: every field is a field of the protos
     assert task["agent_id"] == {"value": "S1"}
     assert task["container"]["type"] == "DOCKER" and task["container"]["docker"]["network"] == "HOST"
-    assert task["command"] == {"shell": False, "value": "worker", "environment": {"variables": [
-        {"name": "WORDPIPE_BOOTSTRAP", "value": "127.0.0.1:9092"}, {"name": "WORDPIPE_WORKER_ID", "value": "worker-1"}]}}
+    assert task["command"] == {
+        "shell": False,
+        "value": "worker",
+        "environment": {
+            "variables": [
+                {"name": "WORDPIPE_BOOTSTRAP", "value": "127.0.0.1:9092"},
+                {"name": "WORDPIPE_WORKER_ID", "value": "worker-1"},
+            ]
+        },
+    }
     params = {p["key"]: p["value"] for p in task["container"]["docker"]["parameters"]}
     assert params["read-only"] == "true" and params["cap-drop"] == "ALL" and params["memory-swap"] == "256m"
     cpus = next(r for r in task["resources"] if r["name"] == "cpus")
@@ -95,16 +106,24 @@ def test_a_task_runs_the_image_hardened_on_host_networking_with_the_offers_role(
 def test_only_updates_with_a_uuid_are_acknowledged():
     status = {"task_id": {"value": "t"}, "agent_id": {"value": "S1"}, "state": "TASK_RUNNING", "uuid": "AAEC"}
     assert parse_call(calls.acknowledge("F1", status))["acknowledge"] == {
-        "agent_id": {"value": "S1"}, "task_id": {"value": "t"}, "uuid": "AAEC"}
+        "agent_id": {"value": "S1"},
+        "task_id": {"value": "t"},
+        "uuid": "AAEC",
+    }
     assert calls.acknowledge("F1", {**status, "uuid": None}) is None
     assert calls.acknowledge("F1", {k: v for k, v in status.items() if k != "uuid"}) is None
 
 
 def test_every_call_parses_strictly():
     for body in [
-        calls.decline("F1", ["O1", "O2"], 30.0), calls.revive("F1", "*"), calls.suppress("F1", "*"),
-        calls.kill("F1", "t", "S1", 2.5), calls.kill("F1", "t", None, 0), calls.reconcile("F1", {}),
-        calls.reconcile("F1", {"a": "S1", "b": None}), calls.teardown("F1"),
+        calls.decline("F1", ["O1", "O2"], 30.0),
+        calls.revive("F1", "*"),
+        calls.suppress("F1", "*"),
+        calls.kill("F1", "t", "S1", 2.5),
+        calls.kill("F1", "t", None, 0),
+        calls.reconcile("F1", {}),
+        calls.reconcile("F1", {"a": "S1", "b": None}),
+        calls.teardown("F1"),
     ]:
         parse_call(json.loads(json.dumps(body)))
     assert calls.kill("F1", "t", "S1", 2.5)["kill"]["kill_policy"] == {"grace_period": {"nanoseconds": 2_500_000_000}}

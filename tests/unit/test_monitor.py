@@ -5,14 +5,17 @@ import pytest
 from pipeline.autoscaler.monitor import Sample, partition_lag, position, rates
 
 
-@pytest.mark.parametrize("low, high, committed, reset, lag", [
-    (0, 100, 40, "earliest", 60),
-    (0, 100, None, "earliest", 100),  # a group that never committed starts at the beginning...
-    (0, 100, -1001, "earliest", 100),  # (librdkafka's OFFSET_INVALID)
-    (0, 100, None, "latest", 0),  # ...or at the end
-    (50, 100, 10, "earliest", 50),  # committed below retention: only what is left counts
-    (0, 100, 100, "earliest", 0),
-])
+@pytest.mark.parametrize(
+    "low, high, committed, reset, lag",
+    [
+        (0, 100, 40, "earliest", 60),
+        (0, 100, None, "earliest", 100),  # a group that never committed starts at the beginning...
+        (0, 100, -1001, "earliest", 100),  # (librdkafka's OFFSET_INVALID)
+        (0, 100, None, "latest", 0),  # ...or at the end
+        (50, 100, 10, "earliest", 50),  # committed below retention: only what is left counts
+        (0, 100, 100, "earliest", 0),
+    ],
+)
 def test_partition_lag(low, high, committed, reset, lag):
     assert partition_lag(low, high, committed, reset) == lag
     assert position(low, high, committed, reset) == high - lag

@@ -41,18 +41,20 @@ def policies(draw):
 
 
 maybe_rate = st.one_of(st.none(), st.floats(0, 5000))
-tick = st.fixed_dictionaries({
-    "dt": st.floats(1, 120),
-    "lag": st.one_of(st.none(), st.floats(0, 1e6)),
-    "arrival_rate": maybe_rate,
-    "arrival_trend": maybe_rate,
-    "processing_rate": maybe_rate,
-    "worker_rate": st.one_of(st.none(), st.floats(0.1, 1000)),
-    "lag_growth": st.one_of(st.none(), st.floats(-1e4, 1e4)),
-    "age": st.one_of(st.just(0.0), st.floats(0, 300)),
-    "follow": st.booleans(),  # the backend did what was decided, or reports something else
-    "workers": st.integers(0, 50),
-})
+tick = st.fixed_dictionaries(
+    {
+        "dt": st.floats(1, 120),
+        "lag": st.one_of(st.none(), st.floats(0, 1e6)),
+        "arrival_rate": maybe_rate,
+        "arrival_trend": maybe_rate,
+        "processing_rate": maybe_rate,
+        "worker_rate": st.one_of(st.none(), st.floats(0.1, 1000)),
+        "lag_growth": st.one_of(st.none(), st.floats(-1e4, 1e4)),
+        "age": st.one_of(st.just(0.0), st.floats(0, 300)),
+        "follow": st.booleans(),  # the backend did what was decided, or reports something else
+        "workers": st.integers(0, 50),
+    }
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -67,8 +69,18 @@ def test_invariants_hold_for_any_metric_sequence(policy, partitions, ticks):
         at += t["dt"]
         if not t["follow"]:
             workers = t["workers"]
-        m = Metrics(at, workers, partitions, t["lag"], t["arrival_rate"], t["processing_rate"], t["worker_rate"],
-                    t["lag_growth"], t["age"], t["arrival_trend"])
+        m = Metrics(
+            at,
+            workers,
+            partitions,
+            t["lag"],
+            t["arrival_rate"],
+            t["processing_rate"],
+            t["worker_rate"],
+            t["lag_growth"],
+            t["age"],
+            t["arrival_trend"],
+        )
         d, state = decide(policy, state, m)
         assert d.reason in DECISION_REASONS and d.message and d.current == workers
         assert d.inputs["lag"] == m.lag  # every decision carries its inputs
@@ -80,7 +92,9 @@ def test_invariants_hold_for_any_metric_sequence(policy, partitions, ticks):
             assert d.action == "hold", "acted on stale or missing metrics"
         if d.action != "hold":
             assert floor <= d.desired <= ceiling
-            assert d.desired in (floor, 0) or adds_capacity(partitions, d.desired), f"{d.desired} adds nothing over {d.desired - 1}"
+            assert d.desired in (floor, 0) or adds_capacity(partitions, d.desired), (
+                f"{d.desired} adds nothing over {d.desired - 1}"
+            )
             assert last_action_at is None or at - last_action_at >= policy.cooldown_seconds, "acted during the cooldown"
             last_action_at = at
         if d.action == "up" and d.reason == "up":
@@ -91,11 +105,15 @@ def test_invariants_hold_for_any_metric_sequence(policy, partitions, ticks):
             assert workers - d.desired <= policy.max_step_down or not any(
                 adds_capacity(partitions, n) for n in range(d.desired + 1, workers - policy.max_step_down + 1)
             )
-            growing = lag > 0 and ((m.lag_growth or 0) > 0 or (m.processing_rate is not None and m.arrival_rate > m.processing_rate))
+            growing = lag > 0 and (
+                (m.lag_growth or 0) > 0 or (m.processing_rate is not None and m.arrival_rate > m.processing_rate)
+            )
             assert not growing, "scaled down while the lag grows"
             rate = m.worker_rate if m.worker_rate else policy.assumed_worker_rate
             drain = capacity(partitions, d.desired) * rate - m.arrival_rate
-            assert lag == 0 or (drain > 0 and lag / drain <= policy.catch_up_seconds), "scaled down below what drains the backlog"
+            assert lag == 0 or (drain > 0 and lag / drain <= policy.catch_up_seconds), (
+                "scaled down below what drains the backlog"
+            )
         if t["follow"]:
             workers = d.desired
 
@@ -117,8 +135,18 @@ def test_counts_that_add_nothing_are_skipped():
 
 
 def metrics(**kw):
-    base = dict(at=1000.0, workers=4, partitions=12, lag=0.0, arrival_rate=300.0, processing_rate=300.0,
-                worker_rate=100.0, lag_growth=0.0, age=0.0, arrival_trend=300.0)
+    base = dict(
+        at=1000.0,
+        workers=4,
+        partitions=12,
+        lag=0.0,
+        arrival_rate=300.0,
+        processing_rate=300.0,
+        worker_rate=100.0,
+        lag_growth=0.0,
+        age=0.0,
+        arrival_trend=300.0,
+    )
     return Metrics(**{**base, **kw})
 
 
@@ -140,21 +168,32 @@ def test_scale_to_zero_and_activation():
     p = Policy(min_workers=0, scale_to_zero=True, activation_lag=100, stabilization_seconds=0, cooldown_seconds=0)
     d, _ = decide(p, State(), metrics(workers=2, lag=0.0, arrival_rate=0.0, arrival_trend=0.0, processing_rate=0.0))
     assert (d.desired, d.reason) == (0, "idle")
-    d, _ = decide(p, State(), metrics(workers=0, lag=50.0, arrival_rate=0.0, arrival_trend=0.0, processing_rate=0.0, lag_growth=0.0))
+    d, _ = decide(
+        p,
+        State(),
+        metrics(workers=0, lag=50.0, arrival_rate=0.0, arrival_trend=0.0, processing_rate=0.0, lag_growth=0.0),
+    )
     assert d.desired == 0, "woke below the activation threshold"
-    d, _ = decide(p, State(), metrics(workers=0, lag=500.0, arrival_rate=10.0, arrival_trend=10.0, processing_rate=0.0, lag_growth=10.0))
+    d, _ = decide(
+        p,
+        State(),
+        metrics(workers=0, lag=500.0, arrival_rate=10.0, arrival_trend=10.0, processing_rate=0.0, lag_growth=10.0),
+    )
     assert (d.desired, d.reason) == (1, "activate")
 
 
-@pytest.mark.parametrize("text, message", [
-    ("max_workers = 'lots'", "max_workers: expected int, got 'lots'"),
-    ("target_utilization = 1.5", "target_utilization: must be in (0, 1]"),
-    ("min_workers = 0", "min_workers: 0 needs scale_to_zero = true"),
-    ("cooldown = 3", "cooldown: unknown policy setting"),
-    ("max_step_up = 0", "max_step_up: must be >= 1"),
-    ("offset_reset = 'middle'", "offset_reset: must be 'earliest' or 'latest'"),
-    ("min_workers = [", "policy file"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("max_workers = 'lots'", "max_workers: expected int, got 'lots'"),
+        ("target_utilization = 1.5", "target_utilization: must be in (0, 1]"),
+        ("min_workers = 0", "min_workers: 0 needs scale_to_zero = true"),
+        ("cooldown = 3", "cooldown: unknown policy setting"),
+        ("max_step_up = 0", "max_step_up: must be >= 1"),
+        ("offset_reset = 'middle'", "offset_reset: must be 'earliest' or 'latest'"),
+        ("min_workers = [", "policy file"),
+    ],
+)
 def test_bad_policy_files_name_the_field(tmp_path, text, message):
     f = tmp_path / "policy.toml"
     f.write_text(text + "\n")
@@ -171,6 +210,7 @@ def test_policy_file_reloads_and_keeps_the_last_good_one(tmp_path):
     f.write_text("max_workers = 6\n")
     bump = f.stat().st_mtime_ns + 1_000_000
     import os
+
     os.utime(f, ns=(bump, bump))
     assert watched.current().max_workers == 6
     f.write_text("max_workers = -1\n")
@@ -190,7 +230,13 @@ def test_scale_down_waits_for_the_stabilization_window_and_a_draining_lag():
     d, state = decide(p, state, metrics(at=400.0, **{**quiet, "lag": 5000.0, "lag_growth": 20.0}))
     assert (d.action, d.reason) == ("hold", "lag-growing")
     # The trend says 3 workers will do, but at the current arrival rate 3 would drain this lag in 1000 s.
-    d, state = decide(p, state, metrics(at=410.0, **{**quiet, "lag": 10_000.0, "lag_growth": -5.0, "arrival_rate": 290.0, "processing_rate": 300.0}))
+    d, state = decide(
+        p,
+        state,
+        metrics(
+            at=410.0, **{**quiet, "lag": 10_000.0, "lag_growth": -5.0, "arrival_rate": 290.0, "processing_rate": 300.0}
+        ),
+    )
     assert (d.action, d.reason, d.recommendation) == ("hold", "backlog", 3)
     d, state = decide(p, state, metrics(at=420.0, **quiet))
     assert (d.action, d.desired) == ("down", 3) and "scaling down 6 -> 3" in d.message  # 3: recommended at 410 s

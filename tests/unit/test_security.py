@@ -16,26 +16,41 @@ from pipeline.cluster import open_backend
 from pipeline.cluster.backend import WORKER_SETTINGS
 
 REPO = Path(__file__).resolve().parents[2]
-SASL = {"kafka_security_protocol": "SASL_SSL", "kafka_sasl_mechanism": "SCRAM-SHA-512",
-        "kafka_sasl_username": "wordpipe", "kafka_sasl_password": "s3cret-sasl"}
+SASL = {
+    "kafka_security_protocol": "SASL_SSL",
+    "kafka_sasl_mechanism": "SCRAM-SHA-512",
+    "kafka_sasl_username": "wordpipe",
+    "kafka_sasl_password": "s3cret-sasl",
+}
 
 
 def test_security_settings_become_every_librdkafka_config():
     s = config.Settings(**SASL, kafka_ssl_ca_location="/etc/ca.pem")
-    expected = {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "wordpipe",
-                "sasl.password": "s3cret-sasl", "ssl.ca.location": "/etc/ca.pem"}
-    for built in (kafka.common_config("b:9092", s), kafka.producer_config("b:9092", s),
-                  kafka.consumer_config("b:9092", "g", s)):
+    expected = {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "wordpipe",
+        "sasl.password": "s3cret-sasl",
+        "ssl.ca.location": "/etc/ca.pem",
+    }
+    for built in (
+        kafka.common_config("b:9092", s),
+        kafka.producer_config("b:9092", s),
+        kafka.consumer_config("b:9092", "g", s),
+    ):
         assert expected.items() <= built.items()
     assert kafka.security_config(config.Settings()) == {"security.protocol": "PLAINTEXT"}
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"kafka_security_protocol": "TLS"}, "kafka_security_protocol: 'TLS' is not one of"),
-    ({"kafka_security_protocol": "SASL_PLAINTEXT"}, "kafka_sasl_mechanism: SASL_PLAINTEXT needs one of PLAIN"),
-    ({**SASL, "kafka_sasl_password": None}, "kafka_sasl_username and kafka_sasl_password"),
-    ({"kafka_ssl_certificate_location": "/c.pem"}, "kafka_ssl_certificate_location and kafka_ssl_key_location"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"kafka_security_protocol": "TLS"}, "kafka_security_protocol: 'TLS' is not one of"),
+        ({"kafka_security_protocol": "SASL_PLAINTEXT"}, "kafka_sasl_mechanism: SASL_PLAINTEXT needs one of PLAIN"),
+        ({**SASL, "kafka_sasl_password": None}, "kafka_sasl_username and kafka_sasl_password"),
+        ({"kafka_ssl_certificate_location": "/c.pem"}, "kafka_ssl_certificate_location and kafka_ssl_key_location"),
+    ],
+)
 def test_bad_security_settings_say_what_is_wrong(changes, message):
     with pytest.raises(config.ConfigError, match=re.escape(message)):
         config.Settings(**changes)
@@ -44,15 +59,39 @@ def test_bad_security_settings_say_what_is_wrong(changes, message):
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a CA")
 def test_the_faust_aggregator_gets_the_same_credentials(tmp_path):
     ca = tmp_path / "ca.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "ca.key"),
-                    "-out", str(ca), "-days", "1", "-subj", "/CN=test-ca"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(tmp_path / "ca.key"),
+            "-out",
+            str(ca),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=test-ca",
+        ],
+        check=True,
+        capture_output=True,
+    )
     assert kafka.faust_credentials(config.Settings()) is None
     tls = kafka.faust_credentials(config.Settings(kafka_security_protocol="SSL", kafka_ssl_ca_location=str(ca)))
-    assert isinstance(tls, faust.SSLCredentials) and tls.context.get_ca_certs()[0]["subject"] == ((("commonName", "test-ca"),),)
+    assert isinstance(tls, faust.SSLCredentials) and tls.context.get_ca_certs()[0]["subject"] == (
+        (("commonName", "test-ca"),),
+    )
     sasl = kafka.faust_credentials(config.Settings(**SASL, kafka_ssl_ca_location=str(ca)))
     assert isinstance(sasl, faust.SASLCredentials)
     assert (sasl.username, sasl.password, sasl.mechanism.value, sasl.protocol.value) == (
-        "wordpipe", "s3cret-sasl", "SCRAM-SHA-512", "SASL_SSL")
+        "wordpipe",
+        "s3cret-sasl",
+        "SCRAM-SHA-512",
+        "SASL_SSL",
+    )
     assert sasl.ssl_context is not None
 
 
@@ -64,9 +103,9 @@ def test_every_kafka_client_is_built_from_the_shared_config():
         text = path.read_text()
         for match in re.finditer(r"\b(Consumer|Producer|AdminClient)\((?!config\))", text):
             seen += 1
-            call = text[match.end():match.end() + 300]
+            call = text[match.end() : match.end() + 300]
             if not re.match(r"\s*\{?\s*(\*\*)?(kafka\.)?(common|producer|consumer)_config\(", call):
-                offenders.append(f"{path.relative_to(REPO)}: {text[match.start():match.end() + 60]!r}")
+                offenders.append(f"{path.relative_to(REPO)}: {text[match.start() : match.end() + 60]!r}")
     assert seen >= 12, f"found only {seen} client constructions: the scan no longer sees them"
     assert not offenders, offenders
 

@@ -58,8 +58,23 @@ def test_traces_and_their_errors(tmp_path):
 def test_the_cli_prints_json_and_plots(tmp_path):
     png = tmp_path / "step.png"
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "autoscale", "simulate", "--scenario", "step", "--json", "--compare", "keda", "--plot", str(png)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "autoscale",
+            "simulate",
+            "--scenario",
+            "step",
+            "--json",
+            "--compare",
+            "keda",
+            "--plot",
+            str(png),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)

@@ -21,7 +21,10 @@ from tests.hostile import PIECES
         ("cafe\u0301", ["caf\u00e9"]),  # NFD accent composes under NFKC
         ("\ufb01nance", ["finance"]),  # ligature decomposes
         ("\uff37\uff4f\uff52\uff44 \uff11\uff12", ["word", "12"]),  # fullwidth -> ASCII
-        ("\u039f\u0394\u039f\u03a3 \u03bf\u03b4\u03bf\u03c2", ["\u03bf\u03b4\u03bf\u03c3"] * 2),  # final sigma casefolds to sigma
+        (
+            "\u039f\u0394\u039f\u03a3 \u03bf\u03b4\u03bf\u03c2",
+            ["\u03bf\u03b4\u03bf\u03c3"] * 2,
+        ),  # final sigma casefolds to sigma
         ("Stra\u00dfe STRASSE", ["strasse", "strasse"]),  # casefold, not lower()
         ("don\u2019t won't", ["don't", "won't"]),  # curly apostrophe normalised inside tokens
         ("\u2018quoted\u2019", ["quoted"]),  # ...but quotes around a word are not part of it
@@ -43,7 +46,10 @@ def test_contract_outside_segmented_scripts(text, expected):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("Mesos和Docker简介及其在数据处理中的应用", "mesos 和 docker 简介 及其 在 数据处理 中 的 应用"),  # the seed's title
+        (
+            "Mesos和Docker简介及其在数据处理中的应用",
+            "mesos 和 docker 简介 及其 在 数据处理 中 的 应用",
+        ),  # the seed's title
         ("数据处理", "数据处理"),
         ("他来到了网易杭研大厦", "他 来到 了 网易 杭研 大厦"),  # 杭研: not in the dictionary, found by the HMM
         ("ab'和'cd", "ab cd 和"),  # what is left around a run is matched again: the apostrophes go
@@ -67,7 +73,11 @@ _ICU_RUN = regex.compile(r"[[\p{Hiragana}\p{Katakana}\u30fc\p{Thai}\p{Lao}\p{Khm
 
 def jieba_on_run(run: str, cut=rjieba.cut) -> list[str]:
     """jieba on one Han run: its basic block segmented, any other Han character a word of its own."""
-    return [w for piece in regex.findall(r"[\u4e00-\u9fd5]+|.", run) for w in (cut(piece) if "\u4e00" <= piece[0] <= "\u9fd5" else [piece])]
+    return [
+        w
+        for piece in regex.findall(r"[\u4e00-\u9fd5]+|.", run)
+        for w in (cut(piece) if "\u4e00" <= piece[0] <= "\u9fd5" else [piece])
+    ]
 
 
 def by_the_letter(text: str) -> Counter[str]:
@@ -82,8 +92,27 @@ def by_the_letter(text: str) -> Counter[str]:
     return out
 
 
-scripts = st.sampled_from([*sentences()[:40], *OTHER_SCRIPTS, *PIECES, "数据", "处理", "\u3400", "々", "ー", "'", "\u2019", " ",
-                           "。", "…", "\u0301", "ｶﾀｶﾅ", "ab", "x'y"])
+scripts = st.sampled_from(
+    [
+        *sentences()[:40],
+        *OTHER_SCRIPTS,
+        *PIECES,
+        "数据",
+        "处理",
+        "\u3400",
+        "々",
+        "ー",
+        "'",
+        "\u2019",
+        " ",
+        "。",
+        "…",
+        "\u0301",
+        "ｶﾀｶﾅ",
+        "ab",
+        "x'y",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -143,7 +172,11 @@ def test_a_user_dictionary_segments_as_jieba_with_it(jieba, tmp_path):
     path.write_text("\ufeff杭研大厦 3 nt\n创新办 3 i\n云计算\n数据 2\n处理器 9\n", encoding="utf-8")
     plain = jieba.Tokenizer()
     plain.load_userdict(str(path))
-    text = chinese_bytes(5, 300_000).decode() + "他来到了网易杭研大厦。创新办主任也是云计算方面的专家。\n" + random_han(2, 1_000)
+    text = (
+        chinese_bytes(5, 300_000).decode()
+        + "他来到了网易杭研大厦。创新办主任也是云计算方面的专家。\n"
+        + random_han(2, 1_000)
+    )
     held_to_jieba(text, tokenize.Tokenizer.load(str(path)), plain.lcut)
 
 
@@ -164,6 +197,7 @@ def test_count_matches_tokens():
 
 
 # -- the user dictionary and the tokenizer's id ----------------------------------------------
+
 
 def test_a_user_dictionary_changes_words_and_the_id(tmp_path):
     path = tmp_path / "user.dict"
@@ -210,8 +244,13 @@ def test_a_user_dictionary_too_large_for_an_environment_is_refused(tmp_path):
 
     rng = random.Random(1)
     path = tmp_path / "big.dict"
-    path.write_text("".join("".join(chr(rng.randint(0x4E00, 0x9FD5)) for _ in range(4)) + f" {rng.randint(1, 9999)}\n"
-                            for _ in range(40_000)), encoding="utf-8")
+    path.write_text(
+        "".join(
+            "".join(chr(rng.randint(0x4E00, 0x9FD5)) for _ in range(4)) + f" {rng.randint(1, 9999)}\n"
+            for _ in range(40_000)
+        ),
+        encoding="utf-8",
+    )
     with pytest.raises(tokenize.TokenizerError, match="at most 98,304"):
         tokenize.as_data_uri(str(path))
 
@@ -219,8 +258,13 @@ def test_a_user_dictionary_too_large_for_an_environment_is_refused(tmp_path):
 def test_the_quick_test_for_segmented_scripts_misses_none():
     """Every character a run may hold, as NFKC leaves it, is caught by the quick test (planes 0-3: all of them)."""
     segmented = regex.compile(tokenize._SEGMENTED.pattern, regex.V1)
-    missed = [hex(cp) for cp in range(0x40000)
-              if segmented.match(chr(cp)) and tokenize.normalize(chr(cp)) == chr(cp) and not tokenize._maybe_segmented(chr(cp))]
+    missed = [
+        hex(cp)
+        for cp in range(0x40000)
+        if segmented.match(chr(cp))
+        and tokenize.normalize(chr(cp)) == chr(cp)
+        and not tokenize._maybe_segmented(chr(cp))
+    ]
     assert not missed
     assert not tokenize._maybe_segmented("Русский текст, ελληνικά, العربية, emoji \U0001f600, \ufffd, “quotes” — dash")
     assert tokenize._maybe_segmented("x\U00020000") and tokenize._maybe_segmented("\u0e01")

@@ -49,7 +49,9 @@ def test_held_documents_are_counted_apart_with_their_first_offset_and_verdict():
     (window,) = w.add(0, 6, end=("d2", 1, False), flush=True, at=1002)
     assert window.counts == {"a": 1}
     assert {d: (h.first, h.chunks, dict(h.counts)) for d, h in window.held.items()} == {
-        "d1": (1, 2, {"a": 1, "b": 1, "c": 1}), "d2": (2, 1, {"b": 1})}
+        "d1": (1, 2, {"a": 1, "b": 1, "c": 1}),
+        "d2": (2, 1, {"b": 1}),
+    }
     assert window.ends == {"d1": (4, 2, True, 1000), "d2": (6, 1, False, 1002)}
     assert window.at == 1002
     assert window.words == 5  # a, then a b c for d1, then b for d2: what the partials will carry

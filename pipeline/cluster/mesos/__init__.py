@@ -1,8 +1,8 @@
 """Workers as Docker containers that a Mesos (or Clusterd) cluster schedules.
 
-    scheduler.py   the framework: subscription, offers, status updates (the HTTP adapter)
-    calls.py       the scheduler API's calls as plain data; which offers fit
-    recordio.py    the event stream's framing
+scheduler.py   the framework: subscription, offers, status updates (the HTTP adapter)
+calls.py       the scheduler API's calls as plain data; which offers fit
+recordio.py    the event stream's framing
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from pipeline.cluster.backend import BackendError, Resources, WorkerInfo, new_worker_id
-from pipeline.cluster.mesos.calls import GONE_STATES, Framework, Worker
+from pipeline.cluster.mesos.calls import GONE_STATES, Framework, WorkerTask
 from pipeline.cluster.mesos.scheduler import PENDING, Scheduler, exit_code
 from pipeline.config import Settings
 
@@ -39,12 +39,19 @@ class MesosBackend:
             principal=settings.mesos_principal,
         )
         state_file = None if one_shot else Path(settings.mesos_state_file or _default_state_file(pipeline))
-        auth = (settings.mesos_principal, settings.mesos_secret) if settings.mesos_principal else None
+        auth = None
+        if settings.mesos_principal:
+            assert settings.mesos_secret is not None  # Settings takes both or neither
+            auth = (settings.mesos_principal, settings.mesos_secret)
         masters = [m.strip() for m in settings.mesos_master.split(",")]
         try:
             self.scheduler = Scheduler(
-                masters, framework, Worker(settings.worker_cpus, settings.worker_mem_mb, settings.image, env),
-                state_file, settings.mesos_refuse_seconds, auth,
+                masters,
+                framework,
+                WorkerTask(settings.worker_cpus, settings.worker_mem_mb, settings.image, env),
+                state_file,
+                settings.mesos_refuse_seconds,
+                auth,
             )
         except ValueError as exc:
             raise BackendError(f"mesos: {exc}") from None
@@ -52,7 +59,9 @@ class MesosBackend:
         if not self.scheduler.wait_ready(SUBSCRIBE_TIMEOUT):
             error = self.scheduler.last_error
             self.scheduler.close()
-            raise BackendError(f"mesos: not subscribed to {', '.join(masters)} within {SUBSCRIBE_TIMEOUT:.0f} s: {error}")
+            raise BackendError(
+                f"mesos: not subscribed to {', '.join(masters)} within {SUBSCRIBE_TIMEOUT:.0f} s: {error}"
+            )
 
     def launch(self, count: int, resources: Resources = Resources()) -> list[str]:
         worker = self.scheduler.worker

@@ -12,8 +12,16 @@ from dataclasses import dataclass
 # TaskState (mesos.proto). A task in a terminal state is gone for good; TASK_UNKNOWN
 # (the master has never heard of it) means the same to us.
 TERMINAL_STATES = frozenset(
-    {"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_LOST", "TASK_ERROR", "TASK_DROPPED", "TASK_GONE",
-     "TASK_GONE_BY_OPERATOR"}
+    {
+        "TASK_FINISHED",
+        "TASK_FAILED",
+        "TASK_KILLED",
+        "TASK_LOST",
+        "TASK_ERROR",
+        "TASK_DROPPED",
+        "TASK_GONE",
+        "TASK_GONE_BY_OPERATOR",
+    }
 )
 GONE_STATES = TERMINAL_STATES | {"TASK_UNKNOWN"}
 CAPABILITIES = ("MULTI_ROLE", "TASK_KILLING_STATE", "PARTITION_AWARE")
@@ -56,7 +64,7 @@ def framework_info(framework: Framework, framework_id: str | None) -> dict:
 
 
 def subscribe(framework: Framework, framework_id: str | None, suppressed: bool) -> dict:
-    body = {"subscribe": {"framework_info": framework_info(framework, framework_id)}}
+    body: dict[str, dict[str, object]] = {"subscribe": {"framework_info": framework_info(framework, framework_id)}}
     if suppressed:
         body["subscribe"]["suppressed_roles"] = [framework.role]
     return _call("SUBSCRIBE", None, **body)
@@ -64,15 +72,26 @@ def subscribe(framework: Framework, framework_id: str | None, suppressed: bool) 
 
 def accept(framework_id: str, offer_id: str, tasks: list[dict], refuse_seconds: float) -> dict:
     operations = [{"type": "LAUNCH", "launch": {"task_infos": tasks}}] if tasks else []
-    return _call("ACCEPT", framework_id, accept={
-        "offer_ids": [{"value": offer_id}], "operations": operations, "filters": {"refuse_seconds": refuse_seconds},
-    })
+    return _call(
+        "ACCEPT",
+        framework_id,
+        accept={
+            "offer_ids": [{"value": offer_id}],
+            "operations": operations,
+            "filters": {"refuse_seconds": refuse_seconds},
+        },
+    )
 
 
 def decline(framework_id: str, offer_ids: list[str], refuse_seconds: float) -> dict:
-    return _call("DECLINE", framework_id, decline={
-        "offer_ids": [{"value": o} for o in offer_ids], "filters": {"refuse_seconds": refuse_seconds},
-    })
+    return _call(
+        "DECLINE",
+        framework_id,
+        decline={
+            "offer_ids": [{"value": o} for o in offer_ids],
+            "filters": {"refuse_seconds": refuse_seconds},
+        },
+    )
 
 
 def revive(framework_id: str, role: str) -> dict:
@@ -95,9 +114,15 @@ def acknowledge(framework_id: str, status: dict) -> dict | None:
     only updates with a uuid are retried until acknowledged, and only those may be."""
     if not status.get("uuid"):
         return None
-    return _call("ACKNOWLEDGE", framework_id, acknowledge={
-        "agent_id": status["agent_id"], "task_id": status["task_id"], "uuid": status["uuid"],
-    })
+    return _call(
+        "ACKNOWLEDGE",
+        framework_id,
+        acknowledge={
+            "agent_id": status["agent_id"],
+            "task_id": status["task_id"],
+            "uuid": status["uuid"],
+        },
+    )
 
 
 def reconcile(framework_id: str, tasks: dict[str, str | None]) -> dict:
@@ -126,7 +151,7 @@ def _call(kind: str, framework_id: str | None, **body) -> dict:
 
 
 @dataclass(frozen=True)
-class Worker:
+class WorkerTask:
     """What one worker task needs and runs: the resource request, the image, its environment."""
 
     cpus: float
@@ -136,10 +161,12 @@ class Worker:
 
 
 def scalar(resources: list[dict], name: str) -> float:
-    return sum(r.get("scalar", {}).get("value", 0.0) for r in resources if r.get("name") == name and r.get("type") == "SCALAR")
+    return sum(
+        r.get("scalar", {}).get("value", 0.0) for r in resources if r.get("name") == name and r.get("type") == "SCALAR"
+    )
 
 
-def fits(offer: dict, worker: Worker) -> int:
+def fits(offer: dict, worker: WorkerTask) -> int:
     """How many workers the offer can hold."""
     resources = offer.get("resources", [])
     by_cpu = int(scalar(resources, "cpus") / worker.cpus + 1e-9)
@@ -147,7 +174,7 @@ def fits(offer: dict, worker: Worker) -> int:
     return max(0, min(by_cpu, by_mem))
 
 
-def task_info(task_id: str, offer: dict, worker: Worker) -> dict:
+def task_info(task_id: str, offer: dict, worker: WorkerTask) -> dict:
     """A TaskInfo running the worker image under the DOCKER containerizer, on host networking."""
     return {
         "name": task_id,
@@ -162,7 +189,9 @@ def task_info(task_id: str, offer: dict, worker: Worker) -> dict:
             "shell": False,
             "value": "worker",
             "environment": {
-                "variables": [{"name": k, "value": v} for k, v in sorted({**worker.env, "WORDPIPE_WORKER_ID": task_id}.items())]
+                "variables": [
+                    {"name": k, "value": v} for k, v in sorted({**worker.env, "WORDPIPE_WORKER_ID": task_id}.items())
+                ]
             },
         },
         "container": {

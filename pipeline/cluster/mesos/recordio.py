@@ -7,10 +7,12 @@ they arrive and take the complete records it returns.
 
 from __future__ import annotations
 
+from pipeline.cluster.backend import BackendError
+
 MAX_RECORD = 64 * 1024 * 1024  # a sanity bound: a prefix beyond it is a corrupt stream, not an event
 
 
-class RecordIOError(ValueError):
+class RecordIOError(BackendError):
     """The stream is not RecordIO; the message says where it went wrong."""
 
 
@@ -22,7 +24,7 @@ class Decoder:
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buffer += data
-        records = []
+        records: list[bytes] = []
         while True:
             if self._length is None:
                 newline = self._buffer.find(b"\n")

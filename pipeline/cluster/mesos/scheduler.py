@@ -28,7 +28,7 @@ from urllib.parse import urljoin
 import requests
 
 from pipeline.cluster.mesos import calls
-from pipeline.cluster.mesos.calls import GONE_STATES, Framework, Worker
+from pipeline.cluster.mesos.calls import GONE_STATES, Framework, WorkerTask
 from pipeline.cluster.mesos.recordio import Decoder, RecordIOError
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,13 @@ class Task:
 
 class Scheduler:
     def __init__(
-        self, masters: list[str], framework: Framework, worker: Worker, state_file: Path | None = None,
-        refuse_seconds: float = 30.0, auth: tuple[str, str] | None = None,
+        self,
+        masters: list[str],
+        framework: Framework,
+        worker: WorkerTask,
+        state_file: Path | None = None,
+        refuse_seconds: float = 30.0,
+        auth: tuple[str, str] | None = None,
     ) -> None:
         self.masters = [m.rstrip("/") + ENDPOINT for m in masters]
         self.framework = framework
@@ -122,7 +127,9 @@ class Scheduler:
             done = self.lock.wait_for(lambda: not any(t.id in self.tasks for t in killing), grace + KILL_SLACK)
         if not done:
             left = [t.id for t in killing if t.id in self.tasks]
-            log.warning("mesos: no terminal update for %s within %.0f s of KILL; still tracking them", left, grace + KILL_SLACK)
+            log.warning(
+                "mesos: no terminal update for %s within %.0f s of KILL; still tracking them", left, grace + KILL_SLACK
+            )
         self._offers_wanted()
 
     def snapshot(self) -> list[Task]:
@@ -155,7 +162,11 @@ class Scheduler:
             except _Redirect as redirect:
                 redirects += 1
                 if redirects <= MAX_REDIRECTS:
-                    log.info("mesos: %s is not the leading master; following the redirect to %s", self.endpoint, redirect.location)
+                    log.info(
+                        "mesos: %s is not the leading master; following the redirect to %s",
+                        self.endpoint,
+                        redirect.location,
+                    )
                     self.endpoint = redirect.location
                     continue
                 self._note(f"more than {MAX_REDIRECTS} redirects in a row; last to {redirect.location}")
@@ -183,7 +194,11 @@ class Scheduler:
             body = calls.subscribe(self.framework, self.framework_id, suppressed=not self._pending())
         self._subscribed_once = False
         response = self._stream_session.post(
-            self.endpoint, json=body, headers={"Accept": "application/json"}, stream=True, allow_redirects=False,
+            self.endpoint,
+            json=body,
+            headers={"Accept": "application/json"},
+            stream=True,
+            allow_redirects=False,
             timeout=(CONNECT_TIMEOUT, MISSED_HEARTBEATS * self._heartbeat),
         )
         with response:
@@ -204,8 +219,10 @@ class Scheduler:
                 if self._stop.is_set():
                     return
                 if "timed out" in str(exc):
-                    raise Disconnected(f"no event from the master in {MISSED_HEARTBEATS} heartbeat intervals "
-                                       f"({MISSED_HEARTBEATS * self._heartbeat:.0f} s)") from None
+                    raise Disconnected(
+                        f"no event from the master in {MISSED_HEARTBEATS} heartbeat intervals "
+                        f"({MISSED_HEARTBEATS * self._heartbeat:.0f} s)"
+                    ) from None
                 raise Disconnected(f"the event stream broke: {exc}") from None
             finally:
                 self._stream_socket = None
@@ -229,7 +246,9 @@ class Scheduler:
             # or another instance that subscribed with our id.
             message = event.get("error", {}).get("message", "")
             if "removed" in message or "completed" in message:
-                log.error("mesos: framework %s is gone (%s); its tasks with it. Subscribing anew", self.framework_id, message)
+                log.error(
+                    "mesos: framework %s is gone (%s); its tasks with it. Subscribing anew", self.framework_id, message
+                )
                 with self.lock:
                     self.framework_id = None
                     self.tasks = {k: t for k, t in self.tasks.items() if t.state == PENDING}  # still wanted
@@ -238,8 +257,12 @@ class Scheduler:
             raise Disconnected(f"the master sent ERROR: {message}")
         elif kind == "FAILURE":
             failure = event.get("failure", {})
-            log.warning("mesos: failure reported: agent %s, executor %s, status %s", failure.get("agent_id", {}).get("value"),
-                        failure.get("executor_id", {}).get("value"), failure.get("status"))
+            log.warning(
+                "mesos: failure reported: agent %s, executor %s, status %s",
+                failure.get("agent_id", {}).get("value"),
+                failure.get("executor_id", {}).get("value"),
+                failure.get("status"),
+            )
         elif kind == "RESCIND":
             log.debug("mesos: offer %s rescinded", event["rescind"]["offer_id"]["value"])
         # HEARTBEAT: its arrival is the point (the read timeout restarts). Others: nothing to do.
@@ -255,8 +278,13 @@ class Scheduler:
             self._unreconciled = set(launched)
             killing = [t for t in self.tasks.values() if t.killed]
             self.suppressed = not self._pending()
-        log.info("mesos: subscribed to %s as framework %s (heartbeat %.1f s); reconciling %d task(s)",
-                 self.endpoint, self.framework_id, self._heartbeat, len(launched))
+        log.info(
+            "mesos: subscribed to %s as framework %s (heartbeat %.1f s); reconciling %d task(s)",
+            self.endpoint,
+            self.framework_id,
+            self._heartbeat,
+            len(launched),
+        )
         self._call(calls.reconcile(self.framework_id, {}))  # every task the master knows: adopts ones we lost track of
         if launched:
             self._call(calls.reconcile(self.framework_id, launched))  # and ours it may not know
@@ -266,6 +294,7 @@ class Scheduler:
         self._offers_wanted(force=True)
 
     def _on_offer(self, offer: dict) -> None:
+        assert self.framework_id is not None  # events come only after this stream's SUBSCRIBED
         with self.lock:
             launching = [t for t in self.tasks.values() if t.state == PENDING][: calls.fits(offer, self.worker)]
             for task in launching:
@@ -282,11 +311,15 @@ class Scheduler:
             with self.lock:
                 for task in launching:
                     if task.state == "TASK_STAGING":
-                        task.state, task.message = "TASK_ERROR", "the master rejected the ACCEPT as malformed (see the log)"
+                        task.state, task.message = (
+                            "TASK_ERROR",
+                            "the master rejected the ACCEPT as malformed (see the log)",
+                        )
                 self.lock.notify_all()
         self._offers_wanted()
 
     def _on_update(self, status: dict) -> None:
+        assert self.framework_id is not None  # events come only after this stream's SUBSCRIBED
         task_id, state = status["task_id"]["value"], status["state"]
         agent_id = status.get("agent_id", {}).get("value")
         with self.lock:
@@ -319,8 +352,11 @@ class Scheduler:
         try:
             with self._call_lock:
                 response = self._call_session.post(
-                    self.endpoint, json=body, headers={"Mesos-Stream-Id": self.stream_id or ""},
-                    allow_redirects=False, timeout=(CONNECT_TIMEOUT, CALL_TIMEOUT),
+                    self.endpoint,
+                    json=body,
+                    headers={"Mesos-Stream-Id": self.stream_id or ""},
+                    allow_redirects=False,
+                    timeout=(CONNECT_TIMEOUT, CALL_TIMEOUT),
                 )
         except requests.RequestException as exc:
             log.warning("mesos: %s failed: cannot reach %s (%s); resubscribing", kind, self.endpoint, exc)
@@ -339,8 +375,9 @@ class Scheduler:
         return response.status_code
 
     def _kill(self, task: Task, grace: float) -> None:
-        if self.connected:  # else: _on_subscribed sends it
-            self._call(calls.kill(self.framework_id, task.id, task.agent_id, grace))
+        framework_id = self.framework_id
+        if self.connected and framework_id is not None:  # else: _on_subscribed sends it
+            self._call(calls.kill(framework_id, task.id, task.agent_id, grace))
 
     def _offers_wanted(self, force: bool = False) -> None:
         """REVIVE when a worker waits for an offer, SUPPRESS when none does."""
@@ -352,7 +389,10 @@ class Scheduler:
                 return
             self.suppressed = not want
         call = calls.revive if want else calls.suppress
-        self._call(call(self.framework_id, self.framework.role))
+        framework_id = self.framework_id
+        if framework_id is None:
+            return  # an ERROR just ended the framework: the next SUBSCRIBED revives or suppresses
+        self._call(call(framework_id, self.framework.role))
 
     def _pending(self) -> bool:
         return any(t.state == PENDING for t in self.tasks.values())
@@ -400,8 +440,12 @@ class Scheduler:
             for task_id, agent_id in state.get("tasks", {}).items():
                 self.tasks[task_id] = Task(task_id, state="TASK_STAGING", agent_id=agent_id)
         except (OSError, ValueError, AttributeError) as exc:
-            raise ValueError(f"mesos state file {self.state_file} is unreadable ({exc}); remove it to start a new framework") from None
-        log.info("mesos: resuming framework %s with %d task(s) from %s", self.framework_id, len(self.tasks), self.state_file)
+            raise ValueError(
+                f"mesos state file {self.state_file} is unreadable ({exc}); remove it to start a new framework"
+            ) from None
+        log.info(
+            "mesos: resuming framework %s with %d task(s) from %s", self.framework_id, len(self.tasks), self.state_file
+        )
 
     def _save_state(self) -> None:
         if self.state_file is None:

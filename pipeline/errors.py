@@ -1,0 +1,46 @@
+"""wordpipe's errors: one tree, whose two branches say the CLI's exit code.
+
+    WordpipeError
+     ├── UsageError (exit 2): what was asked is wrong; fix it and ask again
+     │    ├── ConfigError          a setting                       (config.py)
+     │    │    └── TokenizerError  the tokenizer's user dictionary (tokenize.py)
+     │    ├── SourceError          input paths                     (ingest/sources.py)
+     │    ├── PolicyError          an autoscaling policy           (autoscaler/policy.py)
+     │    ├── ScenarioError        a simulator scenario            (autoscaler/simulate.py)
+     │    ├── CodecError           a record that does not decode   (codec.py)
+     │    └── OverlapError         a window that overlaps counted ones: workers disagree on
+     │                             window_chunks                   (aggregator/state.py)
+     └── UnavailableError (exit 1): something wordpipe depends on failed or is away; a retry may do
+          ├── KafkaUnavailable     Kafka                           (kafka.py)
+          ├── Saturated            Kafka takes records slower than they come (kafka.py)
+          ├── BrokerError          the embedded broker             (broker.py)
+          ├── BackendError         where workers run               (cluster/backend.py)
+          │    └── RecordIOError   the Mesos master's event stream (cluster/mesos/recordio.py)
+          ├── RunError             `wordpipe run`                  (run.py)
+          ├── StackError           `wordpipe up`                   (stack.py)
+          ├── Abandoned            an upload held open too long    (ingest/service.py)
+          └── RequestFailed        an HTTP API answered an error, or nothing (client.py)
+
+`cli.main` catches the two branches. A handler's `web.HttpError` is not in the tree: it is
+an HTTP answer on its way out (pipeline/web.py), never raised to a caller.
+"""
+
+from __future__ import annotations
+
+
+class WordpipeError(Exception):
+    """Every error wordpipe raises to its callers."""
+
+    exit_code = 1
+
+
+class UsageError(WordpipeError, ValueError):
+    """What was asked is wrong: a setting, an input, a policy. The message says what and where."""
+
+    exit_code = 2
+
+
+class UnavailableError(WordpipeError, RuntimeError):
+    """Something wordpipe depends on failed or is away (Kafka, a backend, a service)."""
+
+    exit_code = 1

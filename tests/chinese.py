@@ -13,7 +13,7 @@ from functools import cache
 
 import regex
 
-from tests.conftest import CORPORA, wordpipe
+from tests.helpers import CORPORA, wordpipe
 from tests.hostile import PIECES
 
 SEED = CORPORA / "seed-mesos-docker-zh.txt"

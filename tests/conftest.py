@@ -1,17 +1,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-CORPORA = REPO.parent / "shared" / "corpora"
-SAMPLE = REPO / "samples" / "sample.txt"  # 60 KB of Shakespeare, shipped with the repo
+from tests.helpers import CORPORA, REPO, docker_leftovers
 
 
 @pytest.fixture(scope="session")
@@ -29,26 +25,6 @@ def broker():
         yield b
 
 
-def wait_for(condition, timeout: float = 60, what="condition"):
-    """Poll `condition` until it returns something true, and return that; fail after `timeout`
-    seconds saying what never happened (`what` may be a callable, read only on failure)."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
-        time.sleep(0.1)
-    return value
-
-
-def wordpipe(
-    *args: str, timeout: float = 300, input: bytes | None = None, env: dict | None = None
-) -> subprocess.CompletedProcess:
-    """The installed CLI, as a user runs it."""
-    exe = shutil.which("wordpipe", path=os.path.dirname(sys.executable)) or "wordpipe"
-    return subprocess.run(
-        [exe, *args], capture_output=True, timeout=timeout, input=input, env={**os.environ, **(env or {})}
-    )
-
-
 @pytest.fixture(scope="session")
 def docker_image() -> str:
     """wordpipe:latest, built from this checkout, on a running Docker engine.
@@ -62,24 +38,6 @@ def docker_image() -> str:
         if done.returncode != 0:
             pytest.fail(f"{' '.join(step)} failed (exit {done.returncode}):\n{done.stderr[-3000:]}", pytrace=False)
     return "wordpipe:latest"
-
-
-def docker_leftovers() -> list[str]:
-    """Containers of any wordpipe pipeline or of the Mesos double, and networks beyond the engine's own."""
-    containers = [
-        name
-        for label in ("wordpipe.pipeline", "wordpipe.mesos-double")  # ours, and the Mesos double's tasks
-        for name in subprocess.run(
-            ["docker", "ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-    ]
-    networks = subprocess.run(
-        ["docker", "network", "ls", "--format", "{{.Name}}"], capture_output=True, text=True, check=True
-    ).stdout.split()
-    return containers + [f"network {n}" for n in networks if n not in ("host", "none", "bridge")]
 
 
 @pytest.fixture

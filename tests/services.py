@@ -20,7 +20,7 @@ from pipeline.config import Settings
 from pipeline.ingest.service import IngestService
 from pipeline.run import Pipeline
 from pipeline.webserver import serve
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 TOKEN = "test-token"
 

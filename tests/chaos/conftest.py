@@ -1,5 +1,5 @@
-"""What every chaos scenario shares: its size (short in CI, long by hand), the record of
-its figures for docs/reliability.md, and the check that it leaked nothing.
+"""The chaos scenarios' fixtures: the record of their figures for docs/reliability.md, and
+the check that each leaked nothing (their size and shared steps: tests/chaos/helpers.py).
 
     WORDPIPE_CHAOS=long WORDPIPE_CHAOS_REPORT=docs/reliability.md pytest tests/chaos   # make chaos
 """
@@ -7,71 +7,23 @@ its figures for docs/reliability.md, and the check that it leaked nothing.
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import subprocess
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from pipeline.ingest.sources import Source
-from pipeline.reference import count_sources
-from pipeline.run import Pipeline
+from tests.chaos.helpers import LONG
 from tests.chaos.report import Trial, render, write_json
-from tests.conftest import REPO, docker_leftovers
-from tests.e2e.scenario import mixed_documents, trickle
+from tests.helpers import REPO, docker_leftovers
 
-LONG = os.environ.get("WORDPIPE_CHAOS", "short") == "long"
 REPORT = Path(os.environ.get("WORDPIPE_CHAOS_REPORT") or REPO / "bench" / "out" / "reliability.md")
 _trials: list[Trial] = []
 
 # Processes of ours, by what their command line runs.
 OURS = ("wordpipe", "pipeline.cli", "pipeline.aggregator", "-m\0workers", "tansu")
-
-
-def scaled(short: int, long: int) -> int:
-    """`short` in the CI suite, `long` in the long one."""
-    return long if LONG else short
-
-
-def grown(after: Counter, before: Counter) -> Counter:
-    """What the totals gained between two reads (totals never shrink)."""
-    return Counter({word: n - before[word] for word, n in after.items() if n != before[word]})
-
-
-def corpus(directory: Path, megabytes: int) -> list[Source]:
-    """`megabytes` MB in documents of ~3 MB alternating hostile and mixed-script text and the repeated sample."""
-    return mixed_documents(directory, max(2, megabytes // 3), sample_copies=50, hostile_size=3_000_000)
-
-
-def kill_while_working(
-    p: Pipeline, documents: list[Source], trial: Trial, kill, pause: tuple[float, float], at_least: int
-) -> None:
-    """Start `documents` flowing; every `pause` seconds while there is work, call
-    `kill(pipeline, rng)`, which returns what it killed (None: nothing); then check the
-    totals against the reference count."""
-    rng = random.Random(7)
-    trial.input_bytes = sum(d.path.stat().st_size for d in documents)
-    trial.expected = count_sources(documents)
-    thread, result = trickle(p, documents, pause=1.0)
-    while True:
-        time.sleep(rng.uniform(*pause))
-        if not thread.is_alive() and p.all_counted(result["report"]):
-            break  # kills only while there is work
-        p.supervise()
-        if (what := kill(p, rng)) is not None:
-            last_fault = time.monotonic()
-            trial.fault(what)
-    thread.join()
-    p.wait_counted(result["report"], timeout=600)
-    trial.recovered(last_fault)
-    trial.counted = Counter(p.totals())
-    assert trial.counted == trial.expected
-    assert len(trial.faults) >= at_least
-    assert p.restarts["workers"] >= len(trial.faults) - 1  # the last may not be noticed before all is counted
 
 
 @pytest.fixture

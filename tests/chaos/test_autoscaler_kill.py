@@ -17,8 +17,8 @@ from pipeline.broker import free_port
 from pipeline.client import Client
 from pipeline.reference import count_sources
 from pipeline.stack import Stack
-from tests.chaos.conftest import corpus, scaled
-from tests.conftest import docker_leftovers
+from tests.chaos.helpers import corpus, scaled
+from tests.helpers import docker_leftovers
 from tests.services import TOKEN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.docker]

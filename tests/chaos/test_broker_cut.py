@@ -20,8 +20,8 @@ from pipeline import config, health, tokenize
 from pipeline.broker import free_port
 from pipeline.client import Client
 from pipeline.stack import Stack
-from tests.chaos.conftest import grown
-from tests.conftest import SAMPLE, wait_for
+from tests.chaos.helpers import grown
+from tests.helpers import SAMPLE, wait_for
 from tests.services import TOKEN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]

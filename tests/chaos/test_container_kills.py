@@ -9,9 +9,9 @@ import pytest
 
 from pipeline import config
 from pipeline.run import Pipeline
-from tests.chaos.conftest import corpus, kill_while_working, scaled
-from tests.conftest import docker_leftovers
+from tests.chaos.helpers import corpus, kill_while_working, scaled
 from tests.e2e.scenario import no_process_left
+from tests.helpers import docker_leftovers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.docker]
 PAUSE = scaled((1.0, 2.0), (1.5, 3.0))  # seconds between kills: a container takes a few to start

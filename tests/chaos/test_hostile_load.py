@@ -18,7 +18,7 @@ import requests
 from pipeline import config, tokenize
 from pipeline.client import Client
 from pipeline.run import Pipeline
-from tests.chaos.conftest import grown, scaled
+from tests.chaos.helpers import grown, scaled
 from tests.hostile import gzip_bomb
 from tests.services import IngestProcess, read_response
 

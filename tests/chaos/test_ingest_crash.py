@@ -20,8 +20,8 @@ from pipeline.broker import free_port
 from pipeline.client import Client, RequestFailed
 from pipeline.ingest.receipts import read_all
 from pipeline.run import Pipeline
-from tests.chaos.conftest import grown
-from tests.conftest import SAMPLE, wait_for
+from tests.chaos.helpers import grown
+from tests.helpers import SAMPLE, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 TOKEN = "chaos-token"

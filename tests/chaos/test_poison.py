@@ -14,7 +14,7 @@ from pipeline import codec, config, kafka
 from pipeline.ingest.sources import Source
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
-from tests.conftest import SAMPLE
+from tests.helpers import SAMPLE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 HUGE = 5 * 1024 * 1024

@@ -13,7 +13,7 @@ from requests.utils import quote
 from pipeline import config
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
-from tests.chaos.conftest import corpus, kill_while_working, scaled
+from tests.chaos.helpers import corpus, kill_while_working, scaled
 from tests.e2e.scenario import (
     mixed_documents,
     no_process_left,

@@ -11,7 +11,7 @@ from pipeline.ingest.publisher import ChunkPublisher
 from pipeline.ingest.sources import Source
 from pipeline.run import Pipeline
 from tests.chinese import mixed_bytes
-from tests.conftest import SAMPLE
+from tests.helpers import SAMPLE
 from tests.hostile import hostile_bytes
 
 

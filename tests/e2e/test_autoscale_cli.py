@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import config, kafka
 from pipeline.broker import free_port
-from tests.conftest import wordpipe
+from tests.helpers import wordpipe
 
 pytestmark = pytest.mark.e2e
 

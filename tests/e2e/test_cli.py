@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.conftest import wordpipe
+from tests.helpers import wordpipe
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from tests.chinese import USER_WORDS, user_dict_case, user_dict_reference
-from tests.conftest import CORPORA, SAMPLE, docker_leftovers, wordpipe
+from tests.helpers import CORPORA, SAMPLE, docker_leftovers, wordpipe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

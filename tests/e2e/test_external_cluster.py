@@ -9,8 +9,8 @@ from pipeline import config, kafka
 from pipeline.ingest.sources import Source
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
-from tests.conftest import SAMPLE, wordpipe
 from tests.e2e.scenario import read_totals_topic
+from tests.helpers import SAMPLE, wordpipe
 
 pytestmark = pytest.mark.e2e
 

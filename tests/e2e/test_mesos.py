@@ -22,8 +22,8 @@ from pipeline.cluster import Resources
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
 from tests.chinese import USER_WORDS, user_dict_case, user_dict_reference
-from tests.conftest import SAMPLE, docker_leftovers, wait_for, wordpipe
 from tests.e2e.scenario import burst_until_scaled_down, mixed_documents
+from tests.helpers import SAMPLE, docker_leftovers, wait_for, wordpipe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mesos, pytest.mark.docker]
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tests.chinese import USER_WORDS, chinese_bytes, mixed_bytes, user_dict_case, user_dict_reference
-from tests.conftest import wordpipe
+from tests.helpers import wordpipe
 from tests.hostile import hostile_bytes
 
 pytestmark = pytest.mark.e2e

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.broker import free_port
-from tests.conftest import SAMPLE, wordpipe
 from tests.e2e.browser import render
+from tests.helpers import SAMPLE, wordpipe
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ from prometheus_client import generate_latest
 from pipeline import config
 from pipeline.autoscaler.controller import Controller
 from pipeline.cluster import Resources
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_prometheus_scrapes_the_autoscaler_and_the_dashboard_shows_its_metrics()
 
 def test_topics_creates_what_a_deployment_needs_and_refuses_the_embedded_broker(broker):
     from pipeline.kafka import describe_partitions
-    from tests.conftest import wordpipe
+    from tests.helpers import wordpipe
 
     done = wordpipe("topics", "--bootstrap", broker.bootstrap)
     assert done.returncode == 0, done.stderr.decode()

@@ -13,7 +13,7 @@ from pipeline.broker import free_port
 from pipeline.cluster import BackendError, Resources
 from pipeline.cluster.docker import DockerBackend
 from pipeline.roster import Roster
-from tests.conftest import docker_leftovers
+from tests.helpers import docker_leftovers
 
 pytestmark = pytest.mark.docker
 

@@ -16,7 +16,7 @@ import requests
 
 from pipeline import codec, config, tokenize
 from pipeline.broker import free_port
-from tests.conftest import SAMPLE, wait_for
+from tests.helpers import SAMPLE, wait_for
 from tests.services import TOKEN, IngestThread
 
 pytestmark = pytest.mark.e2e

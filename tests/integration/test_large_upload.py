@@ -13,7 +13,7 @@ import requests
 
 from pipeline import config, kafka
 from pipeline.broker import free_port
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 

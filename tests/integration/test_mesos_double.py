@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 from tests.mesos_double.master import MasterDouble
 
 pytestmark = pytest.mark.mesos

@@ -12,7 +12,7 @@ import pytest
 from pipeline import config, kafka
 from pipeline.cluster import BackendError, Resources
 from pipeline.cluster.mesos import MesosBackend
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 from tests.mesos_double.master import MasterDouble
 
 pytestmark = [pytest.mark.mesos, pytest.mark.docker]

@@ -16,7 +16,7 @@ import pytest
 from pipeline import config, kafka
 from pipeline.cluster import Resources
 from pipeline.cluster.mesos import MesosBackend
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.mesos, pytest.mark.docker]
 

@@ -13,7 +13,7 @@ import requests
 from pipeline import tokenize
 from pipeline.aggregator.ranking import rank
 from tests.chinese import chinese_bytes
-from tests.conftest import SAMPLE, wait_for, wordpipe
+from tests.helpers import SAMPLE, wait_for, wordpipe
 from tests.services import TOKEN
 
 pytestmark = pytest.mark.e2e

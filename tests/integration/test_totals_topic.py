@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import REPO, SAMPLE
+from tests.helpers import REPO, SAMPLE
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ from pipeline.ingest.publisher import ChunkPublisher
 from pipeline.ingest.sources import Source
 from pipeline.offsets import OffsetRanges
 from pipeline.roster import Roster
-from tests.conftest import SAMPLE
+from tests.helpers import SAMPLE
 
 pytestmark = pytest.mark.e2e
 

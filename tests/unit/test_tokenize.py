@@ -271,7 +271,7 @@ def test_the_quick_test_for_segmented_scripts_misses_none():
 
 
 def test_english_counts_are_those_of_version_1():
-    from tests.conftest import CORPORA, SAMPLE
+    from tests.helpers import CORPORA, SAMPLE
 
     for path in (SAMPLE, CORPORA / "shakespeare.txt"):
         if path.exists():

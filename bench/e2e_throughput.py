@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline.cli import format_counts  # noqa: E402
+from pipeline.cli.counting import format_counts  # noqa: E402
 from pipeline.ingest.sources import resolve  # noqa: E402
 from pipeline.reference import count_sources  # noqa: E402
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,6 +35,18 @@ def token_file() -> Path:
     """Where `wordpipe up` leaves the token it generated."""
     state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(state) / "wordpipe" / "token"
+
+
+def save_token(token: str) -> Path:
+    """Leave `token` where the CLI finds it, readable by its owner alone whatever mode a file
+    already there had: a fresh file (0600 from its creation) replaces the old one."""
+    path = token_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".token-")
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.replace(temporary, path)
+    return path
 
 
 def default_token() -> str | None:

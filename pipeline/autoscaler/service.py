@@ -1,0 +1,59 @@
+"""The autoscaler as a service: the backend, the lag monitor, the controller and its HTTP
+API put together, run until SIGTERM or Ctrl-C (`wordpipe autoscale run`)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from pipeline.autoscaler import policy_file
+from pipeline.autoscaler.api import serve_status
+from pipeline.autoscaler.controller import Controller
+from pipeline.autoscaler.monitor import LagMonitor
+from pipeline.autoscaler.policy import Policy
+from pipeline.cluster import Resources, open_backend
+from pipeline.config import ConfigError, Settings
+from pipeline.health import Heartbeat
+from pipeline.web import tokens_of
+from pipeline.webserver import ServerLimits
+
+
+def run(s: Settings, policy: str | None, log_dir: Path, stop_workers: bool = False) -> None:
+    """Scale `s.worker_group` by `policy` (a TOML file, reloaded when it changes; None: the
+    built-in one). `stop_workers`: stop them on exit; otherwise containers and tasks stay,
+    for the next autoscaler to adopt."""
+    tokens = tokens_of(s)  # no token configured and auth on: refuse before launching anything
+    if not s.bootstrap:
+        raise ConfigError(
+            "bootstrap: the autoscaler watches an existing cluster; give --bootstrap or $WORDPIPE_BOOTSTRAP"
+        )
+    current = policy_file.PolicyFile(policy).current if policy else Policy
+    log_dir.mkdir(parents=True, exist_ok=True)
+    backend = open_backend(s, s.to_env(), s.worker_group, log_dir)
+    monitor = LagMonitor(s.bootstrap, s, offset_reset=current().offset_reset)
+    controller = Controller(
+        backend,
+        monitor,
+        current,
+        Resources(s.worker_cpus, s.worker_mem_mb),
+        interval=s.autoscale_interval,
+        heartbeat=Heartbeat(s.health_file),
+    )
+    server = serve_status(
+        controller, s.autoscaler_host, s.autoscaler_port, tokens=tokens, limits=ServerLimits(s.http_idle_seconds)
+    )
+    print(f"wordpipe autoscaler: status on http://{s.autoscaler_host}:{s.autoscaler_port}/v1/status", file=sys.stderr)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        controller.run(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        monitor.close()
+        if stop_workers:
+            backend.kill([w.id for w in backend.list()], grace=controller.grace)
+        backend.close()  # local workers stop with us; containers and tasks stay, for the next controller to adopt

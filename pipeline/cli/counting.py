@@ -1,0 +1,131 @@
+"""`wordpipe run` and `wordpipe reference`: count files once and print the totals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections import Counter
+
+from pipeline import config
+from pipeline.cli import options
+
+log = logging.getLogger("wordpipe")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="count files with the whole pipeline (embedded broker unless --bootstrap)")
+    _counting(run)
+    options.cluster(run)
+    run.add_argument("--workers", type=options.positive, metavar="N", help="worker processes (default 2)")
+    run.add_argument("--chunk-size", type=options.positive, metavar="BYTES", help="chunk size in bytes (default 65536)")
+    options.backend(run, "default local processes; docker containers or mesos tasks")
+    run.add_argument("--timeout", type=float, metavar="SECONDS", help="give up if counting takes longer")
+    run.add_argument("--stats-file", metavar="PATH", help="write timing figures as JSON (for benchmarks)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+
+    ref = sub.add_parser("reference", help="count files in one process with the same tokenizer (the baseline)")
+    _counting(ref)
+    ref.add_argument("--config", help=options.CONFIG_HELP)
+    ref.set_defaults(func=cmd_reference)
+
+
+def _counting(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("paths", nargs="+", metavar="PATH", help="files, directories (recursively) or '-' for stdin")
+    sp.add_argument(
+        "--top",
+        type=options.positive,
+        metavar="K",
+        help="only the K most frequent words (default: all with --json, 20 otherwise)",
+    )
+    sp.add_argument("--json", action="store_true", help='print {"total_words", "distinct_words", "counts"}')
+    sp.add_argument("--tokenizer-user-dict", metavar="PATH", help=options.USER_DICT_HELP)
+
+
+def format_counts(counts: Counter[str], top: int | None, as_json: bool) -> str:
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = ranked if top is None else ranked[:top]
+    if as_json:
+        body = {"total_words": sum(counts.values()), "distinct_words": len(counts), "counts": dict(shown)}
+        return json.dumps(body, ensure_ascii=False)
+    from wcwidth import wcswidth  # a terminal shows Chinese in two columns a character
+
+    widths = [max(wcswidth(w), 0) for w, _ in shown]
+    width = max(widths + [4])
+    lines = [f"{'rank':>4}  {'word':<{width}}  {'count':>10}"]
+    lines += [
+        f"{i:>4}  {w}{' ' * (width - ww)}  {n:>10}"
+        for i, ((w, n), ww) in enumerate(zip(shown, widths, strict=False), 1)
+    ]
+    lines.append(f"{sum(counts.values())} words, {len(counts)} distinct")
+    return "\n".join(lines)
+
+
+def _top(args: argparse.Namespace) -> int | None:
+    """--top K; without it, every word with --json and the top 20 in a table."""
+    return args.top if args.top is not None or args.json else 20
+
+
+def cmd_reference(args: argparse.Namespace) -> int:
+    from pipeline.ingest.sources import resolve
+    from pipeline.reference import count_sources
+    from pipeline.tokenize import Tokenizer
+
+    settings = config.load(args.config, overrides={"tokenizer_user_dict": options.path(args.tokenizer_user_dict)})
+    started = time.monotonic()
+    counts = count_sources(resolve(args.paths), Tokenizer.load(settings.tokenizer_user_dict))
+    log.info("reference counted in %.3f s", time.monotonic() - started)
+    print(format_counts(counts, _top(args), args.json))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pipeline.ingest.sources import resolve
+    from pipeline.run import Pipeline
+
+    # Flags not given are None: the file and env decide.
+    settings = options.settings(
+        args,
+        workers=args.workers,
+        chunk_size=args.chunk_size,
+        backend=args.backend,
+        image=args.image,
+        mesos_master=args.mesos_master,
+        tokenizer_user_dict=options.path(args.tokenizer_user_dict),
+    )
+    sources = resolve(args.paths)  # bad paths fail before anything starts
+    known = [size for s in sources if (size := s.size()) is not None]
+    total = sum(known) if len(known) == len(sources) else None
+    with Pipeline(settings) as pipeline:
+        started = time.monotonic()
+        with tqdm(total=total, unit="B", unit_scale=True, desc="ingest", disable=args.quiet or None) as bar:
+            report = pipeline.ingest(sources, on_bytes=bar.update)
+        with tqdm(total=report.chunks, unit="chunk", desc="count", disable=args.quiet or None) as bar:
+
+            def on_counted(n: int) -> None:
+                bar.update(n - bar.n)
+
+            pipeline.wait_counted(report, timeout=args.timeout, on_counted=on_counted)
+        pipeline.check_nothing_refused()
+        counts = Counter(pipeline.totals())
+        if args.stats_file:
+            stats = {
+                "bytes": report.bytes,
+                "chunks": report.chunks,
+                "documents": report.documents,
+                "workers": settings.workers,
+                "wall_seconds": time.monotonic() - started,
+                "steady_seconds": pipeline.counted_at - report.first_produced_at
+                if pipeline.counted_at and report.first_produced_at
+                else 0.0,
+                "restarts": pipeline.restarts,
+                "resources": pipeline.resources(),
+            }
+            with open(args.stats_file, "w") as f:
+                json.dump(stats, f)
+    print(format_counts(counts, _top(args), args.json))
+    return 0

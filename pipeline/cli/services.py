@@ -1,0 +1,166 @@
+"""The processes of a deployment: `up` (the whole stack), `ingest-server`, `aggregator`,
+`worker`, and `topics` and `health`, which a deployment's scripts and images call."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pipeline import config
+from pipeline.cli import options
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser(
+        "up", help="run the long-running stack: broker, aggregator, ingest and autoscaler, until Ctrl-C"
+    )
+    options.cluster(up)
+    options.backend(up)
+    up.add_argument("--policy", metavar="FILE", help="the autoscaler's policy TOML file")
+    up.add_argument("--tokenizer-user-dict", metavar="PATH", help=options.USER_DICT_HELP)
+    up.add_argument("--ingest-port", type=int, help="ingest API port (default 8080)")
+    up.add_argument("--results-port", type=int, help="results API and dashboard port (default 8081)")
+    up.add_argument("--autoscaler-port", type=int, help="autoscaler status port (default 8082)")
+    up.add_argument("--log-dir", help="where the services' logs go (default: a new temporary directory)")
+    up.set_defaults(func=cmd_up)
+
+    iserver = sub.add_parser("ingest-server", help="run the ingest HTTP service")
+    options.cluster(iserver)
+    iserver.add_argument("--port", type=int, help="HTTP port (default 8080)")
+    iserver.set_defaults(func=cmd_ingest_server)
+
+    agg = sub.add_parser("aggregator", help="run the aggregator (faust app)")
+    options.cluster(agg)
+    agg.add_argument("--port", type=int, help="HTTP port (default 8081)")
+    agg.set_defaults(func=cmd_aggregator)
+
+    worker = sub.add_parser("worker", help="run one worker process (same as python -m workers)")
+    options.cluster(worker)
+    worker.set_defaults(func=cmd_worker)
+
+    topics = sub.add_parser(
+        "topics", help="create the pipeline's topics on a cluster where missing (a deployment's first step)"
+    )
+    options.cluster(topics)
+    topics.set_defaults(func=cmd_topics)
+
+    health = sub.add_parser("health", help="exit 0 if this container's service is alive (the image's HEALTHCHECK)")
+    health.add_argument("--config", help=options.CONFIG_HELP)
+    health.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    health.add_argument(
+        "--max-age",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="the longest a service may go without a heartbeat",
+    )
+    health.set_defaults(func=cmd_health)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    import secrets
+    import signal
+
+    from pipeline.client import save_token
+    from pipeline.stack import Stack
+
+    s = options.settings(
+        args,
+        backend=args.backend,
+        image=args.image,
+        mesos_master=args.mesos_master,
+        ingest_port=args.ingest_port,
+        aggregator_port=args.results_port,
+        autoscaler_port=args.autoscaler_port,
+        tokenizer_user_dict=options.path(args.tokenizer_user_dict),
+    )
+    generated, saved_to = None, None
+    if s.auth == "token" and not s.token_list:  # a token for this stack, where clients on this machine find it
+        generated = secrets.token_urlsafe(24)
+        s = s.replace(tokens=generated)
+        saved_to = save_token(generated)
+    log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="wordpipe-up-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(s, log_dir, policy=args.policy)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    try:
+        stack.start()
+        urls = stack.urls
+        print(f"wordpipe is up ({'embedded broker' if s.embedded else s.bootstrap}, {s.backend} workers):")
+        for name in ("ingest", "results", "dashboard", "autoscaler"):
+            print(f"  {name:<11}{urls[name]}")
+        if generated:
+            print(f"  token      {generated}  (saved to {saved_to}; the wordpipe CLI reads it there)")
+        print(f"  logs       {log_dir}\nCtrl-C stops it.", flush=True)
+        while not stop:
+            stack.supervise()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("wordpipe: stopping", file=sys.stderr, flush=True)
+        stack.stop()
+    return 0
+
+
+def cmd_ingest_server(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pipeline.ingest.service import run
+
+    s = options.settings(args, ingest_port=args.port)
+    if not s.bootstrap:
+        raise config.ConfigError(
+            "bootstrap: the ingest service needs a bootstrap address (--bootstrap or $WORDPIPE_BOOTSTRAP)"
+        )
+    print(f"wordpipe ingest: listening on http://{s.ingest_host}:{s.ingest_port}", file=sys.stderr)
+    try:
+        asyncio.run(run(s, s.bootstrap))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_aggregator(args: argparse.Namespace) -> int:
+    from pipeline.aggregator.app import main
+
+    return main(options.settings(args, aggregator_port=args.port))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.worker import main
+
+    return main(options.settings(args))
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from pipeline import kafka
+
+    s = options.settings(args)
+    if not s.bootstrap:
+        raise config.ConfigError(
+            "bootstrap: topics are created on an existing cluster; give --bootstrap or $WORDPIPE_BOOTSTRAP"
+        )
+    try:
+        kafka.ensure_topics(s.bootstrap, s)
+    except ValueError as exc:  # an existing topic with other partition counts
+        raise config.ConfigError(str(exc)) from None
+    print(
+        f"topics ready on {s.bootstrap}: {s.chunks_topic}, {s.partials_topic}, {s.totals_topic}, "
+        f"{s.deadletter_topic}, {s.status_topic}, {s.documents_topic}"
+    )
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from pipeline.health import check
+
+    problem = check(options.settings(args).health_file, args.max_age)
+    if problem:
+        print(f"wordpipe: unhealthy: {problem}", file=sys.stderr)
+        return 1
+    return 0

@@ -12,6 +12,8 @@
     GET /health  /metrics  /openapi.json
 
 An instance answers for the shards it owns; `status.complete` says whether that is all of them.
+It reads the aggregator through `Counted` and computes its answers with views.py; the
+receipts reader, the lag watch and the broker watch are handed to it at start-up (app.py: main).
 """
 
 from __future__ import annotations
@@ -20,51 +22,108 @@ import asyncio
 import bisect
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 
 from pipeline import tokenize
-from pipeline.aggregator.ranking import rank
+from pipeline.aggregator import views
+from pipeline.aggregator.ranking import Ranking, rank
+from pipeline.aggregator.state import ShardState
+from pipeline.config import Settings
+from pipeline.sharding import Router
 from pipeline.web import HttpError, int_param, make_app, query_of, tokens_of
-
-if TYPE_CHECKING:
-    from pipeline.aggregator.app import Aggregator
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 MAX_K = 10_000
 MAX_PAGE = 100_000
 
 
+class Counted(Protocol):
+    """What the API reads from the aggregator (app.py)."""
+
+    router: Router  # the aggregator's: where each word is counted (and its memo of them)
+    partials_applied: int
+    partials_replayed: int
+
+    def owned(self) -> dict[int, ShardState]:
+        """The states of the shards owned and recovered here; {} while rebalancing."""
+        ...
+
+    def ranked(self) -> Ranking:
+        """The ranking, with every change applied so far folded in."""
+        ...
+
+    def windowed_totals(self, word: str) -> dict[int, int]: ...
+
+
+class Ingested(Protocol):
+    """What ingest accepted (pipeline/ingest/receipts.py: Accepted)."""
+
+    @property
+    def documents(self) -> int: ...
+
+    @property
+    def chunks(self) -> int: ...
+
+    def catch_up(self) -> bool: ...
+
+
+class LagWatch(Protocol):
+    """The pipeline's lag and rates (pipeline/autoscaler/monitor.py: Watch)."""
+
+    def view(self) -> dict: ...
+
+
+class BrokerHealth(Protocol):
+    """Whether Kafka answers (pipeline/kafka.py: BrokerWatch)."""
+
+    @property
+    def problem(self) -> str | None: ...
+
+
 class ResultsApi:
-    def __init__(self, aggregator: Aggregator) -> None:
-        self.aggregator = aggregator
-        self.tokens = tokens_of(aggregator.settings)  # no token configured and auth on: refuse to start
-        self.tokenizer = tokenize.Tokenizer.load(
-            aggregator.settings.tokenizer_user_dict
-        )  # the workers' definition of a word
-        a = aggregator
+    def __init__(
+        self,
+        settings: Settings,
+        counted: Counted,
+        registry: CollectorRegistry,
+        receipts: Ingested,
+        lag: LagWatch,
+        broker: BrokerHealth,
+    ) -> None:
+        self.settings = settings
+        self.counted = counted
+        self.registry = registry
+        self.receipts = receipts
+        self.lag = lag
+        self.broker = broker
+        self.tokens = tokens_of(settings)  # no token configured and auth on: refuse to start
+        self.tokenizer = tokenize.Tokenizer.load(settings.tokenizer_user_dict)  # the workers' definition of a word
         self.words: list[str] = []  # sorted, for paging; rebuilt when the vocabulary grew
         self.words_version: tuple[tuple[int, ...], int] | None = None
+        self._gauges()
+
+    def _gauges(self) -> None:
         Gauge(
             "wordpipe_aggregator_distinct_words",
             "Distinct words counted (owned shards)",
-            registry=a.registry,
-        ).set_function(lambda: a.distinct_words)
+            registry=self.registry,
+        ).set_function(lambda: views.distinct_words(self.counted.owned()))
         Gauge(
             "wordpipe_aggregator_documents_counted",
             "Uploads counted in every owned shard",
-            registry=a.registry,
+            registry=self.registry,
         ).set_function(lambda: self.status()["documents_counted"])
         Gauge(
             "wordpipe_aggregator_shards_owned",
             "Partials partitions owned and recovered",
-            registry=a.registry,
-        ).set_function(lambda: len(a.owned_shards()))
+            registry=self.registry,
+        ).set_function(lambda: len(self.counted.owned()))
 
     def app(self) -> web.Application:
-        app = make_app("results", self.tokens, "results.openapi.json", self.aggregator.registry, public=("/",))
+        app = make_app("results", self.tokens, "results.openapi.json", self.registry, public=("/",))
         for path, handler in (
             ("/", self.dashboard),
             ("/health", self.health),
@@ -84,26 +143,14 @@ class ResultsApi:
     # -- views -----------------------------------------------------------------
 
     def status(self) -> dict:
-        a = self.aggregator
-        owned = a.owned_shards()
-        ledgers = [a.shard(s).documents for s in owned]
-        return {
-            "documents_ingested": a.accepted.documents,
-            "chunks_ingested": a.accepted.chunks,
-            "documents_counted": min((d.committed for d in ledgers), default=0),
-            "chunks_counted": min((d.committed_chunks for d in ledgers), default=0),
-            "documents_aborted": min((d.aborted for d in ledgers), default=0),
-            "documents_open": max((len(d.open) for d in ledgers), default=0),
-            "shards": {"owned": owned, "total": a.settings.partial_partitions},
-            "complete": len(owned) == a.settings.partial_partitions,
-            "pipeline": a.watch.view(),
-        }
+        ingested = self.receipts.documents, self.receipts.chunks
+        return views.status(self.counted.owned(), self.settings.partial_partitions, ingested, self.lag.view())
 
     def top_k(self, k: int) -> dict:
-        a = self.aggregator
-        a.take_changes()
-        shown = a.ranking.top(k, a.totals)
-        return {"total_words": a.total_words, "distinct_words": a.distinct_words, "counts": dict(shown)}
+        return views.top(self.counted.owned(), self.counted.ranked(), k)
+
+    def counts(self, words: list[str]) -> dict[str, int]:
+        return views.counts(self.counted.owned(), self.counted.router, words)
 
     # -- handlers --------------------------------------------------------------
 
@@ -111,7 +158,7 @@ class ResultsApi:
         return web.Response(text=DASHBOARD.read_text(), content_type="text/html")
 
     async def health(self, request: web.Request) -> web.Response:
-        owned, problem = self.aggregator.owned_shards(), self.aggregator.broker.problem
+        owned, problem = sorted(self.counted.owned()), self.broker.problem
         return web.json_response(
             {"ok": problem is None, "broker": problem or "up", "shards": owned}, status=200 if problem is None else 503
         )
@@ -120,7 +167,7 @@ class ResultsApi:
         raw = request.match_info["word"]
         found = self.tokenizer.tokens(raw)
         run = self.tokenizer.run_of(raw) if len(found) != 1 else None
-        if run is not None and self.aggregator.counts([run])[run]:
+        if run is not None and self.counts([run])[run]:
             return run  # counted as one word in context, though cut apart when asked alone
         if len(found) != 1:
             raise HttpError(
@@ -132,7 +179,7 @@ class ResultsApi:
 
     async def word(self, request: web.Request) -> web.Response:
         word = self._word(request)
-        return web.json_response({"word": word, "count": self.aggregator.counts([word])[word]})
+        return web.json_response({"word": word, "count": self.counts([word])[word]})
 
     async def top(self, request: web.Request) -> web.Response:
         return web.json_response(self.top_k(int_param(request, "k", 10, 1, MAX_K)))
@@ -163,32 +210,34 @@ class ResultsApi:
     async def totals(self, request: web.Request) -> web.Response:
         limit = int_param(request, "limit", 1000, 1, MAX_PAGE)
         cursor = query_of(request).get("cursor", "")
-        a = self.aggregator
-        if self.words_version != a.vocabulary_version:
-            self.words = sorted(a.totals())
-            self.words_version = a.vocabulary_version
+        shards = self.counted.owned()
+        version = views.vocabulary_version(shards)
+        if self.words_version != version:
+            self.words = sorted(views.totals(shards))
+            self.words_version = version
         start = bisect.bisect_right(self.words, cursor) if cursor else 0
         page = self.words[start : start + limit]
         more = start + limit < len(self.words)
-        return web.json_response({"totals": a.counts(page), "next": page[-1] if more and page else None})
+        return web.json_response(
+            {"totals": views.counts(shards, self.counted.router, page), "next": page[-1] if more and page else None}
+        )
 
     async def windows(self, request: web.Request) -> web.Response:
         """The top k of one tumbling window (default: the newest)."""
-        a = self.aggregator
+        shards, seconds = self.counted.owned(), self.settings.window_seconds
         k = int_param(request, "k", 10, 1, MAX_K)
-        starts = a.window_starts()
+        starts = views.window_starts(shards)
         start = int_param(request, "start", starts[-1] if starts else 0, 0, None)
         if starts and start not in starts:
             raise HttpError(
                 404,
                 "no_such_window",
-                f"no kept window starts at {start}; kept: {starts[0]}..{starts[-1]} "
-                f"every {a.settings.window_seconds} s",
+                f"no kept window starts at {start}; kept: {starts[0]}..{starts[-1]} every {seconds} s",
             )
-        counts = a.window_top(start) if starts else {}
+        counts = views.window_top(shards, start) if starts else {}
         return web.json_response(
             {
-                "window_seconds": a.settings.window_seconds,
+                "window_seconds": seconds,
                 "start": start,
                 "starts": starts,
                 "total_words": sum(counts.values()),
@@ -199,24 +248,22 @@ class ResultsApi:
     async def word_windows(self, request: web.Request) -> web.Response:
         """One word's total in each kept tumbling window."""
         word = self._word(request)
-        a = self.aggregator
-        a.take_changes()
-        per_window = a.windowed_totals(word)
+        per_window = self.counted.windowed_totals(word)
         return web.json_response(
             {
                 "word": word,
-                "window_seconds": a.settings.window_seconds,
+                "window_seconds": self.settings.window_seconds,
                 "windows": [{"start": start, "count": n} for start, n in per_window.items()],
             }
         )
 
     async def get_status(self, request: web.Request) -> web.Response:
-        await asyncio.to_thread(self.aggregator.accepted.catch_up)
+        await asyncio.to_thread(self.receipts.catch_up)
         return web.json_response(self.status())
 
     async def progress(self, request: web.Request) -> web.Response:
-        return web.json_response(self.aggregator.progress())
+        return web.json_response(views.progress(self.counted.owned(), self.settings.partial_partitions))
 
     async def stats(self, request: web.Request) -> web.Response:
-        a = self.aggregator
-        return web.json_response({"partials_applied": a.partials_applied, "partials_replayed": a.partials_replayed})
+        c = self.counted
+        return web.json_response({"partials_applied": c.partials_applied, "partials_replayed": c.partials_replayed})

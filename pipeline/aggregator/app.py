@@ -1,10 +1,15 @@
-"""The faust app: partials in, exactly-once totals out (table, results API, `totals` topic).
+"""The faust app: partials in, exactly-once totals out (table, `totals` topic, results API).
 
 Events are consumed without auto-ack. Every `flush_interval` the dirty state buckets
 are written to the table's changelog, flushed, then the progress records, flushed,
 and only then are the events acked, so faust never commits a partials offset whose
 effect is not durable. A crash replays unacked partials, and the source offsets kept
 in each bucket recognise the ones already applied.
+
+The aggregator owns the shard states; the read side (views.py) is computed over the
+owned ones, and the results API (api.py) serves it. `main` assembles the service: it
+builds the receipts reader, the lag watch and the broker watch, and hands them to the
+aggregator and the API.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from faust.transport.drivers import aiokafka as faust_kafka
 from prometheus_client import CollectorRegistry, Counter
 
 from pipeline import codec, faults, kafka
+from pipeline.aggregator import views
 from pipeline.aggregator.api import ResultsApi
 from pipeline.aggregator.ranking import Ranking
 from pipeline.aggregator.state import OverlapError, ShardState
@@ -64,7 +70,9 @@ class _Transport(faust_kafka.Transport):
 
 
 class Aggregator:
-    def __init__(self, settings: Settings, bootstrap: str) -> None:
+    def __init__(
+        self, settings: Settings, bootstrap: str, broker: kafka.BrokerWatch, registry: CollectorRegistry
+    ) -> None:
         self.settings = settings
         s = settings
         datadir = Path(s.aggregator_datadir or Path(tempfile.gettempdir()) / "wordpipe-faust" / s.aggregator_id)
@@ -112,21 +120,15 @@ class Aggregator:
         self.partials_applied = 0
         self.partials_replayed = 0
         self.heartbeat = Heartbeat(s.health_file)
-        self.broker = kafka.BrokerWatch(bootstrap, s)
+        self.broker = broker
         self.router = Router(s.partial_partitions, s.buckets)
         self.kept_windows: dict[int, set[int]] = {}
         self.ranking = Ranking()
         self.unpublished: dict[str, int] = {}  # totals changed since the last publication to the totals topic
         self.next_publication = 0.0  # monotonic time before which the totals timer skips its tick
-        self.accepted = Accepted(bootstrap, s)
-        self.watch = Watch(bootstrap, s)
-        self.registry = CollectorRegistry()
-        self.registry.register(RosterMetrics(self.watch.monitor.roster))  # the workers' own figures
         self.metric_parts = Counter(
-            "wordpipe_aggregator_parts", "Partial parts by outcome", ["outcome"], registry=self.registry
+            "wordpipe_aggregator_parts", "Partial parts by outcome", ["outcome"], registry=registry
         )
-        self.api = ResultsApi(self)
-        self.runner: web.AppRunner | None = None
         self._wire()
 
     # -- state -----------------------------------------------------------------
@@ -150,6 +152,10 @@ class Aggregator:
         self.ranking = Ranking()  # rebuilt from the shards still here, as `shard()` loads them
         for state in self.shards.values():
             self.ranking.update(state.totals())
+
+    def owned(self) -> dict[int, ShardState]:
+        """The states of the shards owned and recovered here, for the views; {} while rebalancing."""
+        return {shard: self.shard(shard) for shard in self.owned_shards()}
 
     def owned_shards(self) -> list[int]:
         """Partials partitions this instance owns and has recovered; [] while rebalancing."""
@@ -272,21 +278,16 @@ class Aggregator:
         """A word's total per kept window (start in Unix seconds), from the faust windowed table."""
         for shard in self.owned_shards():
             self.mirror_windows(shard)
-        return {start: self.windowed[word][self.window_range(start)] for start in self.window_starts()}
+        starts = views.window_starts(self.owned())
+        return {start: self.windowed[word][self.window_range(start)] for start in starts}
 
-    def window_starts(self) -> list[int]:
-        """Every kept window's start over the owned shards, oldest first."""
-        return sorted({start for s in self.owned_shards() for start in self.shard(s).window_starts()})
-
-    def window_top(self, start: int) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for shard in self.owned_shards():
-            out.update(self.shard(shard).windowed(start))
-        return out
+    def ranked(self) -> Ranking:
+        """The ranking, with every change applied so far folded in (for the top-K view)."""
+        self.take_changes()
+        return self.ranking
 
     def take_changes(self) -> None:
-        """Bring the ranking and the totals to publish up to what is applied; every view calls
-        this first, so they all show the same state."""
+        """Bring the ranking and the totals to publish up to what is applied."""
         for state in self.shards.values():
             if state.dirty_words:
                 changed = state.take_dirty_words()
@@ -311,43 +312,6 @@ class Aggregator:
                 return
             except BufferError:  # the local queue is full: let deliveries drain it
                 self.producer.poll(0.01)
-
-    # -- views -----------------------------------------------------------------
-
-    def progress(self) -> dict:
-        shards = {}
-        for shard in self.owned_shards():
-            shards[str(shard)] = {str(p): r.to_list() for p, r in self.shard(shard).progress().items()}
-        return {"partitions": self.settings.partial_partitions, "shards": shards}
-
-    def totals(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for shard in self.owned_shards():
-            out.update(self.shard(shard).totals())
-        return out
-
-    def counts(self, words: list[str]) -> dict[str, int]:
-        """The totals of `words`, 0 for a word not counted or not owned here."""
-        owned = set(self.owned_shards())  # once: faust builds the assignment on every call
-        out = {}
-        for word in words:
-            shard, bucket = self.router.route(word)
-            out[word] = self.shard(shard).count(word, bucket) if shard in owned else 0
-        return out
-
-    @property
-    def total_words(self) -> int:
-        return sum(self.shard(s).total_words for s in self.owned_shards())
-
-    @property
-    def distinct_words(self) -> int:
-        return sum(self.shard(s).distinct_words for s in self.owned_shards())
-
-    @property
-    def vocabulary_version(self) -> tuple[tuple[int, ...], int]:
-        """Changes whenever the set of words known here may have."""
-        owned = self.owned_shards()
-        return tuple(owned), sum(self.shard(s).distinct_words for s in owned)
 
     def _wire(self) -> None:
         app = self.app
@@ -383,19 +347,22 @@ class Aggregator:
             self.publish_totals()
             await self.flush_producers()
 
-        @app.task
-        async def serve_results() -> None:
-            self.runner = await serve(
-                self.api.app(),
-                self.settings.aggregator_host,
-                self.settings.aggregator_port,
-                ServerLimits(self.settings.http_idle_seconds),
-            )
 
-        @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
-        async def stop_serving(app, **kwargs) -> None:
-            if self.runner is not None:
-                await self.runner.cleanup()
+def serve_results(app: faust.App, api: ResultsApi, settings: Settings) -> None:
+    """Serve the results API from the faust worker's event loop, until it shuts down."""
+    runner: web.AppRunner | None = None
+
+    @app.task
+    async def start_serving() -> None:
+        nonlocal runner
+        runner = await serve(
+            api.app(), settings.aggregator_host, settings.aggregator_port, ServerLimits(settings.http_idle_seconds)
+        )
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
+    async def stop_serving(app, **kwargs) -> None:
+        if runner is not None:
+            await runner.cleanup()
 
 
 def mirror_key(word: str, window_json: bytes) -> bytes:
@@ -409,7 +376,14 @@ def main(settings: Settings) -> int:
         log.error("the aggregator needs a bootstrap address (--bootstrap or WORDPIPE_BOOTSTRAP)")
         return 2
     assert settings.bootstrap is not None  # not embedded
-    aggregator = Aggregator(settings, settings.bootstrap)
+    bootstrap = settings.bootstrap
+    broker = kafka.BrokerWatch(bootstrap, settings)
+    watch = Watch(bootstrap, settings)
+    registry = CollectorRegistry()
+    registry.register(RosterMetrics(watch.monitor.roster))  # the workers' own figures
+    aggregator = Aggregator(settings, bootstrap, broker, registry)
+    api = ResultsApi(settings, aggregator, registry, Accepted(bootstrap, settings), watch, broker)
+    serve_results(aggregator.app, api, settings)
     worker = faust.Worker(aggregator.app, loglevel="WARNING", quiet=True)
     worker.execute_from_commandline()
     return 0

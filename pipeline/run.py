@@ -6,7 +6,8 @@
         totals = p.totals()
 
 Workers or an aggregator that die are relaunched while the pipeline waits, so a run
-survives crashes; exactness does not depend on it (see pipeline.aggregator).
+survives crashes; exactness does not depend on it (see pipeline.aggregator). A crash loop
+fails the run (the rule: pipeline.supervisor).
 """
 
 from __future__ import annotations
@@ -41,12 +42,9 @@ from pipeline.ingest.publisher import ChunkPublisher, IngestReport
 from pipeline.ingest.sources import Source
 from pipeline.progress import all_counted, chunks_counted
 from pipeline.roster import Roster
+from pipeline.supervisor import Supervisor
 
 log = logging.getLogger("wordpipe.run")
-
-
-CRASH_LOOP_RESTARTS = 5  # more exits than this of one role within the window fails the run
-CRASH_LOOP_WINDOW = 30.0
 
 
 class RunError(UnavailableError):
@@ -87,18 +85,26 @@ class Pipeline:
         self.workers: Backend | None = None
         self.roster: Roster | None = None
         self.env: dict[str, str] = {}
-        self.aggregator: subprocess.Popen | None = None
+        self.supervisor = Supervisor(self.log_dir, RunError)
         token = settings.token_list[0] if settings.auth == "token" else ""  # "": no header, not the environment's token
         self.results = Client(results_url=self.results_url, token=token)
         self.http = self.results.http  # the results API's session, token included: progress and stats too
-        self.restarts = {"workers": 0, "aggregator": 0}
-        self._recent_restarts: dict[str, list[float]] = {}
         self.counted_at: float | None = None
         self._created_topics = False
 
     @property
     def results_url(self) -> str:
         return f"http://{self.settings.aggregator_host}:{self.settings.aggregator_port}"
+
+    @property
+    def aggregator(self) -> subprocess.Popen | None:
+        child = self.supervisor.children.get("aggregator")
+        return child.proc if child else None
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        """Relaunches so far, by role: "workers" and "aggregator"."""
+        return {"workers": 0, "aggregator": 0, **self.supervisor.restarts}
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -107,13 +113,7 @@ class Pipeline:
             raise RunError("this pipeline is already started")
         s = self.settings
         try:
-            if s.embedded:
-                self.broker = broker_mod.EmbeddedBroker(log_file=self.log_dir / "broker.log").start()
-                self.bootstrap = self.broker.bootstrap
-            else:
-                kafka.check_reachable(self.bootstrap, s)
-            self._created_topics = True  # from here on, a run on a shared cluster cleans up after itself
-            kafka.ensure_topics(self.bootstrap, s)
+            self.broker, self.bootstrap = broker_mod.start_kafka(s, self.log_dir, reached=self._owns_topics)
             self.env = {**s.to_env(), "WORDPIPE_BOOTSTRAP": self.bootstrap}
             self.workers = open_backend(s, self.env, self.run_id, self.log_dir, owner_pid=os.getpid())
             self.roster = Roster(self.bootstrap, s)
@@ -128,6 +128,9 @@ class Pipeline:
                 raise RunError(str(exc)) from None
             raise
         return self
+
+    def _owns_topics(self) -> None:
+        self._created_topics = True  # from here on, a run on a shared cluster cleans up after itself
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Until the aggregator owns every shard and the workers share every chunks partition."""
@@ -157,11 +160,7 @@ class Pipeline:
         self._started()[0].launch(count, Resources(self.settings.worker_cpus, self.settings.worker_mem_mb))
 
     def start_aggregator(self) -> None:
-        env = {**os.environ, **self.env}
-        with open(self.log_dir / "aggregator.log", "ab") as out:
-            self.aggregator = processes.spawn(
-                [sys.executable, "-m", "pipeline.aggregator"], env=env, stdout=out, stderr=subprocess.STDOUT
-            )
+        self.supervisor.spawn("aggregator", [sys.executable, "-m", "pipeline.aggregator"], {**os.environ, **self.env})
 
     def stop(self) -> None:
         if self.workers is not None:
@@ -170,9 +169,7 @@ class Pipeline:
         if self.roster is not None:
             self.roster.close()
             self.roster = None
-        if self.aggregator is not None:
-            processes.terminate(self.aggregator, grace=10.0)
-            self.aggregator = None
+        self.supervisor.stop(grace=10.0)
         if self.broker is not None:
             self.broker.stop()
         elif self._created_topics:
@@ -216,27 +213,11 @@ class Pipeline:
     def supervise(self) -> None:
         """Relaunch workers and the aggregator that died; give up on a crash loop."""
         gone = forget_exited(self._started()[0])
+        for w in gone:  # relaunched through the backend, but under the one crash-loop rule
+            self.supervisor.exited("workers", w.exit_code, self.log_dir / f"{w.id}.log")
         if gone:
-            for w in gone:
-                self._count_restart("workers", w.exit_code, self.log_dir / f"{w.id}.log")
             self.launch_workers(len(gone))
-        if self.aggregator is not None and self.aggregator.poll() is not None:
-            log.warning("aggregator exited with status %s; relaunching", self.aggregator.returncode)
-            self._count_restart("aggregator", self.aggregator.returncode, self.log_dir / "aggregator.log")
-            self.start_aggregator()
-
-    def _count_restart(self, role: str, exit_code: int | None, log_file: Path) -> None:
-        self.restarts[role] += 1
-        if exit_code is None or exit_code < 0:
-            return  # killed from outside: not a crash loop
-        now = time.monotonic()
-        recent = self._recent_restarts.setdefault(role, [])
-        recent[:] = [t for t in recent if now - t < CRASH_LOOP_WINDOW] + [now]
-        if len(recent) > CRASH_LOOP_RESTARTS:
-            tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else "(no log)"
-            raise RunError(
-                f"{role} keeps crashing ({len(recent)} exits in {CRASH_LOOP_WINDOW:.0f} s); last log lines:\n{tail}"
-            )
+        self.supervisor.poll()
 
     def progress(self) -> dict | None:
         try:

@@ -4,43 +4,30 @@
     aggregator (results API)  ingest service  autoscaler (workers on the chosen backend)
 
 Each service is its own process, as in a deployment; one that exits is restarted, and
-a service that keeps crashing stops the stack with its last log lines.
+a service that keeps crashing stops the stack with its last log lines (the rule:
+pipeline.supervisor).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
 from pipeline import broker as broker_mod
-from pipeline import kafka, processes
 from pipeline.config import Settings
 from pipeline.errors import UnavailableError
+from pipeline.supervisor import Child, Supervisor
 
 log = logging.getLogger("wordpipe.up")
-
-CRASH_LOOP_RESTARTS = 5
-CRASH_LOOP_WINDOW = 60.0
 
 
 class StackError(UnavailableError):
     pass
-
-
-@dataclass
-class Service:
-    name: str
-    args: list[str]
-    health_url: str
-    proc: subprocess.Popen | None = None
-    exits: list[float] = field(default_factory=list)
 
 
 class Stack:
@@ -49,8 +36,11 @@ class Stack:
         self.log_dir = log_dir
         self.policy = policy
         self.broker: broker_mod.EmbeddedBroker | None = None
-        self.services: list[Service] = []
-        self.env: dict[str, str] = {}
+        self.supervisor = Supervisor(log_dir, StackError)
+
+    @property
+    def services(self) -> list[Child]:
+        return list(self.supervisor.children.values())
 
     @property
     def urls(self) -> dict[str, str]:
@@ -63,83 +53,55 @@ class Stack:
         }
 
     def start(self, timeout: float = 120.0) -> Stack:
-        s = self.settings
         try:
-            if not s.bootstrap:
-                self.broker = broker_mod.EmbeddedBroker(log_file=self.log_dir / "broker.log").start()
-                bootstrap = self.broker.bootstrap
-                # Services see an address, not "embedded": keep the embedded broker's short group session.
-                s = self.settings = s.replace(
-                    bootstrap=self.broker.bootstrap, session_timeout_ms=s.worker_session_timeout_ms
-                )
-            else:
-                bootstrap = s.bootstrap
-                kafka.check_reachable(bootstrap, s)
-            kafka.ensure_topics(bootstrap, s)
-            if not s.aggregator_datadir:  # the stack's own files stay together, in its log directory
-                s = self.settings = s.replace(aggregator_datadir=str(self.log_dir / "faust"))
-            self.env = {**os.environ, **s.to_env()}
-            cli = [sys.executable, "-m", "pipeline.cli"]
-            # Ctrl-C stops the workers too; a restarted autoscaler adopts them instead.
-            autoscale = [*cli, "autoscale", "run", "--stop-workers", "--log-dir", str(self.log_dir / "workers")]
-            autoscale += ["--policy", self.policy] if self.policy else []
-            urls = self.urls
-            self.services = [
-                Service("aggregator", [*cli, "aggregator"], urls["results"] + "/health"),
-                Service("ingest", [*cli, "ingest-server"], urls["ingest"] + "/health"),
-                Service("autoscaler", autoscale, urls["autoscaler"].replace("/v1/status", "/health")),
-            ]
-            for service in self.services:
-                self._spawn(service)
+            self.broker, bootstrap = broker_mod.start_kafka(self.settings, self.log_dir)
+            # Services see an address, not "embedded": keep the embedded broker's short group session.
+            self.settings = self.settings.replace(
+                bootstrap=bootstrap,
+                session_timeout_ms=self.settings.worker_session_timeout_ms,
+                # The stack's own files stay together, in its log directory.
+                aggregator_datadir=self.settings.aggregator_datadir or str(self.log_dir / "faust"),
+            )
+            self._spawn_services()
             self._wait_healthy(timeout)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _spawn(self, service: Service) -> None:
-        with open(self.log_dir / f"{service.name}.log", "ab") as out:
-            # Own sessions: a terminal's Ctrl-C reaches only `up`, which stops the services in order.
-            service.proc = processes.spawn(
-                service.args, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
+    def _spawn_services(self) -> None:
+        env = {**os.environ, **self.settings.to_env()}
+        cli = [sys.executable, "-m", "pipeline.cli"]
+        # Ctrl-C stops the workers too; a restarted autoscaler adopts them instead.
+        autoscale = [*cli, "autoscale", "run", "--stop-workers", "--log-dir", str(self.log_dir / "workers")]
+        autoscale += ["--policy", self.policy] if self.policy else []
+        services = {"aggregator": [*cli, "aggregator"], "ingest": [*cli, "ingest-server"], "autoscaler": autoscale}
+        for name, args in services.items():
+            self.supervisor.spawn(name, args, env, own_session=True)
 
     def _wait_healthy(self, timeout: float) -> None:
+        urls = self.urls
+        pending = {
+            "aggregator": urls["results"] + "/health",
+            "ingest": urls["ingest"] + "/health",
+            "autoscaler": urls["autoscaler"].replace("/v1/status", "/health"),
+        }
         deadline = time.monotonic() + timeout
-        pending = list(self.services)
         while pending:
             self.supervise()
-            pending = [svc for svc in pending if not _healthy(svc.health_url)]
-            if time.monotonic() > deadline:
-                names = ", ".join(svc.name for svc in pending)
+            pending = {name: url for name, url in pending.items() if not _healthy(url)}
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(pending)
                 raise StackError(f"{names} did not become healthy within {timeout:.0f} s; logs in {self.log_dir}")
             time.sleep(0.2)
 
     def supervise(self) -> None:
         """Restart services that exited; give up on one that keeps crashing."""
-        for service in self.services:
-            if service.proc is None or service.proc.poll() is None:
-                continue
-            now = time.monotonic()
-            service.exits = [t for t in service.exits if now - t < CRASH_LOOP_WINDOW] + [now]
-            log_file = self.log_dir / f"{service.name}.log"
-            if len(service.exits) > CRASH_LOOP_RESTARTS:
-                tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else "(no log)"
-                raise StackError(
-                    f"{service.name} keeps crashing ({len(service.exits)} exits in "
-                    f"{CRASH_LOOP_WINDOW:.0f} s); last log lines:\n{tail}"
-                )
-            log.warning(
-                "%s exited with status %s; restarting it (log: %s)", service.name, service.proc.returncode, log_file
-            )
-            self._spawn(service)
+        self.supervisor.poll()
 
     def stop(self) -> None:
         # The autoscaler first, so that no worker is launched while the rest goes.
-        for service in reversed(self.services):
-            if service.proc is not None:
-                processes.terminate(service.proc, grace=45.0)  # the autoscaler drains its workers
-                service.proc = None
+        self.supervisor.stop(grace=45.0)  # the autoscaler drains its workers
         if self.broker is not None:
             self.broker.stop()
             self.broker = None

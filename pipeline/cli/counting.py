@@ -92,9 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args,
         workers=args.workers,
         chunk_size=args.chunk_size,
-        backend=args.backend,
-        image=args.image,
-        mesos_master=args.mesos_master,
+        **options.backend_choice(args),
         tokenizer_user_dict=options.path(args.tokenizer_user_dict),
     )
     sources = resolve(args.paths)  # bad paths fail before anything starts

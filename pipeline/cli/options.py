@@ -32,6 +32,11 @@ def backend(sp: argparse.ArgumentParser, default_note: str = "default local") ->
     sp.add_argument("--mesos-master", help="the Mesos master(s) for --backend mesos, comma-separated")
 
 
+def backend_choice(args: argparse.Namespace) -> dict[str, str | None]:
+    """The settings that `backend()`'s flags give."""
+    return {"backend": args.backend, "image": args.image, "mesos_master": args.mesos_master}
+
+
 def path(value: str | None) -> str | None:
     """A path flag made absolute: services and workers may run elsewhere."""
     return os.path.abspath(value) if value else None

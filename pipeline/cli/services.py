@@ -69,9 +69,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     s = options.settings(
         args,
-        backend=args.backend,
-        image=args.image,
-        mesos_master=args.mesos_master,
+        **options.backend_choice(args),
         ingest_port=args.ingest_port,
         aggregator_port=args.results_port,
         autoscaler_port=args.autoscaler_port,

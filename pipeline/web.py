@@ -26,7 +26,7 @@ from prometheus_client import (
 
 import schemas
 from pipeline.config import ConfigError, Settings
-from pipeline.webserver import REFUSED
+from pipeline.webserver import REFUSED, error_response
 
 log = logging.getLogger("wordpipe.web")
 
@@ -46,10 +46,6 @@ class HttpError(Exception):
     ) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail, self.headers, self.close = status, code, detail, headers or {}, close
-
-
-def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": code, "detail": detail}, status=status, headers=headers)
 
 
 def tokens_of(settings: Settings) -> list[str] | None:

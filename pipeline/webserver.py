@@ -66,6 +66,11 @@ def parse_error(exc: BaseException | None) -> tuple[int, str, str]:
     return 400, "bad_request", f"the request is not valid HTTP/1.1 ({what or 'unparsable'})"
 
 
+def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> web.Response:
+    """The documented error body, `{"error": <code>, "detail": <what was wrong>}`."""
+    return web.json_response({"error": code, "detail": detail}, status=status, headers=headers)
+
+
 class Connection(RequestHandler):
     """One client connection: aiohttp's, answering its errors as JSON and half-closes."""
 
@@ -107,7 +112,7 @@ class Connection(RequestHandler):
         if request.writer.output_size > 0:
             raise ConnectionError("the response had started: no error response can follow")
         self.refused(status)
-        response = web.json_response({"error": code, "detail": detail}, status=status)
+        response = error_response(status, code, detail)
         response.force_close()
         return response
 

@@ -67,10 +67,13 @@ class Services:
 
 
 class IngestProcess:
-    """`wordpipe ingest-server` as its own process beside `pipeline`, its log kept, `env` added."""
+    """`wordpipe ingest-server` as its own process beside `pipeline`, its log kept, `env` added,
+    on `port` (default: a free one)."""
 
-    def __init__(self, pipeline: Pipeline, log: Path, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self, pipeline: Pipeline, log: Path, env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         env = {

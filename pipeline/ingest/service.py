@@ -155,7 +155,8 @@ class Body:
         self.ratio = settings.max_inflate_ratio
         self.window = settings.upload_stall_seconds
         # A stream may idle (a quiet log): it need only send something each window.
-        self.min_bytes = 1 if stream else max(1, int(settings.upload_min_rate * self.window))
+        self.min_rate = 0 if stream else settings.upload_min_rate
+        self.min_bytes = max(1, int(self.min_rate * self.window))
         self.size = 0  # decoded bytes
         self.consumed = 0  # gzip bytes inflated so far
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
@@ -208,10 +209,7 @@ class Body:
         if got == 0:
             detail = f"the body sent nothing for {self.window:g} s (upload_stall_seconds)"
         else:
-            detail = (
-                f"the body sent {got} bytes in {self.window:g} s, under {self.min_bytes // self.window:.0f} bytes/s "
-                "(upload_min_rate)"
-            )
+            detail = f"the body sent {got} bytes in {self.window:g} s, under {self.min_rate} bytes/s (upload_min_rate)"
         return HttpError(408, "too_slow", f"{detail}: cut off, nothing of this upload counts", close=True)
 
     def _decode(self, raw: bytes) -> Iterator[bytes]:

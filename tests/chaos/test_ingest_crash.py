@@ -5,15 +5,11 @@ once whichever instant it died at, and nothing of a dead attempt leaks into the 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 
 import pytest
-import requests
 
 from pipeline import config, tokenize
 from pipeline.broker import free_port
@@ -21,7 +17,8 @@ from pipeline.client import Client, RequestFailed
 from pipeline.ingest.receipts import read_all
 from pipeline.run import Pipeline
 from tests.chaos.helpers import grown
-from tests.helpers import SAMPLE, wait_for
+from tests.helpers import SAMPLE
+from tests.services import IngestProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 TOKEN = "chaos-token"
@@ -33,31 +30,6 @@ def pipeline():
         yield p
 
 
-def ingest_service(pipeline, port: int, faults: str = "") -> subprocess.Popen:
-    env = {
-        **os.environ,
-        **pipeline.settings.to_env(),
-        "WORDPIPE_BOOTSTRAP": pipeline.bootstrap,
-        "WORDPIPE_INGEST_PORT": str(port),
-        "WORDPIPE_FAULTS": faults,
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "ingest-server"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for(lambda: _healthy(port) or proc.poll() is not None, 60, "the ingest service")
-    return proc
-
-
-def _healthy(port: int) -> bool:
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 @pytest.mark.parametrize(
     ("fault", "first_attempt_counts"),
     [
@@ -66,7 +38,7 @@ def _healthy(port: int) -> bool:
         ("ingest.before_receipt=1", True),  # committed in the log, never answered: the retry learns it counted
     ],
 )
-def test_a_retry_after_the_ingest_service_died_counts_once(pipeline, fault, first_attempt_counts, trial):
+def test_a_retry_after_the_ingest_service_died_counts_once(pipeline, fault, first_attempt_counts, trial, tmp_path):
     """The ingest service dies mid-upload; a retry counts the document once"""
     trial.title = f"The ingest service dies at `{fault.split('=')[0]}`"
     port = free_port()
@@ -76,22 +48,21 @@ def test_a_retry_after_the_ingest_service_died_counts_once(pipeline, fault, firs
     before = Counter(dict(client.totals()))
     counted_before = client.wait_counted(120)["documents_counted"]
 
-    dying = ingest_service(pipeline, port, fault)
+    dying = IngestProcess(pipeline, tmp_path / "dying.log", {"WORDPIPE_FAULTS": fault}, port)
     with pytest.raises(RequestFailed) as died:
         client.ingest(body, key=key, attempts=1)
     assert died.value.code == "unreachable"
-    assert dying.wait(10) == 137  # it died at the fault point, as SIGKILL would leave it
+    assert dying.proc.wait(10) == 137  # it died at the fault point, as SIGKILL would leave it
     died_at = time.monotonic()
     trial.fault(f"{fault}: the ingest service exits 137 there, during a keyed upload of {len(body):,} bytes")
     dead = [r.document for r in read_all(pipeline.bootstrap, pipeline.settings) if r.key == key and r.state == "open"]
 
-    restarted = ingest_service(pipeline, port)
+    restarted = IngestProcess(pipeline, tmp_path / "restarted.log", port=port)
     try:
         receipt = client.ingest(body, key=key)
         again = client.ingest(body, key=key)  # and once more, for good measure
     finally:
-        restarted.terminate()
-        restarted.wait(30)
+        restarted.stop()
     trial.fault("restarted; the client retried twice with the same Idempotency-Key")
     assert again == receipt
     assert (receipt["document"] in dead) is first_attempt_counts, (dead, receipt)  # whose count the answer is

@@ -147,7 +147,7 @@ def replay(rows: list[dict], run: dict) -> tuple[Result, Result, WorkerModel]:
         "live",
         DURATION,
         lambda t: float(arrivals[t]) if t < len(arrivals) else 0.0,
-        partitions=config.Settings().chunk_partitions,
+        partitions=config.Settings().topics.chunk_partitions,
     )
     # The live monitor's rate window, so the replay sees the arrival trend the controller saw.
     ours = simulate(POLICY, sc, model, interval=INTERVAL, rate_window=int(RATE_WINDOW), name="wordpipe (simulated)")

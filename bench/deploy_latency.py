@@ -47,19 +47,19 @@ from e2e_throughput import corpus_text  # noqa: E402
 from pipeline import codec, kafka, tokenize  # noqa: E402
 from pipeline.broker import EmbeddedBroker  # noqa: E402
 from pipeline.cluster import Resources, open_backend  # noqa: E402
-from pipeline.config import Settings  # noqa: E402
+from pipeline.config import Connection, Settings  # noqa: E402
 from pipeline.roster import Roster  # noqa: E402
 
 
-def trickle(bootstrap: str, settings: Settings, stop: threading.Event) -> None:
+def trickle(connection: Connection, settings: Settings, stop: threading.Event) -> None:
     """A chunk every 10 ms, round-robin over the partitions, until stopped."""
-    producer = Producer(kafka.producer_config(bootstrap, settings))
+    producer = Producer(kafka.producer_config(connection))
     chunk = codec.encode_chunk(
         codec.ChunkMessage("trickle", 0, "trickle", 0, b"to be or not to be " * 10, tokenize.DEFAULT.id)
     )
     i = 0
     while not stop.is_set():
-        producer.produce(settings.chunks_topic, chunk, partition=i % settings.chunk_partitions)
+        producer.produce(settings.topics.chunks, chunk, partition=i % settings.topics.chunk_partitions)
         producer.poll(0)
         i += 1
         time.sleep(0.01)
@@ -76,28 +76,23 @@ def wait_for(condition, timeout: float, what: str, roster: Roster) -> None:
 def measure_backend(name: str, launches: int, load_mb: float, image: str, log_dir: Path, backends_first: str) -> dict:
     with contextlib.ExitStack() as stack:
         broker = stack.enter_context(EmbeddedBroker(log_file=log_dir / f"broker-{name}.log"))
-        # The session `wordpipe run` gives workers on the embedded broker.
-        s = Settings(
-            bootstrap=broker.bootstrap,
-            backend=name,
-            image=image,
-            session_timeout_ms=Settings().worker_session_timeout_ms,
-        )
+        connection = broker.connection()  # and the session `wordpipe run` gives workers on it
+        s = Settings(backend=name, image=image)
         if name == "mesos":
             from tests.mesos_double.agent import DockerAgent
             from tests.mesos_double.master import MasterDouble
 
             master = stack.enter_context(MasterDouble(DockerAgent(cpus=8, mem_mb=8192)))
             s = s.replace(mesos_master=master.url, mesos_state_file=str(log_dir / "mesos.json"))
-        kafka.ensure_topics(broker.bootstrap, s)
-        backend = open_backend(s, s.to_env(), f"bench-{name}", log_dir)
-        roster = Roster(broker.bootstrap, s)
+        kafka.ensure_topics(connection, s.topics)
+        backend = open_backend(s, {**s.to_env(), **connection.to_env()}, f"bench-{name}", log_dir)
+        roster = Roster(connection, s.topics)
         stop = threading.Event()
-        producer = threading.Thread(target=trickle, args=(broker.bootstrap, s, stop))
+        producer = threading.Thread(target=trickle, args=(connection, s, stop))
         producer.start()
         try:
             [resident] = backend.launch(1, Resources())
-            everything = tuple(range(s.chunk_partitions))
+            everything = tuple(range(s.topics.chunk_partitions))
             wait_for(
                 lambda st: resident in st and st[resident].partitions == everything and st[resident].chunks,
                 60,
@@ -134,10 +129,10 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
                     "the resident's takeover",
                     roster,
                 )
-            floor = join_floor(broker.bootstrap, s, launches, rng) if name == backends_first else None
+            floor = join_floor(connection, s, launches, rng) if name == backends_first else None
             stop.set()
             producer.join()
-            rss = load_peak_rss(backend, roster, broker.bootstrap, s, load_mb, resident)
+            rss = load_peak_rss(backend, roster, connection, s, load_mb, resident)
         finally:
             stop.set()
             backend.kill([w.id for w in backend.list()], grace=20)
@@ -157,16 +152,16 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
     }
 
 
-def join_floor(bootstrap: str, s: Settings, launches: int, rng: random.Random) -> float:
+def join_floor(connection: Connection, s: Settings, launches: int, rng: random.Random) -> float:
     """The broker's own share: a bare consumer, already running, joins the busy group (median)."""
     times = []
     for _ in range(launches):
         time.sleep(rng.uniform(0.5, 3.0))
         consumer = Consumer(
-            kafka.consumer_config(bootstrap, s.worker_group, s, **{"partition.assignment.strategy": "roundrobin"})
+            kafka.consumer_config(connection, s.worker.group, **{"partition.assignment.strategy": "roundrobin"})
         )
         started = time.time()
-        consumer.subscribe([s.chunks_topic])
+        consumer.subscribe([s.topics.chunks])
         while (msg := consumer.poll(0.05)) is None or msg.error():
             pass
         times.append(time.time() - started)
@@ -174,21 +169,21 @@ def join_floor(bootstrap: str, s: Settings, launches: int, rng: random.Random) -
     return statistics.median(times)
 
 
-def load_peak_rss(backend, roster: Roster, bootstrap: str, s: Settings, load_mb: float, resident: str) -> float:
+def load_peak_rss(backend, roster: Roster, connection: Connection, s: Settings, load_mb: float, resident: str) -> float:
     """Two workers count load_mb MB of shakespeare; returns the larger peak RSS, in MB."""
     [second] = backend.launch(1, Resources())
     wait_for(lambda st: second in st and st[second].partitions, 60, "the second worker's assignment", roster)
     text = corpus_text()
-    producer = Producer(kafka.producer_config(bootstrap, s))
+    producer = Producer(kafka.producer_config(connection))
     before = {w: roster.statuses[w].chunks for w in (resident,) if w in roster.statuses}
     produced, size, seq = 0, 0, 0
     while size < load_mb * 1e6:
-        for start in range(0, len(text), s.chunk_size):
-            piece = text[start : start + s.chunk_size]
+        for start in range(0, len(text), s.text.chunk_size):
+            piece = text[start : start + s.text.chunk_size]
             producer.produce(
-                s.chunks_topic,
+                s.topics.chunks,
                 codec.encode_chunk(codec.ChunkMessage("load", seq, "load", start, piece, tokenize.DEFAULT.id)),
-                partition=seq % s.chunk_partitions,
+                partition=seq % s.topics.chunk_partitions,
             )
             producer.poll(0)
             seq, produced, size = seq + 1, produced + 1, size + len(piece)

@@ -93,18 +93,18 @@ def main() -> None:
     results: dict = {"machine": f"{os.cpu_count()} cores", "mb": total / 1e6, "uploads": args.uploads}
     with Pipeline(settings) as pipeline:
         s = pipeline.settings.replace(ingest_port=free_port())
-        env = {**os.environ, **s.to_env(), "WORDPIPE_BOOTSTRAP": pipeline.bootstrap}
+        env = {**os.environ, **s.to_env(), **pipeline.connection.to_env()}
         with open(pipeline.log_dir / "ingest.log", "wb") as log:
             service = subprocess.Popen(
                 [sys.executable, "-m", "pipeline.cli", "ingest-server"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
-        url = f"http://127.0.0.1:{s.ingest_port}"
+        url = f"http://127.0.0.1:{s.ingest.port}"
         try:
             while not _healthy(url):
                 time.sleep(0.2)
 
             # 1. Baseline: the same bytes straight into Kafka, then over HTTP.
-            publisher = ChunkPublisher(s, pipeline.bootstrap)
+            publisher = ChunkPublisher(pipeline.connection, s)
             path = pipeline.log_dir / "upload.txt"
             path.write_bytes(per_upload)
             started = time.perf_counter()

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline import kafka, processes
-from pipeline.config import Settings
+from pipeline.config import Connection, KafkaSettings, Settings
 from pipeline.errors import UnavailableError
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen |
 
 
 class EmbeddedBroker:
-    """Context manager: `with EmbeddedBroker() as b: b.bootstrap`."""
+    """Context manager: `with EmbeddedBroker() as b: b.connection()`."""
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None, log_file: Path | None = None) -> None:
         self.host = host
@@ -57,6 +57,10 @@ class EmbeddedBroker:
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def connection(self, kafka: KafkaSettings | None = None) -> Connection:
+        """How clients with `kafka`'s security settings reach this broker."""
+        return Connection.to(kafka or KafkaSettings(), embedded=self.bootstrap)
 
     def start(self) -> EmbeddedBroker:
         try:
@@ -108,25 +112,25 @@ class EmbeddedBroker:
 
 def start_kafka(
     settings: Settings, log_dir: Path, reached: Callable[[], None] = lambda: None
-) -> tuple[EmbeddedBroker | None, str]:
+) -> tuple[EmbeddedBroker | None, Connection]:
     """The embedded broker started (logging to log_dir/broker.log) unless `settings` name a
     bootstrap address, which must answer; then wordpipe's topics ensured there.
 
-    Returns the broker (None: the given cluster) and the bootstrap address. `reached` is
+    Returns the broker (None: the given cluster) and the connection to it. `reached` is
     called once Kafka answers, before any topic is created (a one-shot run then owns them).
     """
     broker = None
-    if settings.bootstrap:
-        bootstrap = settings.bootstrap
-        kafka.check_reachable(bootstrap, settings)
+    if settings.kafka.bootstrap:
+        connection = Connection.to(settings.kafka)
+        kafka.check_reachable(connection)
     else:
         broker = EmbeddedBroker(log_file=log_dir / "broker.log").start()
-        bootstrap = broker.bootstrap
+        connection = broker.connection(settings.kafka)
     try:
         reached()
-        kafka.ensure_topics(bootstrap, settings)
+        kafka.ensure_topics(connection, settings.topics)
     except BaseException:
         if broker is not None:
             broker.stop()
         raise
-    return broker, bootstrap
+    return broker, connection

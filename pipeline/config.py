@@ -1,4 +1,9 @@
-"""Settings: one typed object, loaded from defaults < TOML file < WORDPIPE_* env < flags."""
+"""Settings in sections, loaded from defaults < TOML file < WORDPIPE_* env < flags.
+
+Users name settings flat (`workers`, `chunks_topic`, `kafka_sasl_username`); the code reads
+them by section (`settings.worker.count`, `settings.topics.chunks`, `settings.kafka.sasl_username`).
+`FLAT` maps one to the other, and each section validates itself, naming the flat name.
+"""
 
 from __future__ import annotations
 
@@ -26,53 +31,128 @@ class ConfigError(UsageError):
     """A bad setting; the message names the setting, where it came from, and what is wrong."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    # Kafka cluster; None starts an embedded Tansu broker on a free loopback port.
-    bootstrap: str | None = None
-    replication_factor: int = 1
-    # How every client (producers, consumers, admin, the faust aggregator) connects:
-    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, with the settings below as needed.
-    kafka_security_protocol: str = "PLAINTEXT"
-    kafka_sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: str | None = field(default=None, repr=False)
-    kafka_ssl_ca_location: str | None = None  # PEM file of the CA that signed the brokers' certificates
-    kafka_ssl_certificate_location: str | None = None  # the client's own certificate (mutual TLS)...
-    kafka_ssl_key_location: str | None = None  # ...and its key
-    kafka_ssl_key_password: str | None = field(default=None, repr=False)
+def setting(default: Any, flat: str | None = None, secret: bool = False) -> Any:
+    """A section's field; `flat` is its name in TOML, WORDPIPE_* and flags when that differs."""
+    return field(default=default, repr=not secret, metadata={"flat": flat} if flat else {})
 
-    chunks_topic: str = "chunks"
-    partials_topic: str = "partials"
-    totals_topic: str = "totals"
-    deadletter_topic: str = "deadletter"
-    status_topic: str = "workers"  # workers' status reports (pipeline/roster.py)
-    documents_topic: str = "documents"  # ingest's receipts: accepted uploads, idempotency keys
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """How clients reach Kafka (see `Connection`, which resolves it once a broker is up)."""
+
+    # The cluster; None starts an embedded Tansu broker on a free loopback port.
+    bootstrap: str | None = None
+    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, with the settings below as needed; every
+    # client (producers, consumers, admin, the faust aggregator) takes them.
+    security_protocol: str = setting("PLAINTEXT", "kafka_security_protocol")
+    sasl_mechanism: str | None = setting(None, "kafka_sasl_mechanism")  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+    sasl_username: str | None = setting(None, "kafka_sasl_username")
+    sasl_password: str | None = setting(None, "kafka_sasl_password", secret=True)
+    ssl_ca_location: str | None = setting(None, "kafka_ssl_ca_location")  # PEM of the CA that signed the brokers
+    ssl_certificate_location: str | None = setting(None, "kafka_ssl_certificate_location")  # mutual TLS...
+    ssl_key_location: str | None = setting(None, "kafka_ssl_key_location")  # ...and its key
+    ssl_key_password: str | None = setting(None, "kafka_ssl_key_password", secret=True)
+    # The consumer groups' session. Tansu answers a group join only after about half of it,
+    # which a new worker waits before it consumes. None: 2000 ms on the embedded broker,
+    # 6000 ms on a cluster (Apache Kafka's group.min.session.timeout.ms).
+    session_timeout_ms: int | None = None
+    # Longest a fetch waits for data. Tansu answers a waiting fetch only at this deadline,
+    # even when data arrives sooner, so every hop pays it: keep it short there.
+    fetch_max_wait_ms: int = 50
+
+    def __post_init__(self) -> None:
+        if self.session_timeout_ms is not None:
+            _at_least("session_timeout_ms", self.session_timeout_ms, 1000)
+        _at_least("fetch_max_wait_ms", self.fetch_max_wait_ms, 1)
+        protocols = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+        if self.security_protocol not in protocols:
+            raise ConfigError(
+                f"kafka_security_protocol: {self.security_protocol!r} is not one of {', '.join(protocols)}"
+            )
+        if self.security_protocol.startswith("SASL_"):
+            mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+            if self.sasl_mechanism not in mechanisms:
+                raise ConfigError(
+                    f"kafka_sasl_mechanism: {self.security_protocol} needs one of {', '.join(mechanisms)}, "
+                    f"got {self.sasl_mechanism!r}"
+                )
+            if not (self.sasl_username and self.sasl_password):
+                raise ConfigError(f"kafka_sasl_username and kafka_sasl_password: {self.security_protocol} needs both")
+        if (self.ssl_certificate_location is None) != (self.ssl_key_location is None):
+            raise ConfigError("kafka_ssl_certificate_location and kafka_ssl_key_location: give both or neither")
+
+    @property
+    def embedded(self) -> bool:
+        return not self.bootstrap
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    """wordpipe's topics and how the partials are laid out."""
+
+    chunks: str = setting("chunks", "chunks_topic")
+    partials: str = setting("partials", "partials_topic")
+    totals: str = setting("totals", "totals_topic")
+    deadletter: str = setting("deadletter", "deadletter_topic")
+    status: str = setting("workers", "status_topic")  # workers' status reports (pipeline/roster.py)
+    documents: str = setting("documents", "documents_topic")  # ingest's receipts: accepted uploads, idempotency keys
     chunk_partitions: int = 12
-    partial_partitions: int = 8
+    partial_partitions: int = 8  # one shard of the totals per partition...
+    buckets: int = 16  # ...and this many state buckets per shard: the unit of snapshot and deduplication
+    replication_factor: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_partitions", "partial_partitions", "buckets", "replication_factor"):
+            _at_least(name, getattr(self, name), 1)
+        names = [self.chunks, self.partials, self.totals, self.deadletter, self.status, self.documents]
+        if len(set(names)) != len(names) or not all(names):
+            raise ConfigError(f"topic names must be distinct and non-empty, got {names}")
+
+
+@dataclass(frozen=True)
+class TextSettings:
+    """How text is cut into chunks and read as words."""
 
     chunk_size: int = 64 * 1024
     # Extra words for segmenting Chinese (pipeline/tokenize.py): a file in jieba's user
     # dictionary format. Part of the tokenizer's identity: chunks say which one counts them.
     tokenizer_user_dict: str | None = None
 
-    workers: int = 2
-    worker_group: str = "wordpipe-workers"
-    worker_batch: int = 32  # records taken from the consumer at a time
+    def __post_init__(self) -> None:
+        _at_least("chunk_size", self.chunk_size, 16)
+        if self.chunk_size > MAX_CHUNK_SIZE:
+            raise ConfigError(
+                f"chunk_size: {self.chunk_size} bytes; a chunk and its envelope must fit Kafka's default "
+                f"1,000,000-byte message limit, so at most {MAX_CHUNK_SIZE} (960 KiB)"
+            )
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """The workers (workers/worker.py): how many, their group, and how they batch."""
+
+    count: int = setting(2, "workers")
+    group: str = setting("wordpipe-workers", "worker_group")
+    batch: int = setting(32, "worker_batch")  # records taken from the consumer at a time
     window_chunks: int = 64  # chunks counted and published as one unit (workers/windows.py)
     window_max_words: int = 100_000  # ...or fewer, once a window holds this many distinct words
-    # The workers' group session. Tansu answers a group join only after about half of it,
-    # which a new worker waits before it consumes. None: 2000 ms on the embedded broker,
-    # 6000 ms on a cluster (Apache Kafka's group.min.session.timeout.ms).
-    session_timeout_ms: int | None = None
     status_interval: float = 1.0  # seconds between a worker's status reports
-    # Longest a fetch waits for data. Tansu answers a waiting fetch only at this deadline,
-    # even when data arrives sooner, so every hop pays it: keep it short there.
-    fetch_max_wait_ms: int = 50
+    id: str | None = setting(None, "worker_id")  # set by the backend for each worker it launches
 
-    # The ingest service (pipeline/ingest/service.py): uploads over HTTP.
-    ingest_host: str = "127.0.0.1"
-    ingest_port: int = 8080
+    def __post_init__(self) -> None:
+        _at_least("workers", self.count, 0)
+        for name, value in (("worker_batch", self.batch), ("window_chunks", self.window_chunks)):
+            _at_least(name, value, 1)
+        _at_least("window_max_words", self.window_max_words, 1)
+        _positive("status_interval", self.status_interval)
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """The ingest service (pipeline/ingest/service.py): uploads over HTTP."""
+
+    host: str = setting("127.0.0.1", "ingest_host")
+    port: int = setting(8080, "ingest_port")
     max_document_bytes: int = 4 << 30  # per upload, after gzip decoding: larger is a 413
     # A gzip body may inflate at most this many times its compressed size (beyond its first
     # MiB), checked as it inflates: a decompression bomb is a 413 before it fills the log.
@@ -90,19 +170,56 @@ class Settings:
     # A held document commits only if its end lands fewer than this many offsets after its
     # first chunk on their partition; an upload left open longer is abandoned everywhere.
     document_max_span: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_document_bytes",
+            "max_uploads",
+            "max_uploads_per_client",
+            "max_inflate_ratio",
+            "stream_segment_bytes",
+            "document_max_span",
+        ):
+            _at_least(name, getattr(self, name), 1)
+        _at_least("upload_min_rate", self.upload_min_rate, 0)
+        _port("ingest_port", self.port)
+        _positive("stream_segment_seconds", self.stream_segment_seconds)
+        _positive("upload_stall_seconds", self.upload_stall_seconds)
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What every service shares: its HTTP connections, who may call it, its health file."""
+
     # Every HTTP service closes a connection with no request in progress (or whose headers
     # are still trickling in) after this long.
     http_idle_seconds: float = 30.0
     # HTTP APIs take `Authorization: Bearer <token>`, one of `tokens` (comma-separated;
     # WORDPIPE_TOKENS), unless auth = "none".
     auth: str = "token"
-    tokens: str | None = field(default=None, repr=False)  # secrets stay out of reprs and logs
+    tokens: str | None = setting(None, secret=True)  # secrets stay out of reprs and logs
+    health_file: str | None = None  # a file each service touches while healthy (the image's HEALTHCHECK)
 
-    aggregator_id: str = "wordpipe-aggregator"
-    aggregator_host: str = "127.0.0.1"  # the aggregator serves the results API
-    aggregator_port: int = 8081
-    aggregator_datadir: str | None = None  # faust's directory; default: <tmp>/wordpipe-faust/<aggregator_id>
-    buckets: int = 16  # state buckets per shard: the unit of snapshot and deduplication
+    def __post_init__(self) -> None:
+        _positive("http_idle_seconds", self.http_idle_seconds)
+        if self.auth not in ("token", "none"):
+            raise ConfigError(f"auth: {self.auth!r} is not one of token, none")
+        if self.tokens is not None and not all(t.strip() for t in self.tokens.split(",")):
+            raise ConfigError("tokens: an empty token in the comma-separated list")
+
+    @property
+    def token_list(self) -> list[str]:
+        return [t.strip() for t in (self.tokens or "").split(",") if t.strip()]
+
+
+@dataclass(frozen=True)
+class AggregatorSettings:
+    """The aggregator (pipeline/aggregator/): its state, its flushes and the results API."""
+
+    id: str = setting("wordpipe-aggregator", "aggregator_id")
+    host: str = setting("127.0.0.1", "aggregator_host")
+    port: int = setting(8081, "aggregator_port")
+    datadir: str | None = setting(None, "aggregator_datadir")  # faust's; default <tmp>/wordpipe-faust/<id>
     flush_interval: float = 0.5  # seconds between durable state snapshots
     totals_interval: float = 2.0  # seconds between publications to the totals topic
     # Windowed totals: tumbling windows of event time (a chunk's or an upload's commit
@@ -110,149 +227,167 @@ class Settings:
     window_seconds: int = 60
     windows_kept: int = 60
 
-    # Where workers run (pipeline/cluster/): "local" processes, "docker" containers, or
-    # containers that a "mesos" (or Clusterd) cluster schedules.
+    def __post_init__(self) -> None:
+        _port("aggregator_port", self.port)
+        _positive("flush_interval", self.flush_interval)
+        _positive("totals_interval", self.totals_interval)
+        _at_least("window_seconds", self.window_seconds, 1)
+        _at_least("windows_kept", self.windows_kept, 1)
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Where workers run (pipeline/cluster/): "local" processes, "docker" containers, or
+    containers that a "mesos" (or Clusterd) cluster schedules."""
+
     backend: str = "local"
     image: str = "wordpipe:latest"  # the workers' image (deploy/build-image.sh)
     worker_cpus: float = 1.0
     worker_mem_mb: int = 256
-    worker_id: str | None = None  # set by the backend for each worker it launches
-
-    # The mesos backend (pipeline/cluster/mesos/): a framework on the v1 scheduler HTTP API.
-    mesos_master: str = "http://127.0.0.1:5050"  # comma-separated; a non-leader redirects to the leader
-    # How long the master keeps our tasks running while the framework is away (Mesos' own
-    # default, 0, kills them at the first disconnect). A one-shot `wordpipe run` uses 0.
-    mesos_failover_timeout: float = 7 * 24 * 3600.0
-    mesos_role: str = "*"
-    mesos_user: str | None = None  # the user tasks run as; default: the framework's own user
-    mesos_principal: str | None = None  # with mesos_secret: HTTP basic auth to the master
-    mesos_secret: str | None = field(default=None, repr=False)
-    # The framework id and launched task ids, kept so a restarted framework adopts its
-    # tasks; default: $XDG_STATE_HOME/wordpipe/mesos-<worker group>.json
-    mesos_state_file: str | None = None
-    mesos_refuse_seconds: float = 30.0  # how long a declined offer's resources stay away
-
-    # The autoscaler (pipeline/autoscaler/): its status and metrics endpoint, and its tick.
-    autoscaler_host: str = "127.0.0.1"
-    autoscaler_port: int = 8082
-    autoscale_interval: float = 10.0
-    health_file: str | None = None  # a file each service touches while healthy (the image's HEALTHCHECK)
 
     def __post_init__(self) -> None:
-        for name in (
-            "chunk_partitions",
-            "partial_partitions",
-            "buckets",
-            "worker_batch",
-            "window_chunks",
-            "window_max_words",
-            "replication_factor",
-            "max_document_bytes",
-            "max_uploads",
-            "max_uploads_per_client",
-            "max_inflate_ratio",
-            "stream_segment_bytes",
-            "document_max_span",
-            "window_seconds",
-            "windows_kept",
-        ):
-            _at_least(name, getattr(self, name), 1)
-        _at_least("workers", self.workers, 0)
-        _at_least("upload_min_rate", self.upload_min_rate, 0)
-        _at_least("chunk_size", self.chunk_size, 16)
-        if self.chunk_size > MAX_CHUNK_SIZE:
-            raise ConfigError(
-                f"chunk_size: {self.chunk_size} bytes; a chunk and its envelope must fit Kafka's default "
-                f"1,000,000-byte message limit, so at most {MAX_CHUNK_SIZE} (960 KiB)"
-            )
-        if self.session_timeout_ms is not None:
-            _at_least("session_timeout_ms", self.session_timeout_ms, 1000)
-        _at_least("fetch_max_wait_ms", self.fetch_max_wait_ms, 1)
-        for name in ("ingest_port", "aggregator_port", "autoscaler_port"):
-            if not 0 <= getattr(self, name) <= 65535:
-                raise ConfigError(f"{name}: {getattr(self, name)} is not a TCP port")
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
-        for url in self.mesos_master.split(","):
-            if not re.fullmatch(r"https?://[^/\s]+/?", url.strip()):
-                raise ConfigError(f"mesos_master: {url.strip()!r} is not a master address like http://host:5050")
-        if self.mesos_failover_timeout < 0:
-            raise ConfigError(f"mesos_failover_timeout: must be >= 0 seconds, got {self.mesos_failover_timeout}")
-        if (self.mesos_principal is None) != (self.mesos_secret is None):
-            raise ConfigError("mesos_principal and mesos_secret: give both or neither")
         if not self.worker_cpus > 0:
             raise ConfigError(f"worker_cpus: must be > 0, got {self.worker_cpus}")
         _at_least("worker_mem_mb", self.worker_mem_mb, 64)
-        protocols = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-        if self.kafka_security_protocol not in protocols:
-            raise ConfigError(
-                f"kafka_security_protocol: {self.kafka_security_protocol!r} is not one of {', '.join(protocols)}"
-            )
-        if self.kafka_security_protocol.startswith("SASL_"):
-            mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-            if self.kafka_sasl_mechanism not in mechanisms:
-                raise ConfigError(
-                    f"kafka_sasl_mechanism: {self.kafka_security_protocol} needs one of {', '.join(mechanisms)}, "
-                    f"got {self.kafka_sasl_mechanism!r}"
-                )
-            if not (self.kafka_sasl_username and self.kafka_sasl_password):
-                raise ConfigError(
-                    f"kafka_sasl_username and kafka_sasl_password: {self.kafka_security_protocol} needs both"
-                )
-        if (self.kafka_ssl_certificate_location is None) != (self.kafka_ssl_key_location is None):
-            raise ConfigError("kafka_ssl_certificate_location and kafka_ssl_key_location: give both or neither")
-        if self.auth not in ("token", "none"):
-            raise ConfigError(f"auth: {self.auth!r} is not one of token, none")
-        if self.tokens is not None and not all(t.strip() for t in self.tokens.split(",")):
-            raise ConfigError("tokens: an empty token in the comma-separated list")
-        for name in (
-            "flush_interval",
-            "totals_interval",
-            "status_interval",
-            "autoscale_interval",
-            "mesos_refuse_seconds",
-            "stream_segment_seconds",
-            "upload_stall_seconds",
-            "http_idle_seconds",
-        ):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name}: must be > 0 seconds, got {getattr(self, name)}")
-        topics = [
-            self.chunks_topic,
-            self.partials_topic,
-            self.totals_topic,
-            self.deadletter_topic,
-            self.status_topic,
-            self.documents_topic,
-        ]
-        if len(set(topics)) != len(topics) or not all(topics):
-            raise ConfigError(f"topic names must be distinct and non-empty, got {topics}")
 
-    @property
-    def embedded(self) -> bool:
-        return not self.bootstrap
 
-    @property
-    def token_list(self) -> list[str]:
-        return [t.strip() for t in (self.tokens or "").split(",") if t.strip()]
+@dataclass(frozen=True)
+class MesosSettings:
+    """The mesos backend (pipeline/cluster/mesos/): a framework on the v1 scheduler HTTP API."""
 
-    @property
-    def worker_session_timeout_ms(self) -> int:
-        if self.session_timeout_ms is not None:
-            return self.session_timeout_ms
-        return EMBEDDED_SESSION_TIMEOUT_MS if self.embedded else CLUSTER_SESSION_TIMEOUT_MS
+    # Comma-separated; a non-leader redirects to the leader.
+    master: str = setting("http://127.0.0.1:5050", "mesos_master")
+    # How long the master keeps our tasks running while the framework is away (Mesos' own
+    # default, 0, kills them at the first disconnect). A one-shot `wordpipe run` uses 0.
+    failover_timeout: float = setting(7 * 24 * 3600.0, "mesos_failover_timeout")
+    role: str = setting("*", "mesos_role")
+    user: str | None = setting(None, "mesos_user")  # the user tasks run as; default: the framework's own
+    principal: str | None = setting(None, "mesos_principal")  # with the secret: HTTP basic auth to the master
+    secret: str | None = setting(None, "mesos_secret", secret=True)
+    # The framework id and launched task ids, kept so a restarted framework adopts its
+    # tasks; default: $XDG_STATE_HOME/wordpipe/mesos-<worker group>.json
+    state_file: str | None = setting(None, "mesos_state_file")
+    refuse_seconds: float = setting(30.0, "mesos_refuse_seconds")  # how long a declined offer stays away
+
+    def __post_init__(self) -> None:
+        for url in self.master.split(","):
+            if not re.fullmatch(r"https?://[^/\s]+/?", url.strip()):
+                raise ConfigError(f"mesos_master: {url.strip()!r} is not a master address like http://host:5050")
+        if self.failover_timeout < 0:
+            raise ConfigError(f"mesos_failover_timeout: must be >= 0 seconds, got {self.failover_timeout}")
+        if (self.principal is None) != (self.secret is None):
+            raise ConfigError("mesos_principal and mesos_secret: give both or neither")
+        _positive("mesos_refuse_seconds", self.refuse_seconds)
+
+
+@dataclass(frozen=True)
+class AutoscalerSettings:
+    """The autoscaler (pipeline/autoscaler/): its status and metrics endpoint, and its tick."""
+
+    host: str = setting("127.0.0.1", "autoscaler_host")
+    port: int = setting(8082, "autoscaler_port")
+    interval: float = setting(10.0, "autoscale_interval")
+
+    def __post_init__(self) -> None:
+        _port("autoscaler_port", self.port)
+        _positive("autoscale_interval", self.interval)
+
+
+SECTIONS: dict[str, type] = {
+    "kafka": KafkaSettings,
+    "topics": TopicSettings,
+    "text": TextSettings,
+    "worker": WorkerSettings,
+    "ingest": IngestSettings,
+    "service": ServiceSettings,
+    "aggregator": AggregatorSettings,
+    "cluster": ClusterSettings,
+    "mesos": MesosSettings,
+    "autoscaler": AutoscalerSettings,
+}
+# Users see one flat namespace (TOML keys, WORDPIPE_* variables, flags): flat name -> (section, field).
+FLAT: dict[str, tuple[str, str]] = {
+    f.metadata.get("flat", f.name): (section, f.name) for section, cls in SECTIONS.items() for f in fields(cls)
+}
+
+
+@dataclass(frozen=True, init=False)
+class Settings:
+    """Every setting, in sections; built from flat names (`Settings(workers=3)`) or sections."""
+
+    kafka: KafkaSettings
+    topics: TopicSettings
+    text: TextSettings
+    worker: WorkerSettings
+    ingest: IngestSettings
+    service: ServiceSettings
+    aggregator: AggregatorSettings
+    cluster: ClusterSettings
+    mesos: MesosSettings
+    autoscaler: AutoscalerSettings
+
+    def __init__(self, **values: Any) -> None:
+        changes: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+        for name, value in values.items():
+            if name in SECTIONS:
+                continue
+            if name not in FLAT:
+                raise ConfigError(f"{name}: unknown setting")
+            section, attr = FLAT[name]
+            changes[section][attr] = value
+        for section, cls in SECTIONS.items():
+            base = values.get(section) or cls()
+            object.__setattr__(self, section, dataclasses.replace(base, **changes[section]))
 
     def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
+        """A copy with some settings changed, by flat name."""
+        return Settings(**{section: getattr(self, section) for section in SECTIONS}, **changes)
 
     def to_env(self) -> dict[str, str]:
         """The settings as WORDPIPE_* variables, to hand to child processes."""
         out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for flat, (section, attr) in FLAT.items():
+            value = getattr(getattr(self, section), attr)
             if value is not None:
-                out[ENV_PREFIX + f.name.upper()] = str(value)
+                out[ENV_PREFIX + flat.upper()] = str(value)
         return out
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How every client reaches Kafka once a broker is up (Quix Streams' ConnectionConfig):
+    the address, the security settings, and the group session that fits that broker."""
+
+    bootstrap: str
+    kafka: KafkaSettings  # with this address and session filled in
+    session_timeout_ms: int
+
+    @classmethod
+    def to(
+        cls, kafka: KafkaSettings, embedded: str | None = None, why: str = "this command needs a Kafka cluster"
+    ) -> Connection:
+        """The configured cluster's connection, or the embedded broker's at `embedded`;
+        without either, a ConfigError that gives `why`."""
+        bootstrap = embedded or kafka.bootstrap
+        if not bootstrap:
+            raise ConfigError(f"bootstrap: {why}; give --bootstrap or $WORDPIPE_BOOTSTRAP")
+        session = kafka.session_timeout_ms
+        if session is None:
+            session = EMBEDDED_SESSION_TIMEOUT_MS if embedded else CLUSTER_SESSION_TIMEOUT_MS
+        return cls(bootstrap, dataclasses.replace(kafka, bootstrap=bootstrap, session_timeout_ms=session), session)
+
+    @property
+    def fetch_max_wait_ms(self) -> int:
+        return self.kafka.fetch_max_wait_ms
+
+    def to_env(self) -> dict[str, str]:
+        """What a child process needs beside the settings to connect the same way."""
+        return {
+            ENV_PREFIX + "BOOTSTRAP": self.bootstrap,
+            ENV_PREFIX + "SESSION_TIMEOUT_MS": str(self.session_timeout_ms),
+        }
 
 
 def _at_least(name: str, value: int, minimum: int) -> None:
@@ -260,8 +395,19 @@ def _at_least(name: str, value: int, minimum: int) -> None:
         raise ConfigError(f"{name}: must be >= {minimum}, got {value}")
 
 
+def _positive(name: str, seconds: float) -> None:
+    if not seconds > 0:
+        raise ConfigError(f"{name}: must be > 0 seconds, got {seconds}")
+
+
+def _port(name: str, port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{name}: {port} is not a TCP port")
+
+
 def _coerce(name: str, raw: Any, origin: str) -> Any:
-    field = _FIELDS[name]
+    section, attr = FLAT[name]
+    field = _FIELDS[section][attr]
     kind = field.type.split(" | ")[0] if isinstance(field.type, str) else field.type
     try:
         if kind == "int":
@@ -282,7 +428,7 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
     raise AssertionError(f"unhandled setting type {field.type}")
 
 
-_FIELDS = {f.name: f for f in fields(Settings)}
+_FIELDS = {section: {f.name: f for f in fields(cls)} for section, cls in SECTIONS.items()}
 
 
 def read_toml(path: Path, what: str, error: type[ValueError]) -> dict[str, Any]:
@@ -308,19 +454,19 @@ def load(
         path = Path(file)
         data = read_toml(path, "config file", ConfigError)
         for key, raw in data.items():
-            if key not in _FIELDS:
-                raise ConfigError(f"{key}: unknown setting (in {path}); known: {', '.join(sorted(_FIELDS))}")
+            if key not in FLAT:
+                raise ConfigError(f"{key}: unknown setting (in {path}); known: {', '.join(sorted(FLAT))}")
             values[key] = _coerce(key, raw, str(path))
     for var, raw in env.items():
         if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
             continue
         key = var[len(ENV_PREFIX) :].lower()
-        if key in _FIELDS:
+        if key in FLAT:
             values[key] = _coerce(key, raw, f"${var}")
     for key, raw in (overrides or {}).items():
         if raw is None:
             continue
-        if key not in _FIELDS:
+        if key not in FLAT:
             raise ConfigError(f"{key}: unknown setting")
         values[key] = _coerce(key, raw, "command line") if isinstance(raw, str) else raw
     return Settings(**values)

@@ -11,7 +11,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from pipeline.config import Settings
+from pipeline.config import Connection, KafkaSettings, TopicSettings
 from pipeline.errors import UnavailableError
 
 log = logging.getLogger(__name__)
@@ -27,99 +27,99 @@ LIBRDKAFKA_LOG = logging.getLogger("wordpipe.librdkafka")
 PARTIALS_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
-def security_config(settings: Settings) -> dict[str, Any]:
+def security_config(kafka: KafkaSettings) -> dict[str, Any]:
     """librdkafka's security settings from ours: every client of the pipeline takes them."""
-    s = settings
-    out: dict[str, Any] = {"security.protocol": s.kafka_security_protocol}
+    out: dict[str, Any] = {"security.protocol": kafka.security_protocol}
     for key, value in (
-        ("sasl.mechanism", s.kafka_sasl_mechanism),
-        ("sasl.username", s.kafka_sasl_username),
-        ("sasl.password", s.kafka_sasl_password),
-        ("ssl.ca.location", s.kafka_ssl_ca_location),
-        ("ssl.certificate.location", s.kafka_ssl_certificate_location),
-        ("ssl.key.location", s.kafka_ssl_key_location),
-        ("ssl.key.password", s.kafka_ssl_key_password),
+        ("sasl.mechanism", kafka.sasl_mechanism),
+        ("sasl.username", kafka.sasl_username),
+        ("sasl.password", kafka.sasl_password),
+        ("ssl.ca.location", kafka.ssl_ca_location),
+        ("ssl.certificate.location", kafka.ssl_certificate_location),
+        ("ssl.key.location", kafka.ssl_key_location),
+        ("ssl.key.password", kafka.ssl_key_password),
     ):
         if value is not None:
             out[key] = value
     return out
 
 
-def faust_credentials(settings: Settings) -> Any:
+def faust_credentials(kafka: KafkaSettings) -> Any:
     """The same security settings for the faust aggregator (aiokafka): None for PLAINTEXT."""
     import ssl
 
     import faust
 
-    s = settings
-    if s.kafka_security_protocol == "PLAINTEXT":
+    if kafka.security_protocol == "PLAINTEXT":
         return None
     context = None
-    if s.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=s.kafka_ssl_ca_location)
-        if s.kafka_ssl_certificate_location:
-            context.load_cert_chain(
-                s.kafka_ssl_certificate_location, s.kafka_ssl_key_location, s.kafka_ssl_key_password
-            )
-    if s.kafka_security_protocol == "SSL":
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=kafka.ssl_ca_location)
+        if kafka.ssl_certificate_location:
+            context.load_cert_chain(kafka.ssl_certificate_location, kafka.ssl_key_location, kafka.ssl_key_password)
+    if kafka.security_protocol == "SSL":
         return faust.SSLCredentials(context)
     return faust.SASLCredentials(
-        username=s.kafka_sasl_username,
-        password=s.kafka_sasl_password,
+        username=kafka.sasl_username,
+        password=kafka.sasl_password,
         ssl_context=context,
-        mechanism=s.kafka_sasl_mechanism,
+        mechanism=kafka.sasl_mechanism,
     )
 
 
-def common_config(bootstrap: str, settings: Settings) -> dict[str, Any]:
+def client_config(connection: Connection, **extra: Any) -> dict[str, Any]:
     # librdkafka's own messages go through logging, so a CLI can quiet them (it reports errors itself).
     return {
-        "bootstrap.servers": bootstrap,
+        "bootstrap.servers": connection.bootstrap,
         "client.id": "wordpipe",
         "logger": LIBRDKAFKA_LOG,
-        **security_config(settings),
-    }
-
-
-def producer_config(bootstrap: str, settings: Settings, **extra: Any) -> dict[str, Any]:
-    # Idempotence keeps each producer's records in order and without gaps per partition.
-    return {**common_config(bootstrap, settings), "enable.idempotence": True, "linger.ms": 5, "acks": "all", **extra}
-
-
-def consumer_config(bootstrap: str, group: str, settings: Settings, **extra: Any) -> dict[str, Any]:
-    return {
-        **common_config(bootstrap, settings),
-        "group.id": group,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "session.timeout.ms": settings.worker_session_timeout_ms,
-        "heartbeat.interval.ms": max(100, settings.worker_session_timeout_ms // 6),
-        "fetch.wait.max.ms": settings.fetch_max_wait_ms,
+        **security_config(connection.kafka),
         **extra,
     }
 
 
-def topic_specs(settings: Settings) -> list[NewTopic]:
-    rf = settings.replication_factor
+def producer_config(connection: Connection, **extra: Any) -> dict[str, Any]:
+    # Idempotence keeps each producer's records in order and without gaps per partition.
+    return client_config(connection, **{"enable.idempotence": True, "linger.ms": 5, "acks": "all", **extra})
+
+
+def consumer_config(connection: Connection, group: str, **extra: Any) -> dict[str, Any]:
+    """A group member's: offsets committed by hand, and the session and fetch wait that fit the broker."""
+    return client_config(
+        connection,
+        **{
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": connection.session_timeout_ms,
+            "heartbeat.interval.ms": max(100, connection.session_timeout_ms // 6),
+            "fetch.wait.max.ms": connection.fetch_max_wait_ms,
+            **extra,
+        },
+    )
+
+
+def topic_specs(topics: TopicSettings) -> list[NewTopic]:
+    rf = topics.replication_factor
     return [
-        NewTopic(settings.chunks_topic, settings.chunk_partitions, rf),
+        NewTopic(topics.chunks, topics.chunk_partitions, rf),
         NewTopic(
-            settings.partials_topic,
-            settings.partial_partitions,
+            topics.partials,
+            topics.partial_partitions,
             rf,
             config={"max.message.bytes": str(PARTIALS_MAX_MESSAGE_BYTES)},
         ),
-        NewTopic(settings.totals_topic, settings.partial_partitions, rf, config={"cleanup.policy": "compact"}),
-        NewTopic(settings.deadletter_topic, 1, rf),
-        NewTopic(settings.status_topic, 1, rf, config={"cleanup.policy": "compact"}),
-        NewTopic(settings.documents_topic, 1, rf, config={"cleanup.policy": "compact"}),
+        NewTopic(topics.totals, topics.partial_partitions, rf, config={"cleanup.policy": "compact"}),
+        NewTopic(topics.deadletter, 1, rf),
+        NewTopic(topics.status, 1, rf, config={"cleanup.policy": "compact"}),
+        NewTopic(topics.documents, 1, rf, config={"cleanup.policy": "compact"}),
     ]
 
 
-def ensure_topics(bootstrap: str, settings: Settings, timeout: float = 30.0) -> None:
+def ensure_topics(connection: Connection, topics: TopicSettings, timeout: float = 30.0) -> None:
     """Create wordpipe's topics; existing ones must have the configured partition counts."""
-    admin = AdminClient(common_config(bootstrap, settings))
-    wanted = {t.topic: t for t in topic_specs(settings)}
+    admin = AdminClient(client_config(connection))
+    wanted = {t.topic: t for t in topic_specs(topics)}
     existing = describe_partitions(admin, timeout)
     for name, spec in wanted.items():
         have = existing.get(name)
@@ -149,19 +149,10 @@ def ensure_topics(bootstrap: str, settings: Settings, timeout: float = 30.0) -> 
 
 
 def read_partition(
-    bootstrap: str, settings: Settings, topic: str, partition: int = 0, timeout: float = 30.0, limit: int | None = None
+    connection: Connection, topic: str, partition: int = 0, timeout: float = 30.0, limit: int | None = None
 ) -> list[Any]:
     """The records of one partition, oldest first, up to its end now or the first `limit` (blocking)."""
-    consumer = Consumer(
-        {
-            **common_config(bootstrap, settings),
-            "group.id": "wordpipe-reader",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": settings.fetch_max_wait_ms,
-        }
-    )  # Tansu holds every fetch this long
+    consumer = Consumer(consumer_config(connection, "wordpipe-reader", **{"enable.partition.eof": True}))
     try:
         consumer.assign([TopicPartition(topic, partition, 0)])
         out: list[Any] = []
@@ -190,14 +181,12 @@ def describe_partitions(admin: AdminClient, timeout: float) -> dict[str, int]:
     return {name: len(t.partitions) for name, t in meta.topics.items() if not t.error}
 
 
-def check_reachable(
-    bootstrap: str, settings: Settings, timeout: float = 10.0, admin: AdminClient | None = None
-) -> None:
+def check_reachable(connection: Connection, timeout: float = 10.0, admin: AdminClient | None = None) -> None:
     """Raises KafkaUnavailable unless a broker answers a metadata request within `timeout`."""
     try:
-        (admin or AdminClient(common_config(bootstrap, settings))).list_topics(timeout=timeout)
+        (admin or AdminClient(client_config(connection))).list_topics(timeout=timeout)
     except KafkaException:
-        raise KafkaUnavailable(f"no Kafka broker answers at {bootstrap} (waited {timeout:.0f} s)") from None
+        raise KafkaUnavailable(f"no Kafka broker answers at {connection.bootstrap} (waited {timeout:.0f} s)") from None
 
 
 class BrokerWatch:
@@ -207,15 +196,15 @@ class BrokerWatch:
     client notices only after its socket timeout (a minute); a fresh metadata request
     with a short timeout tells within seconds. Services report it in their health."""
 
-    def __init__(self, bootstrap: str, settings: Settings, interval: float = 1.0, timeout: float = 2.0) -> None:
+    def __init__(self, connection: Connection, interval: float = 1.0, timeout: float = 2.0) -> None:
         self.problem: str | None = None  # None while Kafka answers
         self._stop = threading.Event()
-        admin = AdminClient(common_config(bootstrap, settings))  # one client: no connection churn every second
+        admin = AdminClient(client_config(connection))  # one client: no connection churn every second
 
         def watch() -> None:
             while not self._stop.is_set():
                 try:
-                    check_reachable(bootstrap, settings, timeout, admin)
+                    check_reachable(connection, timeout, admin)
                     self.problem = None
                 except KafkaUnavailable as exc:
                     if self.problem is None:

@@ -13,22 +13,16 @@ import logging
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from pipeline import codec, kafka
-from pipeline.config import Settings
+from pipeline.config import Connection, TopicSettings
 
 log = logging.getLogger(__name__)
 
 
 class Roster:
-    def __init__(self, bootstrap: str, settings: Settings) -> None:
-        self.consumer = Consumer(
-            {
-                **kafka.common_config(bootstrap, settings),
-                "group.id": "wordpipe-roster",  # never joined nor committed: partitions are assigned
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": settings.fetch_max_wait_ms,
-            }
-        )
-        self.consumer.assign([TopicPartition(settings.status_topic, 0, OFFSET_BEGINNING)])
+    def __init__(self, connection: Connection, topics: TopicSettings) -> None:
+        # A group id that is never joined nor committed: partitions are assigned.
+        self.consumer = Consumer(kafka.consumer_config(connection, "wordpipe-roster"))
+        self.consumer.assign([TopicPartition(topics.status, 0, OFFSET_BEGINNING)])
         self.statuses: dict[str, codec.WorkerStatus] = {}
 
     def refresh(self, timeout: float = 0.0) -> dict[str, codec.WorkerStatus]:

@@ -36,7 +36,7 @@ from pipeline.cluster import (
     forget_exited,
     open_backend,
 )
-from pipeline.config import Settings
+from pipeline.config import Connection, Settings
 from pipeline.errors import UnavailableError
 from pipeline.ingest.publisher import ChunkPublisher, IngestReport
 from pipeline.ingest.sources import Source
@@ -58,14 +58,13 @@ class Pipeline:
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="wordpipe-run-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.run_id = f"run-{uuid.uuid4().hex[:8]}"
-        settings = settings.replace(
-            aggregator_datadir=settings.aggregator_datadir or str(self.log_dir / "faust"),
-            session_timeout_ms=settings.worker_session_timeout_ms,  # workers see a bootstrap address, not "embedded"
-        )
-        if settings.auth == "token" and not settings.token_list:  # this run's aggregator answers only to this run
+        settings = settings.replace(aggregator_datadir=settings.aggregator.datadir or str(self.log_dir / "faust"))
+        if (
+            settings.service.auth == "token" and not settings.service.token_list
+        ):  # this run's aggregator answers only to this run
             settings = settings.replace(tokens=secrets.token_urlsafe(24))
-        if settings.embedded:
-            settings = settings.replace(aggregator_port=broker_mod.free_port(settings.aggregator_host))
+        if settings.kafka.embedded:
+            settings = settings.replace(aggregator_port=broker_mod.free_port(settings.aggregator.host))
         else:  # a one-shot job on a shared cluster gets topics and groups of its own
             run = f"wordpipe-{self.run_id}"
             settings = settings.replace(
@@ -77,16 +76,18 @@ class Pipeline:
                 documents_topic=f"{run}.documents",
                 worker_group=f"{run}.workers",
                 aggregator_id=f"{run}.aggregator",
-                aggregator_port=broker_mod.free_port(settings.aggregator_host),
+                aggregator_port=broker_mod.free_port(settings.aggregator.host),
             )
         self.settings = settings
         self.broker: broker_mod.EmbeddedBroker | None = None
-        self.bootstrap = settings.bootstrap or ""
+        self._connection: Connection | None = None  # once the broker is up
         self.workers: Backend | None = None
         self.roster: Roster | None = None
         self.env: dict[str, str] = {}
         self.supervisor = Supervisor(self.log_dir, RunError)
-        token = settings.token_list[0] if settings.auth == "token" else ""  # "": no header, not the environment's token
+        token = (
+            settings.service.token_list[0] if settings.service.auth == "token" else ""
+        )  # "": no header, not the environment's token
         self.results = Client(results_url=self.results_url, token=token)
         self.http = self.results.http  # the results API's session, token included: progress and stats too
         self.counted_at: float | None = None
@@ -94,7 +95,13 @@ class Pipeline:
 
     @property
     def results_url(self) -> str:
-        return f"http://{self.settings.aggregator_host}:{self.settings.aggregator_port}"
+        return f"http://{self.settings.aggregator.host}:{self.settings.aggregator.port}"
+
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            raise RunError("this pipeline is not started")
+        return self._connection
 
     @property
     def aggregator(self) -> subprocess.Popen | None:
@@ -113,12 +120,12 @@ class Pipeline:
             raise RunError("this pipeline is already started")
         s = self.settings
         try:
-            self.broker, self.bootstrap = broker_mod.start_kafka(s, self.log_dir, reached=self._owns_topics)
-            self.env = {**s.to_env(), "WORDPIPE_BOOTSTRAP": self.bootstrap}
+            self.broker, self._connection = broker_mod.start_kafka(s, self.log_dir, reached=self._owns_topics)
+            self.env = {**s.to_env(), **self._connection.to_env()}
             self.workers = open_backend(s, self.env, self.run_id, self.log_dir, owner_pid=os.getpid())
-            self.roster = Roster(self.bootstrap, s)
+            self.roster = Roster(self._connection, s.topics)
             self.start_aggregator()
-            self.launch_workers(s.workers)
+            self.launch_workers(s.worker.count)
             self.wait_ready()
         except BaseException as exc:
             self.stop()
@@ -135,7 +142,7 @@ class Pipeline:
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Until the aggregator owns every shard and the workers share every chunks partition."""
         deadline = time.monotonic() + timeout
-        partitions = self.settings.chunk_partitions
+        partitions = self.settings.topics.chunk_partitions
         while time.monotonic() < deadline:
             self.supervise()
             workers, roster = self._started()
@@ -146,7 +153,7 @@ class Pipeline:
             balanced = all(assignments.values()) or len(assignments) > partitions
             progress = self.progress()
             aggregator_ready = progress is not None and len(progress["shards"]) == progress["partitions"]
-            if covered and balanced and len(assignments) == self.settings.workers and aggregator_ready:
+            if covered and balanced and len(assignments) == self.settings.worker.count and aggregator_ready:
                 return
             time.sleep(0.05)
         raise RunError(f"the pipeline did not become ready within {timeout:.0f} s; logs in {self.log_dir}")
@@ -157,7 +164,9 @@ class Pipeline:
         return self.workers, self.roster
 
     def launch_workers(self, count: int) -> None:
-        self._started()[0].launch(count, Resources(self.settings.worker_cpus, self.settings.worker_mem_mb))
+        self._started()[0].launch(
+            count, Resources(self.settings.cluster.worker_cpus, self.settings.cluster.worker_mem_mb)
+        )
 
     def start_aggregator(self) -> None:
         self.supervisor.spawn("aggregator", [sys.executable, "-m", "pipeline.aggregator"], {**os.environ, **self.env})
@@ -180,8 +189,8 @@ class Pipeline:
         from confluent_kafka.admin import AdminClient
 
         s = self.settings
-        admin = AdminClient(kafka.common_config(self.bootstrap, s))
-        prefix = s.chunks_topic.rsplit(".", 1)[0]
+        admin = AdminClient(kafka.client_config(self.connection))
+        prefix = s.topics.chunks.rsplit(".", 1)[0]
         topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
         for future in admin.delete_topics(topics, operation_timeout=10).values():
             try:
@@ -205,7 +214,7 @@ class Pipeline:
     # -- the job -----------------------------------------------------------------
 
     def ingest(self, sources: list[Source], on_bytes: Callable[[int], None] | None = None) -> IngestReport:
-        publisher = ChunkPublisher(self.settings, self.bootstrap)
+        publisher = ChunkPublisher(self.connection, self.settings)
         for source in sources:
             publisher.publish(source, on_bytes)
         return publisher.flush()
@@ -249,19 +258,19 @@ class Pipeline:
     def check_nothing_refused(self) -> None:
         """Raise if a worker or the aggregator dead-lettered a record of this run: its counts would be wrong."""
         s = self.settings
-        first = kafka.read_partition(self.bootstrap, s, s.deadletter_topic, limit=1)
+        first = kafka.read_partition(self.connection, s.topics.deadletter, limit=1)
         if not first:
             return
         letter = codec.decode_deadletter(first[0].value())
         raise RunError(
-            f"records were dead-lettered (on {s.deadletter_topic}), so the counts would be wrong; the first: "
+            f"records were dead-lettered (on {s.topics.deadletter}), so the counts would be wrong; the first: "
             f"{letter.reason} (logs in {self.log_dir})"
         )
 
     def resources(self) -> dict:
         """CPU and memory used so far: each live worker's own report (any backend; up to
         one status interval old), and the aggregator's, from /proc."""
-        time.sleep(self.settings.status_interval)  # a report that covers the last chunks
+        time.sleep(self.settings.worker.status_interval)  # a report that covers the last chunks
         workers, roster = self._started()
         statuses = roster.refresh(timeout=0.5)
         live = {w.id for w in workers.list() if w.state == "running"}

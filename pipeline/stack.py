@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 
 from pipeline import broker as broker_mod
-from pipeline.config import Settings
+from pipeline.config import Connection, Settings
 from pipeline.errors import UnavailableError
 from pipeline.supervisor import Child, Supervisor
 
@@ -36,6 +36,7 @@ class Stack:
         self.log_dir = log_dir
         self.policy = policy
         self.broker: broker_mod.EmbeddedBroker | None = None
+        self.connection: Connection | None = None  # once the broker is up
         self.supervisor = Supervisor(log_dir, StackError)
 
     @property
@@ -46,21 +47,18 @@ class Stack:
     def urls(self) -> dict[str, str]:
         s = self.settings
         return {
-            "ingest": f"http://{s.ingest_host}:{s.ingest_port}",
-            "results": f"http://{s.aggregator_host}:{s.aggregator_port}",
-            "dashboard": f"http://{s.aggregator_host}:{s.aggregator_port}/",
-            "autoscaler": f"http://{s.autoscaler_host}:{s.autoscaler_port}/v1/status",
+            "ingest": f"http://{s.ingest.host}:{s.ingest.port}",
+            "results": f"http://{s.aggregator.host}:{s.aggregator.port}",
+            "dashboard": f"http://{s.aggregator.host}:{s.aggregator.port}/",
+            "autoscaler": f"http://{s.autoscaler.host}:{s.autoscaler.port}/v1/status",
         }
 
     def start(self, timeout: float = 120.0) -> Stack:
         try:
-            self.broker, bootstrap = broker_mod.start_kafka(self.settings, self.log_dir)
-            # Services see an address, not "embedded": keep the embedded broker's short group session.
+            self.broker, self.connection = broker_mod.start_kafka(self.settings, self.log_dir)
+            # The stack's own files stay together, in its log directory.
             self.settings = self.settings.replace(
-                bootstrap=bootstrap,
-                session_timeout_ms=self.settings.worker_session_timeout_ms,
-                # The stack's own files stay together, in its log directory.
-                aggregator_datadir=self.settings.aggregator_datadir or str(self.log_dir / "faust"),
+                aggregator_datadir=self.settings.aggregator.datadir or str(self.log_dir / "faust")
             )
             self._spawn_services()
             self._wait_healthy(timeout)
@@ -70,7 +68,8 @@ class Stack:
         return self
 
     def _spawn_services(self) -> None:
-        env = {**os.environ, **self.settings.to_env()}
+        assert self.connection is not None  # the broker is up
+        env = {**os.environ, **self.settings.to_env(), **self.connection.to_env()}
         cli = [sys.executable, "-m", "pipeline.cli"]
         # Ctrl-C stops the workers too; a restarted autoscaler adopts them instead.
         autoscale = [*cli, "autoscale", "run", "--stop-workers", "--log-dir", str(self.log_dir / "workers")]

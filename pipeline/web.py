@@ -25,7 +25,7 @@ from prometheus_client import (
 )
 
 import schemas
-from pipeline.config import ConfigError, Settings
+from pipeline.config import ConfigError, ServiceSettings
 from pipeline.webserver import REFUSED, error_response
 
 log = logging.getLogger("wordpipe.web")
@@ -48,11 +48,11 @@ class HttpError(Exception):
         self.status, self.code, self.detail, self.headers, self.close = status, code, detail, headers or {}, close
 
 
-def tokens_of(settings: Settings) -> list[str] | None:
+def tokens_of(service: ServiceSettings) -> list[str] | None:
     """The accepted tokens; None when auth is off. Refuses to run open by accident."""
-    if settings.auth == "none":
+    if service.auth == "none":
         return None
-    tokens = settings.token_list
+    tokens = service.token_list
     if not tokens:
         raise ConfigError(
             "tokens: auth is on but no token is configured; set WORDPIPE_TOKENS (comma-separated) "

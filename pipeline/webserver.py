@@ -71,7 +71,7 @@ def error_response(status: int, code: str, detail: str, headers: dict[str, str] 
     return web.json_response({"error": code, "detail": detail}, status=status, headers=headers)
 
 
-class Connection(RequestHandler):
+class HttpConnection(RequestHandler):
     """One client connection: aiohttp's, answering its errors as JSON and half-closes."""
 
     def __init__(self, *args: Any, refused: Callable[[int], None], **kwargs: Any) -> None:
@@ -134,8 +134,8 @@ class _Site(web.BaseSite):
         manager = runner.server
         refused = runner.app.get(REFUSED, lambda status: None)
 
-        def connection() -> Connection:
-            return Connection(
+        def connection() -> HttpConnection:
+            return HttpConnection(
                 manager,
                 loop=loop,
                 refused=refused,

@@ -62,8 +62,8 @@ def services():
     from tests.services import TOKEN, IngestThread, Services
 
     settings = config.Settings(workers=2, tokens=TOKEN)
-    with Pipeline(settings) as pipeline, IngestThread(pipeline.settings, pipeline.bootstrap) as ingest:
+    with Pipeline(settings) as pipeline, IngestThread(pipeline.connection, pipeline.settings) as ingest:
         ingest.wait_healthy()
         client = Client(ingest.url, pipeline.results_url, token=TOKEN)
-        yield Services(pipeline.settings, pipeline.bootstrap, ingest.url, pipeline.results_url, client)
+        yield Services(pipeline.settings, pipeline.connection, ingest.url, pipeline.results_url, client)
         client.close()

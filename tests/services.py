@@ -16,7 +16,7 @@ import requests
 
 from pipeline.broker import free_port
 from pipeline.client import Client
-from pipeline.config import Settings
+from pipeline.config import Connection, Settings
 from pipeline.ingest.service import IngestService
 from pipeline.run import Pipeline
 from pipeline.webserver import serve
@@ -28,17 +28,17 @@ TOKEN = "test-token"
 class IngestThread:
     """An ingest service on its own event loop and thread; `url` once started."""
 
-    def __init__(self, settings: Settings, bootstrap: str) -> None:
+    def __init__(self, connection: Connection, settings: Settings) -> None:
         self.settings = settings.replace(ingest_port=free_port())
-        self.service = IngestService(self.settings, bootstrap)
-        self.url = f"http://127.0.0.1:{self.settings.ingest_port}"
+        self.service = IngestService(connection, self.settings)
+        self.url = f"http://127.0.0.1:{self.settings.ingest.port}"
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def __enter__(self) -> IngestThread:
         self.thread.start()
         self.runner = asyncio.run_coroutine_threadsafe(
-            serve(self.service.app(), "127.0.0.1", self.settings.ingest_port), self.loop
+            serve(self.service.app(), "127.0.0.1", self.settings.ingest.port), self.loop
         ).result(30)
         return self
 
@@ -57,7 +57,7 @@ class IngestThread:
 @dataclass
 class Services:
     settings: Settings
-    bootstrap: str
+    connection: Connection
     ingest_url: str
     results_url: str
     client: Client
@@ -79,7 +79,7 @@ class IngestProcess:
         env = {
             **os.environ,
             **pipeline.settings.to_env(),
-            "WORDPIPE_BOOTSTRAP": pipeline.bootstrap,
+            **pipeline.connection.to_env(),
             "WORDPIPE_INGEST_PORT": str(self.port),
             **(env or {}),
         }

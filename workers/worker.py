@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from pipeline import codec, faults, kafka, processes, tokenize
-from pipeline.config import Settings
+from pipeline.config import Connection, Settings
 from pipeline.health import Heartbeat
 from pipeline.sharding import Router
 from workers.counting import partials_of
@@ -43,35 +43,34 @@ class PendingCommit:
 
 
 class Worker:
-    def __init__(self, settings: Settings, bootstrap: str) -> None:
+    def __init__(self, connection: Connection, settings: Settings) -> None:
         self.settings = settings
-        self.tokenizer = tokenize.Tokenizer.load(settings.tokenizer_user_dict)
+        self.tokenizer = tokenize.Tokenizer.load(settings.text.tokenizer_user_dict)
         self.foreign_tokenizers: set[str] = set()  # ids of refused chunks, each logged once
-        self.router = Router(settings.partial_partitions, settings.buckets)
+        self.router = Router(settings.topics.partial_partitions, settings.topics.buckets)
         self.consumer = Consumer(
             kafka.consumer_config(
-                bootstrap,
-                settings.worker_group,
-                settings,
+                connection,
+                settings.worker.group,
                 **{"partition.assignment.strategy": "roundrobin", "on_commit": self.on_commit},
             )
         )
         self.producer = Producer(
-            kafka.producer_config(bootstrap, settings, **{"message.max.bytes": kafka.PARTIALS_MAX_MESSAGE_BYTES})
+            kafka.producer_config(connection, **{"message.max.bytes": kafka.PARTIALS_MAX_MESSAGE_BYTES})
         )
         self.pending: deque[PendingCommit] = deque()  # in publication order
-        self.windows = Windows(settings.window_chunks, settings.window_max_words)
+        self.windows = Windows(settings.worker.window_chunks, settings.worker.window_max_words)
         self.stopping = False
         self.assigned: set[int] = set()
         # What the status topic hears about us (pipeline/roster.py).
-        self.id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.id = settings.worker.id or f"{socket.gethostname()}-{os.getpid()}"
         self.started_at = time.time()
         self.first_chunk_at: float | None = None
         self.chunks_counted = 0
         self.busy_seconds = 0.0
         self.next_report = 0.0
-        self.heartbeat = Heartbeat(settings.health_file)
-        self.broker = kafka.BrokerWatch(bootstrap, settings)
+        self.heartbeat = Heartbeat(settings.service.health_file)
+        self.broker = kafka.BrokerWatch(connection)
 
     def on_assign(self, consumer, partitions) -> None:
         self.assigned.update(tp.partition for tp in partitions)
@@ -102,7 +101,7 @@ class Worker:
 
     def report_status(self, stopped: bool = False) -> None:
         """Tell the status topic who we are and what we own; a tombstone once we stopped."""
-        self.next_report = time.monotonic() + self.settings.status_interval
+        self.next_report = time.monotonic() + self.settings.worker.status_interval
         self.heartbeat.beat(self.broker.problem)
         value = None
         if not stopped:
@@ -120,7 +119,7 @@ class Worker:
                 )
             )
         try:
-            self.producer.produce(self.settings.status_topic, value, key=self.id.encode(), partition=0)
+            self.producer.produce(self.settings.topics.status, value, key=self.id.encode(), partition=0)
         except BufferError:
             pass  # reports are periodic; the next one says the same and more
 
@@ -131,9 +130,9 @@ class Worker:
     def run(self) -> None:
         s = self.settings
         self.consumer.subscribe(
-            [s.chunks_topic], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost
+            [s.topics.chunks], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost
         )
-        log.info("worker consuming %s as group %s", s.chunks_topic, s.worker_group)
+        log.info("worker consuming %s as group %s", s.topics.chunks, s.worker.group)
         try:
             while not self.stopping:
                 batch = self.next_batch()
@@ -157,11 +156,11 @@ class Worker:
 
     def next_batch(self) -> list:
         """Up to worker_batch chunks: whatever is fetched already, else wait for the first."""
-        batch = self.consumer.consume(num_messages=self.settings.worker_batch, timeout=0)
+        batch = self.consumer.consume(num_messages=self.settings.worker.batch, timeout=0)
         if not batch:
             batch = self.consumer.consume(num_messages=1, timeout=0.5)
             if batch:
-                batch += self.consumer.consume(num_messages=self.settings.worker_batch - 1, timeout=0)
+                batch += self.consumer.consume(num_messages=self.settings.worker.batch - 1, timeout=0)
         return batch
 
     def process(self, batch: list) -> None:
@@ -234,7 +233,7 @@ class Worker:
         for shard, shard_parts in enumerate(parts):
             for record in codec.encode_partials(shard, shard_parts):
                 commit.unacked += 1
-                self.produce(s.partials_topic, record, shard, commit.on_delivery)
+                self.produce(s.topics.partials, record, shard, commit.on_delivery)
         self.pending.append(commit)
 
     def commit_acknowledged(self, asynchronous: bool = True) -> None:
@@ -249,7 +248,7 @@ class Worker:
             if commit.failure:
                 raise kafka.KafkaUnavailable(f"partials not delivered, stopping uncommitted: {commit.failure}")
             faults.point("worker.before_commit")
-            offsets = [TopicPartition(self.settings.chunks_topic, p, end) for p, end in commit.ends.items()]
+            offsets = [TopicPartition(self.settings.topics.chunks, p, end) for p, end in commit.ends.items()]
             if not offsets:  # all its partitions were handed over
                 continue
             try:
@@ -274,7 +273,7 @@ class Worker:
         # Rare, so delivered at once: it must be durable before any commit covers its offset.
         failures: list[str] = []
         self.produce(
-            self.settings.deadletter_topic,
+            self.settings.topics.deadletter,
             codec.encode_deadletter(letter),
             0,
             lambda err, m: failures.append(err.str()) if err else None,
@@ -284,10 +283,7 @@ class Worker:
 
 
 def main(settings: Settings) -> int:
-    if not settings.bootstrap:
-        log.error("workers need a bootstrap address (--bootstrap or WORDPIPE_BOOTSTRAP)")
-        return 2
-    worker = Worker(settings, settings.bootstrap)
+    worker = Worker(Connection.to(settings.kafka, why="workers need a bootstrap address"), settings)
     signal.signal(signal.SIGTERM, worker.request_stop)
     signal.signal(signal.SIGINT, worker.request_stop)
     started = time.monotonic()

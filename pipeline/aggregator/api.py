@@ -99,8 +99,8 @@ class ResultsApi:
         self.receipts = receipts
         self.lag = lag
         self.broker = broker
-        self.tokens = tokens_of(settings)  # no token configured and auth on: refuse to start
-        self.tokenizer = tokenize.Tokenizer.load(settings.tokenizer_user_dict)  # the workers' definition of a word
+        self.tokens = tokens_of(settings.service)  # no token configured and auth on: refuse to start
+        self.tokenizer = tokenize.Tokenizer.load(settings.text.tokenizer_user_dict)  # the workers' definition of a word
         self.words: list[str] = []  # sorted, for paging; rebuilt when the vocabulary grew
         self.words_version: tuple[tuple[int, ...], int] | None = None
         self._gauges()
@@ -144,7 +144,7 @@ class ResultsApi:
 
     def status(self) -> dict:
         ingested = self.receipts.documents, self.receipts.chunks
-        return views.status(self.counted.owned(), self.settings.partial_partitions, ingested, self.lag.view())
+        return views.status(self.counted.owned(), self.settings.topics.partial_partitions, ingested, self.lag.view())
 
     def top_k(self, k: int) -> dict:
         return views.top(self.counted.owned(), self.counted.ranked(), k)
@@ -224,7 +224,7 @@ class ResultsApi:
 
     async def windows(self, request: web.Request) -> web.Response:
         """The top k of one tumbling window (default: the newest)."""
-        shards, seconds = self.counted.owned(), self.settings.window_seconds
+        shards, seconds = self.counted.owned(), self.settings.aggregator.window_seconds
         k = int_param(request, "k", 10, 1, MAX_K)
         starts = views.window_starts(shards)
         start = int_param(request, "start", starts[-1] if starts else 0, 0, None)
@@ -252,7 +252,7 @@ class ResultsApi:
         return web.json_response(
             {
                 "word": word,
-                "window_seconds": self.settings.window_seconds,
+                "window_seconds": self.settings.aggregator.window_seconds,
                 "windows": [{"start": start, "count": n} for start, n in per_window.items()],
             }
         )
@@ -262,7 +262,7 @@ class ResultsApi:
         return web.json_response(self.status())
 
     async def progress(self, request: web.Request) -> web.Response:
-        return web.json_response(views.progress(self.counted.owned(), self.settings.partial_partitions))
+        return web.json_response(views.progress(self.counted.owned(), self.settings.topics.partial_partitions))
 
     async def stats(self, request: web.Request) -> web.Response:
         c = self.counted

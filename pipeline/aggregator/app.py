@@ -36,7 +36,7 @@ from pipeline.aggregator.api import ResultsApi
 from pipeline.aggregator.ranking import Ranking
 from pipeline.aggregator.state import OverlapError, ShardState
 from pipeline.autoscaler.monitor import Watch
-from pipeline.config import CLUSTER_SESSION_TIMEOUT_MS, Settings
+from pipeline.config import CLUSTER_SESSION_TIMEOUT_MS, Connection, Settings
 from pipeline.health import Heartbeat
 from pipeline.ingest.receipts import Accepted
 from pipeline.roster import RosterMetrics
@@ -71,22 +71,22 @@ class _Transport(faust_kafka.Transport):
 
 class Aggregator:
     def __init__(
-        self, settings: Settings, bootstrap: str, broker: kafka.BrokerWatch, registry: CollectorRegistry
+        self, connection: Connection, settings: Settings, broker: kafka.BrokerWatch, registry: CollectorRegistry
     ) -> None:
         self.settings = settings
         s = settings
-        datadir = Path(s.aggregator_datadir or Path(tempfile.gettempdir()) / "wordpipe-faust" / s.aggregator_id)
+        datadir = Path(s.aggregator.datadir or Path(tempfile.gettempdir()) / "wordpipe-faust" / s.aggregator.id)
         datadir.parent.mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
-            s.aggregator_id,
-            broker=f"kafka://{bootstrap}",
-            broker_credentials=kafka.faust_credentials(s),
+            s.aggregator.id,
+            broker=f"kafka://{connection.bootstrap}",
+            broker_credentials=kafka.faust_credentials(connection.kafka),
             store="memory://",
             # faust makes (empty, with the memory store) directories here; not in the caller's cwd.
             datadir=str(datadir),
             web_enabled=False,  # the results API is ours (pipeline/aggregator/api.py)
-            topic_partitions=s.partial_partitions,
-            topic_replication_factor=s.replication_factor,
+            topic_partitions=s.topics.partial_partitions,
+            topic_replication_factor=s.topics.replication_factor,
             # Not the workers' short session: faust heartbeats from its event loop, which a
             # large flush may hold up for a while.
             broker_session_timeout=CLUSTER_SESSION_TIMEOUT_MS / 1000,
@@ -97,21 +97,21 @@ class Aggregator:
             # shutdown would only stall: anything unacked is replayed and deduplicated.
             stream_wait_empty=False,
         )
-        self.app.transport = _Transport(self.app.conf.broker, self.app, fetch_max_wait_ms=s.fetch_max_wait_ms)
+        self.app.transport = _Transport(self.app.conf.broker, self.app, fetch_max_wait_ms=connection.fetch_max_wait_ms)
         self.partials = self.app.topic(
-            s.partials_topic, key_serializer="raw", value_serializer="raw", partitions=s.partial_partitions
+            s.topics.partials, key_serializer="raw", value_serializer="raw", partitions=s.topics.partial_partitions
         )
         # bytes in and out: faust derives its (recovery) serializers from these types.
-        self.table = self.app.Table("state", partitions=s.partial_partitions, key_type=bytes, value_type=bytes)
+        self.table = self.app.Table("state", partitions=s.topics.partial_partitions, key_type=bytes, value_type=bytes)
         # Windowed totals, mirrored from the exact state with absolute values every
         # totals_interval and before every read: a replay rewrites the same values, so the
         # mirror never counts twice.
         self.windowed = self.app.Table(
             "windowed",
             default=int,
-            partitions=s.partial_partitions,  # faust's default serializers: json
-        ).tumbling(s.window_seconds, expires=s.window_seconds * s.windows_kept)
-        self.producer = Producer(kafka.producer_config(bootstrap, s))  # totals and dead letters
+            partitions=s.topics.partial_partitions,  # faust's default serializers: json
+        ).tumbling(s.aggregator.window_seconds, expires=s.aggregator.window_seconds * s.aggregator.windows_kept)
+        self.producer = Producer(kafka.producer_config(connection))  # totals and dead letters
         self.deliveries = kafka.DeliveryTracker()
         self.shards: dict[int, ShardState] = {}
         self.pending: list[faust.EventT] = []
@@ -119,9 +119,9 @@ class Aggregator:
         self.lock = asyncio.Lock()
         self.partials_applied = 0
         self.partials_replayed = 0
-        self.heartbeat = Heartbeat(s.health_file)
+        self.heartbeat = Heartbeat(s.service.health_file)
         self.broker = broker
-        self.router = Router(s.partial_partitions, s.buckets)
+        self.router = Router(s.topics.partial_partitions, s.topics.buckets)
         self.kept_windows: dict[int, set[int]] = {}
         self.ranking = Ranking()
         self.unpublished: dict[str, int] = {}  # totals changed since the last publication to the totals topic
@@ -140,7 +140,7 @@ class Aggregator:
             records = {k.decode(): v for k, v in self.table.data.items() if k.startswith(prefix)}
             s = self.settings
             state = self.shards[shard] = ShardState.load(
-                shard, records, s.document_max_span, s.window_seconds, s.windows_kept
+                shard, records, s.ingest.document_max_span, s.aggregator.window_seconds, s.aggregator.windows_kept
             )
             self.ranking.update(state.totals())
         return state
@@ -163,7 +163,9 @@ class Aggregator:
         assert isinstance(tables, TableManager)  # faust's TableManagerT does not declare `recovery`
         if self.app.rebalancing or not tables.recovery.completed.is_set():
             return []
-        return sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.settings.partials_topic)
+        return sorted(
+            tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.settings.topics.partials
+        )
 
     def on_event(self, event: faust.EventT) -> None:
         message = event.message
@@ -192,7 +194,7 @@ class Aggregator:
         log.warning("dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason)
         letter = codec.DeadLetter(message.topic, message.partition, message.offset, reason, message.value or b"")
         self.producer.produce(
-            self.settings.deadletter_topic, codec.encode_deadletter(letter), on_delivery=self.deliveries
+            self.settings.topics.deadletter, codec.encode_deadletter(letter), on_delivery=self.deliveries
         )
 
     async def flush(self) -> None:
@@ -298,7 +300,7 @@ class Aggregator:
         for shard in list(self.shards):  # the windowed mirror at the same cadence: repeated changes coalesce
             self.mirror_windows(shard)
         self.take_changes()
-        topic = self.settings.totals_topic
+        topic = self.settings.topics.totals
         changed, self.unpublished = self.unpublished, {}
         for word, count in changed.items():
             value = codec.encode_total(codec.TotalMessage(word, count))
@@ -321,12 +323,12 @@ class Aggregator:
             async for event in stream.noack().events():
                 self.on_event(event)
 
-        @app.timer(self.settings.flush_interval, name="flush")
+        @app.timer(self.settings.aggregator.flush_interval, name="flush")
         async def flush_timer() -> None:
             await self.flush()
             self.heartbeat.beat(self.broker.problem)
 
-        @app.timer(self.settings.totals_interval, name="publish-totals")
+        @app.timer(self.settings.aggregator.totals_interval, name="publish-totals")
         async def totals_timer() -> None:
             if time.monotonic() < self.next_publication:
                 return
@@ -339,7 +341,7 @@ class Aggregator:
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
         async def on_revoked(app, revoked, **kwargs) -> None:
             await self.flush()
-            self.forget_shards([tp.partition for tp in revoked if tp.topic == self.settings.partials_topic])
+            self.forget_shards([tp.partition for tp in revoked if tp.topic == self.settings.topics.partials])
 
         @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
         async def on_shutdown(app, **kwargs) -> None:
@@ -356,7 +358,10 @@ def serve_results(app: faust.App, api: ResultsApi, settings: Settings) -> None:
     async def start_serving() -> None:
         nonlocal runner
         runner = await serve(
-            api.app(), settings.aggregator_host, settings.aggregator_port, ServerLimits(settings.http_idle_seconds)
+            api.app(),
+            settings.aggregator.host,
+            settings.aggregator.port,
+            ServerLimits(settings.service.http_idle_seconds),
         )
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
@@ -372,17 +377,13 @@ def mirror_key(word: str, window_json: bytes) -> bytes:
 
 
 def main(settings: Settings) -> int:
-    if settings.embedded:
-        log.error("the aggregator needs a bootstrap address (--bootstrap or WORDPIPE_BOOTSTRAP)")
-        return 2
-    assert settings.bootstrap is not None  # not embedded
-    bootstrap = settings.bootstrap
-    broker = kafka.BrokerWatch(bootstrap, settings)
-    watch = Watch(bootstrap, settings)
+    connection = Connection.to(settings.kafka, why="the aggregator needs a bootstrap address")
+    broker = kafka.BrokerWatch(connection)
+    watch = Watch(connection, settings)
     registry = CollectorRegistry()
     registry.register(RosterMetrics(watch.monitor.roster))  # the workers' own figures
-    aggregator = Aggregator(settings, bootstrap, broker, registry)
-    api = ResultsApi(settings, aggregator, registry, Accepted(bootstrap, settings), watch, broker)
+    aggregator = Aggregator(connection, settings, broker, registry)
+    api = ResultsApi(settings, aggregator, registry, Accepted(connection, settings.topics), watch, broker)
     serve_results(aggregator.app, api, settings)
     worker = faust.Worker(aggregator.app, loglevel="WARNING", quiet=True)
     worker.execute_from_commandline()

@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from pipeline import kafka
 from pipeline.autoscaler.policy import Metrics
-from pipeline.config import Settings
+from pipeline.config import Connection, Settings
 from pipeline.roster import Roster
 
 log = logging.getLogger(__name__)
@@ -73,19 +73,14 @@ RATE_WINDOW = 120.0  # seconds of samples behind the arrival trend
 
 class LagMonitor:
     def __init__(
-        self, bootstrap: str, settings: Settings, offset_reset: str = "earliest", window: float = RATE_WINDOW
+        self, connection: Connection, settings: Settings, offset_reset: str = "earliest", window: float = RATE_WINDOW
     ) -> None:
         self.settings = settings
         self.offset_reset = offset_reset
         self.window = window
-        self.consumer = Consumer(
-            {
-                **kafka.common_config(bootstrap, settings),
-                "group.id": settings.worker_group,  # to read its commits; never joins, never commits
-                "enable.auto.commit": False,
-            }
-        )
-        self.roster = Roster(bootstrap, settings)
+        # The workers' group id, to read its commits; never joins, never commits.
+        self.consumer = Consumer(kafka.consumer_config(connection, settings.worker.group))
+        self.roster = Roster(connection, settings.topics)
         self.samples: deque[Sample] = deque()
         self.last_read_at: float | None = None
 
@@ -94,18 +89,19 @@ class LagMonitor:
         now = time.time() if now is None else now
         s = self.settings
         try:
-            topic = self.consumer.list_topics(s.chunks_topic, timeout=5).topics[s.chunks_topic]
+            topic = self.consumer.list_topics(s.topics.chunks, timeout=5).topics[s.topics.chunks]
             partitions = sorted(topic.partitions)
-            tps = [TopicPartition(s.chunks_topic, p) for p in partitions]
+            tps = [TopicPartition(s.topics.chunks, p) for p in partitions]
             committed = {tp.partition: tp.offset for tp in self.consumer.committed(tps, timeout=5)}
             marks = {
-                p: self.consumer.get_watermark_offsets(TopicPartition(s.chunks_topic, p), timeout=5) for p in partitions
+                p: self.consumer.get_watermark_offsets(TopicPartition(s.topics.chunks, p), timeout=5)
+                for p in partitions
             }
         except KafkaException as exc:
             log.warning("cannot read the group's offsets: %s", exc)
-            return self._stale(now, len(workers), self.settings.chunk_partitions)
+            return self._stale(now, len(workers), self.settings.topics.chunk_partitions)
         if not partitions or any(m is None for m in marks.values()):
-            return self._stale(now, len(workers), len(partitions) or self.settings.chunk_partitions)
+            return self._stale(now, len(workers), len(partitions) or self.settings.topics.chunk_partitions)
         lag = sum(partition_lag(*marks[p], committed.get(p), self.offset_reset) for p in partitions)
         sample = Sample(
             now,
@@ -153,8 +149,8 @@ class Watch:
     """`LagMonitor.read` every `interval` seconds on a thread, for views that must not block
     on Kafka (the results API's status and dashboard)."""
 
-    def __init__(self, bootstrap: str, settings: Settings, interval: float = 2.0) -> None:
-        self.monitor = LagMonitor(bootstrap, settings)
+    def __init__(self, connection: Connection, settings: Settings, interval: float = 2.0) -> None:
+        self.monitor = LagMonitor(connection, settings)
         self.interval = interval
         self.latest: Metrics | None = None
         self._stop = threading.Event()

@@ -14,37 +14,38 @@ from pipeline.autoscaler.controller import Controller
 from pipeline.autoscaler.monitor import LagMonitor
 from pipeline.autoscaler.policy import Policy
 from pipeline.cluster import Resources, open_backend
-from pipeline.config import ConfigError, Settings
+from pipeline.config import Connection, Settings
 from pipeline.health import Heartbeat
 from pipeline.web import tokens_of
 from pipeline.webserver import ServerLimits
 
 
 def run(s: Settings, policy: str | None, log_dir: Path, stop_workers: bool = False) -> None:
-    """Scale `s.worker_group` by `policy` (a TOML file, reloaded when it changes; None: the
+    """Scale `s.worker.group` by `policy` (a TOML file, reloaded when it changes; None: the
     built-in one). `stop_workers`: stop them on exit; otherwise containers and tasks stay,
     for the next autoscaler to adopt."""
-    tokens = tokens_of(s)  # no token configured and auth on: refuse before launching anything
-    if not s.bootstrap:
-        raise ConfigError(
-            "bootstrap: the autoscaler watches an existing cluster; give --bootstrap or $WORDPIPE_BOOTSTRAP"
-        )
+    tokens = tokens_of(s.service)  # no token configured and auth on: refuse before launching anything
+    connection = Connection.to(s.kafka, why="the autoscaler watches an existing cluster")
     current = policy_file.PolicyFile(policy).current if policy else Policy
     log_dir.mkdir(parents=True, exist_ok=True)
-    backend = open_backend(s, s.to_env(), s.worker_group, log_dir)
-    monitor = LagMonitor(s.bootstrap, s, offset_reset=current().offset_reset)
+    backend = open_backend(s, {**s.to_env(), **connection.to_env()}, s.worker.group, log_dir)
+    monitor = LagMonitor(connection, s, offset_reset=current().offset_reset)
     controller = Controller(
         backend,
         monitor,
         current,
-        Resources(s.worker_cpus, s.worker_mem_mb),
-        interval=s.autoscale_interval,
-        heartbeat=Heartbeat(s.health_file),
+        Resources(s.cluster.worker_cpus, s.cluster.worker_mem_mb),
+        interval=s.autoscaler.interval,
+        heartbeat=Heartbeat(s.service.health_file),
     )
     server = serve_status(
-        controller, s.autoscaler_host, s.autoscaler_port, tokens=tokens, limits=ServerLimits(s.http_idle_seconds)
+        controller,
+        s.autoscaler.host,
+        s.autoscaler.port,
+        tokens=tokens,
+        limits=ServerLimits(s.service.http_idle_seconds),
     )
-    print(f"wordpipe autoscaler: status on http://{s.autoscaler_host}:{s.autoscaler_port}/v1/status", file=sys.stderr)
+    print(f"wordpipe autoscaler: status on http://{s.autoscaler.host}:{s.autoscaler.port}/v1/status", file=sys.stderr)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

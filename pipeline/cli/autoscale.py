@@ -75,7 +75,7 @@ def cmd_autoscale_run(args: argparse.Namespace) -> int:
     from pipeline.autoscaler.service import run
 
     s = options.settings(args, autoscaler_port=args.port, **options.backend_choice(args))
-    log_dir = Path(args.log_dir or Path(tempfile.gettempdir()) / "wordpipe-workers" / s.worker_group)
+    log_dir = Path(args.log_dir or Path(tempfile.gettempdir()) / "wordpipe-workers" / s.worker.group)
     run(s, args.policy, log_dir, stop_workers=args.stop_workers)
     return 0
 

@@ -75,7 +75,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
 
     settings = config.load(args.config, overrides={"tokenizer_user_dict": options.path(args.tokenizer_user_dict)})
     started = time.monotonic()
-    counts = count_sources(resolve(args.paths), Tokenizer.load(settings.tokenizer_user_dict))
+    counts = count_sources(resolve(args.paths), Tokenizer.load(settings.text.tokenizer_user_dict))
     log.info("reference counted in %.3f s", time.monotonic() - started)
     print(format_counts(counts, _top(args), args.json))
     return 0
@@ -115,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "bytes": report.bytes,
                 "chunks": report.chunks,
                 "documents": report.documents,
-                "workers": settings.workers,
+                "workers": settings.worker.count,
                 "wall_seconds": time.monotonic() - started,
                 "steady_seconds": pipeline.counted_at - report.first_produced_at
                 if pipeline.counted_at and report.first_produced_at

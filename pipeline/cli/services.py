@@ -76,7 +76,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         tokenizer_user_dict=options.path(args.tokenizer_user_dict),
     )
     generated, saved_to = None, None
-    if s.auth == "token" and not s.token_list:  # a token for this stack, where clients on this machine find it
+    if (
+        s.service.auth == "token" and not s.service.token_list
+    ):  # a token for this stack, where clients on this machine find it
         generated = secrets.token_urlsafe(24)
         s = s.replace(tokens=generated)
         saved_to = save_token(generated)
@@ -88,7 +90,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         stack.start()
         urls = stack.urls
-        print(f"wordpipe is up ({'embedded broker' if s.embedded else s.bootstrap}, {s.backend} workers):")
+        print(
+            f"wordpipe is up ({'embedded broker' if s.kafka.embedded else s.kafka.bootstrap}, {s.cluster.backend} workers):"
+        )
         for name in ("ingest", "results", "dashboard", "autoscaler"):
             print(f"  {name:<11}{urls[name]}")
         if generated:
@@ -111,13 +115,10 @@ def cmd_ingest_server(args: argparse.Namespace) -> int:
     from pipeline.ingest.service import run
 
     s = options.settings(args, ingest_port=args.port)
-    if not s.bootstrap:
-        raise config.ConfigError(
-            "bootstrap: the ingest service needs a bootstrap address (--bootstrap or $WORDPIPE_BOOTSTRAP)"
-        )
-    print(f"wordpipe ingest: listening on http://{s.ingest_host}:{s.ingest_port}", file=sys.stderr)
+    connection = config.Connection.to(s.kafka, why="the ingest service needs a bootstrap address")
+    print(f"wordpipe ingest: listening on http://{s.ingest.host}:{s.ingest.port}", file=sys.stderr)
     try:
-        asyncio.run(run(s, s.bootstrap))
+        asyncio.run(run(connection, s))
     except KeyboardInterrupt:
         pass
     return 0
@@ -139,17 +140,14 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from pipeline import kafka
 
     s = options.settings(args)
-    if not s.bootstrap:
-        raise config.ConfigError(
-            "bootstrap: topics are created on an existing cluster; give --bootstrap or $WORDPIPE_BOOTSTRAP"
-        )
+    connection = config.Connection.to(s.kafka, why="topics are created on an existing cluster")
     try:
-        kafka.ensure_topics(s.bootstrap, s)
+        kafka.ensure_topics(connection, s.topics)
     except ValueError as exc:  # an existing topic with other partition counts
         raise config.ConfigError(str(exc)) from None
     print(
-        f"topics ready on {s.bootstrap}: {s.chunks_topic}, {s.partials_topic}, {s.totals_topic}, "
-        f"{s.deadletter_topic}, {s.status_topic}, {s.documents_topic}"
+        f"topics ready on {connection.bootstrap}: {s.topics.chunks}, {s.topics.partials}, {s.topics.totals}, "
+        f"{s.topics.deadletter}, {s.topics.status}, {s.topics.documents}"
     )
     return 0
 
@@ -157,7 +155,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_health(args: argparse.Namespace) -> int:
     from pipeline.health import check
 
-    problem = check(options.settings(args).health_file, args.max_age)
+    problem = check(options.settings(args).service.health_file, args.max_age)
     if problem:
         print(f"wordpipe: unhealthy: {problem}", file=sys.stderr)
         return 1

@@ -21,21 +21,21 @@ __all__ = ["Backend", "BackendError", "Resources", "WorkerInfo", "forget_exited"
 def open_backend(
     settings: Settings, env: dict[str, str], pipeline: str, log_dir: Path, owner_pid: int | None = None
 ) -> Backend:
-    """The backend `settings.backend` names, for the workers of `pipeline`, with `env` for each worker.
+    """The backend `settings.cluster.backend` names, for the workers of `pipeline`, with `env` for each worker.
 
     `owner_pid`: the workers are this process's alone and must not outlive it (`wordpipe run`).
     """
     env = worker_env(env)
-    if settings.tokenizer_user_dict:  # the file is the launcher's: its words travel with each worker
-        env["WORDPIPE_TOKENIZER_USER_DICT"] = tokenize.as_data_uri(settings.tokenizer_user_dict)
-    if settings.backend == "mesos":
+    if settings.text.tokenizer_user_dict:  # the file is the launcher's: its words travel with each worker
+        env["WORDPIPE_TOKENIZER_USER_DICT"] = tokenize.as_data_uri(settings.text.tokenizer_user_dict)
+    if settings.cluster.backend == "mesos":
         from pipeline.cluster.mesos import MesosBackend
 
         return MesosBackend(settings, env, pipeline, one_shot=owner_pid is not None)
-    if settings.backend == "docker":
+    if settings.cluster.backend == "docker":
         from pipeline.cluster.docker import DockerBackend
 
-        return DockerBackend(settings.image, env, pipeline, log_dir, owner_pid)
+        return DockerBackend(settings.cluster.image, env, pipeline, log_dir, owner_pid)
     from pipeline.cluster.local import LocalBackend
 
     return LocalBackend(env, log_dir)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from pipeline.config import FLAT
 from pipeline.errors import UnavailableError
 
 log = logging.getLogger(__name__)
@@ -74,39 +75,8 @@ def forget_exited(backend: Backend) -> list[WorkerInfo]:
 # A worker's environment is built from allow-lists, whatever the backend: the settings a
 # worker reads, and (for a local process) what any process needs from its parent's. The
 # APIs' tokens, the framework's secrets and whatever else the launcher's shell held stay put.
-WORKER_SETTINGS = frozenset(
-    {
-        "bootstrap",
-        "replication_factor",
-        "kafka_security_protocol",
-        "kafka_sasl_mechanism",
-        "kafka_sasl_username",
-        "kafka_sasl_password",
-        "kafka_ssl_ca_location",
-        "kafka_ssl_certificate_location",
-        "kafka_ssl_key_location",
-        "kafka_ssl_key_password",
-        "chunks_topic",
-        "partials_topic",
-        "totals_topic",
-        "deadletter_topic",
-        "status_topic",
-        "documents_topic",
-        "chunk_partitions",
-        "partial_partitions",
-        "buckets",
-        "tokenizer_user_dict",
-        "worker_group",
-        "worker_batch",
-        "window_chunks",
-        "window_max_words",
-        "session_timeout_ms",
-        "status_interval",
-        "fetch_max_wait_ms",
-        "health_file",
-        "worker_id",
-    }
-)
+WORKER_SECTIONS = ("kafka", "topics", "text", "worker")
+WORKER_SETTINGS = frozenset(flat for flat, (section, _) in FLAT.items() if section in WORKER_SECTIONS) | {"health_file"}
 INHERITED = (
     "PATH",
     "HOME",

@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 
 from pipeline import codec, kafka, tokenize
 from pipeline.chunking import iter_chunks
-from pipeline.config import Settings
+from pipeline.config import Connection, Settings
 from pipeline.ingest.sources import Source
 from pipeline.offsets import OffsetRanges
 
@@ -29,15 +29,13 @@ class IngestReport:
 
 
 class ChunkPublisher:
-    def __init__(self, settings: Settings, bootstrap: str) -> None:
+    def __init__(self, connection: Connection, settings: Settings) -> None:
         self.settings = settings
         self.producer = Producer(
-            kafka.producer_config(
-                bootstrap, settings, **{"linger.ms": 20, "batch.size": 1 << 20, "compression.type": "lz4"}
-            )
+            kafka.producer_config(connection, **{"linger.ms": 20, "batch.size": 1 << 20, "compression.type": "lz4"})
         )
         self.report = IngestReport()
-        self.tokenizer = tokenize.Tokenizer.load(settings.tokenizer_user_dict).id  # named in every chunk
+        self.tokenizer = tokenize.Tokenizer.load(settings.text.tokenizer_user_dict).id  # named in every chunk
         self._failures: list[str] = []
         self._next_partition = 0
         self.mark_flush()  # closes any window a crashed predecessor left open
@@ -57,17 +55,17 @@ class ChunkPublisher:
             log.warning(
                 "%s: a run without whitespace or CJK punctuation longer than %d bytes cut at byte %d",
                 source.name,
-                s.chunk_size,
+                s.text.chunk_size,
                 offset,
             )
 
         with source.open() as stream:
-            for seq, chunk in enumerate(iter_chunks(stream, s.chunk_size, on_forced_cut=forced_cut)):
+            for seq, chunk in enumerate(iter_chunks(stream, s.text.chunk_size, on_forced_cut=forced_cut)):
                 value = codec.encode_chunk(
                     codec.ChunkMessage(doc, seq, source.name, chunk.offset, chunk.data, self.tokenizer)
                 )
                 partition = self._next_partition
-                self._next_partition = (partition + 1) % s.chunk_partitions
+                self._next_partition = (partition + 1) % s.topics.chunk_partitions
                 self._produce(value, doc.encode(), partition)
                 if self.report.first_produced_at is None:
                     self.report.first_produced_at = time.monotonic()
@@ -82,7 +80,7 @@ class ChunkPublisher:
         while True:
             try:
                 self.producer.produce(
-                    self.settings.chunks_topic, value, key=key, partition=partition, on_delivery=self._on_delivery
+                    self.settings.topics.chunks, value, key=key, partition=partition, on_delivery=self._on_delivery
                 )
                 self.producer.poll(0)
                 return
@@ -96,7 +94,7 @@ class ChunkPublisher:
         predecessor left open.
         """
         marker = codec.encode_flush()
-        for partition in range(self.settings.chunk_partitions):
+        for partition in range(self.settings.topics.chunk_partitions):
             self._produce(marker, None, partition)
 
     def flush(self, timeout: float = 60.0) -> IngestReport:

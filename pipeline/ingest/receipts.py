@@ -19,7 +19,7 @@ import time
 from confluent_kafka import Consumer, TopicPartition
 
 from pipeline import codec, kafka
-from pipeline.config import Settings
+from pipeline.config import Connection, Settings, TopicSettings
 
 log = logging.getLogger("wordpipe.ingest")
 
@@ -28,10 +28,10 @@ def receipt_key(receipt: codec.Receipt) -> bytes:
     return (f"key:{receipt.key}" if receipt.key is not None else f"doc:{receipt.document}").encode()
 
 
-def read_all(bootstrap: str, settings: Settings, timeout: float = 30.0) -> list[codec.Receipt]:
+def read_all(connection: Connection, topics: TopicSettings, timeout: float = 30.0) -> list[codec.Receipt]:
     """Every receipt in the topic, oldest first (blocking: run it in a thread)."""
     out: list[codec.Receipt] = []
-    for msg in kafka.read_partition(bootstrap, settings, settings.documents_topic, 0, timeout):
+    for msg in kafka.read_partition(connection, topics.documents, 0, timeout):
         try:
             out.append(codec.decode_receipt(msg.value()))
         except codec.CodecError as exc:
@@ -39,14 +39,12 @@ def read_all(bootstrap: str, settings: Settings, timeout: float = 30.0) -> list[
     return out
 
 
-def find_verdict(bootstrap: str, settings: Settings, receipt: codec.Receipt, upto: int) -> bool:
+def find_verdict(connection: Connection, settings: Settings, receipt: codec.Receipt, upto: int) -> bool:
     """Whether the log commits `receipt`'s document: its first end in [first, upto], judged
     as the aggregator judges it (blocking: run it in a thread)."""
-    consumer = Consumer(
-        {**kafka.common_config(bootstrap, settings), "group.id": "wordpipe-receipts", "enable.auto.commit": False}
-    )
+    consumer = Consumer(kafka.consumer_config(connection, "wordpipe-receipts"))
     try:
-        consumer.assign([TopicPartition(settings.chunks_topic, receipt.partition, receipt.first)])
+        consumer.assign([TopicPartition(settings.topics.chunks, receipt.partition, receipt.first)])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             for msg in consumer.consume(500, 0.5):
@@ -65,9 +63,9 @@ def find_verdict(bootstrap: str, settings: Settings, receipt: codec.Receipt, upt
                     return (
                         record.commit
                         and record.chunks == receipt.chunks
-                        and offset - receipt.first < settings.document_max_span
+                        and offset - receipt.first < settings.ingest.document_max_span
                     )
-        raise kafka.KafkaUnavailable(f"could not read {settings.chunks_topic}[{receipt.partition}] up to {upto}")
+        raise kafka.KafkaUnavailable(f"could not read {settings.topics.chunks}[{receipt.partition}] up to {upto}")
     finally:
         consumer.close()
 
@@ -75,27 +73,27 @@ def find_verdict(bootstrap: str, settings: Settings, receipt: codec.Receipt, upt
 class Receipts:
     """The receipts of keyed uploads, in memory, and writes to the topic."""
 
-    def __init__(self, bootstrap: str, settings: Settings, producer: kafka.AsyncProducer) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, connection: Connection, settings: Settings, producer: kafka.AsyncProducer) -> None:
+        self.connection = connection
         self.settings = settings
         self.producer = producer
         self.by_key: dict[str, codec.Receipt] = {}
 
     async def load(self) -> None:
-        for receipt in await asyncio.to_thread(read_all, self.bootstrap, self.settings):
+        for receipt in await asyncio.to_thread(read_all, self.connection, self.settings.topics):
             if receipt.key is not None:
                 self.by_key[receipt.key] = receipt
 
     async def write(self, receipt: codec.Receipt) -> None:
-        await self.producer.send(self.settings.documents_topic, codec.encode_receipt(receipt), receipt_key(receipt), 0)
+        await self.producer.send(self.settings.topics.documents, codec.encode_receipt(receipt), receipt_key(receipt), 0)
         if receipt.key is not None:
             self.by_key[receipt.key] = receipt
 
     async def settle(self, receipt: codec.Receipt) -> codec.Receipt:
         """Decide an `open` receipt once and for all; returns it `committed` or `aborted`."""
         end = codec.encode_end(codec.DocumentEnd(receipt.document, receipt.chunks, commit=False))
-        upto = await self.producer.send(self.settings.chunks_topic, end, receipt.document.encode(), receipt.partition)
-        committed = await asyncio.to_thread(find_verdict, self.bootstrap, self.settings, receipt, upto)
+        upto = await self.producer.send(self.settings.topics.chunks, end, receipt.document.encode(), receipt.partition)
+        committed = await asyncio.to_thread(find_verdict, self.connection, self.settings, receipt, upto)
         settled = codec.Receipt(
             receipt.document,
             receipt.key,
@@ -114,20 +112,11 @@ class Receipts:
 class Accepted:
     """How many documents and chunks ingest accepted, following the receipts topic in a thread."""
 
-    def __init__(self, bootstrap: str, settings: Settings) -> None:
-        self.consumer = Consumer(
-            {
-                **kafka.common_config(bootstrap, settings),
-                "group.id": "wordpipe-receipts",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": settings.fetch_max_wait_ms,
-            }
-        )
-        self.consumer.assign([TopicPartition(settings.documents_topic, 0, 0)])
-        self.ends = Consumer(
-            {**kafka.common_config(bootstrap, settings), "group.id": "wordpipe-receipts"}
-        )  # watermarks only
-        self.topic = settings.documents_topic
+    def __init__(self, connection: Connection, topics: TopicSettings) -> None:
+        self.consumer = Consumer(kafka.consumer_config(connection, "wordpipe-receipts"))
+        self.consumer.assign([TopicPartition(topics.documents, 0, 0)])
+        self.ends = Consumer(kafka.consumer_config(connection, "wordpipe-receipts"))  # watermarks only
+        self.topic = topics.documents
         self.committed: dict[bytes, int] = {}  # receipt key -> chunks
         self.chunks = 0
         self.position = 0  # next offset to read

@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pipeline import codec, faults, kafka, tokenize
 from pipeline.chunking import Chunk, Chunker
-from pipeline.config import Settings
+from pipeline.config import Connection, IngestSettings, Settings
 from pipeline.errors import UnavailableError
 from pipeline.health import Heartbeat
 from pipeline.ingest.receipts import Receipts
@@ -79,7 +79,7 @@ class Document:
                 )
             )
             self.in_flight.append(
-                await self.service.producer.enqueue(s.chunks_topic, value, self.id.encode(), self.partition)
+                await self.service.producer.enqueue(s.topics.chunks, value, self.id.encode(), self.partition)
             )
             faults.point("ingest.mid_upload")
             self.chunks += 1
@@ -105,12 +105,12 @@ class Document:
         faults.point("ingest.before_end")
         self.ended = True
         end = codec.encode_end(codec.DocumentEnd(self.id, self.chunks, commit=True))
-        offset = await self.service.producer.send(s.chunks_topic, end, self.id.encode(), self.partition)
-        if self.chunks and offset - first >= s.document_max_span:
+        offset = await self.service.producer.send(s.topics.chunks, end, self.id.encode(), self.partition)
+        if self.chunks and offset - first >= s.ingest.document_max_span:
             await self.service.receipts.write(self._receipt("aborted", first))
             raise Abandoned(
                 f"the upload took too long: its end landed {offset - first} offsets after its first chunk "
-                f"(document_max_span {s.document_max_span}), so it was abandoned and counts nothing; retry it"
+                f"(document_max_span {s.ingest.document_max_span}), so it was abandoned and counts nothing; retry it"
             )
         faults.point("ingest.before_receipt")
         receipt = self._receipt("committed", first)
@@ -128,7 +128,7 @@ class Document:
         end = codec.encode_end(codec.DocumentEnd(self.id, self.chunks, commit=False))
         try:
             await asyncio.wait_for(
-                self.service.producer.send(self.settings.chunks_topic, end, self.id.encode(), self.partition), 10
+                self.service.producer.send(self.settings.topics.chunks, end, self.id.encode(), self.partition), 10
             )
         except Exception as exc:
             log.warning("could not write the abort of document %s (%s); it will be abandoned", self.id, exc)
@@ -149,13 +149,13 @@ class Body:
       off. Only time spent waiting on the client counts: not time spent waiting on Kafka.
     """
 
-    def __init__(self, request: web.Request, settings: Settings, stream: bool = False) -> None:
+    def __init__(self, request: web.Request, ingest: IngestSettings, stream: bool = False) -> None:
         self.request = request
-        self.limit = settings.max_document_bytes
-        self.ratio = settings.max_inflate_ratio
-        self.window = settings.upload_stall_seconds
+        self.limit = ingest.max_document_bytes
+        self.ratio = ingest.max_inflate_ratio
+        self.window = ingest.upload_stall_seconds
         # A stream may idle (a quiet log): it need only send something each window.
-        self.min_rate = 0 if stream else settings.upload_min_rate
+        self.min_rate = 0 if stream else ingest.upload_min_rate
         self.min_bytes = max(1, int(self.min_rate * self.window))
         self.size = 0  # decoded bytes
         self.consumed = 0  # gzip bytes inflated so far
@@ -247,11 +247,11 @@ class Body:
 
 
 class IngestService:
-    def __init__(self, settings: Settings, bootstrap: str) -> None:
+    def __init__(self, connection: Connection, settings: Settings) -> None:
         self.settings = settings
-        self.bootstrap = bootstrap
-        self.tokens = tokens_of(settings)
-        self.tokenizer = tokenize.Tokenizer.load(settings.tokenizer_user_dict).id  # named in every chunk
+        self.connection = connection
+        self.tokens = tokens_of(settings.service)
+        self.tokenizer = tokenize.Tokenizer.load(settings.text.tokenizer_user_dict).id  # named in every chunk
         self.registry = CollectorRegistry()
         self.metrics_bytes = Counter("wordpipe_ingest_bytes", "Decoded bytes sent to Kafka", registry=self.registry)
         self.metrics_chunks = Counter("wordpipe_ingest_chunks", "Chunks sent to Kafka", registry=self.registry)
@@ -262,15 +262,15 @@ class IngestService:
             "wordpipe_ingest_uploads_in_progress", "Uploads being received", registry=self.registry
         )
         self.metrics_broker = Gauge("wordpipe_ingest_broker_up", "1 while Kafka answers", registry=self.registry)
-        self.heartbeat = Heartbeat(settings.health_file)  # the image's HEALTHCHECK
+        self.heartbeat = Heartbeat(settings.service.health_file)  # the image's HEALTHCHECK
         self._producer: kafka.AsyncProducer | None = None  # made on start, on the service's event loop
         self._receipts: Receipts | None = None
         self.uploads = 0
         self.uploads_by: collections.Counter[str] = collections.Counter()  # uploads in progress per client address
         self.in_progress: set[str] = set()  # idempotency keys being received
         self.broker_up = False
-        self.broker_error = f"Kafka at {bootstrap} not reached yet"
-        self._partitions = itertools.cycle(range(settings.chunk_partitions))
+        self.broker_error = f"Kafka at {connection.bootstrap} not reached yet"
+        self._partitions = itertools.cycle(range(settings.topics.chunk_partitions))
         self.ended_on: set[int] = set()  # partitions with a document end since the last flush marker
         self._tasks: list[asyncio.Task] = []
 
@@ -300,8 +300,7 @@ class IngestService:
     async def _start(self, app: web.Application) -> None:
         self._producer = kafka.AsyncProducer(
             kafka.producer_config(
-                self.bootstrap,
-                self.settings,
+                self.connection,
                 **{
                     "linger.ms": 5,
                     "compression.type": "lz4",
@@ -310,8 +309,8 @@ class IngestService:
                 },
             )
         )
-        self._receipts = Receipts(self.bootstrap, self.settings, self.producer)
-        self.ended_on.update(range(self.settings.chunk_partitions))  # close windows a predecessor left open
+        self._receipts = Receipts(self.connection, self.settings, self.producer)
+        self.ended_on.update(range(self.settings.topics.chunk_partitions))  # close windows a predecessor left open
         self._tasks = [asyncio.create_task(self._watch_broker()), asyncio.create_task(self._mark_flushes())]
 
     async def _stop(self, app: web.Application) -> None:
@@ -333,14 +332,14 @@ class IngestService:
         partitions, self.ended_on = self.ended_on, set()
         for partition in sorted(partitions):
             try:
-                await self.producer.enqueue(self.settings.chunks_topic, codec.encode_flush(), None, partition)
+                await self.producer.enqueue(self.settings.topics.chunks, codec.encode_flush(), None, partition)
             except kafka.Saturated:
                 self.ended_on.add(partition)
 
     async def _watch_broker(self) -> None:
         """Keep `broker_up` current, so requests fail fast with 503 while Kafka is away. The
         receipts are loaded the first time it answers: no upload is taken before."""
-        watch = kafka.BrokerWatch(self.bootstrap, self.settings)
+        watch = kafka.BrokerWatch(self.connection)
         loaded = False
         try:
             while True:
@@ -364,10 +363,10 @@ class IngestService:
 
     async def partition_end(self, partition: int) -> int:
         def read() -> int:
-            consumer = Consumer({**kafka.common_config(self.bootstrap, self.settings), "group.id": "wordpipe-ingest"})
+            consumer = Consumer(kafka.consumer_config(self.connection, "wordpipe-ingest"))
             try:
                 return consumer.get_watermark_offsets(
-                    TopicPartition(self.settings.chunks_topic, partition), timeout=10
+                    TopicPartition(self.settings.topics.chunks, partition), timeout=10
                 )[1]
             finally:
                 consumer.close()
@@ -392,7 +391,7 @@ class IngestService:
         name = query_of(request).get("name", "upload")
         if not NAME_PATTERN.fullmatch(name):
             raise HttpError(400, "bad_name", "name: 1 to 1024 characters, no control characters")
-        body = Body(request, self.settings, stream)
+        body = Body(request, self.settings.ingest, stream)
         if not self.broker_up:
             raise HttpError(
                 503,
@@ -406,11 +405,11 @@ class IngestService:
     def _slot(self, request: web.Request) -> Iterator[None]:
         """An upload slot, of max_uploads and of the client's max_uploads_per_client."""
         s, client = self.settings, request.remote or "?"
-        if self.uploads >= s.max_uploads:
+        if self.uploads >= s.ingest.max_uploads:
             raise HttpError(
                 429, "saturated", f"{self.uploads} uploads in progress (max_uploads); retry later", {"Retry-After": "1"}
             )
-        if self.uploads_by[client] >= s.max_uploads_per_client:
+        if self.uploads_by[client] >= s.ingest.max_uploads_per_client:
             raise HttpError(
                 429,
                 "client_saturated",
@@ -462,7 +461,7 @@ class IngestService:
     async def _receive(self, request: web.Request, body: Body, name: str, key: str | None) -> web.Response:
         document = Document(self, name, key)
         try:
-            chunker = Chunker(self.settings.chunk_size)
+            chunker = Chunker(self.settings.text.chunk_size)
             async for data in body.blocks():
                 await document.send(chunker.feed(data))
             await document.send(chunker.finish())
@@ -493,7 +492,7 @@ class IngestService:
     async def _stream(self, request: web.Request, body: Body, name: str) -> web.StreamResponse:
         s = self.settings
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/x-ndjson"})
-        chunker = Chunker(s.chunk_size)
+        chunker = Chunker(s.text.chunk_size)
         document = Document(self, name, None)
         acknowledged, segments = 0, 0
         started = time.monotonic()
@@ -521,11 +520,11 @@ class IngestService:
 
         try:
             await response.prepare(request)
-            async for data in body.blocks(tick=s.stream_segment_seconds / 4):
+            async for data in body.blocks(tick=s.ingest.stream_segment_seconds / 4):
                 await document.send(chunker.feed(data))
                 if (
-                    document.bytes + chunker.pending >= s.stream_segment_bytes
-                    or time.monotonic() - started >= s.stream_segment_seconds
+                    document.bytes + chunker.pending >= s.ingest.stream_segment_bytes
+                    or time.monotonic() - started >= s.ingest.stream_segment_seconds
                 ):
                     await commit(chunker.take_whole())
             await commit(chunker.finish())
@@ -576,11 +575,11 @@ def _as_api_error(exc: BaseException) -> HttpError:
     raise exc
 
 
-async def run(settings: Settings, bootstrap: str) -> None:
+async def run(connection: Connection, settings: Settings) -> None:
     """Serve until cancelled."""
-    service = IngestService(settings, bootstrap)
+    service = IngestService(connection, settings)
     runner = await serve(
-        service.app(), settings.ingest_host, settings.ingest_port, ServerLimits(settings.http_idle_seconds)
+        service.app(), settings.ingest.host, settings.ingest.port, ServerLimits(settings.service.http_idle_seconds)
     )
     try:
         await asyncio.Event().wait()

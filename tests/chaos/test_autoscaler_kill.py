@@ -65,7 +65,7 @@ def test_autoscaler_sigkilled_mid_scale_up(docker_image, tmp_path, trial):
     (tmp_path / "logs").mkdir()
     try:
         stack.start()
-        group = stack.settings.worker_group
+        group = stack.settings.worker.group
         autoscaler = next(svc for svc in stack.services if svc.name == "autoscaler")
         client = Client(stack.urls["ingest"], stack.urls["results"], token=TOKEN)
         receipts = []

@@ -55,7 +55,11 @@ def test_a_retry_after_the_ingest_service_died_counts_once(pipeline, fault, firs
     assert dying.proc.wait(10) == 137  # it died at the fault point, as SIGKILL would leave it
     died_at = time.monotonic()
     trial.fault(f"{fault}: the ingest service exits 137 there, during a keyed upload of {len(body):,} bytes")
-    dead = [r.document for r in read_all(pipeline.bootstrap, pipeline.settings) if r.key == key and r.state == "open"]
+    dead = [
+        r.document
+        for r in read_all(pipeline.connection, pipeline.settings.topics)
+        if r.key == key and r.state == "open"
+    ]
 
     restarted = IngestProcess(pipeline, tmp_path / "restarted.log", port=port)
     try:

@@ -70,10 +70,8 @@ POISON_PARTIALS = [
 ]
 
 
-def read_deadletters(bootstrap, topic, want, timeout=30.0):
-    consumer = Consumer(
-        {**kafka.common_config(bootstrap, config.Settings()), "group.id": "dlq-reader", "auto.offset.reset": "earliest"}
-    )
+def read_deadletters(connection, topic, want, timeout=30.0):
+    consumer = Consumer(kafka.consumer_config(connection, "dlq-reader"))
     consumer.subscribe([topic])
     letters = []
     try:
@@ -94,13 +92,13 @@ def test_poison_is_dead_lettered_and_counts_stay_exact(trial):
     trial.expected = count_sources([doc])
     with Pipeline(config.Settings(workers=1, chunk_size=4096)) as p:
         s = p.settings
-        producer = Producer(kafka.producer_config(p.bootstrap, s, **{"message.max.bytes": 3 * HUGE}))
+        producer = Producer(kafka.producer_config(p.connection, **{"message.max.bytes": 3 * HUGE}))
         for value, reason in POISON_CHUNKS:
-            producer.produce(s.chunks_topic, value, partition=0)
-            trial.fault(f"into {s.chunks_topic}: {len(value):,} bytes, expected reason: {reason}")
+            producer.produce(s.topics.chunks, value, partition=0)
+            trial.fault(f"into {s.topics.chunks}: {len(value):,} bytes, expected reason: {reason}")
         for value, reason in POISON_PARTIALS:
-            producer.produce(s.partials_topic, value, partition=0)
-            trial.fault(f"into {s.partials_topic}: {len(value):,} bytes, expected reason: {reason}")
+            producer.produce(s.topics.partials, value, partition=0)
+            trial.fault(f"into {s.topics.partials}: {len(value):,} bytes, expected reason: {reason}")
         assert producer.flush(30) == 0
         poisoned_at = time.monotonic()
         report = p.ingest([doc])
@@ -109,9 +107,9 @@ def test_poison_is_dead_lettered_and_counts_stay_exact(trial):
         trial.recovery_from = "the poison, the sample's upload included"
         trial.counted = Counter(p.totals())
         assert trial.counted == trial.expected
-        letters = read_deadletters(p.bootstrap, s.deadletter_topic, len(POISON_CHUNKS) + len(POISON_PARTIALS))
+        letters = read_deadletters(p.connection, s.topics.deadletter, len(POISON_CHUNKS) + len(POISON_PARTIALS))
     by_topic = Counter(letter.topic for letter in letters)
-    assert by_topic == {s.chunks_topic: len(POISON_CHUNKS), s.partials_topic: len(POISON_PARTIALS)}
+    assert by_topic == {s.topics.chunks: len(POISON_CHUNKS), s.topics.partials: len(POISON_PARTIALS)}
     reasons = [letter.reason for letter in letters]
     for _, expected in POISON_CHUNKS + POISON_PARTIALS:
         assert any(expected in r for r in reasons), (expected, reasons)

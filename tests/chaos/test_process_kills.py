@@ -83,7 +83,9 @@ def test_aggregator_sigkilled_twice(tmp_path, trial):
         assert p.restarts["aggregator"] == 2
         # What the killed instances published lags their durable state; the last one's must not.
         totals = dict(trial.counted)
-        published = read_totals_topic(p.bootstrap, p.settings.totals_topic, p.settings.partial_partitions, totals)
+        published = read_totals_topic(
+            p.connection, p.settings.topics.totals, p.settings.topics.partial_partitions, totals
+        )
         assert published == totals, "the totals topic disagrees with the totals"
         # The faust windowed table, a word at a time (one that fits in a URL: hostile text has longer ones).
         for word in random.Random(7).sample(sorted(w for w in totals if len(w) < 200), 300):

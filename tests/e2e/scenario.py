@@ -37,7 +37,7 @@ def trickle(pipeline: Pipeline, sources, pause: float):
     result = {}
 
     def run():
-        publisher = ChunkPublisher(pipeline.settings, pipeline.bootstrap)
+        publisher = ChunkPublisher(pipeline.connection, pipeline.settings)
         for source in sources:
             publisher.publish(source)
             result["report"] = publisher.flush()
@@ -87,11 +87,11 @@ def burst_until_scaled_down(
     return peak, counted_at
 
 
-def read_totals_topic(bootstrap: str, topic: str, partitions: int, want: dict, timeout: float = 30) -> dict:
+def read_totals_topic(
+    connection: config.Connection, topic: str, partitions: int, want: dict, timeout: float = 30
+) -> dict:
     """Latest record per key, as any Kafka consumer of the documented format would read it."""
-    c = Consumer(
-        {**kafka.common_config(bootstrap, config.Settings()), "group.id": "reader", "enable.auto.commit": False}
-    )
+    c = Consumer(kafka.consumer_config(connection, "reader"))
     c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     latest: dict[str, int] = {}
     deadline = time.monotonic() + timeout

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 def test_run_brings_workers_to_the_minimum_reports_status_and_reloads_its_policy(broker, tmp_path):
     s = config.Settings(bootstrap=broker.bootstrap)
-    kafka.ensure_topics(broker.bootstrap, s)
+    kafka.ensure_topics(broker.connection(), s.topics)
     policy = tmp_path / "policy.toml"
     policy.write_text("min_workers = 2\ncooldown_seconds = 0\n")
     port = free_port("127.0.0.1")

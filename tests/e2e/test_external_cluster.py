@@ -19,14 +19,16 @@ def test_run_on_a_shared_cluster(broker):
     doc = Source("sample", SAMPLE)
     settings = config.Settings(bootstrap=broker.bootstrap, totals_interval=0.2)
     with Pipeline(settings) as p:
-        assert p.settings.chunks_topic.startswith("wordpipe-run-") and p.settings.chunks_topic != "chunks"
+        assert p.settings.topics.chunks.startswith("wordpipe-run-") and p.settings.topics.chunks != "chunks"
         report = p.ingest([doc])
         p.wait_counted(report, timeout=120)
         totals = p.totals()
         assert Counter(totals) == count_sources([doc])
-        published = read_totals_topic(broker.bootstrap, p.settings.totals_topic, p.settings.partial_partitions, totals)
+        published = read_totals_topic(
+            broker.connection(), p.settings.topics.totals, p.settings.topics.partial_partitions, totals
+        )
         assert published == totals
-    left = AdminClient(kafka.common_config(broker.bootstrap, config.Settings())).list_topics(timeout=10).topics
+    left = AdminClient(kafka.client_config(broker.connection())).list_topics(timeout=10).topics
     assert not [t for t in left if t.startswith("wordpipe-run-")], "run topics were not deleted"
     assert not set(left) & {"chunks", "partials", "totals", "deadletter", "workers"}, "a run used a shared topic"
 

@@ -52,7 +52,7 @@ def test_the_autoscaler_scales_mesos_tasks_up_and_down_and_counts_stay_exact(mes
         worker_mem_mb=200,
     )
     with Pipeline(s) as p:
-        monitor = LagMonitor(p.bootstrap, p.settings, window=4)
+        monitor = LagMonitor(p.connection, p.settings, window=4)
         controller = Controller(p.workers, monitor, lambda: EAGER, Resources(0.5, 200), interval=0.5, grace=20)
         try:
             peak, counted_at = burst_until_scaled_down(
@@ -75,7 +75,7 @@ def test_the_autoscaler_scales_mesos_tasks_up_and_down_and_counts_stay_exact(mes
 
 def test_a_sigkilled_framework_restarted_in_time_adopts_its_tasks(mesos_master, docker_image, broker, tmp_path):
     s = config.Settings(bootstrap=broker.bootstrap)
-    kafka.ensure_topics(broker.bootstrap, s)
+    kafka.ensure_topics(broker.connection(), s.topics)
     policy = tmp_path / "policy.toml"
     policy.write_text("min_workers = 2\ncooldown_seconds = 0\n")
     exe = os.path.join(os.path.dirname(sys.executable), "wordpipe")

@@ -2,7 +2,6 @@
 Kafka (KRaft); Prometheus scrapes the autoscaler where it listens; every dashboard query
 names a metric the autoscaler exports."""
 
-import dataclasses
 import json
 import os
 import re
@@ -60,7 +59,7 @@ def test_the_compose_file_is_valid_and_runs_the_autoscaler_on_mesos(compose):
     unknown = [
         k
         for k in env
-        if k.removeprefix("WORDPIPE_").lower() not in {f.name for f in dataclasses.fields(config.Settings)}
+        if k.removeprefix("WORDPIPE_").lower() not in config.FLAT
     ]
     assert not unknown, f"the compose file sets settings that do not exist: {unknown}"
     config.load(env=env)  # and each value is valid
@@ -69,7 +68,7 @@ def test_the_compose_file_is_valid_and_runs_the_autoscaler_on_mesos(compose):
 def test_prometheus_scrapes_the_autoscaler_and_the_dashboard_shows_its_metrics():
     scrape = (REPO / "deploy/prometheus.yml").read_text()
     defaults = config.Settings()
-    for port in (defaults.autoscaler_port, defaults.ingest_port, defaults.aggregator_port):
+    for port in (defaults.autoscaler.port, defaults.ingest.port, defaults.aggregator.port):
         assert f"127.0.0.1:{port}" in scrape
 
     class NoWorkers:
@@ -103,7 +102,10 @@ def test_topics_creates_what_a_deployment_needs_and_refuses_the_embedded_broker(
 
     existing = describe_partitions(AdminClient({"bootstrap.servers": broker.bootstrap}), 10)
     s = config.Settings()
-    assert existing[s.chunks_topic] == s.chunk_partitions and existing[s.partials_topic] == s.partial_partitions
-    assert {s.totals_topic, s.deadletter_topic, s.status_topic} <= set(existing)
+    assert (
+        existing[s.topics.chunks] == s.topics.chunk_partitions
+        and existing[s.topics.partials] == s.topics.partial_partitions
+    )
+    assert {s.topics.totals, s.topics.deadletter, s.topics.status} <= set(existing)
     refused = wordpipe("topics")
     assert refused.returncode == 2 and b"bootstrap: topics are created on an existing cluster" in refused.stderr

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.docker
 @pytest.fixture
 def backend(docker_image, broker, tmp_path):
     s = config.Settings(bootstrap=broker.bootstrap, session_timeout_ms=2000)
-    kafka.ensure_topics(broker.bootstrap, s)
+    kafka.ensure_topics(broker.connection(), s.topics)
     b = DockerBackend(docker_image, s.to_env(), f"test-{uuid.uuid4().hex[:6]}", tmp_path)
     b.settings = s
     yield b
@@ -56,7 +56,7 @@ def test_workers_run_confined_labelled_and_reach_the_broker(backend, docker_imag
             "wordpipe.role": "worker",
             "wordpipe.worker": worker_id,
         }.items() <= c.labels.items()
-    roster = Roster(backend.settings.bootstrap, backend.settings)
+    roster = Roster(config.Connection.to(backend.settings.kafka), backend.settings.topics)
     try:
         wait_reporting(roster, ids)  # over host networking, to 127.0.0.1
     finally:
@@ -84,7 +84,7 @@ def test_a_new_controller_adopts_running_workers(backend, docker_image):
 
 def test_kill_drains_gracefully_and_forgets_exited_workers(backend):
     graceful, crashed = backend.launch(2, Resources())
-    roster = Roster(backend.settings.bootstrap, backend.settings)
+    roster = Roster(config.Connection.to(backend.settings.kafka), backend.settings.topics)
     try:
         wait_reporting(roster, [graceful, crashed])
     finally:
@@ -106,7 +106,7 @@ def test_kill_drains_gracefully_and_forgets_exited_workers(backend):
 def test_a_worker_stuck_draining_is_killed_after_the_grace_period(backend):
     stuck = DockerBackend(backend.image, {**backend.env, "WORDPIPE_FAULTS": "worker.draining=hang"}, backend.pipeline)
     [worker_id] = stuck.launch(1, Resources())
-    roster = Roster(backend.settings.bootstrap, backend.settings)
+    roster = Roster(config.Connection.to(backend.settings.kafka), backend.settings.topics)
     try:
         wait_reporting(roster, [worker_id])  # its SIGTERM handler is installed
     finally:
@@ -130,7 +130,7 @@ def test_clear_errors_for_a_missing_image_or_engine(docker_image, monkeypatch):
 
 def test_the_image_runs_the_aggregator_too_read_only_and_healthy(docker_image, broker):
     s = config.Settings(bootstrap=broker.bootstrap)
-    kafka.ensure_topics(broker.bootstrap, s)
+    kafka.ensure_topics(broker.connection(), s.topics)
     port = free_port("127.0.0.1")
     name = f"wordpipe-test-aggregator-{uuid.uuid4().hex[:6]}"
     subprocess.run(
@@ -171,7 +171,7 @@ def test_the_image_runs_the_aggregator_too_read_only_and_healthy(docker_image, b
             ).stderr[-2000:]
             time.sleep(0.5)
         shards = requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json()["shards"]
-        assert shards == list(range(s.partial_partitions))  # it joined and owns every shard
+        assert shards == list(range(s.topics.partial_partitions))  # it joined and owns every shard
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 

@@ -142,7 +142,7 @@ def test_errors_say_what_was_wrong(services):
 
 def test_size_limit_and_saturation(services):
     small = services.settings.replace(max_document_bytes=100_000, max_uploads=1)
-    with IngestThread(small, services.bootstrap) as ingest:
+    with IngestThread(services.connection, small) as ingest:
         ingest.wait_healthy()
         headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/plain"}
         url = ingest.url + "/v1/documents"
@@ -174,7 +174,7 @@ def test_size_limit_and_saturation(services):
 
 def test_broker_unreachable_is_503_with_retry_after():
     settings = config.Settings(bootstrap=f"127.0.0.1:{free_port()}", tokens=TOKEN)
-    with IngestThread(settings, settings.bootstrap) as ingest:
+    with IngestThread(config.Connection.to(settings.kafka), settings) as ingest:
         health = wait_for(
             lambda: (r := requests.get(ingest.url + "/health")).status_code == 503 and r.json(), 10, "health 503"
         )
@@ -199,22 +199,22 @@ def test_a_retry_settles_an_attempt_that_died_before_its_receipt(services, first
     s = services.settings
     before = totals(services)
     key, doc, body = uuid.uuid4().hex, uuid.uuid4().hex, b"crashed attempt words " * 50
-    producer = Producer(kafka.producer_config(services.bootstrap, s))
+    producer = Producer(kafka.producer_config(services.connection))
     offsets = []
     chunk = codec.encode_chunk(codec.ChunkMessage(doc, 0, "crash", 0, body, tokenize.DEFAULT.id, held=True))
     producer.produce(
-        s.chunks_topic, chunk, key=doc.encode(), partition=5, on_delivery=lambda e, m: offsets.append(m.offset())
+        s.topics.chunks, chunk, key=doc.encode(), partition=5, on_delivery=lambda e, m: offsets.append(m.offset())
     )
     producer.flush(10)
     receipt = codec.Receipt(doc, key, "open", 5, offsets[0], 1, len(body), time.time())
-    producer.produce(s.documents_topic, codec.encode_receipt(receipt), key=f"key:{key}".encode(), partition=0)
+    producer.produce(s.topics.documents, codec.encode_receipt(receipt), key=f"key:{key}".encode(), partition=0)
     if first_attempt_committed:
         producer.produce(
-            s.chunks_topic, codec.encode_end(codec.DocumentEnd(doc, 1, True)), key=doc.encode(), partition=5
+            s.topics.chunks, codec.encode_end(codec.DocumentEnd(doc, 1, True)), key=doc.encode(), partition=5
         )
-    producer.produce(s.chunks_topic, codec.encode_flush(), partition=5)
+    producer.produce(s.topics.chunks, codec.encode_flush(), partition=5)
     producer.flush(10)
-    with IngestThread(s, services.bootstrap) as ingest:  # a restarted service: it reads the receipts
+    with IngestThread(services.connection, s) as ingest:  # a restarted service: it reads the receipts
         ingest.wait_healthy()
         wait_for(lambda: key in ingest.service.receipts.by_key, 10, "the receipts to load")
         retry = requests.post(

@@ -27,13 +27,13 @@ def rss_mb(pid: int) -> float:
 
 def test_a_1_gib_upload_keeps_the_ingest_service_memory_flat(broker, tmp_path):
     settings = config.Settings(bootstrap=broker.bootstrap, auth="none", ingest_port=free_port())
-    kafka.ensure_topics(broker.bootstrap, settings)
+    kafka.ensure_topics(broker.connection(), settings.topics)
     env = {**os.environ, **settings.to_env()}
     with open(tmp_path / "ingest.log", "wb") as log:
         service = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", "ingest-server"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
-    url = f"http://127.0.0.1:{settings.ingest_port}"
+    url = f"http://127.0.0.1:{settings.ingest.port}"
     try:
         wait_for(lambda: _ok(url + "/health"), 60, "the ingest service")
         warm = requests.post(url + "/v1/documents", data=b"warm up " * 100_000, headers={"Content-Type": "text/plain"})
@@ -65,7 +65,7 @@ def test_a_1_gib_upload_keeps_the_ingest_service_memory_flat(broker, tmp_path):
             done.set()
             sampler.join()
         assert reply.status_code == 202, reply.text
-        assert reply.json()["bytes"] == GIB and reply.json()["chunks"] >= GIB // settings.chunk_size
+        assert reply.json()["bytes"] == GIB and reply.json()["chunks"] >= GIB // settings.text.chunk_size
         peak = max(samples)
         print(f"ingest service RSS: {baseline:.0f} MB before, {peak:.0f} MB peak during a 1 GiB upload")
         assert peak - baseline < 100, f"memory grew by {peak - baseline:.0f} MB during the upload"

@@ -29,7 +29,7 @@ def settings(broker, mesos_master, tmp_path):
         worker_cpus=0.5,
         worker_mem_mb=200,
     )
-    kafka.ensure_topics(broker.bootstrap, s)
+    kafka.ensure_topics(broker.connection(), s.topics)
     return s
 
 
@@ -53,13 +53,13 @@ def test_workers_launch_as_hardened_containers_and_are_killed_gracefully(setting
             assert host["NetworkMode"] == "host" and host["CpuShares"] == 512
             assert host["Memory"] == host["MemorySwap"] == 200 * 1024 * 1024
             assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"] and host["Init"] is True
-            assert f"WORDPIPE_BOOTSTRAP={settings.bootstrap}" in c.attrs["Config"]["Env"]
+            assert f"WORDPIPE_BOOTSTRAP={settings.kafka.bootstrap}" in c.attrs["Config"]["Env"]
             assert f"WORDPIPE_WORKER_ID={task_id}" in c.attrs["Config"]["Env"]
             assert c.attrs["Config"]["User"] == "10001:10001"
         backend.kill([ids[0]], grace=5)
         assert [w.id for w in backend.list()] == [ids[1]]  # a kill we asked for is not an exit to replace
         assert list(mesos_master.active_tasks()) == [ids[1]]
-        assert json.loads(Path(settings.mesos_state_file).read_text())["tasks"] == {ids[1]: "agent-S0"}
+        assert json.loads(Path(settings.mesos.state_file).read_text())["tasks"] == {ids[1]: "agent-S0"}
         wait_for(lambda: len(mesos_master.agent.running_containers()) == 1, what="the killed container to go")
     finally:
         backend.kill([w.id for w in backend.list()], grace=5)

@@ -48,7 +48,7 @@ def test_every_call_the_framework_sends_is_a_valid_call(protos, broker, mesos_ma
         worker_mem_mb=200,
         mesos_state_file=str(tmp_path / "state.json"),
     )
-    kafka.ensure_topics(broker.bootstrap, s)
+    kafka.ensure_topics(broker.connection(), s.topics)
     backend = MesosBackend(s, s.to_env(), "protos")
     try:
         ids = backend.launch(2, Resources(0.5, 200))

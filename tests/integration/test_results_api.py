@@ -107,7 +107,7 @@ def test_every_service_serves_prometheus_metrics(services, counted):
 
 def test_windowed_totals_add_up_to_the_totals(services, counted):
     body = requests.get(services.results_url + "/v1/windows", params={"k": 5}, headers=services.auth()).json()
-    assert body["window_seconds"] == services.settings.window_seconds and body["starts"]
+    assert body["window_seconds"] == services.settings.aggregator.window_seconds and body["starts"]
     per_window = [
         requests.get(
             services.results_url + "/v1/windows", params={"start": start, "k": 10_000}, headers=services.auth()

@@ -18,8 +18,8 @@ def test_the_documented_reader_sees_the_totals(services):
     services.client.wait_counted(timeout=120)
     expected = Counter(dict(services.client.totals()))
     code = re.search(r"```python\n(.*?)```", (REPO / "docs/totals-topic.md").read_text(), re.S).group(1)
-    code = code.replace("127.0.0.1:9092", services.bootstrap).replace(
-        '["totals"]', repr([services.settings.totals_topic])
+    code = code.replace("127.0.0.1:9092", services.connection.bootstrap).replace(
+        '["totals"]', repr([services.settings.topics.totals])
     )
     code = code.replace(
         "while True:", "deadline = time.monotonic() + 60\nwhile totals != expected and time.monotonic() < deadline:"

@@ -19,11 +19,11 @@ from tests.helpers import SAMPLE
 pytestmark = pytest.mark.e2e
 
 
-def committed(bootstrap, settings):
-    c = Consumer({**kafka.common_config(bootstrap, settings), "group.id": settings.worker_group})
+def committed(connection, settings):
+    c = Consumer(kafka.consumer_config(connection, settings.worker.group))
     try:
         tps = c.committed(
-            [TopicPartition(settings.chunks_topic, p) for p in range(settings.chunk_partitions)], timeout=10
+            [TopicPartition(settings.topics.chunks, p) for p in range(settings.topics.chunk_partitions)], timeout=10
         )
         return {tp.partition: tp.offset for tp in tps}
     finally:
@@ -32,19 +32,19 @@ def committed(bootstrap, settings):
 
 def test_worker_commits_what_it_published_reports_itself_and_drains_on_sigterm(broker):
     s = config.Settings(bootstrap=broker.bootstrap, chunk_partitions=2, window_chunks=4, chunk_size=8192)
-    kafka.ensure_topics(broker.bootstrap, s)
-    publisher = ChunkPublisher(s, broker.bootstrap)
+    kafka.ensure_topics(broker.connection(), s.topics)
+    publisher = ChunkPublisher(broker.connection(), s)
     publisher.publish(Source("sample", SAMPLE))
     report = publisher.flush()
     env = {**s.to_env(), "WORDPIPE_WORKER_ID": "w-test", "PATH": ""}
     launched_at = time.time()
     worker = subprocess.Popen([sys.executable, "-m", "workers"], env=env, stderr=subprocess.PIPE)
-    roster = Roster(broker.bootstrap, s)
+    roster = Roster(broker.connection(), s.topics)
     try:
         deadline = time.monotonic() + 60
         ends = {p: max(e for _, e in r) for p, r in report.produced.items()}
-        while committed(broker.bootstrap, s) != ends:
-            assert time.monotonic() < deadline, f"committed {committed(broker.bootstrap, s)} != produced {ends}"
+        while committed(broker.connection(), s) != ends:
+            assert time.monotonic() < deadline, f"committed {committed(broker.connection(), s)} != produced {ends}"
             time.sleep(0.3)
         while roster.refresh(0.2).get("w-test") is None or roster.statuses["w-test"].chunks < report.chunks:
             assert time.monotonic() < deadline, f"status reports: {roster.statuses}"
@@ -62,14 +62,8 @@ def test_worker_commits_what_it_published_reports_itself_and_drains_on_sigterm(b
     log = worker.stderr.read().decode()
     assert "worker stopped after" in log
     # Every produced offset reached `partials` inside some window of at most 4 chunks.
-    c = Consumer(
-        {
-            **kafka.common_config(broker.bootstrap, config.Settings()),
-            "group.id": "check",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    c.assign([TopicPartition(s.partials_topic, shard, 0) for shard in range(s.partial_partitions)])
+    c = Consumer(kafka.consumer_config(broker.connection(), "check"))
+    c.assign([TopicPartition(s.topics.partials, shard, 0) for shard in range(s.topics.partial_partitions)])
     covered: dict[int, OffsetRanges] = {}
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not all(
@@ -96,23 +90,23 @@ def test_worker_refuses_chunks_for_another_tokenizer_loudly(broker, tmp_path):
     user_dict = tmp_path / "user.dict"
     user_dict.write_text("杭研大厦\n", encoding="utf-8")
     s = config.Settings(bootstrap=broker.bootstrap, chunk_partitions=2, window_chunks=4, chunk_size=1024)
-    kafka.ensure_topics(broker.bootstrap, s)
+    kafka.ensure_topics(broker.connection(), s.topics)
     theirs = tmp_path / "theirs.txt"
     theirs.write_text("他来到了网易杭研大厦。" * 300, encoding="utf-8")
     ours = tmp_path / "ours.txt"
     ours.write_text("数据处理 " * 500, encoding="utf-8")
-    other = ChunkPublisher(s, broker.bootstrap)  # no user dictionary: another tokenizer
+    other = ChunkPublisher(broker.connection(), s)  # no user dictionary: another tokenizer
     other.publish(Source("theirs", theirs))
     refused = other.flush().chunks
-    same = ChunkPublisher(s.replace(tokenizer_user_dict=str(user_dict)), broker.bootstrap)
+    same = ChunkPublisher(broker.connection(), s.replace(tokenizer_user_dict=str(user_dict)))
     same.publish(Source("ours", ours))
     same.flush()
     env = {**s.to_env(), "WORDPIPE_TOKENIZER_USER_DICT": str(user_dict), "WORDPIPE_WORKER_ID": "w-dict", "PATH": ""}
     worker = subprocess.Popen([sys.executable, "-m", "workers"], env=env, stderr=subprocess.PIPE)
-    c = Consumer({**kafka.common_config(broker.bootstrap, s), "group.id": "check", "auto.offset.reset": "earliest"})
+    c = Consumer(kafka.consumer_config(broker.connection(), "check"))
     c.assign(
-        [TopicPartition(s.deadletter_topic, 0, 0)]
-        + [TopicPartition(s.partials_topic, shard, 0) for shard in range(s.partial_partitions)]
+        [TopicPartition(s.topics.deadletter, 0, 0)]
+        + [TopicPartition(s.topics.partials, shard, 0) for shard in range(s.topics.partial_partitions)]
     )
     letters, counted = [], Counter()
     try:
@@ -122,7 +116,7 @@ def test_worker_refuses_chunks_for_another_tokenizer_loudly(broker, tmp_path):
             msg = c.poll(0.5)
             if msg is None or msg.error():
                 continue
-            if msg.topic() == s.deadletter_topic:
+            if msg.topic() == s.topics.deadletter:
                 letters.append(codec.decode_deadletter(msg.value()))
             else:
                 for part in codec.decode_partials(msg.value()):
@@ -154,7 +148,7 @@ def test_a_run_whose_chunks_were_refused_fails_instead_of_printing_short_counts(
     text.write_text("他来到了网易杭研大厦。\n" * 100, encoding="utf-8")
     with Pipeline(config.Settings(workers=1)) as p:
         p.check_nothing_refused()  # nothing yet
-        stranger = ChunkPublisher(p.settings.replace(tokenizer_user_dict=str(user_dict)), p.bootstrap)
+        stranger = ChunkPublisher(p.connection, p.settings.replace(tokenizer_user_dict=str(user_dict)))
         stranger.publish(Source("stranger", text))
         p.wait_counted(stranger.flush(), timeout=120)
         with pytest.raises(

@@ -7,31 +7,52 @@ def test_precedence_file_env_flags(tmp_path):
     f = tmp_path / "wp.toml"
     f.write_text('workers = 3\nchunk_size = 4096\nchunks_topic = "c"\n')
     s = config.load(f, env={"WORDPIPE_WORKERS": "5", "WORDPIPE_CHUNK_SIZE": "8192"}, overrides={"workers": 7})
-    assert (s.workers, s.chunk_size, s.chunks_topic) == (7, 8192, "c")
+    assert (s.worker.count, s.text.chunk_size, s.topics.chunks) == (7, 8192, "c")
 
 
 def test_config_file_from_env(tmp_path):
     f = tmp_path / "wp.toml"
     f.write_text("partial_partitions = 4\n")
-    assert config.load(env={"WORDPIPE_CONFIG": str(f)}).partial_partitions == 4
+    assert config.load(env={"WORDPIPE_CONFIG": str(f)}).topics.partial_partitions == 4
 
 
-def test_worker_session_defaults_to_short_on_the_embedded_broker_only():
-    assert config.load(env={}).worker_session_timeout_ms == config.EMBEDDED_SESSION_TIMEOUT_MS
-    assert (
-        config.load(env={"WORDPIPE_BOOTSTRAP": "k:9092"}).worker_session_timeout_ms == config.CLUSTER_SESSION_TIMEOUT_MS
-    )
-    assert (
-        config.load(
-            env={"WORDPIPE_BOOTSTRAP": "k:9092", "WORDPIPE_SESSION_TIMEOUT_MS": "9000"}
-        ).worker_session_timeout_ms
-        == 9000
-    )
+def connect(env: dict[str, str], embedded: str | None = None) -> config.Connection:
+    return config.Connection.to(config.load(env=env).kafka, embedded=embedded)
+
+
+def test_the_group_session_defaults_to_short_on_the_embedded_broker_only():
+    assert connect({}, embedded="127.0.0.1:9").session_timeout_ms == config.EMBEDDED_SESSION_TIMEOUT_MS
+    assert connect({"WORDPIPE_BOOTSTRAP": "k:9092"}).session_timeout_ms == config.CLUSTER_SESSION_TIMEOUT_MS
+    given = {"WORDPIPE_BOOTSTRAP": "k:9092", "WORDPIPE_SESSION_TIMEOUT_MS": "9000"}
+    assert connect(given).session_timeout_ms == 9000
+
+
+def test_a_connection_hands_children_the_address_and_the_session_it_resolved():
+    """A child sees an address, not "embedded": it must keep the embedded broker's short session."""
+    child_env = connect({}, embedded="127.0.0.1:9").to_env()
+    assert child_env == {"WORDPIPE_BOOTSTRAP": "127.0.0.1:9", "WORDPIPE_SESSION_TIMEOUT_MS": "2000"}
+    child = connect(child_env)
+    assert (child.bootstrap, child.session_timeout_ms) == ("127.0.0.1:9", 2000)
+
+
+def test_no_connection_without_an_address_says_why():
+    with pytest.raises(config.ConfigError, match=r"bootstrap: workers need one; give --bootstrap"):
+        config.Connection.to(config.load(env={}).kafka, why="workers need one")
 
 
 def test_empty_bootstrap_means_embedded():
-    assert config.load(env={"WORDPIPE_BOOTSTRAP": ""}).embedded
-    assert not config.load(env={"WORDPIPE_BOOTSTRAP": "k:9092"}).embedded
+    assert config.load(env={"WORDPIPE_BOOTSTRAP": ""}).kafka.embedded
+    assert not config.load(env={"WORDPIPE_BOOTSTRAP": "k:9092"}).kafka.embedded
+
+
+def test_settings_come_in_sections_under_their_flat_names():
+    s = config.Settings(workers=3, chunks_topic="c", kafka_sasl_username="u", aggregator_port=9)
+    assert (s.worker.count, s.topics.chunks, s.kafka.sasl_username, s.aggregator.port) == (3, "c", "u", 9)
+    changed = s.replace(workers=4)
+    assert (changed.worker.count, changed.topics.chunks, s.worker.count) == (4, "c", 3)
+    assert config.Settings(**{name: getattr(s, name) for name in config.SECTIONS}) == s
+    assert config.load(env=s.to_env()) == s  # children rebuild the same settings from the variables
+    assert len(config.FLAT) == len(set(config.FLAT.values())), "two flat names for one setting"
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,8 @@ SASL = {
 
 
 def test_security_settings_become_every_librdkafka_config():
-    s = config.Settings(**SASL, kafka_ssl_ca_location="/etc/ca.pem")
+    s = config.Settings(**SASL, kafka_ssl_ca_location="/etc/ca.pem", bootstrap="b:9092")
+    connection = config.Connection.to(s.kafka)
     expected = {
         "security.protocol": "SASL_SSL",
         "sasl.mechanism": "SCRAM-SHA-512",
@@ -34,12 +35,12 @@ def test_security_settings_become_every_librdkafka_config():
         "ssl.ca.location": "/etc/ca.pem",
     }
     for built in (
-        kafka.common_config("b:9092", s),
-        kafka.producer_config("b:9092", s),
-        kafka.consumer_config("b:9092", "g", s),
+        kafka.client_config(connection),
+        kafka.producer_config(connection),
+        kafka.consumer_config(connection, "g"),
     ):
         assert expected.items() <= built.items()
-    assert kafka.security_config(config.Settings()) == {"security.protocol": "PLAINTEXT"}
+    assert kafka.security_config(config.Settings().kafka) == {"security.protocol": "PLAINTEXT"}
 
 
 @pytest.mark.parametrize(
@@ -79,12 +80,12 @@ def test_the_faust_aggregator_gets_the_same_credentials(tmp_path):
         check=True,
         capture_output=True,
     )
-    assert kafka.faust_credentials(config.Settings()) is None
-    tls = kafka.faust_credentials(config.Settings(kafka_security_protocol="SSL", kafka_ssl_ca_location=str(ca)))
+    assert kafka.faust_credentials(config.Settings().kafka) is None
+    tls = kafka.faust_credentials(config.Settings(kafka_security_protocol="SSL", kafka_ssl_ca_location=str(ca)).kafka)
     assert isinstance(tls, faust.SSLCredentials) and tls.context.get_ca_certs()[0]["subject"] == (
         (("commonName", "test-ca"),),
     )
-    sasl = kafka.faust_credentials(config.Settings(**SASL, kafka_ssl_ca_location=str(ca)))
+    sasl = kafka.faust_credentials(config.Settings(**SASL, kafka_ssl_ca_location=str(ca)).kafka)
     assert isinstance(sasl, faust.SASLCredentials)
     assert (sasl.username, sasl.password, sasl.mechanism.value, sasl.protocol.value) == (
         "wordpipe",
@@ -97,14 +98,14 @@ def test_the_faust_aggregator_gets_the_same_credentials(tmp_path):
 
 def test_every_kafka_client_is_built_from_the_shared_config():
     """A client built by hand would miss the security settings: every construction in the
-    code goes through kafka.common_config, producer_config or consumer_config."""
+    code goes through kafka.client_config, producer_config or consumer_config."""
     offenders, seen = [], 0
     for path in [*REPO.glob("pipeline/**/*.py"), *REPO.glob("workers/*.py")]:
         text = path.read_text()
         for match in re.finditer(r"\b(Consumer|Producer|AdminClient)\((?!config\))", text):
             seen += 1
             call = text[match.end() : match.end() + 300]
-            if not re.match(r"\s*\{?\s*(\*\*)?(kafka\.)?(common|producer|consumer)_config\(", call):
+            if not re.match(r"\s*\{?\s*(\*\*)?(kafka\.)?(client|producer|consumer)_config\(", call):
                 offenders.append(f"{path.relative_to(REPO)}: {text[match.start() : match.end() + 60]!r}")
     assert seen >= 12, f"found only {seen} client constructions: the scan no longer sees them"
     assert not offenders, offenders
@@ -141,9 +142,15 @@ def test_a_local_worker_inherits_only_the_allowed_variables(tmp_path, monkeypatc
 
 def test_every_setting_a_worker_reads_reaches_it():
     """The workers' allow-list names every setting the worker's code reads."""
+    flat = {path: name for name, path in config.FLAT.items()}
     read = set()
     for path in [*REPO.glob("workers/*.py"), REPO / "pipeline" / "roster.py"]:
-        read |= set(re.findall(r"\bsettings\.([a-z_]+)\b", path.read_text()))
-    read -= {"replace", "embedded", "worker_session_timeout_ms"}  # methods and properties over allowed fields
-    assert read, "the scan finds no settings read: it is broken"
+        for section, attr in re.findall(r"\bsettings\.([a-z_]+)(?:\.([a-z_]+))?\b", path.read_text()):
+            if (section, attr) in flat:
+                read.add(flat[section, attr])
+            elif section in config.SECTIONS:  # a whole section handed on
+                read |= {name for name, (s, _) in config.FLAT.items() if s == section}
+            else:
+                read.add(section)
+    assert len(read) > 10, "the scan finds few settings read: it is broken"
     assert read <= WORKER_SETTINGS, read - WORKER_SETTINGS

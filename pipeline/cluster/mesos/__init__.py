@@ -33,24 +33,24 @@ class MesosBackend:
         self.one_shot = one_shot
         framework = Framework(
             name=f"wordpipe-{pipeline}",
-            user=settings.mesos_user or getpass.getuser(),
-            role=settings.mesos_role,
-            failover_timeout=0.0 if one_shot else settings.mesos_failover_timeout,
-            principal=settings.mesos_principal,
+            user=settings.mesos.user or getpass.getuser(),
+            role=settings.mesos.role,
+            failover_timeout=0.0 if one_shot else settings.mesos.failover_timeout,
+            principal=settings.mesos.principal,
         )
-        state_file = None if one_shot else Path(settings.mesos_state_file or _default_state_file(pipeline))
+        state_file = None if one_shot else Path(settings.mesos.state_file or _default_state_file(pipeline))
         auth = None
-        if settings.mesos_principal:
-            assert settings.mesos_secret is not None  # Settings takes both or neither
-            auth = (settings.mesos_principal, settings.mesos_secret)
-        masters = [m.strip() for m in settings.mesos_master.split(",")]
+        if settings.mesos.principal:
+            assert settings.mesos.secret is not None  # Settings takes both or neither
+            auth = (settings.mesos.principal, settings.mesos.secret)
+        masters = [m.strip() for m in settings.mesos.master.split(",")]
         try:
             self.scheduler = Scheduler(
                 masters,
                 framework,
-                WorkerTask(settings.worker_cpus, settings.worker_mem_mb, settings.image, env),
+                WorkerTask(settings.cluster.worker_cpus, settings.cluster.worker_mem_mb, settings.cluster.image, env),
                 state_file,
-                settings.mesos_refuse_seconds,
+                settings.mesos.refuse_seconds,
                 auth,
             )
         except ValueError as exc:

@@ -56,11 +56,7 @@ def test_the_compose_file_is_valid_and_runs_the_autoscaler_on_mesos(compose):
     assert re.search(r"- autoscale\s+- run\s+- --backend\s+- mesos", text)
     assert "WORDPIPE_MESOS_STATE_FILE: /var/lib/wordpipe/mesos.json" in text and "autoscaler-state:" in text
     env = {k: v.strip("'\"") for k, v in re.findall(r"(WORDPIPE_\w+): (\S+)", text)}
-    unknown = [
-        k
-        for k in env
-        if k.removeprefix("WORDPIPE_").lower() not in config.FLAT
-    ]
+    unknown = [k for k in env if k.removeprefix("WORDPIPE_").lower() not in config.FLAT]
     assert not unknown, f"the compose file sets settings that do not exist: {unknown}"
     config.load(env=env)  # and each value is valid
 

@@ -83,6 +83,12 @@ _NOT_SEGMENTED_HIGH = bytes(
     )
 )
 _SEGMENTED_SURROGATE = re.compile(rb"\xd8[\x05\x1b\x2b\x2c\x40-\xbf]")  # unaligned matches only cost a closer look
+# ASCII text is most text. NFKC leaves it as it is and casefolding it is lowercasing, so its
+# words are the runs of [a-z0-9_] joined by single apostrophes: a table lowercases it and
+# blanks every other character, a substitution blanks the apostrophes that join nothing
+# ("'tis", "o'er'", "a''b"), and `split` cuts the rest, all at C speed.
+_ASCII_WORDS = str.maketrans({c: c.lower() if c.isalnum() or c in "_'" else " " for c in map(chr, range(128))})
+_STRAY_APOSTROPHE = re.compile(r"'(?<![a-z0-9_]')|'(?![a-z0-9_])")
 _REPLACEMENT_UTF8 = "\ufffd".encode()
 _ICU_LOCALE = "root"  # ICU picks the dictionary by script; the locale changes nothing here
 
@@ -210,6 +216,8 @@ class Tokenizer:
         return jieba
 
     def tokens(self, text: str) -> list[str]:
+        if text.isascii():
+            return _ascii_words(text)
         text = normalize(text)
         if text.isascii() or not _maybe_segmented(text):
             return TOKEN.findall(text)  # no run to segment: version 1's words, at its speed
@@ -244,6 +252,13 @@ class Tokenizer:
         if icu_runs:
             out += _icu_words("\n".join(icu_runs))
         return out
+
+
+def _ascii_words(text: str) -> list[str]:
+    kept = text.translate(_ASCII_WORDS)
+    if "'" in kept:
+        kept = _STRAY_APOSTROPHE.sub(" ", kept)
+    return kept.split()
 
 
 def _maybe_segmented(text: str) -> bool:

@@ -135,6 +135,18 @@ def test_text_without_segmented_scripts_counts_as_version_1(text):
     assert tokenize.tokens(text) == version_1(text)
 
 
+ascii_pieces = st.sampled_from(
+    ["a", "Zz", "_", "9", "'", "''", "x'y", "'tis", "o'er'", " ", "\t", "\x1c", "\x0b", "-", "\x00"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(st.characters(max_codepoint=127), max_size=200), st.lists(ascii_pieces).map("".join)))
+def test_ascii_text_counts_as_the_contract_says(text):
+    """ASCII text takes a path of its own (no NFKC, lowercasing for casefold, cut by a table)."""
+    assert tokenize.count(text) == Counter(version_1(text)) == Counter(tokenize.tokens(text))
+
+
 def random_han(seed: int, count: int) -> str:
     """`count` random strings of 1-12 common Han characters, each its own line."""
     rng = random.Random(seed)

@@ -81,6 +81,7 @@ class Pipeline:
         self.settings = settings
         self.broker: broker_mod.EmbeddedBroker | None = None
         self._connection: Connection | None = None  # once the broker is up
+        self._publisher: ChunkPublisher | None = None
         self.workers: Backend | None = None
         self.roster: Roster | None = None
         self.env: dict[str, str] = {}
@@ -124,6 +125,8 @@ class Pipeline:
             self.env = {**s.to_env(), **self._connection.to_env()}
             self.workers = open_backend(s, self.env, self.run_id, self.log_dir, owner_pid=os.getpid())
             self.roster = Roster(self._connection, s.topics)
+            # Made now, its producer's id is granted while the services start (half a second on Tansu).
+            self._publisher = ChunkPublisher(self._connection, s)
             self.start_aggregator()
             self.launch_workers(s.worker.count)
             self.wait_ready()
@@ -172,13 +175,15 @@ class Pipeline:
         self.supervisor.spawn("aggregator", [sys.executable, "-m", "pipeline.aggregator"], {**os.environ, **self.env})
 
     def stop(self) -> None:
+        self.supervisor.signal()  # the aggregator drains while the workers do: the run's answer is out
         if self.workers is not None:
             self.workers.kill([w.id for w in self.workers.list()])
             self.workers.close()
         if self.roster is not None:
             self.roster.close()
             self.roster = None
-        self.supervisor.stop(grace=10.0)
+        self.supervisor.stop(grace=10.0, signalled=True)
+        self._publisher = None  # its producer's connections closed: the broker stops at once
         if self.broker is not None:
             self.broker.stop()
         elif self._created_topics:
@@ -214,10 +219,11 @@ class Pipeline:
     # -- the job -----------------------------------------------------------------
 
     def ingest(self, sources: list[Source], on_bytes: Callable[[int], None] | None = None) -> IngestReport:
-        publisher = ChunkPublisher(self.connection, self.settings)
+        if self._publisher is None:
+            self._publisher = ChunkPublisher(self.connection, self.settings)
         for source in sources:
-            publisher.publish(source, on_bytes)
-        return publisher.flush()
+            self._publisher.publish(source, on_bytes)
+        return self._publisher.flush()
 
     def supervise(self) -> None:
         """Relaunch workers and the aggregator that died; give up on a crash loop."""

@@ -83,11 +83,17 @@ class Supervisor:
                 f"last log lines:\n{log_tail(log_file)}"
             )
 
-    def stop(self, grace: float) -> None:
+    def signal(self) -> None:
+        """SIGTERM to every running child, without waiting: `stop(signalled=True)` waits."""
+        for child in self.children.values():
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+
+    def stop(self, grace: float, signalled: bool = False) -> None:
         """Terminate the children, the last spawned first."""
         for child in reversed(self.children.values()):
             if child.proc is not None:
-                processes.terminate(child.proc, grace)
+                processes.terminate(child.proc, grace, signalled)
                 child.proc = None
 
 

@@ -98,11 +98,13 @@ class ChunkPublisher:
             self._produce(marker, None, partition)
 
     def flush(self, timeout: float = 60.0) -> IngestReport:
-        """Mark the end of what was sent and wait until Kafka has acknowledged all of it."""
+        """Mark the end of what was sent and wait until Kafka has acknowledged all of it;
+        returns the report of what was sent since the last flush."""
         self.mark_flush()
         left = self.producer.flush(timeout)
         if left:
             raise kafka.KafkaUnavailable(f"{left} chunk(s) not acknowledged by Kafka within {timeout:.0f} s")
         if self._failures:
             raise kafka.KafkaUnavailable(f"chunk delivery failed: {self._failures[0]}")
-        return self.report
+        report, self.report = self.report, IngestReport()
+        return report

@@ -21,11 +21,10 @@ def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen:
     return subprocess.Popen(args, preexec_fn=_die_with_parent, **kwargs)
 
 
-def terminate(proc: subprocess.Popen, grace: float, signalled: bool = False) -> int | None:
-    """SIGTERM (unless `signalled` already), wait up to `grace` seconds, then SIGKILL. Returns the exit status."""
+def terminate(proc: subprocess.Popen, grace: float) -> int | None:
+    """SIGTERM, wait up to `grace` seconds, then SIGKILL. Returns the exit status."""
     if proc.poll() is None:
-        if not signalled:
-            proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:

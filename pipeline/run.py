@@ -175,14 +175,15 @@ class Pipeline:
         self.supervisor.spawn("aggregator", [sys.executable, "-m", "pipeline.aggregator"], {**os.environ, **self.env})
 
     def stop(self) -> None:
-        self.supervisor.signal()  # the aggregator drains while the workers do: the run's answer is out
+        # A one-shot run stops once its answer is out (or it failed): nothing is left to drain,
+        # so its processes are killed rather than each given time to leave in turn.
         if self.workers is not None:
-            self.workers.kill([w.id for w in self.workers.list()])
+            self.workers.kill([w.id for w in self.workers.list()], grace=0)
             self.workers.close()
         if self.roster is not None:
             self.roster.close()
             self.roster = None
-        self.supervisor.stop(grace=10.0, signalled=True)
+        self.supervisor.stop(grace=0)
         self._publisher = None  # its producer's connections closed: the broker stops at once
         if self.broker is not None:
             self.broker.stop()

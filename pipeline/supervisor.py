@@ -83,17 +83,11 @@ class Supervisor:
                 f"last log lines:\n{log_tail(log_file)}"
             )
 
-    def signal(self) -> None:
-        """SIGTERM to every running child, without waiting: `stop(signalled=True)` waits."""
-        for child in self.children.values():
-            if child.proc is not None and child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGTERM)
-
-    def stop(self, grace: float, signalled: bool = False) -> None:
+    def stop(self, grace: float) -> None:
         """Terminate the children, the last spawned first."""
         for child in reversed(self.children.values()):
             if child.proc is not None:
-                processes.terminate(child.proc, grace, signalled)
+                processes.terminate(child.proc, grace)
                 child.proc = None
 
 

@@ -8,6 +8,8 @@ per process and would not do.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import repeat
 
 
 def word_hash(word: str) -> int:
@@ -34,6 +36,24 @@ class Router:
         self._max = max_cached
         self._cache: dict[str, tuple[int, int]] = {}
 
+    def split(self, counts: Mapping[str, int]) -> list[dict[int, dict[str, int]]]:
+        """{bucket: {word: count}} per shard, every shard present: `route` for many words at
+        once. h % (shards * buckets) is bucket * shards + shard, so one slot number names
+        both, and the hashes and slots are computed by C loops, not a call per word."""
+        shards, slots = self.shards, self.shards * self.buckets
+        by_slot: list[dict[str, int]] = [{} for _ in range(slots)]
+        for word, slot, n in zip(counts, map(slots.__rmod__, _hashes(counts)), counts.values(), strict=True):
+            by_slot[slot][word] = n
+        out: list[dict[int, dict[str, int]]] = [{} for _ in range(shards)]
+        for slot, words in enumerate(by_slot):
+            if words:
+                out[slot % shards][slot // shards] = words
+        return out
+
+    def shards_of(self, words: Iterable[str]) -> Iterator[int]:
+        """Each word's shard, in order: `route(word)[0]` for many words at once."""
+        return map(self.shards.__rmod__, _hashes(words))
+
     def route(self, word: str) -> tuple[int, int]:
         hit = self._cache.get(word)
         if hit is None:
@@ -43,3 +63,8 @@ class Router:
                 self._cache.clear()  # bounded memory for unbounded vocabularies
             self._cache[word] = hit
         return hit
+
+
+def _hashes(words: Iterable[str]) -> Iterator[int]:
+    """`word_hash` of each word."""
+    return map(zlib.crc32, map(str.encode, words, repeat("utf-8"), repeat("surrogatepass")))

@@ -11,15 +11,7 @@ from workers.windows import Window
 
 def split_by_shard(counts: Counter[str], router: Router) -> list[Buckets]:
     """{bucket: {word: count}} per shard; every shard present, possibly empty."""
-    shards: list[Buckets] = [{} for _ in range(router.shards)]
-    route = router.route
-    for word, n in counts.items():
-        shard, bucket = route(word)
-        words = shards[shard].get(bucket)
-        if words is None:
-            words = shards[shard][bucket] = {}
-        words[word] = n
-    return shards
+    return router.split(counts)
 
 
 def partials_of(window: Window, router: Router) -> list[PartialMessage]:

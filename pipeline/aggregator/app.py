@@ -304,9 +304,9 @@ class Aggregator:
         self.take_changes()
         topic = self.settings.topics.totals
         changed, self.unpublished = self.unpublished, {}
-        for word, count in changed.items():
+        for (word, count), shard in zip(changed.items(), self.router.shards_of(changed), strict=True):
             value = codec.encode_total(codec.TotalMessage(word, count))
-            self.produce(topic, value, key=word.encode(), partition=self.router.route(word)[0])
+            self.produce(topic, value, key=word.encode(), partition=shard)
         self.producer.poll(0)
 
     def produce(self, topic: str, value: bytes, key: bytes, partition: int) -> None:

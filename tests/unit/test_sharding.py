@@ -1,6 +1,8 @@
 import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.sharding import Router, bucket_of, shard_of
 
@@ -27,3 +29,15 @@ def test_words_spread_over_all_shards():
 def test_router_rejects_empty_layouts(shards, buckets):
     with pytest.raises(ValueError, match="must be >= 1"):
         Router(shards, buckets)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(), st.integers(1, 9), max_size=60), st.integers(1, 9), st.integers(1, 17))
+def test_many_words_route_as_each_word_does(counts, shards, buckets):
+    router = Router(shards, buckets)
+    expected: list[dict[int, dict[str, int]]] = [{} for _ in range(shards)]
+    for word, n in counts.items():
+        shard, bucket = router.route(word)
+        expected[shard].setdefault(bucket, {})[word] = n
+    assert router.split(counts) == expected
+    assert list(router.shards_of(counts)) == [router.route(w)[0] for w in counts]

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 
 import pytest
+import requests
 
 from pipeline import config
 from pipeline.broker import free_port
@@ -18,7 +19,7 @@ from pipeline.client import Client
 from pipeline.reference import count_sources
 from pipeline.stack import Stack
 from tests.chaos.helpers import corpus, scaled
-from tests.helpers import docker_leftovers
+from tests.helpers import docker_leftovers, wait_for
 from tests.services import TOKEN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.docker]
@@ -31,6 +32,12 @@ stabilization_seconds = 8
 cooldown_seconds = 3
 assumed_worker_rate = 50
 """
+COOLDOWN = 3
+
+
+def past_first_cooldown(status_url: str) -> bool:
+    actions = requests.get(status_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).json()["actions"]
+    return bool(actions) and time.time() - actions[-1]["at"] > COOLDOWN
 
 
 def containers(group: str) -> list[str]:
@@ -68,6 +75,9 @@ def test_autoscaler_sigkilled_mid_scale_up(docker_image, tmp_path, trial):
         group = stack.settings.worker.group
         autoscaler = next(svc for svc in stack.services if svc.name == "autoscaler")
         client = Client(stack.urls["ingest"], stack.urls["results"], token=TOKEN)
+        # The uploads must find the autoscaler past the cooldown of its first action (starting
+        # one worker); a burst that lands inside it is drained before it may act.
+        wait_for(lambda: past_first_cooldown(stack.urls["autoscaler"]), 60, "the autoscaler's first cooldown")
         receipts = []
         uploader = threading.Thread(
             target=lambda: receipts.extend(client.ingest(d.path, attempts=20) for d in documents)

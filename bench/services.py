@@ -93,7 +93,7 @@ def main() -> None:
     results: dict = {"machine": f"{os.cpu_count()} cores", "mb": total / 1e6, "uploads": args.uploads}
     with Pipeline(settings) as pipeline:
         s = pipeline.settings.replace(ingest_port=free_port())
-        env = {**os.environ, **s.to_env(), **pipeline.connection.to_env()}
+        env = {**os.environ, **s.to_env(pipeline.connection)}
         with open(pipeline.log_dir / "ingest.log", "wb") as log:
             service = subprocess.Popen(
                 [sys.executable, "-m", "pipeline.cli", "ingest-server"], env=env, stdout=log, stderr=subprocess.STDOUT

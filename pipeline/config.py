@@ -211,6 +211,11 @@ class ServiceSettings:
     def token_list(self) -> list[str]:
         return [t.strip() for t in (self.tokens or "").split(",") if t.strip()]
 
+    @property
+    def token_missing(self) -> bool:
+        """Auth is on and no token is configured: a service refuses to start (web.tokens_of)."""
+        return self.auth == "token" and not self.token_list
+
 
 @dataclass(frozen=True)
 class AggregatorSettings:
@@ -345,14 +350,15 @@ class Settings:
         """A copy with some settings changed, by flat name."""
         return Settings(**{section: getattr(self, section) for section in SECTIONS}, **changes)
 
-    def to_env(self) -> dict[str, str]:
-        """The settings as WORDPIPE_* variables, to hand to child processes."""
+    def to_env(self, connection: Connection | None = None) -> dict[str, str]:
+        """The settings as WORDPIPE_* variables, to hand to child processes; with the
+        `connection` they are to use (its address and resolved session) when given."""
         out = {}
         for flat, (section, attr) in FLAT.items():
             value = getattr(getattr(self, section), attr)
             if value is not None:
                 out[ENV_PREFIX + flat.upper()] = str(value)
-        return out
+        return {**out, **connection.to_env()} if connection is not None else out
 
 
 @dataclass(frozen=True)

@@ -59,9 +59,7 @@ class Pipeline:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.run_id = f"run-{uuid.uuid4().hex[:8]}"
         settings = settings.replace(aggregator_datadir=settings.aggregator.datadir or str(self.log_dir / "faust"))
-        if (
-            settings.service.auth == "token" and not settings.service.token_list
-        ):  # this run's aggregator answers only to this run
+        if settings.service.token_missing:  # this run's aggregator answers only to this run
             settings = settings.replace(tokens=secrets.token_urlsafe(24))
         if settings.kafka.embedded:
             settings = settings.replace(aggregator_port=broker_mod.free_port(settings.aggregator.host))
@@ -86,9 +84,8 @@ class Pipeline:
         self.roster: Roster | None = None
         self.env: dict[str, str] = {}
         self.supervisor = Supervisor(self.log_dir, RunError)
-        token = (
-            settings.service.token_list[0] if settings.service.auth == "token" else ""
-        )  # "": no header, not the environment's token
+        # "": no header, not the environment's token.
+        token = settings.service.token_list[0] if settings.service.auth == "token" else ""
         self.results = Client(results_url=self.results_url, token=token)
         self.http = self.results.http  # the results API's session, token included: progress and stats too
         self.counted_at: float | None = None
@@ -122,7 +119,7 @@ class Pipeline:
         s = self.settings
         try:
             self.broker, self._connection = broker_mod.start_kafka(s, self.log_dir, reached=self._owns_topics)
-            self.env = {**s.to_env(), **self._connection.to_env()}
+            self.env = s.to_env(self._connection)
             self.workers = open_backend(s, self.env, self.run_id, self.log_dir, owner_pid=os.getpid())
             self.roster = Roster(self._connection, s.topics)
             # Made now, its producer's id is granted while the services start (half a second on Tansu).
@@ -221,7 +218,7 @@ class Pipeline:
 
     def ingest(self, sources: list[Source], on_bytes: Callable[[int], None] | None = None) -> IngestReport:
         if self._publisher is None:
-            self._publisher = ChunkPublisher(self.connection, self.settings)
+            raise RunError("this pipeline is not started")
         for source in sources:
             self._publisher.publish(source, on_bytes)
         return self._publisher.flush()

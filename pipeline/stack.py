@@ -69,7 +69,7 @@ class Stack:
 
     def _spawn_services(self) -> None:
         assert self.connection is not None  # the broker is up
-        env = {**os.environ, **self.settings.to_env(), **self.connection.to_env()}
+        env = {**os.environ, **self.settings.to_env(self.connection)}
         cli = [sys.executable, "-m", "pipeline.cli"]
         # Ctrl-C stops the workers too; a restarted autoscaler adopts them instead.
         autoscale = [*cli, "autoscale", "run", "--stop-workers", "--log-dir", str(self.log_dir / "workers")]

@@ -78,8 +78,7 @@ class IngestProcess:
         self.log = log
         env = {
             **os.environ,
-            **pipeline.settings.to_env(),
-            **pipeline.connection.to_env(),
+            **pipeline.settings.to_env(pipeline.connection),
             "WORDPIPE_INGEST_PORT": str(self.port),
             **(env or {}),
         }

@@ -28,7 +28,7 @@ def run(s: Settings, policy: str | None, log_dir: Path, stop_workers: bool = Fal
     connection = Connection.to(s.kafka, why="the autoscaler watches an existing cluster")
     current = policy_file.PolicyFile(policy).current if policy else Policy
     log_dir.mkdir(parents=True, exist_ok=True)
-    backend = open_backend(s, {**s.to_env(), **connection.to_env()}, s.worker.group, log_dir)
+    backend = open_backend(s, s.to_env(connection), s.worker.group, log_dir)
     monitor = LagMonitor(connection, s, offset_reset=current().offset_reset)
     controller = Controller(
         backend,

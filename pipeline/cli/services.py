@@ -76,9 +76,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         tokenizer_user_dict=options.path(args.tokenizer_user_dict),
     )
     generated, saved_to = None, None
-    if (
-        s.service.auth == "token" and not s.service.token_list
-    ):  # a token for this stack, where clients on this machine find it
+    if s.service.token_missing:  # a token for this stack, where clients on this machine find it
         generated = secrets.token_urlsafe(24)
         s = s.replace(tokens=generated)
         saved_to = save_token(generated)

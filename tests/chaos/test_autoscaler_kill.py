@@ -24,15 +24,15 @@ from tests.services import TOKEN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.docker]
 
-EAGER = """min_workers = 1
+COOLDOWN = 3  # seconds after an action before the next
+EAGER = f"""min_workers = 1
 max_workers = 4
 target_utilization = 0.2
 catch_up_seconds = 2
 stabilization_seconds = 8
-cooldown_seconds = 3
+cooldown_seconds = {COOLDOWN}
 assumed_worker_rate = 50
 """
-COOLDOWN = 3
 
 
 def past_first_cooldown(status_url: str) -> bool:

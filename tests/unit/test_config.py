@@ -33,6 +33,10 @@ def test_a_connection_hands_children_the_address_and_the_session_it_resolved():
     assert child_env == {"WORDPIPE_BOOTSTRAP": "127.0.0.1:9", "WORDPIPE_SESSION_TIMEOUT_MS": "2000"}
     child = connect(child_env)
     assert (child.bootstrap, child.session_timeout_ms) == ("127.0.0.1:9", 2000)
+    env = config.Settings(session_timeout_ms=9000).to_env(connect({}, embedded="127.0.0.1:9"))
+    # The connection the children are to use wins over the settings it was not made from.
+    assert (env["WORDPIPE_BOOTSTRAP"], env["WORDPIPE_SESSION_TIMEOUT_MS"]) == ("127.0.0.1:9", "2000")
+    assert env["WORDPIPE_CHUNKS_TOPIC"] == "chunks"
 
 
 def test_no_connection_without_an_address_says_why():
@@ -53,6 +57,10 @@ def test_settings_come_in_sections_under_their_flat_names():
     assert config.Settings(**{name: getattr(s, name) for name in config.SECTIONS}) == s
     assert config.load(env=s.to_env()) == s  # children rebuild the same settings from the variables
     assert len(config.FLAT) == len(set(config.FLAT.values())), "two flat names for one setting"
+    assert config.Settings().service.token_missing
+    assert (
+        not config.Settings(tokens="t").service.token_missing and not config.Settings(auth="none").service.token_missing
+    )
 
 
 @pytest.mark.parametrize(

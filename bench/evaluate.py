@@ -17,7 +17,9 @@ invocation on the same machine, which the document names.
 4. cost: throughput against chunk size, vocabulary, partitions and workers, and a py-spy
    profile of a worker and of the aggregator in a saturated run;
 5. autoscaling: the simulator's scenarios against the KEDA-style policy
-   (bench/autoscale_compare.py), and one live run set against it (bench/autoscale_live.py).
+   (bench/autoscale_compare.py), and one live run set against it (bench/autoscale_live.py);
+6. peers: Bytewax and Quix Streams counting the same input with the same tokenizer
+   (bench/peers.py), against `wordpipe run` and the reference.
 """
 
 from __future__ import annotations
@@ -382,6 +384,7 @@ def render(
     vocabulary_shares: dict,
     autoscale: str,
     live: dict,
+    peers: dict | None = None,
 ) -> str:
     m, args = run["machine"], argparse.Namespace(**{k: v for k, v in run.items() if k != "machine"})
     two = next(
@@ -603,7 +606,44 @@ def render(
         "![live](evaluation/autoscale-live.png)",
         "",
     ]
+    if peers:
+        lines += peers_lines(peers)
     return "\n".join(lines) + "\n"
+
+
+def peers_lines(peers: dict) -> list[str]:
+    """Section 6: bench/peers.py's table (its docstring says how each figure is taken)."""
+    failed = [r for r in peers["rows"] if "mb_s" not in r]
+    return [
+        "## 6. Against other stream processors",
+        "",
+        f"`bench/peers.py`: Bytewax and Quix Streams count {peers['input']} ({peers['input_mb']:.0f} MB) with wordpipe's "
+        f"tokenizer, {peers['processes']} processes each, in their best form: each record (a 64 KiB chunk, produced "
+        "beforehand to 12 partitions of one embedded Tansu broker) counted on the spot, its partial counts sent on as one "
+        "record; no per-word records or keyed state. Each runs in its own virtual environment. A peer's time runs from "
+        "the first record one of its processes takes to the last output record read (start-up left out, as wordpipe's "
+        "steady state leaves out its own); its core-seconds are its processes' CPU over that time, and *life* their "
+        "whole lives' CPU, start-up included. wordpipe's are its workers' busy time (wall time while counting) and its "
+        "aggregator's CPU, and its *life* the CPU of all `wordpipe run` started, its broker and publisher included. *Exact*: "
+        "the partials (the totals, for wordpipe) sum to the reference's counts.",
+        "",
+        *table(
+            [{**r, "exact": "yes" if r["exact"] else "no"} for r in peers["rows"] if "mb_s" in r],
+            [
+                ("system", "system", ""),
+                ("MB/s", "mb_s", ".1f"),
+                ("× reference", "ratio", ".2f"),
+                ("core-s/MB", "core_s_per_mb", ".3f"),
+                ("life core-s/MB", "lifetime_core_s_per_mb", ".3f"),
+                ("start-up s", "startup_s", ".1f"),
+                ("exact", "exact", ""),
+            ],
+        ),
+        "",
+        *[f"{r['system']} failed: {r['failure']}" for r in failed],
+        *[f"{r['system']}: {r['missing']} input records gave no output." for r in peers["rows"] if r.get("missing")],
+        *([""] if failed or any(r.get("missing") for r in peers["rows"]) else []),
+    ]
 
 
 def main() -> None:
@@ -675,6 +715,8 @@ def main() -> None:
     ).stdout
     (FIGURES / "autoscale-compare.md").write_text(autoscale)
     bench_script("autoscale_live.py", "--out", str(FIGURES))
+    bench_script("peers.py", "--mb", str(args.cost_mb), "--out", str(out))
+    (FIGURES / "peers.json").write_text((out / "peers.json").read_text())
     (FIGURES / "run.json").write_text(json.dumps(run, indent=1) + "\n")
     write_document()
 
@@ -696,6 +738,7 @@ def write_document() -> None:
         profiles["vocabulary"],
         (FIGURES / "autoscale-compare.md").read_text(),
         load("autoscale-live.json"),
+        load("peers.json") if (FIGURES / "peers.json").exists() else None,  # figures from before bench/peers.py
     )
     (DOCS / "evaluation.md").write_text(document)
     print(f"wrote {DOCS / 'evaluation.md'}")

@@ -28,7 +28,7 @@ import requests
 
 from pipeline import broker as broker_mod
 from pipeline import codec, kafka, processes
-from pipeline.client import Client
+from pipeline.client import Client, RequestFailed
 from pipeline.cluster import (
     Backend,
     BackendError,
@@ -89,6 +89,8 @@ class Pipeline:
         self.results = Client(results_url=self.results_url, token=token)
         self.http = self.results.http  # the results API's session, token included: progress and stats too
         self.counted_at: float | None = None
+        self._awaited: IngestReport | None = None  # what wait_counted last saw counted ...
+        self._counted_by: subprocess.Popen | None = None  # ... and by which aggregator process
         self._created_topics = False
 
     @property
@@ -113,7 +115,10 @@ class Pipeline:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    def start(self) -> Pipeline:
+    def start(self, ready: bool = True) -> Pipeline:
+        """Launch the broker (if embedded), the aggregator and the workers; with `ready`, wait
+        until they own every partition. Chunks wait in Kafka for them, so a one-shot run can
+        send its input while they join (seconds on Tansu) rather than after."""
         if self.workers is not None:
             raise RunError("this pipeline is already started")
         s = self.settings
@@ -126,7 +131,8 @@ class Pipeline:
             self._publisher = ChunkPublisher(self._connection, s)
             self.start_aggregator()
             self.launch_workers(s.worker.count)
-            self.wait_ready()
+            if ready:
+                self.wait_ready()
         except BaseException as exc:
             self.stop()
             if not isinstance(exc, RunError):  # a RunError points at the logs
@@ -248,12 +254,14 @@ class Pipeline:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self.supervise()
+            asked = self.aggregator
             progress = self.progress()
             if progress is not None:
                 if on_counted:
                     on_counted(chunks_counted(progress, report.produced))
                 if all_counted(progress, report.produced):
                     self.counted_at = time.monotonic()
+                    self._awaited, self._counted_by = report, asked
                     return
             if deadline is not None and time.monotonic() > deadline:
                 raise RunError(f"not every chunk was counted within {timeout:.0f} s; logs in {self.log_dir}")
@@ -296,4 +304,22 @@ class Pipeline:
         }
 
     def totals(self) -> dict[str, int]:
-        return dict(self.results.totals(page=100_000))
+        """Every word's total, read whole from an aggregator that counted all that
+        `wait_counted` waited for. One that crashed since (even just after the count was
+        complete) recovers what was durable and replays the rest: it is waited for again."""
+        while True:
+            self.supervise()
+            asked = self.aggregator
+            if self._awaited is not None and asked is not self._counted_by:
+                self.wait_counted(self._awaited, timeout=120)
+                continue
+            try:
+                totals = dict(self.results.totals(page=100_000))
+            except RequestFailed:
+                if self._awaited is None:
+                    raise
+                time.sleep(0.05)  # it died while answering: the next loop waits for its successor
+                continue
+            self.supervise()
+            if self.aggregator is asked:
+                return totals

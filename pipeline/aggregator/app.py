@@ -36,7 +36,7 @@ from pipeline.aggregator.api import ResultsApi
 from pipeline.aggregator.ranking import Ranking
 from pipeline.aggregator.state import OverlapError, ShardState
 from pipeline.autoscaler.monitor import Watch
-from pipeline.config import CLUSTER_SESSION_TIMEOUT_MS, Connection, Settings
+from pipeline.config import Connection, Settings
 from pipeline.health import Heartbeat
 from pipeline.ingest.receipts import Accepted
 from pipeline.roster import RosterMetrics
@@ -69,6 +69,15 @@ class _Transport(faust_kafka.Transport):
         self.fetch_max_wait_ms = fetch_max_wait_ms
 
 
+class _TableManager(TableManager):
+    """faust waits a second at start for tables defined late; ours are all defined before it starts."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
+
+
 class Aggregator:
     def __init__(
         self, connection: Connection, settings: Settings, broker: kafka.BrokerWatch, registry: CollectorRegistry
@@ -77,6 +86,9 @@ class Aggregator:
         s = settings
         datadir = Path(s.aggregator.datadir or Path(tempfile.gettempdir()) / "wordpipe-faust" / s.aggregator.id)
         datadir.parent.mkdir(parents=True, exist_ok=True)
+        # The workers' session: Tansu holds a join for half of it, so the cluster's 6 s took
+        # 3 s of every start on the embedded broker.
+        session_ms = connection.session_timeout_ms
         self.app = faust.App(
             s.aggregator.id,
             broker=f"kafka://{connection.bootstrap}",
@@ -87,16 +99,14 @@ class Aggregator:
             web_enabled=False,  # the results API is ours (pipeline/aggregator/api.py)
             topic_partitions=s.topics.partial_partitions,
             topic_replication_factor=s.topics.replication_factor,
-            # Not the workers' short session, though it would start 2 s sooner on Tansu (which
-            # holds a join for half the session): under load, a restarted aggregator once
-            # never finished rejoining with it (the CI's chaos suite, aggregator.before_ack).
-            broker_session_timeout=CLUSTER_SESSION_TIMEOUT_MS / 1000,
-            broker_heartbeat_interval=CLUSTER_SESSION_TIMEOUT_MS / 6000,
+            broker_session_timeout=session_ms / 1000,
+            broker_heartbeat_interval=session_ms / 6000,
             consumer_auto_offset_reset="earliest",
             table_standby_replicas=0,
             # Acks are ours (after each durable flush); waiting for them at a rebalance or
             # shutdown would only stall: anything unacked is replayed and deduplicated.
             stream_wait_empty=False,
+            TableManager=_TableManager,
         )
         self.app.transport = _Transport(self.app.conf.broker, self.app, fetch_max_wait_ms=connection.fetch_max_wait_ms)
         self.partials = self.app.topic(

@@ -119,7 +119,9 @@ def test_crash_at_the_worst_instant(tmp_path, fault, restarted, monkeypatch, tri
     monkeypatch.delenv("WORDPIPE_FAULTS")
     with p:
         p.workers.env.pop("WORDPIPE_FAULTS")  # replacements run clean
-        thread, result = trickle(p, documents, pause=0.5)
+        p.supervisor.children["aggregator"].env.pop("WORDPIPE_FAULTS")
+        # Pauses of 5 flush intervals, so that a loaded aggregator still flushes twice (the fault).
+        thread, result = trickle(p, documents, pause=1.0)
         thread.join()
         p.wait_counted(result["report"], timeout=240)
         trial.counted = Counter(p.totals())

@@ -26,6 +26,7 @@ from workers.counting import partials_of
 from workers.windows import Window, Windows
 
 log = logging.getLogger("wordpipe.worker")
+PREFETCH_KIB = 16384
 
 
 @dataclass
@@ -52,7 +53,15 @@ class Worker:
             kafka.consumer_config(
                 connection,
                 settings.worker.group,
-                **{"partition.assignment.strategy": "roundrobin", "on_commit": self.on_commit},
+                **{
+                    "partition.assignment.strategy": "roundrobin",
+                    "on_commit": self.on_commit,
+                    # librdkafka prefetches up to 64 MiB by default; half a second's work never
+                    # runs dry and bounds a worker's memory. Its default 1 s pause once the
+                    # queue is full would starve the worker (Tansu holds every fetch anyway).
+                    "queued.max.messages.kbytes": PREFETCH_KIB,
+                    "fetch.queue.backoff.ms": 10,
+                },
             )
         )
         self.producer = Producer(

@@ -11,9 +11,12 @@ from pipeline.ingest.sources import Source
 
 
 def count_stream(
-    stream: BinaryIO, tokenizer: tokenize.Tokenizer = tokenize.DEFAULT, block_size: int = 4 << 20
+    stream: BinaryIO, tokenizer: tokenize.Tokenizer = tokenize.DEFAULT, block_size: int = 256 << 10
 ) -> Counter[str]:
-    """Counts of a whole stream, read in blocks cut only where no word continues."""
+    """Counts of a whole stream, read in blocks cut only where no word continues.
+
+    Blocks of a few hundred KiB keep every copy of the text (decoded, translated, split)
+    in the CPU's caches: 4 MiB blocks cost this baseline ~20% more CPU on shakespeare."""
     counts: Counter[str] = Counter()
     tail = b""
     while True:

@@ -1,6 +1,7 @@
 """End-to-end throughput: `wordpipe run --workers N` over `wordpipe reference`, measured in one run.
 
     python bench/e2e_throughput.py [--mb 50] [--workers 2] [--repeat 3] [--corpus shakespeare|chinese|PATH]
+    python bench/e2e_throughput.py --whole-command [--mb 200] ...
 
 The input is shakespeare.txt (or, with --corpus chinese, the generated Chinese prose of
 tests/chinese.py; or any file) repeated to at least --mb MB. The reference is timed
@@ -9,6 +10,9 @@ pipeline is timed as a user runs it, in steady state: from the first chunk produ
 to the last chunk counted (`--stats-file`). Runs alternate so both see the same
 machine; medians are reported, and every pipeline result is checked against the
 reference's.
+
+--whole-command times what a user waits for instead: `wordpipe reference FILE` and
+`wordpipe run FILE` as whole commands (start-up, broker, joins, shutdown included).
 """
 
 from __future__ import annotations
@@ -97,6 +101,35 @@ def time_pipeline(
         return json.loads(Path(stats.name).read_text()), done.stdout.decode().strip()
 
 
+def time_command(*args: str) -> tuple[float, str]:
+    """Wall seconds of `wordpipe ARGS...` as a user runs it, and its output."""
+    started = time.perf_counter()
+    done = subprocess.run([str(Path(sys.executable).with_name("wordpipe")), *args], capture_output=True, check=False)
+    if done.returncode:
+        sys.exit(f"wordpipe {args[0]} failed:\n{done.stderr.decode()[-3000:]}")
+    return time.perf_counter() - started, done.stdout.decode().strip()
+
+
+def whole_commands(path: Path, workers: int, repeat: int, out: Path) -> None:
+    mb = path.stat().st_size / 1e6
+    print(f"input {path.name}: {mb:.1f} MB; {os.cpu_count()} CPUs; whole commands; workers={workers}")
+    print(f"{'run':>3}  {'reference s':>11}  {'run s':>7}  {'speed-up':>8}")
+    rows = []
+    for i in range(1, repeat + 1):
+        ref_s, ref_json = time_command("reference", str(path), "--json")
+        run_s, run_json = time_command("run", str(path), "--workers", str(workers), "--json", "-q")
+        if run_json != ref_json:
+            sys.exit("pipeline counts differ from the reference: not a valid measurement")
+        rows.append({"reference_s": ref_s, "run_s": run_s, "speedup": ref_s / run_s})
+        print(f"{i:>3}  {ref_s:>11.2f}  {run_s:>7.2f}  {ref_s / run_s:>7.2f}x")
+    median = {k: statistics.median(r[k] for r in rows) for k in ("reference_s", "run_s")}
+    print(
+        f"median: reference {median['reference_s']:.2f} s, run {median['run_s']:.2f} s -> "
+        f"{median['reference_s'] / median['run_s']:.2f}x (target >= 1.1x); counts identical in every run"
+    )
+    (out / "e2e_whole_command.json").write_text(json.dumps({"input_mb": mb, "workers": workers, "runs": rows}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=50.0)
@@ -106,9 +139,13 @@ def main() -> None:
         "--corpus", default="shakespeare", help="shakespeare, chinese (tests/chinese.py) or a file's path"
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
+    parser.add_argument("--whole-command", action="store_true", help="time both as whole commands")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     path = corpus_input(args.corpus, args.mb, args.out)
+    if args.whole_command:
+        whole_commands(path, args.workers, args.repeat, args.out)
+        return
     mb = path.stat().st_size / 1e6
     print(f"input {path.name}: {mb:.1f} MB; {os.cpu_count()} CPUs; workers={args.workers}; repeat={args.repeat}")
     print(f"{'run':>3}  {'reference MB/s':>14}  {'pipeline MB/s':>13}  {'ratio':>6}  {'pipeline wall s':>15}")

@@ -233,15 +233,14 @@ class ShardState:
     def window_starts(self) -> set[int]:
         return {start for bucket in self.buckets.values() for start in bucket.windows}
 
-    def take_dirty_windowed(self) -> dict[tuple[str, int], int]:
-        """(word, window start) -> its count in that window, for those changed since the last call."""
+    def take_dirty_windowed(self) -> dict[int, dict[str, int]]:
+        """Window start -> {word: its count in that window}, for those changed since the last call."""
         changed, self.dirty_windowed = self.dirty_windowed, {}
-        out = {}
+        out: dict[int, dict[str, int]] = {}
         for (bucket_id, start), words in changed.items():
             counts = self.buckets[bucket_id].windows.get(start)
             if counts:  # None once the window fell out of retention
-                for word in words:
-                    out[word, start] = counts[word]
+                out.setdefault(start, {}).update(zip(words, map(counts.__getitem__, words), strict=True))
         return out
 
     def progress(self) -> Sources:
@@ -287,11 +286,9 @@ class ShardState:
     def take_dirty_words(self) -> dict[str, int]:
         """Current totals of the words changed since the last call."""
         changed, self.dirty_words = self.dirty_words, {}
-        out = {}
+        out: dict[str, int] = {}
         for bucket_id, words in changed.items():
-            counts = self.buckets[bucket_id].counts
-            for word in words:
-                out[word] = counts[word]
+            out.update(zip(words, map(self.buckets[bucket_id].counts.__getitem__, words), strict=True))
         return out
 
     def count(self, word: str, bucket_id: int) -> int:

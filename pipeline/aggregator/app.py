@@ -332,9 +332,10 @@ class Aggregator:
                 return
             started = time.monotonic()
             self.publish_totals()
-            # With a large vocabulary a publication can take seconds (every word changed);
-            # waiting 3x as long keeps it to a quarter of the event loop, and changes coalesce.
-            self.next_publication = time.monotonic() + 3 * (time.monotonic() - started)
+            # With a large vocabulary a publication can take seconds (a million words changed:
+            # ~2.5 s, a record each); waiting 9x as long keeps it to a tenth of the event loop,
+            # and a word that keeps changing meanwhile is published once (docs/totals-topic.md).
+            self.next_publication = time.monotonic() + 9 * (time.monotonic() - started)
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
         async def on_revoked(app, revoked, **kwargs) -> None:

@@ -26,15 +26,13 @@ def bucket_of(word: str, shards: int, buckets: int) -> int:
 
 
 class Router:
-    """Memoised (shard, bucket) per word: a word's hash is computed once per process."""
+    """(shard, bucket) per word, for one word or (with C loops) for many at once."""
 
-    def __init__(self, shards: int, buckets: int, max_cached: int = 1_000_000) -> None:
+    def __init__(self, shards: int, buckets: int) -> None:
         if shards < 1 or buckets < 1:
             raise ValueError(f"shards and buckets must be >= 1, got shards={shards} buckets={buckets}")
         self.shards = shards
         self.buckets = buckets
-        self._max = max_cached
-        self._cache: dict[str, tuple[int, int]] = {}
 
     def split(self, counts: Mapping[str, int]) -> list[dict[int, dict[str, int]]]:
         """{bucket: {word: count}} per shard, every shard present: `route` for many words at
@@ -54,15 +52,15 @@ class Router:
         """Each word's shard, in order: `route(word)[0]` for many words at once."""
         return map(self.shards.__rmod__, _hashes(words))
 
+    def routes(self, words: Iterable[str]) -> Iterator[tuple[int, int]]:
+        """Each word's (shard, bucket), in order: `route` for many words at once (the hashes
+        and slots by C loops, as in `split`)."""
+        shards, slots = self.shards, self.shards * self.buckets
+        return ((slot % shards, slot // shards) for slot in map(slots.__rmod__, _hashes(words)))
+
     def route(self, word: str) -> tuple[int, int]:
-        hit = self._cache.get(word)
-        if hit is None:
-            h = word_hash(word)
-            hit = (h % self.shards, (h // self.shards) % self.buckets)
-            if len(self._cache) >= self._max:
-                self._cache.clear()  # bounded memory for unbounded vocabularies
-            self._cache[word] = hit
-        return hit
+        h = word_hash(word)
+        return h % self.shards, (h // self.shards) % self.buckets
 
 
 def _hashes(words: Iterable[str]) -> Iterator[int]:

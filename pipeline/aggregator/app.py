@@ -15,17 +15,17 @@ aggregator and the API.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import tempfile
 import time
+from itertools import repeat
 from pathlib import Path
 
 import faust
 from aiohttp import web
 from confluent_kafka import Producer
-from faust.serializers import codecs
+from faust.stores.memory import Store as MemoryStore
 from faust.tables import TableManager
 from faust.transport.drivers import aiokafka as faust_kafka
 from prometheus_client import CollectorRegistry, Counter
@@ -114,9 +114,11 @@ class Aggregator:
         )
         # bytes in and out: faust derives its (recovery) serializers from these types.
         self.table = self.app.Table("state", partitions=s.topics.partial_partitions, key_type=bytes, value_type=bytes)
-        # Windowed totals, mirrored from the exact state with absolute values every
-        # totals_interval and before every read: a replay rewrites the same values, so the
-        # mirror never counts twice.
+        # Windowed totals, mirrored from the exact state with absolute values before every
+        # read (`windowed_totals`, its only reader): a replay rewrites the same values, so the
+        # mirror never counts twice, and a (word, window) changed many times between reads is
+        # copied once. In memory only: the buckets' snapshots already hold every window
+        # durably, and a loaded shard mirrors all of its windows again.
         self.windowed = self.app.Table(
             "windowed",
             default=int,
@@ -268,17 +270,14 @@ class Aggregator:
         if state is None:
             return
         table = self.windowed.table
-        changelog = table.changelog_topic.get_topic_name()
-        windows: dict[int, tuple[tuple[float, float], bytes]] = {}
-        for (word, start), count in state.take_dirty_windowed().items():
-            if start not in windows:
-                window = self.window_range(start)
-                windows[start] = window, codecs.dumps("json", window)
-            window, window_json = windows[start]
-            table.data[word, window] = count
-            # Straight through our producer, batched in C: faust's send_changelog costs ~40x
-            # more per record. Same topic, partition and JSON as faust, so faust recovers it.
-            self.produce(changelog, str(count).encode(), key=mirror_key(word, window_json), partition=shard)
+        # The memory store's own dict (store="memory://" above), filled in C: a faust
+        # __setitem__ per (word, window) cost more than counting the word.
+        store = table.data
+        assert isinstance(store, MemoryStore)
+        data = store.data
+        for start, counts in state.take_dirty_windowed().items():
+            window = self.window_range(start)
+            data.update(zip(zip(counts, repeat(window)), counts.values(), strict=True))
         kept, known = state.window_starts(), self.kept_windows.get(shard)
         if known is None or not kept >= known:  # new here (faust may have recovered stale windows), or one expired
             self.kept_windows[shard] = kept
@@ -308,13 +307,11 @@ class Aggregator:
                 self.unpublished.update(changed)
 
     def publish_totals(self) -> None:
-        for shard in list(self.shards):  # the windowed mirror at the same cadence: repeated changes coalesce
-            self.mirror_windows(shard)
         self.take_changes()
         topic = self.settings.topics.totals
         changed, self.unpublished = self.unpublished, {}
-        for (word, count), shard in zip(changed.items(), self.router.shards_of(changed), strict=True):
-            value = codec.encode_total(codec.TotalMessage(word, count))
+        values, shards = codec.encode_totals(changed), self.router.shards_of(changed)
+        for word, value, shard in zip(changed, values, shards, strict=True):
             self.produce(topic, value, key=word.encode(), partition=shard)
         self.producer.poll(0)
 
@@ -345,9 +342,10 @@ class Aggregator:
                 return
             started = time.monotonic()
             self.publish_totals()
-            # With a large vocabulary a publication can take seconds (every word changed);
-            # waiting 3x as long keeps it to a quarter of the event loop, and changes coalesce.
-            self.next_publication = time.monotonic() + 3 * (time.monotonic() - started)
+            # With a large vocabulary a publication can take seconds (a million words changed:
+            # ~2.5 s, a record each); waiting 9x as long keeps it to a tenth of the event loop,
+            # and a word that keeps changing meanwhile is published once (docs/totals-topic.md).
+            self.next_publication = time.monotonic() + 9 * (time.monotonic() - started)
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
         async def on_revoked(app, revoked, **kwargs) -> None:
@@ -379,12 +377,6 @@ def serve_results(app: faust.App, api: ResultsApi, settings: Settings) -> None:
     async def stop_serving(app, **kwargs) -> None:
         if runner is not None:
             await runner.cleanup()
-
-
-def mirror_key(word: str, window_json: bytes) -> bytes:
-    """faust's JSON changelog key of (word, window), the bytes its json codec writes, at a
-    fraction of its cost: the window part is encoded once per window."""
-    return b"[" + json.dumps(word).encode() + b"," + window_json + b"]"
 
 
 def main(settings: Settings) -> int:

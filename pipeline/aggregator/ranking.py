@@ -30,7 +30,7 @@ class Ranking:
             if count > floor or word in kept:
                 kept[word] = count
         if len(kept) > 2 * self.keep:
-            ranked = rank(kept, len(kept))
+            ranked = rank(kept, self.keep + 1)  # not a sort of them all: a million, at first
             self.floor = max(self.floor, ranked[self.keep][1])
             self.kept = dict(ranked[: self.keep])
 

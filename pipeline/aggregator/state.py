@@ -84,6 +84,7 @@ class Bucket:
     applied: Sources = field(default_factory=dict)  # as recovered; `live` is added on snapshot
     pending: dict[str, dict[str, int]] = field(default_factory=dict)  # held document -> parked counts
     windows: dict[int, dict[str, int]] = field(default_factory=dict)  # tumbling window start (s) -> counts in it
+    packed_windows: dict[int, bytes] = field(default_factory=dict)  # start -> its counts' msgpack, while unchanged
 
 
 @dataclass
@@ -217,6 +218,7 @@ class ShardState:
         self.dirty_words.setdefault(bucket_id, set()).update(words)
         start = self.window_of(at_ms)
         _add(bucket.windows.setdefault(start, {}), words)
+        bucket.packed_windows.pop(start, None)
         self.newest_window = max(self.newest_window, start)
         self.dirty_windowed.setdefault((bucket_id, start), set()).update(words)
 
@@ -233,15 +235,14 @@ class ShardState:
     def window_starts(self) -> set[int]:
         return {start for bucket in self.buckets.values() for start in bucket.windows}
 
-    def take_dirty_windowed(self) -> dict[tuple[str, int], int]:
-        """(word, window start) -> its count in that window, for those changed since the last call."""
+    def take_dirty_windowed(self) -> dict[int, dict[str, int]]:
+        """Window start -> {word: its count in that window}, for those changed since the last call."""
         changed, self.dirty_windowed = self.dirty_windowed, {}
-        out = {}
+        out: dict[int, dict[str, int]] = {}
         for (bucket_id, start), words in changed.items():
             counts = self.buckets[bucket_id].windows.get(start)
             if counts:  # None once the window fell out of retention
-                for word in words:
-                    out[word, start] = counts[word]
+                out.setdefault(start, {}).update(zip(words, map(counts.__getitem__, words), strict=True))
         return out
 
     def progress(self) -> Sources:
@@ -261,16 +262,8 @@ class ShardState:
             bucket.applied = _union(bucket.applied, self.live)
             for start in [w for w in bucket.windows if w < oldest]:  # retention: only recent windows are kept
                 del bucket.windows[start]
-            records[bucket_key(self.shard, bucket_id)] = msgpack.packb(
-                {
-                    "v": STATE_VERSION,
-                    "counts": bucket.counts,
-                    "pending": bucket.pending,
-                    "windows": bucket.windows,
-                    "applied": _encode_sources(bucket.applied),
-                },
-                use_bin_type=True,
-            )
+                bucket.packed_windows.pop(start, None)
+            records[bucket_key(self.shard, bucket_id)] = _pack_bucket(bucket)
         self.dirty.clear()
         progress = {
             progress_key(self.shard): msgpack.packb(
@@ -287,11 +280,9 @@ class ShardState:
     def take_dirty_words(self) -> dict[str, int]:
         """Current totals of the words changed since the last call."""
         changed, self.dirty_words = self.dirty_words, {}
-        out = {}
+        out: dict[str, int] = {}
         for bucket_id, words in changed.items():
-            counts = self.buckets[bucket_id].counts
-            for word in words:
-                out[word] = counts[word]
+            out.update(zip(words, map(self.buckets[bucket_id].counts.__getitem__, words), strict=True))
         return out
 
     def count(self, word: str, bucket_id: int) -> int:
@@ -342,6 +333,36 @@ class ShardState:
                 for start, counts in obj["windows"].items():
                     state.dirty_windowed[bucket_id, start] = set(counts)
         return state
+
+
+def _pack_bucket(bucket: Bucket) -> bytes:
+    """msgpack.packb of {v, counts, pending, windows, applied}, byte for byte, with each
+    window's counts packed once while it does not change: a snapshot re-encoded every
+    kept window (up to windows_kept, 60) where usually only the newest has changed."""
+    packer = msgpack.Packer(use_bin_type=True)
+    pack = packer.pack
+    windows = []
+    for start, counts in bucket.windows.items():
+        packed = bucket.packed_windows.get(start)
+        if packed is None:
+            packed = bucket.packed_windows[start] = pack(counts)
+        windows += [pack(start), packed]
+    return b"".join(
+        [
+            packer.pack_map_header(5),
+            pack("v"),
+            pack(STATE_VERSION),
+            pack("counts"),
+            pack(bucket.counts),
+            pack("pending"),
+            pack(bucket.pending),
+            pack("windows"),
+            packer.pack_map_header(len(bucket.windows)),
+            *windows,
+            pack("applied"),
+            pack(_encode_sources(bucket.applied)),
+        ]
+    )
 
 
 def _add(counts: dict[str, int], words: dict[str, int]) -> None:

@@ -1,11 +1,8 @@
-"""What the aggregator publishes from its state: the changed totals and (word, window)
-counts, and the faust changelog key of its windowed mirror."""
+"""What the aggregator publishes from its state (the changed totals and (word, window)
+counts) and the bucket snapshots it writes."""
 
-from faust.serializers import codecs
-from hypothesis import given
-from hypothesis import strategies as st
+import msgpack
 
-from pipeline.aggregator.app import mirror_key
 from pipeline.aggregator.state import ShardState
 from pipeline.codec import PartialMessage
 
@@ -21,7 +18,7 @@ def test_only_changed_words_are_taken_with_their_current_counts():
     assert state.take_dirty_words() == {}
     state.apply(partial(1, {0: {"a": 4}}, at_ms=61_000))  # the next window
     assert state.take_dirty_words() == {"a": 5}
-    assert state.take_dirty_windowed() == {("a", 0): 1, ("b", 0): 2, ("c", 0): 1, ("a", 60): 4}
+    assert state.take_dirty_windowed() == {0: {"a": 1, "b": 2, "c": 1}, 60: {"a": 4}}
     assert state.take_dirty_windowed() == {}
 
 
@@ -33,7 +30,7 @@ def test_a_loaded_state_publishes_everything_again():
     buckets, progress = state.snapshot()
     loaded = ShardState.load(0, {**buckets, **progress}, window_seconds=60)
     assert loaded.take_dirty_words() == {"a": 1, "b": 3}
-    assert loaded.take_dirty_windowed() == {("a", 0): 1, ("b", 0): 2, ("b", 60): 1}
+    assert loaded.take_dirty_windowed() == {0: {"a": 1, "b": 2}, 60: {"b": 1}}
 
 
 def test_windows_out_of_retention_are_not_published():
@@ -41,12 +38,21 @@ def test_windows_out_of_retention_are_not_published():
     state.apply(partial(0, {0: {"a": 1}}, at_ms=1_000))
     state.apply(partial(1, {0: {"a": 1}}, at_ms=61_000))
     state.snapshot()  # retention applies here
-    assert state.take_dirty_windowed() == {("a", 60): 1}
+    assert state.take_dirty_windowed() == {60: {"a": 1}}
 
 
-@given(st.text(), st.integers(0, 2**40))
-def test_mirror_key_is_what_fausts_json_codec_writes(word, start):
-    window = (float(start), start + 59.9)
-    key = mirror_key(word, codecs.dumps("json", window))
-    assert key == codecs.dumps("json", (word, window))
-    assert codecs.loads("json", key) == [word, list(window)]
+def test_a_snapshot_reuses_unchanged_windows_and_writes_what_packb_would():
+    state = ShardState(0, window_seconds=60, windows_kept=2)
+    state.apply(partial(0, {0: {"a": 1, "b": 2}}, at_ms=1_000))
+    state.snapshot()
+    old = state.buckets[0].packed_windows[0]
+    for offset, at_ms in ((1, 61_000), (2, 62_000), (3, 121_000)):  # a new window, the same, then one expires
+        state.apply(partial(offset, {0: {"a": 1, "c": 1}}, at_ms=at_ms))
+        buckets, _ = state.snapshot()
+        bucket = state.buckets[0]
+        if offset < 3:
+            assert bucket.packed_windows[0] is old, "the unchanged window is not packed again"
+        plain = {"v": 2, "counts": bucket.counts, "pending": bucket.pending, "windows": bucket.windows}
+        applied = {p: r.to_list() for p, r in bucket.applied.items()}
+        assert buckets["0/0"] == msgpack.packb({**plain, "applied": applied}, use_bin_type=True)
+    assert set(state.buckets[0].packed_windows) == {60, 120}

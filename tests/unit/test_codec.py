@@ -69,7 +69,11 @@ def test_partials_round_trip_split_and_schema():
 
 
 def test_total_and_deadletter_schemas():
-    conforms(codec.encode_total(codec.TotalMessage("word", 3)), "total.v1.json")
+    totals = {"word": 3, "ünïcode": 2**40}
+    records = list(codec.encode_totals(totals))
+    for record in records:
+        conforms(record, "total.v1.json")
+    assert [codec.decode_total(r) for r in records] == [codec.TotalMessage(w, n) for w, n in totals.items()]
     letter = codec.DeadLetter("chunks", 1, 2, "bad", b"x" * 100_000)
     data = codec.encode_deadletter(letter)
     conforms(data, "deadletter.v1.json")

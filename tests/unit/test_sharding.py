@@ -13,11 +13,10 @@ def test_hash_is_stable_crc32_of_utf8():
     assert bucket_of("caf\u00e9", 8, 16) == (zlib.crc32("caf\u00e9".encode()) // 8) % 16
 
 
-def test_router_agrees_with_functions_and_bounds_its_cache():
-    router = Router(8, 16, max_cached=10)
+def test_router_agrees_with_functions():
+    router = Router(8, 16)
     words = [f"w{i}" for i in range(100)]
     assert [router.route(w) for w in words] == [(shard_of(w, 8), bucket_of(w, 8, 16)) for w in words]
-    assert len(router._cache) <= 10
 
 
 def test_words_spread_over_all_shards():
@@ -41,3 +40,4 @@ def test_many_words_route_as_each_word_does(counts, shards, buckets):
         expected[shard].setdefault(bucket, {})[word] = n
     assert router.split(counts) == expected
     assert list(router.shards_of(counts)) == [router.route(w)[0] for w in counts]
+    assert list(router.routes(counts)) == [router.route(w) for w in counts]

@@ -624,7 +624,9 @@ def peers_lines(peers: dict) -> list[str]:
         "the first record one of its processes takes to the last output record read (start-up left out, as wordpipe's "
         "steady state leaves out its own); its core-seconds are its processes' CPU over that time, and *life* their "
         "whole lives' CPU, start-up included. wordpipe's are its workers' busy time (wall time while counting) and its "
-        "aggregator's CPU, and its *life* the CPU of all `wordpipe run` started, its broker and publisher included. *Exact*: "
+        "aggregator's CPU, and its *life* the CPU of all `wordpipe run` started, its broker and publisher included. The "
+        "row *input in Kafka* times wordpipe as the peers are: its input produced before its workers start, from the "
+        "first chunk a worker takes to the last counted, with its workers' and aggregator's CPU. *Exact*: "
         "the partials (the totals, for wordpipe) sum to the reference's counts.",
         "",
         *table(

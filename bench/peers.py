@@ -11,6 +11,9 @@ repeated to at least --mb MB. Rows:
   over its steady state (first chunk produced to last chunk counted); core-seconds are the
   workers' busy seconds (counting and publishing, from their status reports) plus the
   aggregator's CPU seconds (its whole life): the publisher's and the broker's not included;
+* wordpipe, input in Kafka: the same pipeline timed as the peers are: its input produced
+  before its workers start, from its first chunk taken to its last counted, the CPU of its
+  workers and aggregator (`wordpipe_beforehand_row`);
 * each peer (bench/peer_bytewax.py, bench/peer_quix.py), in its best form: counting each
   record on the spot and sending its partial counts on (one msgpack record per input
   record), with no per-word records or keyed state. Each runs in its own virtual
@@ -377,23 +380,59 @@ def wordpipe_row(path: Path, mb: float, workers: int, reference_json: str) -> di
     }
 
 
+def wordpipe_beforehand_row(path: Path, mb: float, workers: int, reference: Counter) -> dict:
+    """wordpipe timed as the peers are: its input is in Kafka before its workers start, and
+    its run begins where its first worker took its first chunk (the workers' status
+    reports) and ends when the aggregator has counted every chunk. Core-seconds: the CPU
+    of its workers and aggregator (/proc) from the first report of a counted chunk (a
+    batch later than the first chunk: slightly in wordpipe's favour) to the end; like the
+    peers', they leave out the broker and whoever produced the input."""
+    from pipeline.config import Settings
+    from pipeline.ingest.sources import resolve
+    from pipeline.run import Pipeline
+
+    with Pipeline(Settings(workers=0)).start(ready=False) as p:
+        report = p.ingest(resolve([str(path)]))
+        p.launch_workers(workers)
+        backend, roster, aggregator = p.workers, p.roster, p.aggregator
+        assert backend is not None and roster is not None and aggregator is not None
+        pids = [aggregator.pid, *(backend.pid(w.id) for w in backend.list())]  # type: ignore[attr-defined]
+        cpu_from: list[float] = []
+
+        def on_counted(_: int) -> None:
+            if not cpu_from and any(st.first_chunk_at for st in roster.refresh().values()):
+                cpu_from.append(sum(process_cpu(pid) or 0.0 for pid in pids))
+
+        p.wait_counted(report, timeout=600, on_counted=on_counted)
+        ended, cpu = time.time(), sum(process_cpu(pid) or 0.0 for pid in pids) - cpu_from[0]
+        started = min(st.first_chunk_at for st in roster.refresh(timeout=1.0).values() if st.first_chunk_at)
+        counts = Counter(p.totals())
+    return {
+        "system": f"wordpipe, {workers} workers, input in Kafka",
+        "mb_s": mb / (ended - started),
+        "core_s_per_mb": cpu / mb,
+        "seconds": ended - started,
+        "exact": counts == reference,
+    }
+
+
 # -- output ------------------------------------------------------------------------------
 
 
 def print_table(rows: list[dict]) -> None:
     """The rows as text; `life` is a peer's processes' whole lives' CPU per MB, start-up included."""
     reference = rows[0]["mb_s"]
-    print(f"{'system':<32} {'MB/s':>6} {'× ref':>6} {'core-s/MB':>9} {'exact':>5} {'start-up s':>10} {'life':>6}")
+    print(f"{'system':<40} {'MB/s':>6} {'× ref':>6} {'core-s/MB':>9} {'exact':>5} {'start-up s':>10} {'life':>6}")
     for r in rows:
         if "mb_s" not in r:
-            print(f"{r['system']:<32} {'failed':>6} {'':>6} {'':>9} {'no':>5}  ({r['failure']})")
+            print(f"{r['system']:<40} {'failed':>6} {'':>6} {'':>9} {'no':>5}  ({r['failure']})")
             continue
         exact = "yes" if r["exact"] else "NO"
         note = f"  ({r['missing']} records without output)" if r.get("missing") else ""
         startup = f"{r['startup_s']:.1f}" if "startup_s" in r else "—"
         life = f"{r['lifetime_core_s_per_mb']:.3f}" if "lifetime_core_s_per_mb" in r else "—"
         print(
-            f"{r['system']:<32} {r['mb_s']:>6.1f} {r['mb_s'] / reference:>5.2f}x {r['core_s_per_mb']:>9.3f} "
+            f"{r['system']:<40} {r['mb_s']:>6.1f} {r['mb_s'] / reference:>5.2f}x {r['core_s_per_mb']:>9.3f} "
             f"{exact:>5} {startup:>10} {life:>6}{note}"
         )
 
@@ -412,6 +451,7 @@ def main() -> None:
     print(f"input {path.name}: {mb:.1f} MB; {os.cpu_count()} CPUs; {args.processes} processes each", flush=True)
     ref, counts, counts_json = reference_row(path, mb)
     rows = [ref, wordpipe_row(path, mb, args.processes, counts_json)]
+    rows.append(wordpipe_beforehand_row(path, mb, args.processes, counts))
     rows += run_peers([k for k in args.peers.split(",") if k], path, mb, counts, args)
     for r in rows:
         if "mb_s" in r:

@@ -6,6 +6,7 @@ types and raise CodecError naming what was wrong; callers dead-letter the record
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -64,7 +65,9 @@ class HeldPart:
 
 @dataclass(frozen=True, slots=True)
 class PartialMessage:
-    source: tuple[int, int, int]  # (chunks partition, first offset, end offset): the window
+    # (input, first offset, end offset): the window. The input is a chunks partition, or a
+    # source topic's partition as "topic:partition" (pipeline/source_topics.py).
+    source: tuple[int | str, int, int]
     shard: int
     buckets: Buckets  # counted at once
     held: dict[str, HeldPart]  # document id -> its parked counts
@@ -153,6 +156,7 @@ def _check(kind: str, field: str, value: object, typ: type, *, minimum: int | No
 
 # -- chunk -------------------------------------------------------------------
 
+_INPUT = re.compile(r"[A-Za-z0-9._-]{1,249}:\d+")  # a source topic's partition (pipeline/source_topics.py)
 _CHUNK_FIELDS = ("doc", "seq", "source", "offset", "text", "tok", "held")
 _END_FIELDS = ("end", "chunks", "commit")
 
@@ -277,8 +281,18 @@ def _decode_part(i: int, part: object, shard: int) -> PartialMessage:
     if type(part["at"]) is not int or part["at"] < 0:
         raise CodecError(f"{where}.at: expected a timestamp in ms, got {part['at']!r:.40}")
     source = part["source"]
-    if not (isinstance(source, list) and len(source) == 3 and all(type(x) is int and x >= 0 for x in source)):
-        raise CodecError(f"{where}.source: expected [partition, start, end] of non-negative ints, got {source!r:.80}")
+    if not (
+        isinstance(source, list)
+        and len(source) == 3
+        and all(type(x) is int and x >= 0 for x in source[1:])
+        and (
+            (type(source[0]) is int and source[0] >= 0) or (isinstance(source[0], str) and _INPUT.fullmatch(source[0]))
+        )
+    ):
+        raise CodecError(
+            f'{where}.source: expected [partition or "topic:partition", start, end] with non-negative offsets, '
+            f"got {source!r:.80}"
+        )
     if source[1] >= source[2]:
         raise CodecError(f"{where}.source: empty offset range {source[1]}..{source[2]}")
     held, ends = part["held"], part["ends"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from pipeline import source_topics
 from pipeline.errors import UsageError
 
 ENV_PREFIX = "WORDPIPE_"
@@ -100,6 +101,11 @@ class TopicSettings:
     partial_partitions: int = 8  # one shard of the totals per partition...
     buckets: int = 16  # ...and this many state buckets per shard: the unit of snapshot and deduplication
     replication_factor: int = 1
+    # Topics other producers fill, counted beside ingest's chunks (pipeline/source_topics.py):
+    # comma-separated `topic` or `topic:$.field` specs. Counting starts at their earliest or
+    # latest offset when the worker group has none committed.
+    sources: str | None = None
+    source_start: str = "earliest"
 
     def __post_init__(self) -> None:
         for name in ("chunk_partitions", "partial_partitions", "buckets", "replication_factor"):
@@ -107,6 +113,16 @@ class TopicSettings:
         names = [self.chunks, self.partials, self.totals, self.deadletter, self.status, self.documents]
         if len(set(names)) != len(names) or not all(names):
             raise ConfigError(f"topic names must be distinct and non-empty, got {names}")
+        try:
+            source_topics.parse_all(self.sources, reserved=tuple(names))
+        except source_topics.SourceTopicError as exc:
+            raise ConfigError(f"sources: {exc}") from None
+        if self.source_start not in ("earliest", "latest"):
+            raise ConfigError(f"source_start: {self.source_start!r} is not one of earliest, latest")
+
+    @property
+    def source_list(self) -> list[source_topics.SourceTopic]:
+        return source_topics.parse_all(self.sources)
 
 
 @dataclass(frozen=True)
@@ -140,6 +156,11 @@ class WorkerSettings:
     window_chunks: int = 256
     window_max_words: int = 100_000  # ...or fewer, once a window holds this many distinct words
     status_interval: float = 1.0  # seconds between a worker's status reports
+    # A source topic's records are many and small, so its windows span more offsets; one
+    # that receives nothing for `source_idle_seconds` closes at once, so counts from a quiet
+    # topic show within a second (its end is recorded first: workers/worker.py).
+    source_window_records: int = 4096
+    source_idle_seconds: float = 0.5
     id: str | None = setting(None, "worker_id")  # set by the backend for each worker it launches
 
     def __post_init__(self) -> None:
@@ -147,7 +168,9 @@ class WorkerSettings:
         for name, value in (("worker_batch", self.batch), ("window_chunks", self.window_chunks)):
             _at_least(name, value, 1)
         _at_least("window_max_words", self.window_max_words, 1)
+        _at_least("source_window_records", self.source_window_records, 1)
         _positive("status_interval", self.status_interval)
+        _positive("source_idle_seconds", self.source_idle_seconds)
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,11 @@
      │    ├── ConfigError          a setting                       (config.py)
      │    │    └── TokenizerError  the tokenizer's user dictionary (tokenize.py)
      │    ├── SourceError          input paths                     (ingest/sources.py)
+     │    ├── SourceTopicError     a source topic's spec           (source_topics.py)
      │    ├── PolicyError          an autoscaling policy           (autoscaler/policy.py)
      │    ├── ScenarioError        a simulator scenario            (autoscaler/simulate.py)
      │    ├── CodecError           a record that does not decode   (codec.py)
+     │    │    └── NoText          a source record holds no text   (source_topics.py)
      │    └── OverlapError         a window that overlaps counted ones: workers disagree on
      │                             window_chunks                   (aggregator/state.py)
      └── UnavailableError (exit 1): something wordpipe depends on failed or is away; a retry may do

@@ -173,6 +173,49 @@ def read_partition(
         consumer.close()
 
 
+def topic_extents(connection: Connection, topics: list[str], timeout: float = 30.0) -> dict[str, tuple[int, int]]:
+    """ "topic:partition" -> (first offset, end offset) of every partition of `topics` now.
+
+    The end is read, not asked for: Tansu reports the base offset of a partition's last
+    record batch + 1 as its high watermark, so the last batch is fetched to see where it
+    ends. Raises KafkaUnavailable naming a topic that does not exist."""
+    admin = AdminClient(client_config(connection))
+    partitions = describe_partitions(admin, timeout)
+    missing = [t for t in topics if t not in partitions]
+    if missing:
+        raise KafkaUnavailable(f"no topic {', '.join(map(repr, missing))} on {connection.bootstrap}")
+    consumer = Consumer(consumer_config(connection, "wordpipe-reader", **{"enable.partition.eof": True}))
+    try:
+        extents: dict[str, tuple[int, int]] = {}
+        tail = []
+        for topic in topics:
+            for p in range(partitions[topic]):
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                extents[f"{topic}:{p}"] = (low, high)
+                if high > low:
+                    tail.append(TopicPartition(topic, p, high - 1))
+        consumer.assign(tail)
+        waiting = {f"{tp.topic}:{tp.partition}" for tp in tail}
+        deadline = time.monotonic() + timeout
+        while waiting:
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"could not read the ends of {sorted(waiting)} within {timeout:.0f} s")
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            name = f"{msg.topic()}:{msg.partition()}"
+            if error := msg.error():
+                if error.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaUnavailable(f"reading {name}: {error.str()}")
+                waiting.discard(name)
+                continue
+            low, end = extents[name]
+            extents[name] = (low, max(end, (msg.offset() or 0) + 1))
+        return extents
+    finally:
+        consumer.close()
+
+
 def describe_partitions(admin: AdminClient, timeout: float) -> dict[str, int]:
     try:
         meta = admin.list_topics(timeout=timeout)

@@ -35,3 +35,31 @@ def all_counted(progress: dict, produced: Produced) -> bool:
         for by_partition in shards
         for partition, offsets in produced.items()
     )
+
+
+Extents = dict[str, tuple[int, int]]  # source input ("topic:partition") -> (first, end) offsets to count
+
+
+def records_counted(progress: dict, extents: Extents) -> int:
+    """How many source records of `extents` have been counted by every shard."""
+    shards = _done_per_shard(progress)
+    if shards is None:
+        return 0
+    total = 0
+    for name, (first, end) in extents.items():
+        done = OffsetRanges([(first, end)]) if end > first else OffsetRanges()
+        for by_input in shards:
+            done = done.intersection(OffsetRanges.from_list(by_input.get(name, [])))
+        total += len(done)
+    return total
+
+
+def sources_counted(progress: dict, extents: Extents) -> bool:
+    """Every shard has counted each source partition up to its end. Up to, not every offset:
+    a compacted or transactional topic has offsets no record holds, which no window covers."""
+    shards = _done_per_shard(progress)
+    return shards is not None and all(
+        end <= first or max((r[1] for r in by_input.get(name, [])), default=first) >= end
+        for by_input in shards
+        for name, (first, end) in extents.items()
+    )

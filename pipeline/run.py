@@ -40,7 +40,7 @@ from pipeline.config import Connection, Settings
 from pipeline.errors import UnavailableError
 from pipeline.ingest.publisher import ChunkPublisher, IngestReport
 from pipeline.ingest.sources import Source
-from pipeline.progress import all_counted, chunks_counted
+from pipeline.progress import Extents, all_counted, chunks_counted, records_counted, sources_counted
 from pipeline.roster import Roster
 from pipeline.supervisor import Supervisor
 
@@ -229,6 +229,11 @@ class Pipeline:
             self._publisher.publish(source, on_bytes)
         return self._publisher.flush()
 
+    def source_extents(self) -> Extents:
+        """Each source topic partition's first and end offsets now: what a one-shot run counts."""
+        topics = [source.topic for source in self.settings.topics.source_list]
+        return kafka.topic_extents(self.connection, topics) if topics else {}
+
     def supervise(self) -> None:
         """Relaunch workers and the aggregator that died; give up on a crash loop."""
         gone = forget_exited(self._started()[0])
@@ -249,17 +254,24 @@ class Pipeline:
         return progress is not None and all_counted(progress, report.produced)
 
     def wait_counted(
-        self, report: IngestReport, timeout: float | None = None, on_counted: Callable[[int], None] | None = None
+        self,
+        report: IngestReport,
+        timeout: float | None = None,
+        on_counted: Callable[[int], None] | None = None,
+        extents: Extents | None = None,
     ) -> None:
+        """Until every chunk of `report`, and every source record within `extents`, is counted;
+        `on_counted` hears how many (chunks and records) are, as it goes."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        extents = extents or {}
         while True:
             self.supervise()
             asked = self.aggregator
             progress = self.progress()
             if progress is not None:
                 if on_counted:
-                    on_counted(chunks_counted(progress, report.produced))
-                if all_counted(progress, report.produced):
+                    on_counted(chunks_counted(progress, report.produced) + records_counted(progress, extents))
+                if all_counted(progress, report.produced) and sources_counted(progress, extents):
                     self.counted_at = time.monotonic()
                     self._awaited, self._counted_by = report, asked
                     return
@@ -268,16 +280,29 @@ class Pipeline:
             time.sleep(0.05)
 
     def check_nothing_refused(self) -> None:
-        """Raise if a worker or the aggregator dead-lettered a record of this run: its counts would be wrong."""
+        """Raise if a worker or the aggregator dead-lettered a chunk or partial of this run: its
+        counts would be wrong. Source records with no text are only reported: they hold no words."""
         s = self.settings
-        first = kafka.read_partition(self.connection, s.topics.deadletter, limit=1)
-        if not first:
-            return
-        letter = codec.decode_deadletter(first[0].value())
-        raise RunError(
-            f"records were dead-lettered (on {s.topics.deadletter}), so the counts would be wrong; the first: "
-            f"{letter.reason} (logs in {self.log_dir})"
-        )
+        letters = [
+            codec.decode_deadletter(m.value()) for m in kafka.read_partition(self.connection, s.topics.deadletter)
+        ]
+        sources = {source.topic for source in s.topics.source_list}
+        ours = [letter for letter in letters if letter.topic not in sources]
+        if ours:
+            raise RunError(
+                f"records were dead-lettered (on {s.topics.deadletter}), so the counts would be wrong; the first: "
+                f"{ours[0].reason} (logs in {self.log_dir})"
+            )
+        if letters:
+            log.warning(
+                "%d source record(s) held no text and went to %s; the first, %s[%d]@%d: %s",
+                len(letters),
+                s.topics.deadletter,
+                letters[0].topic,
+                letters[0].partition,
+                letters[0].offset,
+                letters[0].reason,
+            )
 
     def resources(self) -> dict:
         """CPU and memory used so far: each live worker's own report (any backend; up to

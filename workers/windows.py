@@ -14,6 +14,12 @@ end marker is recorded with its verdict: the aggregator parks a held document's 
 until the window holding its end commits them (pipeline/aggregator/state.py). Windows
 thus keep no state across their boundaries, and a replay stays exact.
 
+A source topic's partition (pipeline/source_topics.py) has no flush markers: nobody
+but its own producers writes it. Its worker closes a window that has been idle a while
+where it stands, and records that end durably first (workers/worker.py); a worker that
+resumes the partition before the window's end was committed is told it with `end_at`,
+and rebuilds the same window.
+
 Every worker of a group must use the same `size` and `max_words`; change them only
 with all workers stopped (a SIGTERM drain commits every published window).
 """
@@ -22,6 +28,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+
+from pipeline.source_topics import Input
 
 
 @dataclass
@@ -33,7 +41,7 @@ class HeldDocument:
 
 @dataclass
 class Window:
-    partition: int
+    partition: Input  # a chunks partition, or a source partition's "topic:partition"
     start: int
     end: int  # exclusive; the window covers [start, end)
     counts: Counter[str] = field(default_factory=Counter)  # chunks that count at once
@@ -49,14 +57,20 @@ class Windows:
             raise ValueError(f"window size and max_words must be >= 1, got {size} and {max_words}")
         self.size = size
         self.max_words = max_words
-        self.open: dict[int, Window] = {}
+        self.open: dict[Input, Window] = {}
+        self.ends: dict[Input, int] = {}  # recorded ends (end_at) the next window must stop at
 
     def _boundary_after(self, offset: int) -> int:
         return (offset // self.size + 1) * self.size
 
+    def end_at(self, partition: Input, end: int) -> None:
+        """The window that starts next on `partition` must end at `end`: an earlier owner
+        closed it there (idle) and may have published it."""
+        self.ends[partition] = end
+
     def add(
         self,
-        partition: int,
+        partition: Input,
         offset: int,
         tokens: list[str] | None = None,
         held_by: str | None = None,
@@ -73,6 +87,14 @@ class Windows:
         """
         closed = []
         window = self.open.get(partition)
+        recorded = self.ends.get(partition)
+        if recorded is not None and offset >= recorded:
+            del self.ends[partition]
+            if window is not None:  # an offset gap ran past the recorded end: the window ended there
+                window.end = recorded
+                closed.append(self.open.pop(partition))
+                window = None
+            recorded = None
         if window is not None and offset >= self._boundary_after(window.start):
             # An offset gap ran past the boundary: the window ended there.
             window.end = self._boundary_after(window.start)
@@ -97,11 +119,19 @@ class Windows:
             window.ends.setdefault(doc, (offset, chunks, commit, at))  # the first verdict is the one that holds
         window.end = offset + 1
         window.at = at
+        if window.end == recorded:
+            del self.ends[partition]
+            flush = True
         if flush or window.end % self.size == 0 or window.words >= self.max_words:
             closed.append(self.open.pop(partition))
         return closed
 
-    def drop(self, partitions: list[int]) -> None:
+    def close(self, partitions: list[Input]) -> list[Window]:
+        """Close the open windows of `partitions` where they stand (idle sources)."""
+        return [self.open.pop(p) for p in partitions if p in self.open]
+
+    def drop(self, partitions: list[Input]) -> None:
         """Forget open windows of partitions we no longer own: their next owner re-reads them."""
         for partition in partitions:
             self.open.pop(partition, None)
+            self.ends.pop(partition, None)

@@ -4,6 +4,14 @@ Offsets are committed only at the ends of windows whose partials the broker has
 acknowledged, so a crash replays chunks rather than losing them; a replayed window
 is identical to the original (workers/windows.py) and the aggregator recognises it
 by its offset range.
+
+Source topics (pipeline/source_topics.py) are consumed beside the chunks topic. A
+source window idle for `source_idle_seconds` closes where it stands, which the log
+alone cannot tell a successor: before its partials go out, every earlier window of the
+worker is committed and the idle window's end is committed as the offset of a second
+group, `<group>.ends` (Kafka's commit metadata would do, but Tansu drops it). A worker
+that takes the partition over reads it back (`resume_sources`) and closes its first
+window at the same end, so a replay is the same window.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from pipeline import codec, faults, kafka, processes, tokenize
 from pipeline.config import Connection, Settings
 from pipeline.health import Heartbeat
 from pipeline.sharding import Router
+from pipeline.source_topics import Input, NoText, input_of, split_input
 from workers.counting import partials_of
 from workers.windows import Window, Windows
 
@@ -38,7 +47,7 @@ PARTITION_FETCH_MAX_BYTES = 512 << 10
 class PendingCommit:
     """Window ends to commit once every partial of their batch is acknowledged."""
 
-    ends: dict[int, int]  # chunks partition -> offset after the last closed window
+    ends: dict[Input, int]  # chunks partition or source input -> offset after the last closed window
     unacked: int = 0
     failure: str | None = None
 
@@ -76,6 +85,13 @@ class Worker:
         )
         self.pending: deque[PendingCommit] = deque()  # in publication order
         self.windows = Windows(settings.worker.window_chunks, settings.worker.window_max_words)
+        self.sources = {source.topic: source for source in settings.topics.source_list}
+        self.source_windows = Windows(settings.worker.source_window_records, settings.worker.window_max_words)
+        self.last_record: dict[Input, float] = {}  # source input -> when its open window last grew
+        # Where idle source windows ended, kept as the committed offsets of a group of their own.
+        self.recorded_ends = (
+            Consumer(kafka.consumer_config(connection, f"{settings.worker.group}.ends")) if self.sources else None
+        )
         self.stopping = False
         self.assigned: set[int] = set()
         # What the status topic hears about us (pipeline/roster.py).
@@ -89,27 +105,64 @@ class Worker:
         self.broker = kafka.BrokerWatch(connection)
 
     def on_assign(self, consumer, partitions) -> None:
-        self.assigned.update(tp.partition for tp in partitions)
+        chunks = self.settings.topics.chunks
+        self.assigned.update(tp.partition for tp in partitions if tp.topic == chunks)
+        sources = [tp for tp in partitions if tp.topic != chunks]
+        if sources:
+            consumer.assign([tp for tp in partitions if tp.topic == chunks] + self.resume_sources(sources))
         self.report_status()
+
+    def resume_sources(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """Where to read each source partition from, made durable on first use (a successor
+        must start where we did, not at a newer `latest`), and the recorded end of an idle
+        window published past it, which our first window there must share."""
+        positions = self.consumer.committed(partitions, timeout=30)
+        fresh = [tp for tp in positions if tp.offset < 0]
+        for tp in fresh:
+            low, high = self.consumer.get_watermark_offsets(tp, timeout=30)
+            tp.offset = low if self.settings.topics.source_start == "earliest" else high
+        if fresh:
+            self.consumer.commit(offsets=fresh, asynchronous=False)
+        assert self.recorded_ends is not None
+        recorded = self.recorded_ends.committed(
+            [TopicPartition(tp.topic, tp.partition) for tp in positions], timeout=30
+        )
+        for at, end in zip(positions, recorded, strict=True):
+            if end.offset > at.offset:
+                self.source_windows.end_at(input_of(at.topic, at.partition), end.offset)
+        return positions
 
     def on_revoke(self, consumer, partitions) -> None:
         # Hand over cleanly: commit what is published, so the next owner replays only open windows.
         self.producer.flush(30)
         self.commit_acknowledged(asynchronous=False)
-        self._forget([tp.partition for tp in partitions])
+        self._forget(partitions)
 
     def on_lost(self, consumer, partitions) -> None:
         # Already someone else's: committing now could only move their offsets back.
-        self._forget([tp.partition for tp in partitions])
+        self._forget(partitions)
 
-    def _forget(self, partitions: list[int]) -> None:
+    def _forget(self, partitions: list[TopicPartition]) -> None:
         """Drop every trace of partitions we no longer own: open windows and commits still pending."""
-        self.assigned.difference_update(partitions)
-        self.windows.drop(partitions)
+        inputs = [self.input(tp.topic, tp.partition) for tp in partitions]
+        self.assigned.difference_update(tp.partition for tp in partitions if tp.topic == self.settings.topics.chunks)
+        self.windows.drop(inputs)
+        self.source_windows.drop(inputs)
         for commit in self.pending:
-            for partition in partitions:
-                commit.ends.pop(partition, None)
+            for name in inputs:
+                commit.ends.pop(name, None)
+        for name in inputs:
+            self.last_record.pop(name, None)
         self.report_status()
+
+    def input(self, topic: str, partition: int) -> Input:
+        return partition if topic == self.settings.topics.chunks else input_of(topic, partition)
+
+    def topic_partition(self, name: Input, offset: int) -> TopicPartition:
+        if isinstance(name, int):
+            return TopicPartition(self.settings.topics.chunks, name, offset)
+        topic, partition = split_input(name)
+        return TopicPartition(topic, partition, offset)
 
     def on_commit(self, err, partitions) -> None:
         if err is not None:
@@ -145,10 +198,9 @@ class Worker:
 
     def run(self) -> None:
         s = self.settings
-        self.consumer.subscribe(
-            [s.topics.chunks], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost
-        )
-        log.info("worker consuming %s as group %s", s.topics.chunks, s.worker.group)
+        topics = [s.topics.chunks, *self.sources]
+        self.consumer.subscribe(topics, on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost)
+        log.info("worker consuming %s as group %s", ", ".join(topics), s.worker.group)
         try:
             while not self.stopping:
                 batch = self.next_batch()
@@ -156,6 +208,7 @@ class Worker:
                     busy_from = time.perf_counter()
                     self.process(batch)
                     self.busy_seconds += time.perf_counter() - busy_from
+                self.close_idle_sources()
                 self.producer.poll(0)  # delivery reports
                 self.commit_acknowledged()
                 if time.monotonic() >= self.next_report:
@@ -165,6 +218,8 @@ class Worker:
         finally:
             # Leaving the group hands our partitions over at once instead of after a session timeout.
             self.consumer.close()
+            if self.recorded_ends is not None:
+                self.recorded_ends.close()
             self.broker.close()
         self.report_status(stopped=True)
         self.producer.flush(5)
@@ -181,10 +236,14 @@ class Worker:
 
     def process(self, batch: list) -> None:
         closed: list[Window] = []
+        chunks = self.settings.topics.chunks
         for msg in batch:
             if msg.error():
                 if msg.error().code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", msg.error().str())
+                continue
+            if msg.topic() != chunks:
+                closed += self.count_source(msg)
                 continue
             partition, offset, at = msg.partition(), msg.offset(), max(msg.timestamp()[1], 0)
             try:
@@ -219,6 +278,49 @@ class Worker:
             self.next_report = 0.0  # at once, from the loop: once this batch's busy time is added
         if closed:
             self.publish(closed)
+
+    def count_source(self, msg) -> list[Window]:
+        """A source topic's record, counted as it is (its timestamp is its event time)."""
+        source = self.sources[msg.topic()]
+        name, offset, at = input_of(msg.topic(), msg.partition()), msg.offset(), max(msg.timestamp()[1], 0)
+        try:
+            text = source.text(msg.value())
+        except NoText as exc:
+            self.dead_letter(msg, f"source {source.spec}: {exc}")
+            tokens = None  # it still takes up its offset
+        else:
+            tokens = self.tokenizer.tokens(text)
+            self.chunks_counted += 1
+        closed = self.source_windows.add(name, offset, tokens, at=at)
+        if name in self.source_windows.open:
+            self.last_record[name] = time.monotonic()
+        else:
+            self.last_record.pop(name, None)
+        return closed
+
+    def close_idle_sources(self) -> None:
+        """Close the source windows that received nothing for a while, so a quiet topic's
+        counts show: their ends are recorded durably before their partials go out."""
+        if not self.last_record:
+            return
+        quiet_since = time.monotonic() - self.settings.worker.source_idle_seconds
+        idle = [name for name, at in self.last_record.items() if at <= quiet_since]
+        if not idle:
+            return
+        # A successor learns one recorded end per partition, past its committed offset: so
+        # every earlier window is committed first.
+        if self.producer.flush(30):
+            raise kafka.KafkaUnavailable("partials not acknowledged within 30 s")
+        self.commit_acknowledged(asynchronous=False)
+        closed = self.source_windows.close(idle)
+        for name in idle:
+            del self.last_record[name]
+        assert self.recorded_ends is not None
+        self.recorded_ends.commit(
+            offsets=[self.topic_partition(w.partition, w.end) for w in closed], asynchronous=False
+        )
+        faults.point("worker.after_recorded_end")
+        self.publish(closed)
 
     def foreign(self, record: codec.ChunkMessage) -> str | None:
         """Why a chunk for another tokenizer is refused (None: it is ours). Two definitions of a
@@ -264,7 +366,7 @@ class Worker:
             if commit.failure:
                 raise kafka.KafkaUnavailable(f"partials not delivered, stopping uncommitted: {commit.failure}")
             faults.point("worker.before_commit")
-            offsets = [TopicPartition(self.settings.topics.chunks, p, end) for p, end in commit.ends.items()]
+            offsets = [self.topic_partition(name, end) for name, end in commit.ends.items()]
             if not offsets:  # all its partitions were handed over
                 continue
             try:

@@ -27,11 +27,12 @@ import msgpack
 from pipeline.codec import PartialMessage
 from pipeline.errors import UsageError
 from pipeline.offsets import OffsetRanges
+from pipeline.source_topics import Input
 
 STATE_VERSION = 2
 PROGRESS = "progress"
 
-Sources = dict[int, OffsetRanges]  # chunks partition -> offsets
+Sources = dict[Input, OffsetRanges]  # chunks partition or source topic partition -> offsets
 
 
 class OverlapError(UsageError):
@@ -39,7 +40,7 @@ class OverlapError(UsageError):
     workers that share one `window_chunks`; applying it would count twice or lose."""
 
 
-def _seen(sources: Sources, partition: int, start: int, end: int) -> bool:
+def _seen(sources: Sources, partition: Input, start: int, end: int) -> bool:
     """True if [start, end) is applied, False if none of it is; OverlapError otherwise."""
     ranges = sources.get(partition)
     if ranges is None:
@@ -62,12 +63,12 @@ def _union(*parts: Sources) -> Sources:
     return out
 
 
-def _encode_sources(sources: Sources) -> dict[int, list[list[int]]]:
+def _encode_sources(sources: Sources) -> dict[Input, list[list[int]]]:
     return {p: r.to_list() for p, r in sources.items()}
 
 
 def _decode_sources(raw: dict) -> Sources:
-    return {int(p): OffsetRanges.from_list(r) for p, r in raw.items()}
+    return {p if isinstance(p, str) else int(p): OffsetRanges.from_list(r) for p, r in raw.items()}
 
 
 def bucket_key(shard: int, bucket: int) -> str:
@@ -89,7 +90,7 @@ class Bucket:
 
 @dataclass
 class OpenDocument:
-    partition: int
+    partition: Input
     first: int  # offset of its first chunk
     chunks: int  # chunks seen so far
 

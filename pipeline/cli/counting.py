@@ -16,8 +16,9 @@ log = logging.getLogger("wordpipe")
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="count files with the whole pipeline (embedded broker unless --bootstrap)")
-    _counting(run)
+    _counting(run, paths="*")
     options.cluster(run)
+    options.source(run, "count its records up to the end they have when the run starts, then exit (needs --bootstrap)")
     run.add_argument("--workers", type=options.positive, metavar="N", help="worker processes (default 2)")
     run.add_argument("--chunk-size", type=options.positive, metavar="BYTES", help="chunk size in bytes (default 65536)")
     options.backend(run, "default local processes; docker containers or mesos tasks")
@@ -27,13 +28,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=cmd_run)
 
     ref = sub.add_parser("reference", help="count files in one process with the same tokenizer (the baseline)")
-    _counting(ref)
+    _counting(ref, paths="+")
     ref.add_argument("--config", help=options.CONFIG_HELP)
     ref.set_defaults(func=cmd_reference)
 
 
-def _counting(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("paths", nargs="+", metavar="PATH", help="files, directories (recursively) or '-' for stdin")
+def _counting(sp: argparse.ArgumentParser, paths: str) -> None:
+    sp.add_argument("paths", nargs=paths, metavar="PATH", help="files, directories (recursively) or '-' for stdin")
     sp.add_argument(
         "--top",
         type=options.positive,
@@ -84,6 +85,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from pipeline.errors import UsageError
     from pipeline.ingest.sources import resolve
     from pipeline.run import Pipeline
 
@@ -93,22 +95,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         chunk_size=args.chunk_size,
         **options.backend_choice(args),
+        **options.source_choice(args),
         tokenizer_user_dict=options.path(args.tokenizer_user_dict),
     )
-    sources = resolve(args.paths)  # bad paths fail before anything starts
+    if settings.topics.sources and settings.kafka.embedded:
+        raise UsageError(
+            "--source counts a topic of a Kafka cluster: give --bootstrap (the embedded broker starts empty)"
+        )
+    if not args.paths and not settings.topics.sources:
+        raise UsageError("nothing to count: name files, directories or '-' for stdin, or a --source topic")
+    sources = resolve(args.paths) if args.paths else []  # bad paths fail before anything starts
     known = [size for s in sources if (size := s.size()) is not None]
     total = sum(known) if len(known) == len(sources) else None
     # A benchmark's steady state begins with every service ready; a user's input goes out at once.
     with Pipeline(settings).start(ready=args.stats_file is not None) as pipeline:
         started = time.monotonic()
-        with tqdm(total=total, unit="B", unit_scale=True, desc="ingest", disable=args.quiet or None) as bar:
+        extents = pipeline.source_extents()  # source topics are counted up to where they end now
+        with tqdm(
+            total=total, unit="B", unit_scale=True, desc="ingest", disable=args.quiet or not sources or None
+        ) as bar:
             report = pipeline.ingest(sources, on_bytes=bar.update)
-        with tqdm(total=report.chunks, unit="chunk", desc="count", disable=args.quiet or None) as bar:
+        records = sum(end - first for first, end in extents.values())
+        unit = "record" if extents else "chunk"
+        with tqdm(total=report.chunks + records, unit=unit, desc="count", disable=args.quiet or None) as bar:
 
             def on_counted(n: int) -> None:
                 bar.update(n - bar.n)
 
-            pipeline.wait_counted(report, timeout=args.timeout, on_counted=on_counted)
+            pipeline.wait_counted(report, timeout=args.timeout, on_counted=on_counted, extents=extents)
         pipeline.check_nothing_refused()
         counts = Counter(pipeline.totals())
         if args.stats_file:

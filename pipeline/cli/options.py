@@ -37,6 +37,26 @@ def backend_choice(args: argparse.Namespace) -> dict[str, str | None]:
     return {"backend": args.backend, "image": args.image, "mesos_master": args.mesos_master}
 
 
+def source(sp: argparse.ArgumentParser, what: str) -> None:
+    """--source TOPIC[:$.field], repeatable, and --source-start."""
+    sp.add_argument(
+        "--source",
+        action="append",
+        metavar="TOPIC[:$.FIELD]",
+        help=f"a topic other producers fill, its values UTF-8 text or JSON with the text at a field: {what}",
+    )
+    sp.add_argument(
+        "--source-start",
+        choices=("earliest", "latest"),
+        help="where a source's counting starts when none is committed (default earliest)",
+    )
+
+
+def source_choice(args: argparse.Namespace) -> dict[str, str | None]:
+    """The settings that `source()`'s flags give."""
+    return {"sources": ",".join(args.source) if args.source else None, "source_start": args.source_start}
+
+
 def path(value: str | None) -> str | None:
     """A path flag made absolute: services and workers may run elsewhere."""
     return os.path.abspath(value) if value else None

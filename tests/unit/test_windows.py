@@ -55,3 +55,31 @@ def test_held_documents_are_counted_apart_with_their_first_offset_and_verdict():
     assert window.ends == {"d1": (4, 2, True, 1000), "d2": (6, 1, False, 1002)}
     assert window.at == 1002
     assert window.words == 5  # a, then a b c for d1, then b for d2: what the partials will carry
+
+
+def test_a_recorded_end_closes_the_first_window_there_and_only_that_one():
+    """A successor resuming a source partition at its committed offset is told where its
+    predecessor closed an idle window: it rebuilds that window, then goes on by the rules."""
+    first = Windows(8)
+    first.add("t:0", 3, ["a"])
+    first.add("t:0", 4, ["b"])
+    (idle,) = first.close(["t:0"])
+    assert (idle.start, idle.end) == (3, 5)
+    replay = Windows(8)
+    replay.end_at("t:0", 5)
+    closed = [w for offset in range(3, 10) for w in replay.add("t:0", offset, ["a" if offset == 3 else "b"])]
+    assert [(w.start, w.end, dict(w.counts)) for w in closed] == [(3, 5, {"a": 1, "b": 1}), (5, 8, {"b": 3})]
+    assert replay.open["t:0"].start == 8 and not replay.ends
+
+
+def test_a_gap_past_a_recorded_end_closes_the_window_at_it():
+    w = Windows(100)
+    w.end_at("t:1", 6)
+    w.add("t:1", 4, ["a"])
+    (closed,) = w.add("t:1", 9, ["b"])
+    assert (closed.start, closed.end) == (4, 6) and w.open["t:1"].start == 9
+    stale = Windows(100)
+    stale.end_at("t:1", 6)
+    assert stale.add("t:1", 7, ["a"]) == [] and not stale.ends, "an end behind the first record is stale"
+    stale.drop(["t:1"])
+    assert not stale.open

@@ -1,0 +1,81 @@
+"""`wordpipe run --source`: topics that another client fills, counted exactly as the files would be.
+
+The records are written with kafka-python, a client that shares no code with wordpipe's
+librdkafka, as a user's own producer would."""
+
+import json
+
+import pytest
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+
+from tests.helpers import CORPORA, SAMPLE, wordpipe
+
+pytestmark = pytest.mark.e2e
+
+
+def corpus_lines() -> list[str]:
+    """Shakespeare (or the bundled sample) and Chinese prose, a line each."""
+    english = CORPORA / "shakespeare.txt"
+    chinese = CORPORA / "seed-mesos-docker-zh.txt"
+    lines = (english if english.exists() else SAMPLE).read_text(encoding="utf-8").splitlines()
+    if chinese.exists():
+        lines += chinese.read_text(encoding="utf-8").splitlines()
+    return lines
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes | None]) -> None:
+    KafkaAdminClient(bootstrap_servers=bootstrap).create_topics([NewTopic(topic, 6, 1)])
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    for value in values:
+        producer.send(topic, value, key=None if value is not None else b"gone")  # a tombstone needs a key
+    producer.flush()
+    producer.close()
+
+
+def reference(text: str) -> dict:
+    done = wordpipe("reference", "-", "--json", input=text.encode())
+    assert done.returncode == 0, done.stderr.decode()
+    return json.loads(done.stdout)
+
+
+def run(*args: str):
+    return wordpipe("run", *args, "--json", "-q", timeout=300)
+
+
+def test_lines_on_a_topic_count_as_the_file_does(broker):
+    lines = corpus_lines()
+    produce(broker.bootstrap, "lines", [line.encode() for line in lines])
+    done = run("--source", "lines", "--bootstrap", broker.bootstrap)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert json.loads(done.stdout) == reference("\n".join(lines))
+    assert b"dead-letter" not in done.stderr and b"no text" not in done.stderr
+
+
+def test_a_json_field_is_counted_and_records_without_text_are_dead_lettered(broker):
+    lines = corpus_lines()[:5000]
+    values: list[bytes | None] = [
+        json.dumps({"id": i, "body": {"text": line}}).encode() for i, line in enumerate(lines)
+    ]
+    bad = [
+        b"plain words, not JSON",
+        b'{"body": {"title": "no text field"}}',
+        b'{"body": {"text": 7}}',
+        b"\xff\xfe",
+        None,
+    ]
+    produce(broker.bootstrap, "events", values[:100] + bad + values[100:])
+    done = run("--source", "events:$.body.text", "--bootstrap", broker.bootstrap)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert json.loads(done.stdout) == reference("\n".join(lines))
+    stderr = done.stderr.decode()
+    assert "5 source record(s) held no text" in stderr, stderr[-2000:]
+
+
+def test_a_source_needs_a_cluster_and_a_topic_that_exists(broker):
+    embedded = run("--source", "lines")
+    assert embedded.returncode == 2 and b"give --bootstrap" in embedded.stderr
+    missing = run("--source", "nowhere", "--bootstrap", broker.bootstrap)
+    assert missing.returncode == 1 and b"no topic 'nowhere'" in missing.stderr, missing.stderr.decode()[-2000:]
+    bad = run("--source", "lines:text", "--bootstrap", broker.bootstrap)
+    assert bad.returncode == 2 and b"a field path starts with '$'" in bad.stderr

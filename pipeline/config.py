@@ -14,10 +14,12 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline import source_topics
 from pipeline.errors import UsageError
+
+if TYPE_CHECKING:
+    from pipeline.source_topics import SourceTopic
 
 ENV_PREFIX = "WORDPIPE_"
 BACKENDS = ("local", "docker", "mesos")
@@ -113,6 +115,8 @@ class TopicSettings:
         names = [self.chunks, self.partials, self.totals, self.deadletter, self.status, self.documents]
         if len(set(names)) != len(names) or not all(names):
             raise ConfigError(f"topic names must be distinct and non-empty, got {names}")
+        from pipeline import source_topics  # it reads text with tokenize, which reads settings
+
         try:
             source_topics.parse_all(self.sources, reserved=tuple(names))
         except source_topics.SourceTopicError as exc:
@@ -121,8 +125,10 @@ class TopicSettings:
             raise ConfigError(f"source_start: {self.source_start!r} is not one of earliest, latest")
 
     @property
-    def source_list(self) -> list[source_topics.SourceTopic]:
-        return source_topics.parse_all(self.sources)
+    def source_list(self) -> list[SourceTopic]:
+        from pipeline.source_topics import parse_all
+
+        return parse_all(self.sources)
 
 
 @dataclass(frozen=True)

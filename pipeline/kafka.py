@@ -116,11 +116,20 @@ def topic_specs(topics: TopicSettings) -> list[NewTopic]:
     ]
 
 
-def ensure_topics(connection: Connection, topics: TopicSettings, timeout: float = 30.0) -> None:
-    """Create wordpipe's topics; existing ones must have the configured partition counts."""
+def ensure_topics(
+    connection: Connection, topics: TopicSettings, timeout: float = 30.0, with_sources: bool = False
+) -> None:
+    """Create wordpipe's topics (and, `with_sources`, the source topics, as many partitions as
+    the chunks topic has); existing ones must have the configured partition counts."""
     admin = AdminClient(client_config(connection))
     wanted = {t.topic: t for t in topic_specs(topics)}
     existing = describe_partitions(admin, timeout)
+    if with_sources:  # a source topic that exists is taken as it is
+        wanted |= {
+            s.topic: NewTopic(s.topic, topics.chunk_partitions, topics.replication_factor)
+            for s in topics.source_list
+            if s.topic not in existing
+        }
     for name, spec in wanted.items():
         have = existing.get(name)
         if have is not None and have != spec.num_partitions:

@@ -9,8 +9,12 @@ A source is a topic and, optionally, where its text lies in a JSON value:
 Workers consume source topics beside the chunks topic and count each record as it is,
 in windows of offsets like chunks (workers/windows.py). A source partition's windows
 are keyed apart from chunks partitions by their *input* name, "topic:partition"; a
-chunks partition's input is its number. A record that holds no text (not UTF-8, not
-JSON, no such field, a tombstone) is refused with the reason, for the dead-letter topic.
+chunks partition's input is its number.
+
+A value is read as a file is (pipeline/tokenize.py's `decode`): invalid UTF-8 becomes
+U+FFFD, so a text counts the same whichever way it came. A record that holds no text is
+refused with the reason, for the dead-letter topic: a tombstone, a binary value (a NUL
+byte, as git and grep tell binary files), JSON that does not parse or lacks the field.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 
 from pipeline.codec import CodecError
 from pipeline.errors import UsageError
+from pipeline.tokenize import Decoded, decode
 
 # Kafka's own rule for topic names; a path starts at its first ':'.
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
@@ -43,18 +48,16 @@ class SourceTopic:
     path: tuple[str | int, ...] = ()  # empty: the whole value is the text
     spec: str = ""  # as the user wrote it
 
-    def text(self, value: bytes | None) -> str:
+    def text(self, value: bytes | None) -> Decoded:
         """The text of a record's value; raises NoText saying why there is none."""
         if value is None:
             raise NoText("no value (a tombstone)")
-        try:
-            raw = value.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise NoText(f"the value is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+        if (nul := value.find(0)) >= 0:
+            raise NoText(f"the value is binary (a NUL byte at {nul}), not text")
         if not self.path:
-            return raw
+            return decode(value)
         try:
-            found: object = json.loads(raw)
+            found: object = json.loads(value)
         except ValueError as exc:
             raise NoText(f"the value is not JSON ({exc}), so it has no field {self.spec_path}") from None
         for step in self.path:
@@ -66,7 +69,7 @@ class SourceTopic:
                 raise NoText(f"the JSON value has no field {self.spec_path}")
         if not isinstance(found, str):
             raise NoText(f"field {self.spec_path} is {type(found).__name__}, not text")
-        return found
+        return Decoded(found, 0)
 
     @property
     def spec_path(self) -> str:

@@ -88,6 +88,7 @@ class Worker:
         self.sources = {source.topic: source for source in settings.topics.source_list}
         self.source_windows = Windows(settings.worker.source_window_records, settings.worker.window_max_words)
         self.last_record: dict[Input, float] = {}  # source input -> when its open window last grew
+        self.warned_invalid: set[str] = set()  # source topics whose invalid UTF-8 was logged
         # Where idle source windows ended, kept as the committed offsets of a group of their own.
         self.recorded_ends = (
             Consumer(kafka.consumer_config(connection, f"{settings.worker.group}.ends")) if self.sources else None
@@ -284,12 +285,23 @@ class Worker:
         source = self.sources[msg.topic()]
         name, offset, at = input_of(msg.topic(), msg.partition()), msg.offset(), max(msg.timestamp()[1], 0)
         try:
-            text = source.text(msg.value())
+            decoded = source.text(msg.value())
         except NoText as exc:
             self.dead_letter(msg, f"source {source.spec}: {exc}")
             tokens = None  # it still takes up its offset
         else:
-            tokens = self.tokenizer.tokens(text)
+            if decoded.invalid_bytes and source.topic not in self.warned_invalid:
+                self.warned_invalid.add(source.topic)  # once a topic: a feed of such lines would flood the log
+                log.warning(
+                    "%s[%d]@%d: %d invalid UTF-8 byte sequence(s) replaced by U+FFFD (as in files; "
+                    "further ones in %s are not logged)",
+                    msg.topic(),
+                    msg.partition(),
+                    offset,
+                    decoded.invalid_bytes,
+                    msg.topic(),
+                )
+            tokens = self.tokenizer.tokens(decoded.text)
             self.chunks_counted += 1
         closed = self.source_windows.add(name, offset, tokens, at=at)
         if name in self.source_windows.open:
@@ -321,6 +333,8 @@ class Worker:
         )
         faults.point("worker.after_recorded_end")
         self.publish(closed)
+        self.producer.flush(30)  # idle anyway: out now, committed with the next commit pass
+        faults.point("worker.idle_window_published")
 
     def foreign(self, record: codec.ChunkMessage) -> str | None:
         """Why a chunk for another tokenizer is refused (None: it is ours). Two definitions of a

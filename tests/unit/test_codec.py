@@ -134,7 +134,7 @@ good_part = {"source": [0, 0, 16], "buckets": {1: {"a": 1}}, "held": {}, "ends":
         (pack({"v": 1, "shard": -1, "parts": []}), "partials.shard: must be >= 0"),
         (
             pack({"v": 1, "shard": 0, "parts": [{**good_part, "source": [0, 5]}]}),
-            "parts[0].source: expected [partition or \"topic:partition\", start, end]",
+            'parts[0].source: expected [partition or "topic:partition", start, end]',
         ),
         (pack({"v": 1, "shard": 0, "parts": [{**good_part, "source": [0, 5, 5]}]}), "empty offset range"),
         (

@@ -39,17 +39,19 @@ def test_the_setting_refuses_a_topic_twice_or_one_of_wordpipes_own():
     assert [s.topic for s in config.Settings(sources="a, b:$.t").topics.source_list] == ["a", "b"]
 
 
-def test_the_text_of_a_value():
-    assert parse("t").text("der Bär".encode()) == "der Bär"
+def test_the_text_of_a_value_is_read_as_a_file_is():
+    assert parse("t").text("der Bär".encode()) == ("der Bär", 0)
+    assert parse("t").text(b"caf\xc3 ok\x0b\x1b[1m") == ("caf\ufffd ok\x0b\x1b[1m", 1)  # as tokenize.decode
     body = json.dumps({"user": {"bio": ["x", "y", {"text": "hello"}]}}).encode()
-    assert parse("t:$.user.bio[2].text").text(body) == "hello"
+    assert parse("t:$.user.bio[2].text").text(body) == ("hello", 0)
 
 
 @pytest.mark.parametrize(
     "spec, value, reason",
     [
         ("t", None, "no value (a tombstone)"),
-        ("t", b"\xff\xfeab", "not UTF-8 text (byte 0: invalid start byte)"),
+        ("t", b"\x02\x00\x08avro", "binary (a NUL byte at 1), not text"),
+        ("t:$.text", b'{"text": "\xff"}', "not JSON"),
         ("t:$.text", b"plain words", "not JSON"),
         ("t:$.text", b'{"body": "x"}', "has no field $.text"),
         ("t:$.a[3]", b'{"a": [1]}', "has no field $.a[3]"),

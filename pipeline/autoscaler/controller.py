@@ -139,6 +139,7 @@ class Controller:
         next_decision = decide(self.policy(), state, dataclasses.replace(metrics, at=time.time())) if metrics else None
         return {
             "metrics": dataclasses.asdict(metrics) if metrics else None,
+            "lag_by_topic": dict(self.monitor.lag_by_topic),
             "workers": [dataclasses.asdict(w) for w in self.backend.list()],
             "policy": dataclasses.asdict(self.policy()),
             "last_decision": _decision_json(last) if last else None,

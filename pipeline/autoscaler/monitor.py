@@ -83,30 +83,40 @@ class LagMonitor:
         self.roster = Roster(connection, settings.topics)
         self.samples: deque[Sample] = deque()
         self.last_read_at: float | None = None
+        self.lag_by_topic: dict[str, int] = {}  # as of the last read that answered
 
     def read(self, workers: list[str], now: float | None = None) -> Metrics:
-        """Metrics now; lag is None (stale: the policy holds) when the broker does not answer."""
+        """Metrics now; lag is None (stale: the policy holds) when the broker does not answer.
+
+        The work waiting is the chunks topic's and every source topic's (counted in records
+        alike: a worker's rate is records per busy second over both); `lag_by_topic` keeps
+        each topic's part, for views."""
         now = time.time() if now is None else now
         s = self.settings
+        resets = {s.topics.chunks: self.offset_reset} | {
+            src.topic: s.topics.source_start for src in s.topics.source_list
+        }
         try:
-            topic = self.consumer.list_topics(s.topics.chunks, timeout=5).topics[s.topics.chunks]
-            partitions = sorted(topic.partitions)
-            tps = [TopicPartition(s.topics.chunks, p) for p in partitions]
-            committed = {tp.partition: tp.offset for tp in self.consumer.committed(tps, timeout=5)}
-            marks = {
-                p: self.consumer.get_watermark_offsets(TopicPartition(s.topics.chunks, p), timeout=5)
-                for p in partitions
+            listed = self.consumer.list_topics(timeout=5).topics
+            offsets = {
+                topic: self._offsets(topic, sorted(listed[topic].partitions)) for topic in resets if topic in listed
             }
         except KafkaException as exc:
             log.warning("cannot read the group's offsets: %s", exc)
             return self._stale(now, len(workers), self.settings.topics.chunk_partitions)
-        if not partitions or any(m is None for m in marks.values()):
-            return self._stale(now, len(workers), len(partitions) or self.settings.topics.chunk_partitions)
-        lag = sum(partition_lag(*marks[p], committed.get(p), self.offset_reset) for p in partitions)
+        known = {topic: parts for topic, parts in offsets.items() if parts is not None}
+        partitions = sum(len(parts) for parts in known.values())
+        if s.topics.chunks not in offsets or len(known) < len(offsets):
+            return self._stale(now, len(workers), partitions or self.settings.topics.chunk_partitions)
+        self.lag_by_topic = {
+            topic: sum(partition_lag(low, high, committed, resets[topic]) for low, high, committed in parts)
+            for topic, parts in known.items()
+        }
+        lag = sum(self.lag_by_topic.values())
         sample = Sample(
             now,
-            sum(h for _, h in marks.values()),
-            sum(position(*marks[p], committed.get(p), self.offset_reset) for p in partitions),
+            sum(high for parts in known.values() for _, high, _ in parts),
+            sum(position(*offset, resets[topic]) for topic, parts in known.items() for offset in parts),
             lag,
         )
         self.samples.append(sample)
@@ -117,7 +127,7 @@ class LagMonitor:
         return Metrics(
             at=now,
             workers=len(workers),
-            partitions=len(partitions),
+            partitions=partitions,
             lag=float(lag),
             arrival_rate=recent,
             processing_rate=processing,
@@ -126,6 +136,14 @@ class LagMonitor:
             age=0.0,
             arrival_trend=trend,
         )
+
+    def _offsets(self, topic: str, partitions: list[int]) -> list[tuple[int, int, int]] | None:
+        """(low, high, the group's committed offset) of each partition; None if a mark is missing."""
+        committed = self.consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=5)
+        marks = [self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5) for p in partitions]
+        if any(m is None for m in marks):
+            return None
+        return [(m[0], m[1], c.offset) for m, c in zip(marks, committed, strict=True)]
 
     def worker_rate(self, workers: list[str]) -> float | None:
         """Chunks per busy second of the live workers, pooled (DS2's true processing rate)."""
@@ -169,12 +187,13 @@ class Watch:
     def view(self) -> dict:
         m = self.latest
         if m is None:
-            return {"lag": None, "workers": 0, "arrival_rate": None, "processing_rate": None}
+            return {"lag": None, "workers": 0, "arrival_rate": None, "processing_rate": None, "lag_by_topic": {}}
         return {
             "lag": None if m.lag is None else int(m.lag),
             "workers": m.workers,
             "arrival_rate": m.arrival_rate,
             "processing_rate": m.processing_rate,
+            "lag_by_topic": dict(self.monitor.lag_by_topic) if m.lag is not None else {},
         }
 
     def close(self) -> None:

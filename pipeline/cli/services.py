@@ -19,6 +19,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     options.cluster(up)
     options.backend(up)
+    options.source(up, "count its records as they arrive (on the embedded broker it is created, for producers)")
     up.add_argument("--policy", metavar="FILE", help="the autoscaler's policy TOML file")
     up.add_argument("--tokenizer-user-dict", metavar="PATH", help=options.USER_DICT_HELP)
     up.add_argument("--ingest-port", type=int, help="ingest API port (default 8080)")
@@ -70,6 +71,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     s = options.settings(
         args,
         **options.backend_choice(args),
+        **options.source_choice(args),
         ingest_port=args.ingest_port,
         aggregator_port=args.results_port,
         autoscaler_port=args.autoscaler_port,
@@ -93,6 +95,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         for name in ("ingest", "results", "dashboard", "autoscaler"):
             print(f"  {name:<11}{urls[name]}")
+        bootstrap = stack.connection.bootstrap if stack.connection else ""
+        for source in s.topics.source_list:
+            print(f"  source     {source.spec} (topic {source.topic} at {bootstrap})")
         if generated:
             print(f"  token      {generated}  (saved to {saved_to}; the wordpipe CLI reads it there)")
         print(f"  logs       {log_dir}\nCtrl-C stops it.", flush=True)

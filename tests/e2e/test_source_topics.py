@@ -4,6 +4,7 @@ The records are written with kafka-python, a client that shares no code with wor
 librdkafka, as a user's own producer would."""
 
 import json
+import time
 
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
@@ -79,3 +80,26 @@ def test_a_source_needs_a_cluster_and_a_topic_that_exists(broker):
     assert missing.returncode == 1 and b"no topic 'nowhere'" in missing.stderr, missing.stderr.decode()[-2000:]
     bad = run("--source", "lines:text", "--bootstrap", broker.bootstrap)
     assert bad.returncode == 2 and b"a field path starts with '$'" in bad.stderr
+
+
+def test_a_quiet_source_shows_within_seconds_by_its_records_event_time(broker):
+    """One record at a time, half an hour apart in event time: each is counted within seconds
+    (its window closes idle), in the tumbling window of its own timestamp."""
+    from pipeline import config
+    from pipeline.run import Pipeline
+
+    stamps = [1_700_000_000_000, 1_700_000_000_000 + 30 * 60_000]  # two windows of event time, both kept
+    settings = config.Settings(bootstrap=broker.bootstrap, sources="quiet", window_seconds=60, totals_interval=0.2)
+    KafkaAdminClient(bootstrap_servers=broker.bootstrap).create_topics([NewTopic("quiet", 3, 1)])
+    with Pipeline(settings) as p:
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+        for n, at in enumerate(stamps, start=1):
+            producer.send("quiet", b"wombat", timestamp_ms=at)
+            producer.flush()
+            sent = time.monotonic()
+            while p.http.get(f"{p.results_url}/v1/words/wombat", timeout=5).json()["count"] != n:
+                assert time.monotonic() - sent < 5, f"record {n} was not counted within 5 s"
+                time.sleep(0.05)
+        producer.close()
+        windows = p.http.get(f"{p.results_url}/v1/windows/wombat", timeout=5).json()["windows"]
+        assert sorted((w["start"], w["count"]) for w in windows) == [(at // 1000 // 60 * 60, 1) for at in stamps]

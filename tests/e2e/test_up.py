@@ -74,6 +74,8 @@ def test_up_serves_producers_and_consumers_until_ctrl_c(tmp_path, chromium):
             str(ports["autoscaler"]),
             "--log-dir",
             str(tmp_path / "logs"),
+            "--source",
+            "feed",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -117,6 +119,7 @@ def test_up_serves_producers_and_consumers_until_ctrl_c(tmp_path, chromium):
         assert wordpipe("count", "Whale", "--url", results_url, env=cli_env).stdout.strip() == b"3"
         denied = wordpipe("count", "whale", "--url", results_url, "--token", "wrong")
         assert denied.returncode == 1 and b"401 unauthorized" in denied.stderr
+        _a_source_topic_is_counted_as_it_is_fed(printed, ports, token)
 
         # Secrets stay put: not in the workers' environments, not in any answer.
         workers = [pid for pid in descendants(up.pid) if b"-m\0workers" in Path(f"/proc/{pid}/cmdline").read_bytes()]
@@ -172,6 +175,27 @@ def _autoscaler_answers_in_json_and_keeps_the_token(url: str, token: str) -> Non
     assert reply.status_code == 400 and reply.json()["error"] == "unknown_parameter"
     reply = requests.get(url + "/health", headers={"X-Big": "a" * 9000}, timeout=10)
     assert reply.status_code == 431 and reply.json()["error"] == "header_too_large"
+
+
+def _a_source_topic_is_counted_as_it_is_fed(printed: str, ports: dict, token: str) -> None:
+    """`--source feed`: the embedded broker has the topic; a line another client writes is
+    counted within seconds (an idle window closes); the autoscaler reports the topic's lag."""
+    import requests
+    from kafka import KafkaProducer
+
+    bootstrap = printed.split("source     feed (topic feed at ", 1)[1].split(")", 1)[0]
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    producer.send("feed", "Quokka, quokka’s quokka".encode())  # words the books lack
+    producer.flush()
+    producer.close()
+    sent = time.monotonic()
+    auth = {"Authorization": f"Bearer {token}"}
+    results = f"http://127.0.0.1:{ports['results']}/v1/words/quokka"
+    while requests.get(results, headers=auth, timeout=10).json()["count"] != 2:  # "quokka’s" is a word of its own
+        assert time.monotonic() - sent < 10, "a fed line was not counted within 10 s"
+        time.sleep(0.1)
+    status = requests.get(f"http://127.0.0.1:{ports['autoscaler']}/v1/status", headers=auth, timeout=10).json()
+    assert set(status["lag_by_topic"]) in ({"chunks", "feed"}, set()), status["lag_by_topic"]  # set(): not read yet
 
 
 def _running(pid: int) -> bool:

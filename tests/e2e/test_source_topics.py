@@ -53,6 +53,30 @@ def test_lines_on_a_topic_count_as_the_file_does(broker):
     assert b"dead-letter" not in done.stderr and b"no text" not in done.stderr
 
 
+def test_the_documented_producer_writes_lines_that_get_counted(broker, tmp_path):
+    """docs/producing.md's example producer, run as the document says."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    book = tmp_path / "book.txt"
+    book.write_text("\n".join(corpus_lines()[:3000]) + "\n", encoding="utf-8")
+    KafkaAdminClient(bootstrap_servers=broker.bootstrap).create_topics([NewTopic("book", 6, 1)])
+    example = REPO / "docs" / "examples" / "produce_lines.py"
+    assert str(example.relative_to(REPO / "docs")) in (REPO / "docs" / "producing.md").read_text()
+    wrote = subprocess.run(
+        [sys.executable, str(example), "--bootstrap", broker.bootstrap, "--topic", "book", str(book)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert wrote.returncode == 0 and wrote.stdout.strip() == "3000 lines written to book", wrote.stderr[-2000:]
+    done = run("--source", "book", "--bootstrap", broker.bootstrap)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert json.loads(done.stdout) == json.loads(wordpipe("reference", str(book), "--json").stdout)
+
+
 def test_a_json_field_is_counted_and_records_without_text_are_dead_lettered(broker):
     lines = corpus_lines()[:5000]
     values: list[bytes | None] = [

@@ -1,6 +1,6 @@
 """Source topics: how fast wordpipe counts records that are already in Kafka, by record size.
 
-    python bench/source_throughput.py [--mb 50] [--workers 2] [--repeat 3]
+    python bench/source_throughput.py [--mb 100] [--workers 2] [--repeat 3]
 
 shakespeare.txt (or the bundled sample) repeated to --mb MB is written to two source
 topics of the embedded broker (12 partitions each), cut at line ends into records of
@@ -83,7 +83,8 @@ def time_source(topic: str, values: list[bytes], workers: int) -> tuple[float, C
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mb", type=float, default=50.0)
+    # Large enough that the workers' group join (a second or two on Tansu) is a small part.
+    parser.add_argument("--mb", type=float, default=100.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")

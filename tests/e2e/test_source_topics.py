@@ -5,6 +5,7 @@ librdkafka, as a user's own producer would."""
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
@@ -127,3 +128,29 @@ def test_a_quiet_source_shows_within_seconds_by_its_records_event_time(broker):
         producer.close()
         windows = p.http.get(f"{p.results_url}/v1/windows/wombat", timeout=5).json()["windows"]
         assert sorted((w["start"], w["count"]) for w in windows) == [(at // 1000 // 60 * 60, 1) for at in stamps]
+
+
+def test_the_autoscaler_sees_each_source_topics_lag(broker):
+    """The lag monitor adds the source topics' records waiting to the chunks topic's, and
+    says each topic's part."""
+    from pipeline import config
+    from pipeline.autoscaler.monitor import LagMonitor
+    from pipeline.broker import start_kafka
+
+    settings = config.Settings(bootstrap=broker.bootstrap, sources="feed,other:$.text")
+    KafkaAdminClient(bootstrap_servers=broker.bootstrap).create_topics(
+        [NewTopic("feed", 3, 1), NewTopic("other", 2, 1)]
+    )
+    _, connection = start_kafka(settings, Path("."))  # wordpipe's topics on that cluster
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    for i in range(7):
+        producer.send("feed", b"words", partition=i % 3)
+        producer.flush()  # a batch each: Tansu's high watermark is its last batch's base + 1
+    producer.close()
+    monitor = LagMonitor(connection, settings)
+    try:
+        metrics = monitor.read([])
+        assert monitor.lag_by_topic == {"chunks": 0, "feed": 7, "other": 0}
+        assert metrics.lag == 7 and metrics.partitions == 12 + 3 + 2
+    finally:
+        monitor.close()

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from pipeline import codec, faults, kafka, processes, tokenize
 from pipeline.config import Connection, Settings
@@ -320,10 +320,16 @@ class Worker:
         if not idle:
             return
         # A successor learns one recorded end per partition, past its committed offset: so
-        # every earlier window is committed first.
+        # every earlier window is acknowledged and committed first, the last commit in no doubt.
         if self.producer.flush(30):
             raise kafka.KafkaUnavailable("partials not acknowledged within 30 s")
         self.commit_acknowledged(asynchronous=False)
+        starts = [self.topic_partition(name, self.source_windows.open[name].start) for name in idle]
+        try:
+            self.consumer.commit(offsets=starts, asynchronous=False)
+        except KafkaException as exc:  # a rebalance raced us: the next owner reads these windows again
+            log.warning("could not close idle windows (%s); trying again", exc)
+            return
         closed = self.source_windows.close(idle)
         for name in idle:
             del self.last_record[name]

@@ -133,7 +133,20 @@ class Client:
         return self._get("/v1/top", k=k)
 
     def count(self, word: str) -> int:
-        return self._get(f"/v1/words/{requests.utils.quote(word, safe='')}")["count"]
+        """One word's total, asked in a body (POST /v1/words): a word of any length fits."""
+        (answer,) = self.lookup([word])
+        if answer["word"] is None:
+            raise RequestFailed(404, answer["error"], answer["detail"])
+        return answer["count"]
+
+    def lookup(self, words: list[str]) -> list[dict]:
+        """Each word's answer, `{"asked", "word", "count"}` (`word` None, with `error` and
+        `detail`, for one that is not exactly one word), in order."""
+        try:
+            response = self.http.post(self.results_url + "/v1/words", json={"words": words}, timeout=self.timeout)
+        except requests.ConnectionError as exc:
+            raise RequestFailed(0, "unreachable", f"{self.results_url}: {exc}") from None
+        return _json(response)["words"]
 
     def status(self) -> dict:
         return self._get("/v1/status")

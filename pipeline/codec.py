@@ -6,6 +6,7 @@ types and raise CodecError naming what was wrong; callers dead-letter the record
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -348,9 +349,14 @@ def _decode_buckets(where: str, buckets: object) -> Buckets:
 # -- total -------------------------------------------------------------------
 
 
-def encode_totals(totals: Mapping[str, int]) -> Iterator[bytes]:
-    """A total record per (word, count), in order: one Packer reused for all of them costs
-    a quarter of a packb per record (a publication may hold a million words)."""
+def encode_totals(totals: Mapping[str, int], fmt: str = "msgpack") -> Iterator[bytes]:
+    """A total record per (word, count), in order. msgpack (`total.v1`): one Packer reused
+    for all of them costs a quarter of a packb per record (a publication may hold a million
+    words). json (`total-json.v1`): `{"word": ..., "count": ...}`, for consumers without a
+    msgpack decoder (a JDBC sink, a console consumer, ksqlDB)."""
+    if fmt == "json":
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        return (dumps({"word": word, "count": count}).encode() for word, count in totals.items())
     pack = msgpack.Packer(use_bin_type=True).pack
     return (pack({"v": VERSION, "word": word, "count": count}) for word, count in totals.items())
 

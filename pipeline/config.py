@@ -259,6 +259,9 @@ class AggregatorSettings:
     datadir: str | None = setting(None, "aggregator_datadir")  # faust's; default <tmp>/wordpipe-faust/<id>
     flush_interval: float = 0.5  # seconds between durable state snapshots
     totals_interval: float = 2.0  # seconds between publications to the totals topic
+    # The totals topic's values: msgpack (`total.v1`) or JSON (`{"word", "count"}`), for
+    # consumers without a msgpack decoder (docs/totals-topic.md).
+    totals_format: str = "msgpack"
     # Windowed totals: tumbling windows of event time (a chunk's or an upload's commit
     # timestamp in the log), the most recent `windows_kept` of them kept.
     window_seconds: int = 60
@@ -268,6 +271,8 @@ class AggregatorSettings:
         _port("aggregator_port", self.port)
         _positive("flush_interval", self.flush_interval)
         _positive("totals_interval", self.totals_interval)
+        if self.totals_format not in ("msgpack", "json"):
+            raise ConfigError(f"totals_format: {self.totals_format!r} is not one of msgpack, json")
         _at_least("window_seconds", self.window_seconds, 1)
         _at_least("windows_kept", self.windows_kept, 1)
 

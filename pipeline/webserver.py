@@ -36,6 +36,8 @@ log = logging.getLogger("wordpipe.web")
 
 Refused = Callable[[int], None]  # counts a request the parser refused, by status
 REFUSED: web.AppKey[Refused] = web.AppKey("refused")
+# What a service adds to the error for a request line too long: how to ask without one.
+TOO_LONG_HINT: web.AppKey[str] = web.AppKey("too_long_hint")
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,10 @@ def error_response(status: int, code: str, detail: str, headers: dict[str, str] 
 class HttpConnection(RequestHandler):
     """One client connection: aiohttp's, answering its errors as JSON and half-closes."""
 
-    def __init__(self, *args: Any, refused: Callable[[int], None], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, refused: Callable[[int], None], too_long_hint: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.refused = refused
+        self.too_long_hint = too_long_hint
         self.body: StreamReader | None = None  # the latest request's body, maybe not yet handed to a handler
 
     def data_received(self, data: bytes) -> None:
@@ -108,6 +111,8 @@ class HttpConnection(RequestHandler):
             status, code, detail = 500, "internal", "the server failed; its log says why"
         else:
             status, code, detail = parse_error(exc)
+            if isinstance(exc, LineTooLong) and self.too_long_hint:
+                detail = f"{detail}; {self.too_long_hint}"
             log.info("refused a malformed request from %s: %s %s", request.remote, status, code)
         if request.writer.output_size > 0:
             raise ConnectionError("the response had started: no error response can follow")
@@ -133,12 +138,14 @@ class _Site(web.BaseSite):
         assert isinstance(runner, web.AppRunner) and runner.server is not None
         manager = runner.server
         refused = runner.app.get(REFUSED, lambda status: None)
+        too_long_hint = runner.app.get(TOO_LONG_HINT, "")
 
         def connection() -> HttpConnection:
             return HttpConnection(
                 manager,
                 loop=loop,
                 refused=refused,
+                too_long_hint=too_long_hint,
                 access_log=None,
                 auto_decompress=False,
                 keepalive_timeout=self.limits.idle_seconds,

@@ -1,6 +1,7 @@
 """The results API (schemas/results.openapi.json), served by the aggregator.
 
     GET /v1/words/{word}    one word's total
+    POST /v1/words          the totals of words in a JSON body: any length (a URL holds ~8 KB)
     GET /v1/top?k=          the k most frequent words, shaped like `wordpipe run --json`
     GET /v1/top/events?k=   server-sent events: the top k each time it changes
     GET /v1/totals          every total, in word order, paged with a cursor
@@ -34,10 +35,28 @@ from pipeline.aggregator.state import ShardState
 from pipeline.config import Settings
 from pipeline.sharding import Router
 from pipeline.web import HttpError, int_param, make_app, query_of, tokens_of
+from pipeline.webserver import TOO_LONG_HINT
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 MAX_K = 10_000
 MAX_PAGE = 100_000
+MAX_LOOKUP = 1000  # words in one POST /v1/words
+
+
+async def words_of(request: web.Request) -> list[str]:
+    """The words of a POST /v1/words body, `{"words": [...]}`; an HttpError naming what is wrong."""
+    if request.content_type != "application/json":
+        raise HttpError(415, "unsupported_media_type", f"send application/json, not {request.content_type!r:.60}")
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HttpError(400, "bad_json", f"the body is not JSON ({exc})") from None
+    words = body.get("words") if isinstance(body, dict) else None
+    if not (isinstance(words, list) and 1 <= len(words) <= MAX_LOOKUP and all(isinstance(w, str) for w in words)):
+        raise HttpError(
+            400, "bad_words", f'expected {{"words": [...]}}: a list of 1 to {MAX_LOOKUP} strings, the words to look up'
+        )
+    return words
 
 
 class Counted(Protocol):
@@ -107,6 +126,16 @@ class ResultsApi:
 
     def _gauges(self) -> None:
         Gauge(
+            "wordpipe_aggregator_words",
+            "Words counted (owned shards): its derivative is words counted per second",
+            registry=self.registry,
+        ).set_function(lambda: views.total_words(self.counted.owned()))
+        Gauge(
+            "wordpipe_deadletters",
+            "Records on the dead-letter topic (refused by any service or worker)",
+            registry=self.registry,
+        ).set_function(lambda: self.lag.view().get("deadletters") or 0)
+        Gauge(
             "wordpipe_aggregator_distinct_words",
             "Distinct words counted (owned shards)",
             registry=self.registry,
@@ -138,6 +167,8 @@ class ResultsApi:
             ("/v1/windows/{word}", self.word_windows),
         ):
             app.router.add_get(path, handler)
+        app.router.add_post("/v1/words", self.lookup)
+        app[TOO_LONG_HINT] = 'a word too long for a URL is looked up with POST /v1/words and {"words": [...]}'
         return app
 
     # -- views -----------------------------------------------------------------
@@ -163,8 +194,8 @@ class ResultsApi:
             {"ok": problem is None, "broker": problem or "up", "shards": owned}, status=200 if problem is None else 503
         )
 
-    def _word(self, request: web.Request) -> str:
-        raw = request.match_info["word"]
+    def _word(self, raw: str) -> str:
+        """The word `raw` is by the tokenizer; an HttpError unless it is exactly one."""
         found = self.tokenizer.tokens(raw)
         run = self.tokenizer.run_of(raw) if len(found) != 1 else None
         if run is not None and self.counts([run])[run]:
@@ -178,8 +209,24 @@ class ResultsApi:
         return found[0]
 
     async def word(self, request: web.Request) -> web.Response:
-        word = self._word(request)
+        word = self._word(request.match_info["word"])
         return web.json_response({"word": word, "count": self.counts([word])[word]})
+
+    async def lookup(self, request: web.Request) -> web.Response:
+        """Up to MAX_LOOKUP words, each answered as GET /v1/words/{word} would, in order; one
+        that is not exactly one word gets its error beside it rather than failing the rest."""
+        asked = await words_of(request)
+        answers: list[dict] = []
+        for raw in asked:
+            try:
+                answers.append({"asked": raw, "word": self._word(raw)})
+            except HttpError as exc:
+                answers.append({"asked": raw, "word": None, "count": 0, "error": exc.code, "detail": exc.detail})
+        counts = self.counts([a["word"] for a in answers if a["word"] is not None])
+        for answer in answers:
+            if answer["word"] is not None:
+                answer["count"] = counts[answer["word"]]
+        return web.json_response({"words": answers})
 
     async def top(self, request: web.Request) -> web.Response:
         return web.json_response(self.top_k(int_param(request, "k", 10, 1, MAX_K)))
@@ -227,7 +274,9 @@ class ResultsApi:
         shards, seconds = self.counted.owned(), self.settings.aggregator.window_seconds
         k = int_param(request, "k", 10, 1, MAX_K)
         starts = views.window_starts(shards)
-        start = int_param(request, "start", starts[-1] if starts else 0, 0, None)
+        start = int_param(
+            request, "start", starts[-1] if starts else 0, 0, 10**15
+        )  # Unix seconds, as the spec bounds them
         if starts and start not in starts:
             raise HttpError(
                 404,
@@ -247,7 +296,7 @@ class ResultsApi:
 
     async def word_windows(self, request: web.Request) -> web.Response:
         """One word's total in each kept tumbling window."""
-        word = self._word(request)
+        word = self._word(request.match_info["word"])
         per_window = self.counted.windowed_totals(word)
         return web.json_response(
             {

@@ -310,7 +310,8 @@ class Aggregator:
         self.take_changes()
         topic = self.settings.topics.totals
         changed, self.unpublished = self.unpublished, {}
-        values, shards = codec.encode_totals(changed), self.router.shards_of(changed)
+        values = codec.encode_totals(changed, self.settings.aggregator.totals_format)
+        shards = self.router.shards_of(changed)
         for word, value, shard in zip(changed, values, shards, strict=True):
             self.produce(topic, value, key=word.encode(), partition=shard)
         self.producer.poll(0)

@@ -145,6 +145,14 @@ class LagMonitor:
             return None
         return [(m[0], m[1], c.offset) for m, c in zip(marks, committed, strict=True)]
 
+    def deadletters(self) -> int | None:
+        """Records on the dead-letter topic (None: Kafka did not answer)."""
+        try:
+            marks = self.consumer.get_watermark_offsets(TopicPartition(self.settings.topics.deadletter, 0), timeout=5)
+        except KafkaException:
+            return None
+        return None if marks is None else marks[1] - marks[0]
+
     def worker_rate(self, workers: list[str]) -> float | None:
         """Chunks per busy second of the live workers, pooled (DS2's true processing rate)."""
         live = set(workers)
@@ -171,6 +179,7 @@ class Watch:
         self.monitor = LagMonitor(connection, settings)
         self.interval = interval
         self.latest: Metrics | None = None
+        self.deadletters: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lag-watch", daemon=True)
         self._thread.start()
@@ -180,6 +189,7 @@ class Watch:
             try:
                 workers = list(self.monitor.roster.refresh())
                 self.latest = self.monitor.read(workers)
+                self.deadletters = self.monitor.deadletters()
             except Exception as exc:  # a view: never worth dying for
                 log.warning("lag watch: %s", exc)
             self._stop.wait(self.interval)
@@ -187,8 +197,16 @@ class Watch:
     def view(self) -> dict:
         m = self.latest
         if m is None:
-            return {"lag": None, "workers": 0, "arrival_rate": None, "processing_rate": None, "lag_by_topic": {}}
+            return {
+                "lag": None,
+                "workers": 0,
+                "arrival_rate": None,
+                "processing_rate": None,
+                "lag_by_topic": {},
+                "deadletters": self.deadletters,
+            }
         return {
+            "deadletters": self.deadletters,
             "lag": None if m.lag is None else int(m.lag),
             "workers": m.workers,
             "arrival_rate": m.arrival_rate,

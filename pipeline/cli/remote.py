@@ -1,4 +1,4 @@
-"""`wordpipe ingest | top | count | status`: a running stack's APIs, through pipeline/client.py."""
+"""`wordpipe ingest | top | totals | count | status`: a running stack's APIs, through pipeline/client.py."""
 
 from __future__ import annotations
 
@@ -27,6 +27,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--json", action="store_true", help='print {"total_words", "distinct_words", "counts"} like `run --json`'
     )
     top.set_defaults(func=cmd_top)
+
+    totals = sub.add_parser("totals", help="every total so far (export), most frequent first")
+    _client_flags(totals)
+    shape = totals.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--json", action="store_true", help='{"total_words", "distinct_words", "counts"} like `run --json`'
+    )
+    shape.add_argument("--csv", action="store_true", help="word,count lines under a header")
+    totals.add_argument("--min-count", type=options.positive, metavar="N", help="only words counted at least N times")
+    totals.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    totals.set_defaults(func=cmd_totals)
 
     count = sub.add_parser("count", help="one word's total so far")
     count.add_argument("word")
@@ -95,6 +106,38 @@ def cmd_top(args: argparse.Namespace) -> int:
     counts = Counter(body["counts"])
     lines = format_counts(counts, args.k, False).splitlines()[:-1]
     print("\n".join(lines + [f"{body['total_words']} words, {body['distinct_words']} distinct"]))
+    return 0
+
+
+def cmd_totals(args: argparse.Namespace) -> int:
+    """Every total, paged from the results API (a progress bar on a terminal). total_words and
+    distinct_words are over every word, as `top` gives them; --min-count keeps fewer rows."""
+    import csv
+    import sys
+
+    from tqdm import tqdm
+
+    client = _client(args)
+    distinct = client.top(1)["distinct_words"]  # the bar's length: words counted meanwhile make it longer
+    counts: Counter[str] = Counter()
+    with tqdm(total=distinct, unit="word", unit_scale=True, desc="totals", disable=args.quiet or None) as bar:
+        for word, n in client.totals():
+            counts[word] = n
+            bar.update(1)
+    shown = Counter({w: n for w, n in counts.items() if n >= (args.min_count or 1)})
+    if args.csv:
+        ranked: list[tuple[str, int]] = sorted(shown.items(), key=lambda item: (-item[1], item[0]))
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(["word", "count"])
+        out.writerows(ranked)
+        return 0
+    if args.json:
+        body = json.loads(format_counts(shown, None, True))
+        body.update(total_words=sum(counts.values()), distinct_words=len(counts))
+        print(json.dumps(body, ensure_ascii=False))
+        return 0
+    lines = format_counts(shown, None, False).splitlines()[:-1]
+    print("\n".join(lines + [f"{sum(counts.values())} words, {len(counts)} distinct"]))
     return 0
 
 

@@ -61,6 +61,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     health.set_defaults(func=cmd_health)
 
 
+EMBEDDED_KEEPS_NOTHING = (
+    "  note       the embedded broker keeps everything in memory: totals, receipts and idempotency keys "
+    "are gone once the stack stops; to keep them, run against a Kafka cluster (--bootstrap)"
+)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     import secrets
     import signal
@@ -100,7 +106,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"  source     {source.spec} (topic {source.topic} at {bootstrap})")
         if generated:
             print(f"  token      {generated}  (saved to {saved_to}; the wordpipe CLI reads it there)")
-        print(f"  logs       {log_dir}\nCtrl-C stops it.", flush=True)
+        print(f"  logs       {log_dir}")
+        if s.kafka.embedded:
+            print(EMBEDDED_KEEPS_NOTHING)
+        print("Ctrl-C stops it.", flush=True)
         while not stop:
             stack.supervise()
             time.sleep(0.5)

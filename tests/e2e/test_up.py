@@ -96,6 +96,7 @@ def test_up_serves_producers_and_consumers_until_ctrl_c(tmp_path, chromium):
             assert f"127.0.0.1:{port}" in printed, printed
         token = (tmp_path / "state" / "wordpipe" / "token").read_text().strip()
         assert f"token      {token}" in printed
+        assert "the embedded broker keeps everything in memory" in printed and "--bootstrap" in printed
         assert oct((tmp_path / "state" / "wordpipe" / "token").stat().st_mode & 0o777) == "0o600"
 
         cli_env = {"XDG_STATE_HOME": str(tmp_path / "state")}  # the CLI finds the token where `up` saved it

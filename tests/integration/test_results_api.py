@@ -60,6 +60,25 @@ def test_totals_page_through_every_word_once_in_order(services, counted):
     assert Counter({w: n for page in pages for w, n in page.items()}) == counted
 
 
+def test_wordpipe_totals_exports_every_total_as_json_csv_or_a_table(services, counted):
+    """`wordpipe totals`: the JSON is `wordpipe run --json`'s; CSV and the table say the same."""
+    import csv
+    import io
+
+    flags = ["--url", services.results_url, "--token", TOKEN]
+    exported = wordpipe("totals", "--json", *flags)
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout) == json.loads(wordpipe("reference", str(SAMPLE), "--json").stdout)
+    rows = list(csv.reader(io.StringIO(wordpipe("totals", "--csv", "--min-count", "5", *flags).stdout.decode())))
+    assert rows[0] == ["word", "count"]
+    assert [(w, int(n)) for w, n in rows[1:]] == [(w, n) for w, n in rank(counted, len(counted)) if n >= 5]
+    table = wordpipe("totals", "--min-count", "100", *flags).stdout.decode().splitlines()
+    assert len(table) == 2 + sum(1 for n in counted.values() if n >= 100)
+    assert table[-1] == f"{sum(counted.values())} words, {len(counted)} distinct"
+    both = wordpipe("totals", "--json", "--csv", *flags)
+    assert both.returncode == 2 and b"not allowed with argument" in both.stderr
+
+
 def test_the_event_stream_sends_the_top_k_as_it_changes(services, counted):
     events = []
     got_two = threading.Event()

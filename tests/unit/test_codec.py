@@ -74,6 +74,11 @@ def test_total_and_deadletter_schemas():
     for record in records:
         conforms(record, "total.v1.json")
     assert [codec.decode_total(r) for r in records] == [codec.TotalMessage(w, n) for w, n in totals.items()]
+    as_json = list(codec.encode_totals(totals, "json"))
+    schema = json.loads((SCHEMAS / "total-json.v1.json").read_text())
+    for record in as_json:
+        jsonschema.validate(json.loads(record), schema)
+    assert as_json[1] == '{"word":"ünïcode","count":1099511627776}'.encode()  # UTF-8, not \u escapes
     letter = codec.DeadLetter("chunks", 1, 2, "bad", b"x" * 100_000)
     data = codec.encode_deadletter(letter)
     conforms(data, "deadletter.v1.json")

@@ -111,14 +111,15 @@ class EmbeddedBroker:
 
 
 def start_kafka(
-    settings: Settings, log_dir: Path, reached: Callable[[], None] = lambda: None
+    settings: Settings, log_dir: Path, reached: Callable[[Connection], None] = lambda connection: None
 ) -> tuple[EmbeddedBroker | None, Connection]:
     """The embedded broker started (logging to log_dir/broker.log) unless `settings` name a
     bootstrap address, which must answer; then wordpipe's topics ensured there, and on the
     embedded broker (which starts empty) the source topics too, for producers to fill.
 
     Returns the broker (None: the given cluster) and the connection to it. `reached` is
-    called once Kafka answers, before any topic is created (a one-shot run then owns them).
+    called once Kafka answers, before any topic is created (a one-shot run then owns them;
+    a stack with a state directory restores its topics then).
     """
     broker = None
     if settings.kafka.bootstrap:
@@ -128,7 +129,7 @@ def start_kafka(
         broker = EmbeddedBroker(log_file=log_dir / "broker.log").start()
         connection = broker.connection(settings.kafka)
     try:
-        reached()
+        reached(connection)
         kafka.ensure_topics(connection, settings.topics, with_sources=broker is not None)
     except BaseException:
         if broker is not None:

@@ -20,6 +20,7 @@
           │    └── RecordIOError   the Mesos master's event stream (cluster/mesos/recordio.py)
           ├── RunError             `wordpipe run`                  (run.py)
           ├── StackError           `wordpipe up`                   (stack.py)
+          ├── StateError           a stack's state directory       (broker_state.py)
           ├── Abandoned            an upload held open too long    (ingest/service.py)
           └── RequestFailed        an HTTP API answered an error, or nothing (client.py)
 

@@ -142,7 +142,7 @@ class Pipeline:
             raise
         return self
 
-    def _owns_topics(self) -> None:
+    def _owns_topics(self, connection: Connection) -> None:
         self._created_topics = True  # from here on, a run on a shared cluster cleans up after itself
 
     def wait_ready(self, timeout: float = 120.0) -> None:

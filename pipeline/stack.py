@@ -5,7 +5,9 @@
 
 Each service is its own process, as in a deployment; one that exits is restarted, and
 a service that keeps crashing stops the stack with its last log lines (the rule:
-pipeline.supervisor).
+pipeline.supervisor). With a state directory, the embedded broker's contents are restored
+before the services start and saved every `state_save_seconds` and on a clean stop
+(pipeline/broker_state.py).
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 import requests
 
 from pipeline import broker as broker_mod
-from pipeline.config import Connection, Settings
+from pipeline.broker_state import BrokerState
+from pipeline.config import ConfigError, Connection, Settings
 from pipeline.errors import UnavailableError
 from pipeline.supervisor import Child, Supervisor
 
@@ -38,6 +42,16 @@ class Stack:
         self.broker: broker_mod.EmbeddedBroker | None = None
         self.connection: Connection | None = None  # once the broker is up
         self.supervisor = Supervisor(log_dir, StackError)
+        directory = settings.kafka.state_dir
+        if directory and settings.kafka.bootstrap:
+            raise ConfigError(
+                "state_dir: keeps the embedded broker's contents, and a Kafka cluster (bootstrap) keeps its own; give one"
+            )
+        self.state = BrokerState(Path(directory), settings) if directory else None
+        self.restored = 0  # records restored from the state directory
+        self._saving = threading.Lock()
+        self._stop_saving = threading.Event()
+        self._saver: threading.Thread | None = None
 
     @property
     def services(self) -> list[Child]:
@@ -55,17 +69,40 @@ class Stack:
 
     def start(self, timeout: float = 120.0) -> Stack:
         try:
-            self.broker, self.connection = broker_mod.start_kafka(self.settings, self.log_dir)
+            self.broker, self.connection = broker_mod.start_kafka(self.settings, self.log_dir, reached=self._restore)
             # The stack's own files stay together, in its log directory.
             self.settings = self.settings.replace(
                 aggregator_datadir=self.settings.aggregator.datadir or str(self.log_dir / "faust")
             )
             self._spawn_services()
             self._wait_healthy(timeout)
+            if self.state is not None:
+                self._saver = threading.Thread(target=self._save_every, name="state-saver", daemon=True)
+                self._saver.start()
         except BaseException:
-            self.stop()
+            self.stop(save=False)  # a stack that never came up has nothing new to keep
             raise
         return self
+
+    def _restore(self, connection: Connection) -> None:
+        if self.state is not None:
+            self.restored = self.state.restore(connection)
+            log.info("restored %d records from %s", self.restored, self.state.directory)
+
+    def save(self) -> None:
+        """Copy what the broker holds beyond the last save into the state directory."""
+        if self.state is None or self.connection is None:
+            return
+        with self._saving:
+            appended = self.state.save(self.connection)
+        log.info("saved %d new records to %s", appended, self.state.directory)
+
+    def _save_every(self) -> None:
+        while not self._stop_saving.wait(self.settings.kafka.state_save_seconds):
+            try:
+                self.save()
+            except Exception as exc:  # the next save or the one at stop tries again
+                log.warning("could not save the broker's state: %s", exc)
 
     def _spawn_services(self) -> None:
         assert self.connection is not None  # the broker is up
@@ -98,9 +135,14 @@ class Stack:
         """Restart services that exited; give up on one that keeps crashing."""
         self.supervisor.poll()
 
-    def stop(self) -> None:
+    def stop(self, save: bool = True) -> None:
         # The autoscaler first, so that no worker is launched while the rest goes.
         self.supervisor.stop(grace=45.0)  # the autoscaler drains its workers
+        self._stop_saving.set()
+        if self._saver is not None:
+            self._saver.join()
+        if save and self.broker is not None:
+            self.save()  # everything is quiet: the last save is a clean cut
         if self.broker is not None:
             self.broker.stop()
             self.broker = None

@@ -26,6 +26,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--results-port", type=int, help="results API and dashboard port (default 8081)")
     up.add_argument("--autoscaler-port", type=int, help="autoscaler status port (default 8082)")
     up.add_argument("--log-dir", help="where the services' logs go (default: a new temporary directory)")
+    up.add_argument(
+        "--state-dir",
+        help="keep the embedded broker's topics and offsets here: restored at start, saved on stop and every 5 min",
+    )
     up.set_defaults(func=cmd_up)
 
     iserver = sub.add_parser("ingest-server", help="run the ingest HTTP service")
@@ -63,7 +67,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 EMBEDDED_KEEPS_NOTHING = (
     "  note       the embedded broker keeps everything in memory: totals, receipts and idempotency keys "
-    "are gone once the stack stops; to keep them, run against a Kafka cluster (--bootstrap)"
+    "are gone once the stack stops; to keep them, give --state-dir DIR, or run against a Kafka cluster (--bootstrap)"
 )
 
 
@@ -78,6 +82,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         args,
         **options.backend_choice(args),
         **options.source_choice(args),
+        state_dir=options.path(args.state_dir),
         ingest_port=args.ingest_port,
         aggregator_port=args.results_port,
         autoscaler_port=args.autoscaler_port,
@@ -107,7 +112,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         if generated:
             print(f"  token      {generated}  (saved to {saved_to}; the wordpipe CLI reads it there)")
         print(f"  logs       {log_dir}")
-        if s.kafka.embedded:
+        if stack.state is not None:
+            print(
+                f"  state      {stack.state.directory} ({stack.restored} records restored; saved on stop and every "
+                f"{s.kafka.state_save_seconds:g} s)"
+            )
+        elif s.kafka.embedded:
             print(EMBEDDED_KEEPS_NOTHING)
         print("Ctrl-C stops it.", flush=True)
         while not stop:

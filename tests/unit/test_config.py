@@ -95,3 +95,20 @@ def test_bad_file_names_key_and_file(tmp_path):
         config.load(f, env={})
     with pytest.raises(config.ConfigError, match="does not exist"):
         config.load(tmp_path / "missing.toml", env={})
+
+
+def test_a_state_dir_is_for_the_embedded_broker_only(tmp_path):
+    from pipeline.stack import Stack
+
+    with pytest.raises(config.ConfigError, match="state_dir: keeps the embedded broker's contents"):
+        Stack(config.Settings(state_dir=str(tmp_path), bootstrap="kafka:9092"), tmp_path)
+
+
+def test_a_save_reads_effects_before_their_causes():
+    """Derived topics, then partials, then chunks and the source topics (pipeline/broker_state.py)."""
+    from pipeline.broker_state import save_order
+
+    s = config.Settings(sources="feed")
+    topics = ["feed", "chunks", "partials", "wordpipe-aggregator-state-changelog", "documents", "totals"]
+    order = save_order(topics, s)
+    assert order[-3:] == ["partials", "chunks", "feed"] and set(order) == set(topics)

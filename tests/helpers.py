@@ -1,4 +1,5 @@
-"""What test files share: the repository's paths, waiting, the CLI as a user runs it, Docker leftovers."""
+"""What test files share: the repository's paths, waiting, the CLI as a user runs it, Debian's
+tools, Docker leftovers."""
 
 from __future__ import annotations
 
@@ -22,6 +23,23 @@ def wait_for(condition, timeout: float = 60, what="condition"):
         assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
         time.sleep(0.1)
     return value
+
+
+def debian_tool(command: str, package: str) -> str:
+    """A Debian package's program (chromium, prometheus), installed when missing: CI starts
+    from a bare machine."""
+    path = shutil.which(command)
+    if path is None:
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", package],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            timeout=900,
+        )
+        path = shutil.which(command)
+    assert path, f"{package} could not be installed"
+    return path
 
 
 def wordpipe(

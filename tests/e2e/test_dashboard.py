@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,26 +14,14 @@ import pytest
 import requests
 
 from pipeline.broker import free_port
-from tests.helpers import REPO, SAMPLE, wait_for, wordpipe
+from tests.helpers import REPO, SAMPLE, debian_tool, wait_for, wordpipe
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="session")
 def prometheus() -> str:
-    """Debian's Prometheus server, installed when missing (CI starts from a bare machine)."""
-    path = shutil.which("prometheus")
-    if path is None:
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-            timeout=900,
-        )
-        path = shutil.which("prometheus")
-    assert path, "prometheus could not be installed"
-    return path
+    return debian_tool("prometheus", "prometheus")
 
 
 def test_every_panel_of_the_dashboard_shows_data(tmp_path, prometheus):

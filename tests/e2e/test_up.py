@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,26 +15,14 @@ import pytest
 
 from pipeline.broker import free_port
 from tests.e2e.browser import render
-from tests.helpers import SAMPLE, wordpipe
+from tests.helpers import SAMPLE, debian_tool, wordpipe
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """Debian's Chromium, installed when missing (CI starts from a bare machine)."""
-    path = shutil.which("chromium")
-    if path is None:
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "chromium"],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-            timeout=900,
-        )
-        path = shutil.which("chromium")
-    assert path, "chromium could not be installed"
-    return path
+    return debian_tool("chromium", "chromium")
 
 
 def descendants(pid: int) -> list[int]:

@@ -14,21 +14,26 @@ from tests.helpers import REPO, SAMPLE
 pytestmark = pytest.mark.e2e
 
 
-def test_the_documented_reader_sees_the_totals(services):
-    services.client.ingest(SAMPLE.read_bytes(), name="sample")
-    services.client.wait_counted(timeout=120)
-    expected = Counter(dict(services.client.totals()))
-    code = re.findall(r"```python\n(.*?)```", (REPO / "docs/totals-topic.md").read_text(), re.S)[0]
-    code = code.replace("127.0.0.1:9092", services.connection.bootstrap).replace(
-        '["totals"]', repr([services.settings.topics.totals])
-    )
+def read_as_documented(example: int, bootstrap: str, topic: str, expected: Counter) -> Counter:
+    """The page's `example`th Python block run verbatim, its address and topic ours, its
+    endless loop ended once it has the expected totals (or after 60 s)."""
+    code = re.findall(r"```python\n(.*?)```", (REPO / "docs/totals-topic.md").read_text(), re.S)[example]
+    code = code.replace("127.0.0.1:9092", bootstrap).replace('["totals"]', repr([topic]))
+    code = code.replace('"totals", bootstrap_servers', f"{topic!r}, bootstrap_servers")
     code = code.replace(
         "while True:", "deadline = time.monotonic() + 60\nwhile totals != expected and time.monotonic() < deadline:"
     )
     scope = {"time": time, "expected": expected}
     exec(compile(code, "docs/totals-topic.md", "exec"), scope)  # noqa: S102 - the documented example, verbatim
     scope["consumer"].close()
-    assert Counter(scope["totals"]) == expected
+    return Counter(scope["totals"])
+
+
+def test_the_documented_reader_sees_the_totals(services):
+    services.client.ingest(SAMPLE.read_bytes(), name="sample")
+    services.client.wait_counted(timeout=120)
+    expected = Counter(dict(services.client.totals()))
+    assert read_as_documented(0, services.connection.bootstrap, services.settings.topics.totals, expected) == expected
 
 
 def test_the_documented_json_reader_sees_the_totals(tmp_path):
@@ -39,12 +44,4 @@ def test_the_documented_json_reader_sees_the_totals(tmp_path):
     with Pipeline(config.Settings(totals_format="json", totals_interval=0.2)) as p:
         p.wait_counted(p.ingest([Source("sample", SAMPLE)]), timeout=120)
         expected = Counter(p.totals())
-        code = re.findall(r"```python\n(.*?)```", (REPO / "docs/totals-topic.md").read_text(), re.S)[1]
-        code = code.replace("127.0.0.1:9092", p.connection.bootstrap)
-        code = code.replace(
-            "while True:", "deadline = time.monotonic() + 60\nwhile totals != expected and time.monotonic() < deadline:"
-        )
-        scope = {"time": time, "expected": expected}
-        exec(compile(code, "docs/totals-topic.md", "exec"), scope)  # noqa: S102 - the documented example, verbatim
-        scope["consumer"].close()
-        assert Counter(scope["totals"]) == expected
+        assert read_as_documented(1, p.connection.bootstrap, p.settings.topics.totals, expected) == expected

@@ -32,6 +32,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from pipeline import kafka
 from pipeline.config import Connection, Settings
 from pipeline.errors import UnavailableError
+from pipeline.source_topics import input_of, split_input
 
 log = logging.getLogger("wordpipe.state")
 VERSION = 1
@@ -86,13 +87,13 @@ class BrokerState:
                 committed = consumer.committed(tps, timeout=30)
             finally:
                 consumer.close()
-            groups[group] = {f"{tp.topic}:{tp.partition}": tp.offset for tp in committed if tp.offset >= 0}
+            groups[group] = {input_of(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0}
         saved, sizes = dict(self.manifest["saved"]), dict(self.manifest["bytes"])
         ends = kafka.topic_extents(connection, list(partitions))
         appended = 0
         for topic in save_order(list(partitions), self.settings):
             for p in range(partitions[topic]):
-                name = f"{topic}:{p}"
+                name = input_of(topic, p)
                 first, end = ends[name]
                 if first > 0:
                     raise StateError(
@@ -168,7 +169,7 @@ class BrokerState:
         failures: list[str] = []
         last: list[tuple[str, int, tuple]] = []
         for name, count in self.manifest["saved"].items():
-            topic, p = _split(name)
+            topic, p = split_input(name)
             records = _read(self._file(topic, p), count)
             previous = next(records, None)
             for record in records:
@@ -193,7 +194,7 @@ class BrokerState:
                 continue
             consumer = Consumer(kafka.consumer_config(connection, group))
             try:
-                commits = [TopicPartition(*_split(n), o) for n, o in offsets.items()]
+                commits = [TopicPartition(*split_input(n), o) for n, o in offsets.items()]
                 consumer.commit(offsets=commits, asynchronous=False)
             finally:
                 consumer.close()
@@ -218,22 +219,15 @@ def _produce(producer: Producer, topic: str, partition: int, record, failures: l
             producer.poll(0.05)
 
 
-def _split(name: str) -> tuple[str, int]:
-    topic, _, partition = name.rpartition(":")
-    return topic, int(partition)
-
-
 def _read(path: Path, count: int):
     """The first `count` records of a partition's file."""
     if count == 0:
         return
     with open(path, "rb") as f:
-        unpacker = msgpack.Unpacker(f, raw=False, strict_map_key=False, max_buffer_size=1 << 30)
-        for n, record in enumerate(unpacker):
-            if n == count:
-                return
-            key, value, timestamp, headers = record
+        for n, (key, value, timestamp, headers) in enumerate(
+            msgpack.Unpacker(f, raw=False, strict_map_key=False, max_buffer_size=1 << 30), 1
+        ):
             yield key, value, timestamp, headers
-            if n + 1 == count:
+            if n == count:
                 return
     raise StateError(f"{path} holds fewer records than its manifest says")

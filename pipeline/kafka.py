@@ -13,6 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.config import Connection, KafkaSettings, TopicSettings
 from pipeline.errors import UnavailableError
+from pipeline.source_topics import input_of
 
 log = logging.getLogger(__name__)
 
@@ -200,11 +201,11 @@ def topic_extents(connection: Connection, topics: list[str], timeout: float = 30
         for topic in topics:
             for p in range(partitions[topic]):
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-                extents[f"{topic}:{p}"] = (low, high)
+                extents[input_of(topic, p)] = (low, high)
                 if high > low:
                     tail.append(TopicPartition(topic, p, high - 1))
         consumer.assign(tail)
-        waiting = {f"{tp.topic}:{tp.partition}" for tp in tail}
+        waiting = {input_of(tp.topic, tp.partition) for tp in tail}
         deadline = time.monotonic() + timeout
         while waiting:
             if time.monotonic() > deadline:
@@ -212,7 +213,11 @@ def topic_extents(connection: Connection, topics: list[str], timeout: float = 30
             msg = consumer.poll(0.2)
             if msg is None:
                 continue
-            name = f"{msg.topic()}:{msg.partition()}"
+            at_topic, at_partition = msg.topic(), msg.partition()
+            if at_topic is None or at_partition is None:  # an error of the consumer's, not a partition's
+                name = "the consumer"
+            else:
+                name = input_of(at_topic, at_partition)
             if error := msg.error():
                 if error.code() != KafkaError._PARTITION_EOF:
                     raise KafkaUnavailable(f"reading {name}: {error.str()}")

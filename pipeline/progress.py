@@ -16,14 +16,19 @@ def _done_per_shard(progress: dict) -> list[dict[str, list]] | None:
 
 def chunks_counted(progress: dict, produced: Produced) -> int:
     """How many produced chunks have been counted by every shard."""
+    return _counted(progress, {str(partition): offsets for partition, offsets in produced.items()})
+
+
+def _counted(progress: dict, wanted: dict[str, OffsetRanges]) -> int:
+    """How many of the offsets `wanted` (by input, as progress names it) every shard has counted."""
     shards = _done_per_shard(progress)
     if shards is None:
         return 0
     total = 0
-    for partition, offsets in produced.items():
+    for name, offsets in wanted.items():
         done = offsets
-        for by_partition in shards:
-            done = done.intersection(OffsetRanges.from_list(by_partition.get(str(partition), [])))
+        for by_input in shards:
+            done = done.intersection(OffsetRanges.from_list(by_input.get(name, [])))
         total += len(done)
     return total
 
@@ -42,16 +47,9 @@ Extents = dict[str, tuple[int, int]]  # source input ("topic:partition") -> (fir
 
 def records_counted(progress: dict, extents: Extents) -> int:
     """How many source records of `extents` have been counted by every shard."""
-    shards = _done_per_shard(progress)
-    if shards is None:
-        return 0
-    total = 0
-    for name, (first, end) in extents.items():
-        done = OffsetRanges([(first, end)]) if end > first else OffsetRanges()
-        for by_input in shards:
-            done = done.intersection(OffsetRanges.from_list(by_input.get(name, [])))
-        total += len(done)
-    return total
+    return _counted(
+        progress, {name: OffsetRanges([(first, end)]) for name, (first, end) in extents.items() if end > first}
+    )
 
 
 def sources_counted(progress: dict, extents: Extents) -> bool:

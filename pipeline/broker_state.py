@@ -91,17 +91,21 @@ class BrokerState:
         saved, sizes = dict(self.manifest["saved"]), dict(self.manifest["bytes"])
         ends = kafka.topic_extents(connection, list(partitions))
         appended = 0
-        for topic in save_order(list(partitions), self.settings):
-            for p in range(partitions[topic]):
-                name = input_of(topic, p)
-                first, end = ends[name]
-                if first > 0:
-                    raise StateError(
-                        f"{name} starts at offset {first}: its first records are gone, so it cannot be kept"
-                    )
-                sizes[name] = self._append(connection, topic, p, saved.get(name, 0), end, sizes.get(name, 0))
-                appended += end - saved.get(name, 0)
-                saved[name] = end
+        reader = Consumer(kafka.consumer_config(connection, "wordpipe-state", **{"enable.partition.eof": True}))
+        try:
+            for topic in save_order(list(partitions), self.settings):
+                for p in range(partitions[topic]):
+                    name = input_of(topic, p)
+                    first, end = ends[name]
+                    if first > 0:
+                        raise StateError(
+                            f"{name} starts at offset {first}: its first records are gone, so it cannot be kept"
+                        )
+                    sizes[name] = self._append(reader, topic, p, saved.get(name, 0), end, sizes.get(name, 0))
+                    appended += end - saved.get(name, 0)
+                    saved[name] = end
+        finally:
+            reader.close()
         self.manifest = {
             "version": VERSION,
             "topics": {t: {"partitions": n} for t, n in partitions.items()},
@@ -116,7 +120,7 @@ class BrokerState:
         temporary.replace(self.manifest_path)
         return appended
 
-    def _append(self, connection: Connection, topic: str, partition: int, start: int, end: int, size: int) -> int:
+    def _append(self, reader: Consumer, topic: str, partition: int, start: int, end: int, size: int) -> int:
         """Records start..end of one partition appended to its file, first cut back to the
         `size` the manifest says is saved (a save may have been cut short); its new size."""
         path = self._file(topic, partition)
@@ -125,30 +129,28 @@ class BrokerState:
             f.truncate(size)
         if end <= start:
             return size
-        consumer = Consumer(kafka.consumer_config(connection, "wordpipe-state", **{"enable.partition.eof": True}))
         packer = msgpack.Packer(use_bin_type=True)
         expected = start
-        try:
-            consumer.assign([TopicPartition(topic, partition, start)])
-            with open(path, "ab") as out:
-                while expected < end:
-                    msg = consumer.poll(10)
-                    if msg is None:
-                        raise StateError(f"{topic}:{partition}: no record at offset {expected} within 10 s")
-                    if error := msg.error():
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            raise StateError(f"{topic}:{partition} ended at {expected}, before {end}")
-                        raise StateError(f"{topic}:{partition}: {error.str()}")
-                    if msg.offset() != expected:  # offsets must be what a fresh broker gives them back
-                        raise StateError(f"{topic}:{partition}: offset {msg.offset()} follows {expected - 1}")
-                    at = msg.timestamp()[1]
-                    out.write(packer.pack([msg.key(), msg.value(), max(at, 0), msg.headers() or []]))
-                    expected += 1
-                out.flush()
-                os.fsync(out.fileno())
-                return out.tell()
-        finally:
-            consumer.close()
+        reader.assign([TopicPartition(topic, partition, start)])
+        with open(path, "ab") as out:
+            while expected < end:
+                msg = reader.poll(10)
+                if msg is None:
+                    raise StateError(f"{topic}:{partition}: no record at offset {expected} within 10 s")
+                if msg.topic() is not None and (msg.topic(), msg.partition()) != (topic, partition):
+                    continue  # left over from the partition read before this one
+                if error := msg.error():
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        raise StateError(f"{topic}:{partition} ended at {expected}, before {end}")
+                    raise StateError(f"{topic}:{partition}: {error.str()}")
+                if msg.offset() != expected:  # offsets must be what a fresh broker gives them back
+                    raise StateError(f"{topic}:{partition}: offset {msg.offset()} follows {expected - 1}")
+                at = msg.timestamp()[1]
+                out.write(packer.pack([msg.key(), msg.value(), max(at, 0), msg.headers() or []]))
+                expected += 1
+            out.flush()
+            os.fsync(out.fileno())
+            return out.tell()
 
     # -- restore -----------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import requests
 
@@ -142,11 +142,7 @@ class Client:
     def lookup(self, words: list[str]) -> list[dict]:
         """Each word's answer, `{"asked", "word", "count"}` (`word` None, with `error` and
         `detail`, for one that is not exactly one word), in order."""
-        try:
-            response = self.http.post(self.results_url + "/v1/words", json={"words": words}, timeout=self.timeout)
-        except requests.ConnectionError as exc:
-            raise RequestFailed(0, "unreachable", f"{self.results_url}: {exc}") from None
-        return _json(response)["words"]
+        return self._request("POST", "/v1/words", json={"words": words})["words"]
 
     def status(self) -> dict:
         return self._get("/v1/status")
@@ -180,9 +176,12 @@ class Client:
         return self._get("/v1/status", base=url.rstrip("/"))
 
     def _get(self, path: str, base: str | None = None, **params: str | int) -> dict:
+        return self._request("GET", path, base, params=params)
+
+    def _request(self, method: str, path: str, base: str | None = None, **kwargs: Any) -> dict:
         base = base or self.results_url
         try:
-            response = self.http.get(base + path, params=params, timeout=self.timeout)
+            response = self.http.request(method, base + path, timeout=self.timeout, **kwargs)
         except requests.ConnectionError as exc:
             raise RequestFailed(0, "unreachable", f"{base}: {exc}") from None
         return _json(response)

@@ -291,8 +291,9 @@ class ClusterSettings:
     image: str = "wordpipe:latest"  # the workers' image (deploy/build-image.sh)
     worker_cpus: float = 1.0
     # A container's (and Mesos task's) memory limit. One worker counting hostile text (scripts
-    # without spaces: jieba's dictionary alone is 57 MB) peaks near 320 MB; with 256 the
-    # limit killed it over and over (Docker, 200 MB, 1 worker).
+    # without spaces: jieba's dictionary alone is 57 MB) peaked near 320 MB, 216 since its
+    # fetches are bounded (workers/worker.py); with 256 the limit killed it over and over
+    # (Docker, 200 MB, 1 worker).
     worker_mem_mb: int = 512
 
     def __post_init__(self) -> None:

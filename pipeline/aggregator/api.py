@@ -274,9 +274,8 @@ class ResultsApi:
         shards, seconds = self.counted.owned(), self.settings.aggregator.window_seconds
         k = int_param(request, "k", 10, 1, MAX_K)
         starts = views.window_starts(shards)
-        start = int_param(
-            request, "start", starts[-1] if starts else 0, 0, 10**15
-        )  # Unix seconds, as the spec bounds them
+        # Unix seconds, as the spec bounds them
+        start = int_param(request, "start", starts[-1] if starts else 0, 0, 10**15)
         if starts and start not in starts:
             raise HttpError(
                 404,

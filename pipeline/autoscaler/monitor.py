@@ -196,22 +196,14 @@ class Watch:
 
     def view(self) -> dict:
         m = self.latest
-        if m is None:
-            return {
-                "lag": None,
-                "workers": 0,
-                "arrival_rate": None,
-                "processing_rate": None,
-                "lag_by_topic": {},
-                "deadletters": self.deadletters,
-            }
+        read = m is not None and m.lag is not None
         return {
+            "lag": int(m.lag) if m is not None and m.lag is not None else None,
+            "workers": m.workers if m is not None else 0,
+            "arrival_rate": m.arrival_rate if m is not None else None,
+            "processing_rate": m.processing_rate if m is not None else None,
+            "lag_by_topic": dict(self.monitor.lag_by_topic) if read else {},
             "deadletters": self.deadletters,
-            "lag": None if m.lag is None else int(m.lag),
-            "workers": m.workers,
-            "arrival_rate": m.arrival_rate,
-            "processing_rate": m.processing_rate,
-            "lag_by_topic": dict(self.monitor.lag_by_topic) if m.lag is not None else {},
         }
 
     def close(self) -> None:

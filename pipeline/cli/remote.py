@@ -117,6 +117,8 @@ def cmd_totals(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from pipeline.aggregator.ranking import rank
+
     client = _client(args)
     distinct = client.top(1)["distinct_words"]  # the bar's length: words counted meanwhile make it longer
     counts: Counter[str] = Counter()
@@ -126,14 +128,16 @@ def cmd_totals(args: argparse.Namespace) -> int:
             bar.update(1)
     shown = Counter({w: n for w, n in counts.items() if n >= (args.min_count or 1)})
     if args.csv:
-        ranked: list[tuple[str, int]] = sorted(shown.items(), key=lambda item: (-item[1], item[0]))
         out = csv.writer(sys.stdout, lineterminator="\n")
         out.writerow(["word", "count"])
-        out.writerows(ranked)
+        out.writerows(rank(shown, len(shown)))
         return 0
     if args.json:
-        body = json.loads(format_counts(shown, None, True))
-        body.update(total_words=sum(counts.values()), distinct_words=len(counts))
+        body = {
+            "total_words": sum(counts.values()),
+            "distinct_words": len(counts),
+            "counts": dict(rank(shown, len(shown))),
+        }
         print(json.dumps(body, ensure_ascii=False))
         return 0
     lines = format_counts(shown, None, False).splitlines()[:-1]

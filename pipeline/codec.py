@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -126,7 +127,13 @@ def _pack(obj: dict) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
 
-def _unpack(data: bytes | None, kind: str, fields: tuple[str, ...], hints: dict[str, str] | None = None) -> dict:
+def _unpack(
+    data: bytes | None,
+    kind: str,
+    fields: tuple[str, ...],
+    hints: dict[str, str] | None = None,
+    optional: tuple[str, ...] = (),
+) -> dict:
     if data is None:
         raise CodecError(f"{kind}: empty value")
     try:
@@ -142,7 +149,7 @@ def _unpack(data: bytes | None, kind: str, fields: tuple[str, ...], hints: dict[
     if missing:
         why = "".join(f" ({hints[f]})" for f in missing if hints and f in hints)
         raise CodecError(f"{kind}: missing field(s) {', '.join(missing)}{why}")
-    extra = set(obj) - set(fields) - {"v"}
+    extra = set(obj) - set(fields) - set(optional) - {"v"}
     if extra:
         raise CodecError(f"{kind}: unknown field(s) {', '.join(sorted(map(str, extra)))}")
     return obj
@@ -219,20 +226,122 @@ def decode_chunk(data: bytes | None) -> ChunkMessage | FlushMarker | DocumentEnd
     return ChunkMessage(obj["doc"], obj["seq"], obj["source"], obj["offset"], obj["text"], obj["tok"], obj["held"])
 
 
+# -- fragments -----------------------------------------------------------------
+# A blob of any size (a changelog batch, pipeline/aggregator/state.py; a window's part too
+# large for one partials record) travels as fragments of at most FRAGMENT_BYTES, in order on
+# one partition; the last says how many there are and the blob's checksum. A reader uses a
+# blob only once its last fragment arrived and every fragment matches: one cut short by a
+# crash is never used in part, and no record is larger than Kafka's default limit, whatever
+# the vocabulary or a word's length.
+
+FRAGMENT_BYTES = 900 * 1024  # under librdkafka's and Kafka's default 1,000,000-byte limits, with room to spare
+FragmentKey = int | tuple[int | str, int, int]  # a changelog batch id, or a part's window
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    key: FragmentKey
+    piece: int
+    data: bytes
+    pieces: int | None = None  # set on the last fragment
+    crc: int | None = None
+
+
+def fragments(key: FragmentKey, blob: bytes, max_bytes: int = FRAGMENT_BYTES) -> list[dict]:
+    """`blob` as fragment maps, in order (each becomes a record's `fragment` field)."""
+    slices = [blob[i : i + max_bytes] for i in range(0, len(blob), max_bytes)] or [b""]
+    wire = list(key) if isinstance(key, tuple) else key
+    out: list[dict] = [{"key": wire, "piece": i, "data": s} for i, s in enumerate(slices[:-1])]
+    return out + [
+        {"key": wire, "piece": len(slices) - 1, "data": slices[-1], "pieces": len(slices), "crc": zlib.crc32(blob)}
+    ]
+
+
+def _decode_fragment(where: str, raw: object) -> Fragment:
+    if not isinstance(raw, dict) or not {"key", "piece", "data"} <= set(raw) <= {
+        "key",
+        "piece",
+        "data",
+        "pieces",
+        "crc",
+    }:
+        raise CodecError(f"{where}: expected a map of key, piece, data (and pieces, crc on the last)")
+    key = raw["key"]
+    if isinstance(key, list):
+        key = _window_of(f"{where}.key", key)
+    elif type(key) is not int or key < 0:
+        raise CodecError(f"{where}.key: expected a batch id or a window, got {key!r:.40}")
+    _check(where, "piece", raw["piece"], int, minimum=0)
+    _check(where, "data", raw["data"], bytes)
+    if ("pieces" in raw) != ("crc" in raw):
+        raise CodecError(f"{where}: the last fragment has both pieces and crc")
+    if "pieces" in raw:
+        _check(where, "pieces", raw["pieces"], int, minimum=1)
+        _check(where, "crc", raw["crc"], int, minimum=0)
+    return Fragment(key, raw["piece"], raw["data"], raw.get("pieces"), raw.get("crc"))
+
+
+class Fragments:
+    """Reassembles blobs from their fragments; fragments of several keys may interleave,
+    each key's in order."""
+
+    def __init__(self) -> None:
+        self.open: dict[FragmentKey, list[bytes]] = {}
+        self.broken = 0  # blobs cut short or damaged: never used
+
+    def add(self, fragment: Fragment) -> bytes | None:
+        """The whole blob once `fragment` completes it, else None."""
+        parts = self.open.get(fragment.key)
+        if fragment.piece == 0:  # a start, or a start over (a replay of what was cut short)
+            parts = self.open[fragment.key] = []
+        elif parts is None or fragment.piece != len(parts):
+            self.open.pop(fragment.key, None)
+            self.broken += 1
+            return None
+        parts.append(fragment.data)
+        if fragment.pieces is None:
+            return None
+        del self.open[fragment.key]
+        blob = b"".join(parts)
+        if len(parts) != fragment.pieces or zlib.crc32(blob) != fragment.crc:
+            self.broken += 1
+            return None
+        return blob
+
+
+def encode_batch(batch: int, blob: bytes) -> list[bytes]:
+    """A changelog batch's records (schemas/batch.v1.json)."""
+    return [_pack({"v": VERSION, "fragment": f}) for f in fragments(batch, blob)]
+
+
+def decode_batch_fragment(data: bytes | None) -> Fragment:
+    fragment = _decode_fragment("batch.fragment", _unpack(data, "batch", ("fragment",))["fragment"])
+    if not isinstance(fragment.key, int):
+        raise CodecError("batch.fragment.key: a changelog batch's key is its id")
+    return fragment
+
+
 # -- partials --------------------------------------------------------------
 # One record carries, for one shard, the parts of several windows (see workers/windows.py):
-# faust's cost is per record, and each part is a deterministic function of its window.
+# faust's cost is per record, and each part is a deterministic function of its window. A
+# part too large for a record (a window of huge words) travels as fragments instead, keyed
+# by its window; the aggregator applies it once whole.
 
-PARTIALS_MAX_BYTES = 900 * 1024  # under Kafka's default 1 MiB message limit
+PARTIALS_MAX_BYTES = FRAGMENT_BYTES
 
 
 def encode_partials(shard: int, parts: list[PartialMessage], max_bytes: int = PARTIALS_MAX_BYTES) -> list[bytes]:
-    """The parts as one or more partials records of at most ~max_bytes each."""
-    encoded = [_pack(_part(p)) for p in parts]
+    """The parts as partials records of at most ~max_bytes each."""
     records: list[bytes] = []
     group: list[bytes] = []
     size = 0
-    for item in encoded:
+    for part in parts:
+        item = _pack(_part(part))
+        if len(item) > max_bytes:
+            records += [
+                _pack({"v": VERSION, "shard": shard, "fragment": f}) for f in fragments(part.source, item, max_bytes)
+            ]
+            continue
         if group and size + len(item) > max_bytes:
             records.append(_partials_record(shard, group))
             group, size = [], 0
@@ -262,26 +371,38 @@ def _partials_record(shard: int, encoded_parts: list[bytes]) -> bytes:
     return head + packer.pack("parts") + packer.pack_array_header(len(encoded_parts)) + b"".join(encoded_parts)
 
 
-def decode_partials(data: bytes | None, partition: int | None = None) -> list[PartialMessage]:
-    """The parts of a partials record; with `partition`, the record's shard must equal it."""
-    obj = _unpack(data, "partials", ("shard", "parts"))
+def decode_partials(data: bytes | None, partition: int | None = None) -> list[PartialMessage] | Fragment:
+    """The parts of a partials record, or the fragment of one part it carries; with
+    `partition`, the record's shard must equal it."""
+    obj = _unpack(data, "partials", ("shard",), optional=("parts", "fragment"))
     shard = obj["shard"]
     _check("partials", "shard", shard, int, minimum=0)
     if partition is not None and shard != partition:
         raise CodecError(f"partials.shard: {shard} arrived on partition {partition}")
+    if ("parts" in obj) == ("fragment" in obj):
+        raise CodecError("partials: expected either parts or a fragment")
+    if "fragment" in obj:
+        fragment = _decode_fragment("partials.fragment", obj["fragment"])
+        if isinstance(fragment.key, int):
+            raise CodecError("partials.fragment.key: a part's key is its window")
+        return fragment
     parts = obj["parts"]
     if not isinstance(parts, list):
         raise CodecError(f"partials.parts: expected a list, got {type(parts).__name__}")
-    return [_decode_part(i, part, shard) for i, part in enumerate(parts)]
+    return [_decode_part(f"partials.parts[{i}]", part, shard) for i, part in enumerate(parts)]
 
 
-def _decode_part(i: int, part: object, shard: int) -> PartialMessage:
-    where = f"partials.parts[{i}]"
-    if not isinstance(part, dict) or set(part) != {"source", "buckets", "held", "ends", "at"}:
-        raise CodecError(f"{where}: expected a map with exactly source, buckets, held, ends, at")
-    if type(part["at"]) is not int or part["at"] < 0:
-        raise CodecError(f"{where}.at: expected a timestamp in ms, got {part['at']!r:.40}")
-    source = part["source"]
+def decode_part(blob: bytes, shard: int) -> PartialMessage:
+    """A part reassembled from its fragments."""
+    try:
+        part = msgpack.unpackb(blob, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise CodecError(f"partials part: not msgpack ({type(exc).__name__}: {exc})") from None
+    return _decode_part("partials part", part, shard)
+
+
+def _window_of(where: str, source: object) -> tuple[int | str, int, int]:
+    """[partition or "topic:partition", start, end), checked."""
     if not (
         isinstance(source, list)
         and len(source) == 3
@@ -291,11 +412,20 @@ def _decode_part(i: int, part: object, shard: int) -> PartialMessage:
         )
     ):
         raise CodecError(
-            f'{where}.source: expected [partition or "topic:partition", start, end] with non-negative offsets, '
+            f'{where}: expected [partition or "topic:partition", start, end] with non-negative offsets, '
             f"got {source!r:.80}"
         )
     if source[1] >= source[2]:
-        raise CodecError(f"{where}.source: empty offset range {source[1]}..{source[2]}")
+        raise CodecError(f"{where}: empty offset range {source[1]}..{source[2]}")
+    return source[0], source[1], source[2]
+
+
+def _decode_part(where: str, part: object, shard: int) -> PartialMessage:
+    if not isinstance(part, dict) or set(part) != {"source", "buckets", "held", "ends", "at"}:
+        raise CodecError(f"{where}: expected a map with exactly source, buckets, held, ends, at")
+    if type(part["at"]) is not int or part["at"] < 0:
+        raise CodecError(f"{where}.at: expected a timestamp in ms, got {part['at']!r:.40}")
+    source = _window_of(f"{where}.source", part["source"])
     held, ends = part["held"], part["ends"]
     if not isinstance(held, dict) or not isinstance(ends, dict):
         raise CodecError(f"{where}: held and ends must be maps keyed by document id")
@@ -327,7 +457,7 @@ def _decode_part(i: int, part: object, shard: int) -> PartialMessage:
             raise CodecError(f"{where}.ends[{doc!r:.40}]: expected [marker offset, chunks, commit, timestamp ms]")
         out_ends[doc] = (end[0], end[1], end[2], end[3])
     buckets = _decode_buckets(where, part["buckets"])
-    return PartialMessage((source[0], source[1], source[2]), shard, buckets, out_held, out_ends, part["at"])
+    return PartialMessage(source, shard, buckets, out_held, out_ends, part["at"])
 
 
 def _decode_buckets(where: str, buckets: object) -> Buckets:

@@ -271,9 +271,14 @@ class AggregatorSettings:
     # timestamp in the log), the most recent `windows_kept` of them kept.
     window_seconds: int = 60
     windows_kept: int = 60
+    # A shard's changelog starts a new generation with a checkpoint once the deltas since the
+    # last one hold as many bytes as it did, or this many while the state is smaller
+    # (pipeline/aggregator/changelog.py): the log stays under about twice the state.
+    checkpoint_min_bytes: int = 4 << 20
 
     def __post_init__(self) -> None:
         _port("aggregator_port", self.port)
+        _at_least("checkpoint_min_bytes", self.checkpoint_min_bytes, 1)
         _positive("flush_interval", self.flush_interval)
         _positive("totals_interval", self.totals_interval)
         if self.totals_format not in ("msgpack", "json"):

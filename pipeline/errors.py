@@ -14,6 +14,8 @@
      │                             window_chunks                   (aggregator/state.py)
      └── UnavailableError (exit 1): something wordpipe depends on failed or is away; a retry may do
           ├── KafkaUnavailable     Kafka                           (kafka.py)
+          │    └── Superseded      another aggregator owns a shard now (aggregator/changelog.py)
+          ├── ChangelogError       a shard's changelog does not replay (aggregator/state.py)
           ├── Saturated            Kafka takes records slower than they come (kafka.py)
           ├── BrokerError          the embedded broker             (broker.py)
           ├── BackendError         where workers run               (cluster/backend.py)

@@ -23,9 +23,12 @@ class KafkaUnavailable(UnavailableError):
 
 
 LIBRDKAFKA_LOG = logging.getLogger("wordpipe.librdkafka")
-# One window's part for one shard is never split (the aggregator dedupes whole parts);
-# windows are capped by distinct words, and this leaves room for unusually long words.
-PARTIALS_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# The one record limit, set on both sides: every producer's message.max.bytes (librdkafka's
+# default) and every topic's max.message.bytes (Kafka's default). No record wordpipe writes
+# passes it, whatever the words: what could (a changelog batch, a window's part) travels
+# in fragments (pipeline/codec.py: FRAGMENT_BYTES), and a total that could is not published.
+PRODUCER_MAX_BYTES = 1_000_000
+TOPIC_MAX_BYTES = 1_048_588
 
 
 def security_config(kafka: KafkaSettings) -> dict[str, Any]:
@@ -80,8 +83,19 @@ def client_config(connection: Connection, **extra: Any) -> dict[str, Any]:
 
 
 def producer_config(connection: Connection, **extra: Any) -> dict[str, Any]:
-    # Idempotence keeps each producer's records in order and without gaps per partition.
-    return client_config(connection, **{"enable.idempotence": True, "linger.ms": 5, "acks": "all", **extra})
+    # Idempotence keeps each producer's records in order and without gaps per partition. A
+    # topic that does not exist is an error, never created by a write (a deleted generation).
+    return client_config(
+        connection,
+        **{
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "acks": "all",
+            "message.max.bytes": PRODUCER_MAX_BYTES,
+            "allow.auto.create.topics": False,
+            **extra,
+        },
+    )
 
 
 def consumer_config(connection: Connection, group: str, **extra: Any) -> dict[str, Any]:
@@ -102,19 +116,21 @@ def consumer_config(connection: Connection, group: str, **extra: Any) -> dict[st
 
 def topic_specs(topics: TopicSettings) -> list[NewTopic]:
     rf = topics.replication_factor
+    compacted = {"cleanup.policy": "compact"}
     return [
-        NewTopic(topics.chunks, topics.chunk_partitions, rf),
-        NewTopic(
-            topics.partials,
-            topics.partial_partitions,
-            rf,
-            config={"max.message.bytes": str(PARTIALS_MAX_MESSAGE_BYTES)},
-        ),
-        NewTopic(topics.totals, topics.partial_partitions, rf, config={"cleanup.policy": "compact"}),
-        NewTopic(topics.deadletter, 1, rf),
-        NewTopic(topics.status, 1, rf, config={"cleanup.policy": "compact"}),
-        NewTopic(topics.documents, 1, rf, config={"cleanup.policy": "compact"}),
+        new_topic(topics.chunks, topics.chunk_partitions, rf),
+        new_topic(topics.partials, topics.partial_partitions, rf),
+        new_topic(topics.totals, topics.partial_partitions, rf, compacted),
+        new_topic(topics.deadletter, 1, rf),
+        new_topic(topics.status, 1, rf, compacted),
+        new_topic(topics.documents, 1, rf, compacted),
     ]
+
+
+def new_topic(name: str, partitions: int, replication_factor: int, config: dict[str, str] | None = None) -> NewTopic:
+    return NewTopic(
+        name, partitions, replication_factor, config={"max.message.bytes": str(TOPIC_MAX_BYTES), **(config or {})}
+    )
 
 
 def ensure_topics(
@@ -147,15 +163,38 @@ def ensure_topics(
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
             log.info("created topic %s", name)
-    # Wait until metadata shows every partition, so producers never race creation.
+    wait_for_topics(admin, {name: spec.num_partitions for name, spec in wanted.items()}, timeout)
+
+
+def wait_for_topics(admin: AdminClient, partitions: dict[str, int], timeout: float = 30.0) -> None:
+    """Until metadata shows every partition of `partitions` (topic -> count), so that no
+    producer races a topic's creation."""
     deadline = time.monotonic() + timeout
     while True:
         described = describe_partitions(admin, timeout)
-        if all(described.get(name) == spec.num_partitions for name, spec in wanted.items()):
+        if all(described.get(name) == count for name, count in partitions.items()):
             return
         if time.monotonic() > deadline:
-            raise KafkaUnavailable(f"topics {sorted(wanted)} did not appear in metadata within {timeout:.0f} s")
-        time.sleep(0.1)
+            raise KafkaUnavailable(f"topics {sorted(partitions)} did not appear in metadata within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def produce(
+    producer: Producer,
+    topic: str,
+    value: bytes | None,
+    partition: int,
+    key: bytes | None = None,
+    on_delivery: Any = None,
+    poll: float = 0.01,
+) -> None:
+    """Queue a record, waiting for room while the local queue is full (deliveries drain it)."""
+    while True:
+        try:
+            producer.produce(topic, value, key=key, partition=partition, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(poll)
 
 
 def read_partition(

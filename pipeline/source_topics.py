@@ -58,6 +58,8 @@ class SourceTopic:
             return decode(value)
         try:
             found: object = json.loads(value)
+        except RecursionError:
+            raise NoText(f"the value is JSON nested too deep to read, so it has no field {self.spec_path}") from None
         except ValueError as exc:
             raise NoText(f"the value is not JSON ({exc}), so it has no field {self.spec_path}") from None
         for step in self.path:

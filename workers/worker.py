@@ -80,9 +80,7 @@ class Worker:
                 },
             )
         )
-        self.producer = Producer(
-            kafka.producer_config(connection, **{"message.max.bytes": kafka.PARTIALS_MAX_MESSAGE_BYTES})
-        )
+        self.producer = Producer(kafka.producer_config(connection))
         self.pending: deque[PendingCommit] = deque()  # in publication order
         self.windows = Windows(settings.worker.window_chunks, settings.worker.window_max_words)
         self.sources = {source.topic: source for source in settings.topics.source_list}
@@ -237,48 +235,63 @@ class Worker:
 
     def process(self, batch: list) -> None:
         closed: list[Window] = []
-        chunks = self.settings.topics.chunks
         for msg in batch:
             if msg.error():
                 if msg.error().code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", msg.error().str())
                 continue
-            if msg.topic() != chunks:
-                closed += self.count_source(msg)
-                continue
-            partition, offset, at = msg.partition(), msg.offset(), max(msg.timestamp()[1], 0)
-            try:
-                record = codec.decode_chunk(msg.value())
-                refusal = self.foreign(record) if isinstance(record, codec.ChunkMessage) else None
-            except codec.CodecError as exc:
-                refusal = str(exc)
-            if refusal is not None:
-                self.dead_letter(msg, refusal)
-                closed += self.windows.add(partition, offset, at=at)  # it still takes up its offset
-                continue
-            if isinstance(record, codec.FlushMarker):
-                closed += self.windows.add(partition, offset, flush=True, at=at)
-                continue
-            if isinstance(record, codec.DocumentEnd):
-                closed += self.windows.add(partition, offset, end=(record.doc, record.chunks, record.commit), at=at)
-                continue
-            decoded = tokenize.decode(record.text)
-            if decoded.invalid_bytes:
-                log.warning(
-                    "%s: %d invalid UTF-8 byte sequence(s) replaced by U+FFFD in the chunk at byte %d",
-                    record.source,
-                    decoded.invalid_bytes,
-                    record.offset,
-                )
-            closed += self.windows.add(
-                partition, offset, self.tokenizer.tokens(decoded.text), record.doc if record.held else None, at=at
-            )
-            self.chunks_counted += 1
+            closed += self.count(msg)
         if self.first_chunk_at is None and self.chunks_counted:
             self.first_chunk_at = time.time()
             self.next_report = 0.0  # at once, from the loop: once this batch's busy time is added
         if closed:
             self.publish(closed)
+
+    def count(self, msg) -> list[Window]:
+        """One record into its window; returns the windows it closed. Nothing a record holds
+        gets past here: whatever fails in reading or counting it (depth, size, encoding, a
+        bug not found yet) dead-letters it with the reason, and it still takes up its offset."""
+        try:
+            if msg.topic() == self.settings.topics.chunks:
+                return self.count_chunk(msg)
+            return self.count_source(msg)
+        except (KafkaException, kafka.KafkaUnavailable):
+            raise  # Kafka's failure, not the record's
+        except Exception as exc:
+            self.dead_letter(msg, f"counting it failed ({type(exc).__name__}: {str(exc)[:300]})")
+            at = max(msg.timestamp()[1], 0)
+            if msg.topic() == self.settings.topics.chunks:
+                return self.windows.add(msg.partition(), msg.offset(), at=at)
+            return self.add_source(input_of(msg.topic(), msg.partition()), msg.offset(), None, at)
+
+    def count_chunk(self, msg) -> list[Window]:
+        partition, offset, at = msg.partition(), msg.offset(), max(msg.timestamp()[1], 0)
+        try:
+            record = codec.decode_chunk(msg.value())
+            refusal = self.foreign(record) if isinstance(record, codec.ChunkMessage) else None
+        except codec.CodecError as exc:
+            refusal = str(exc)
+        if refusal is not None:
+            self.dead_letter(msg, refusal)
+            return self.windows.add(partition, offset, at=at)  # it still takes up its offset
+        if isinstance(record, codec.FlushMarker):
+            return self.windows.add(partition, offset, flush=True, at=at)
+        if isinstance(record, codec.DocumentEnd):
+            return self.windows.add(partition, offset, end=(record.doc, record.chunks, record.commit), at=at)
+        assert isinstance(record, codec.ChunkMessage)
+        decoded = tokenize.decode(record.text)
+        if decoded.invalid_bytes:
+            log.warning(
+                "%s: %d invalid UTF-8 byte sequence(s) replaced by U+FFFD in the chunk at byte %d",
+                record.source,
+                decoded.invalid_bytes,
+                record.offset,
+            )
+        closed = self.windows.add(
+            partition, offset, self.tokenizer.tokens(decoded.text), record.doc if record.held else None, at=at
+        )
+        self.chunks_counted += 1
+        return closed
 
     def count_source(self, msg) -> list[Window]:
         """A source topic's record, counted as it is (its timestamp is its event time)."""
@@ -303,6 +316,9 @@ class Worker:
                 )
             tokens = self.tokenizer.tokens(decoded.text)
             self.chunks_counted += 1
+        return self.add_source(name, offset, tokens, at)
+
+    def add_source(self, name: str, offset: int, tokens: list[str] | None, at: int) -> list[Window]:
         closed = self.source_windows.add(name, offset, tokens, at=at)
         if name in self.source_windows.open:
             self.last_record[name] = time.monotonic()

@@ -65,6 +65,7 @@ class Counted(Protocol):
     router: Router  # the aggregator's: where each word is counted (and its memo of them)
     partials_applied: int
     partials_replayed: int
+    words_replayed: int  # in the parts replayed: counted once, not again
 
     def owned(self) -> dict[int, ShardState]:
         """The states of the shards owned and recovered here; {} while rebalancing."""
@@ -314,4 +315,10 @@ class ResultsApi:
 
     async def stats(self, request: web.Request) -> web.Response:
         c = self.counted
-        return web.json_response({"partials_applied": c.partials_applied, "partials_replayed": c.partials_replayed})
+        return web.json_response(
+            {
+                "partials_applied": c.partials_applied,
+                "partials_replayed": c.partials_replayed,
+                "words_replayed": c.words_replayed,
+            }
+        )

@@ -1,10 +1,14 @@
-"""The faust app: partials in, exactly-once totals out (table, `totals` topic, results API).
+"""The faust app: partials in, exactly-once totals out (changelogs, `totals` topic, results API).
 
-Events are consumed without auto-ack. Every `flush_interval` the dirty state buckets
-are written to the table's changelog, flushed, then the progress records, flushed,
-and only then are the events acked, so faust never commits a partials offset whose
-effect is not durable. A crash replays unacked partials, and the source offsets kept
-in each bucket recognise the ones already applied.
+Events are consumed without auto-ack. Every `flush_interval` each touched shard writes a
+batch of what changed to its changelog (pipeline/aggregator/changelog.py), and only once
+every batch is acknowledged are the events acked, so faust never commits a partials
+offset whose effect is not durable. A crash replays unacked partials, and the applied
+windows each batch carries recognise the ones already counted. A shard this instance comes
+to own is recovered from its changelog before its first event is applied.
+
+Decoding never raises past `on_event`: a record that does not decode, whatever its
+shape, is dead-lettered with the reason and counting goes on.
 
 The aggregator owns the shard states; the read side (views.py) is computed over the
 owned ones, and the results API (api.py) serves it. `main` assembles the service: it
@@ -33,8 +37,9 @@ from prometheus_client import CollectorRegistry, Counter
 from pipeline import codec, faults, kafka
 from pipeline.aggregator import views
 from pipeline.aggregator.api import ResultsApi
+from pipeline.aggregator.changelog import Changelog, Superseded
 from pipeline.aggregator.ranking import Ranking
-from pipeline.aggregator.state import OverlapError, ShardState
+from pipeline.aggregator.state import OverlapError, ShardState, pack
 from pipeline.autoscaler.monitor import Watch
 from pipeline.config import Connection, Settings
 from pipeline.health import Heartbeat
@@ -83,6 +88,7 @@ class Aggregator:
         self, connection: Connection, settings: Settings, broker: kafka.BrokerWatch, registry: CollectorRegistry
     ) -> None:
         self.settings = settings
+        self.connection = connection
         s = settings
         datadir = Path(s.aggregator.datadir or Path(tempfile.gettempdir()) / "wordpipe-faust" / s.aggregator.id)
         datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -112,113 +118,202 @@ class Aggregator:
         self.partials = self.app.topic(
             s.topics.partials, key_serializer="raw", value_serializer="raw", partitions=s.topics.partial_partitions
         )
-        # bytes in and out: faust derives its (recovery) serializers from these types.
-        self.table = self.app.Table("state", partitions=s.topics.partial_partitions, key_type=bytes, value_type=bytes)
         # Windowed totals, mirrored from the exact state with absolute values before every
         # read (`windowed_totals`, its only reader): a replay rewrites the same values, so the
         # mirror never counts twice, and a (word, window) changed many times between reads is
-        # copied once. In memory only: the buckets' snapshots already hold every window
-        # durably, and a loaded shard mirrors all of its windows again.
+        # copied once. In memory only: the shards' changelogs hold every window durably,
+        # and a recovered shard mirrors all of its windows again.
         self.windowed = self.app.Table(
             "windowed",
             default=int,
             partitions=s.topics.partial_partitions,  # faust's default serializers: json
         ).tumbling(s.aggregator.window_seconds, expires=s.aggregator.window_seconds * s.aggregator.windows_kept)
-        self.producer = Producer(kafka.producer_config(connection))  # totals and dead letters
+        self.producer = Producer(kafka.producer_config(connection))  # changelogs, totals and dead letters
         self.deliveries = kafka.DeliveryTracker()
-        self.shards: dict[int, ShardState] = {}
+        self.shards: dict[int, ShardState] = {}  # recovered and owned
+        self.changelogs: dict[int, Changelog] = {}
+        self.recovering: dict[int, asyncio.Future[ShardState]] = {}
+        self.fragments: dict[int, codec.Fragments] = {}  # by partition: parts arriving in fragments
+        self.fragment_events: dict[tuple[int, codec.FragmentKey], list[faust.EventT]] = {}
         self.pending: list[faust.EventT] = []
         self.touched: set[int] = set()
         self.lock = asyncio.Lock()
         self.partials_applied = 0
         self.partials_replayed = 0
+        self.words_replayed = 0  # in parts recognised as already applied
         self.heartbeat = Heartbeat(s.service.health_file)
         self.broker = broker
         self.router = Router(s.topics.partial_partitions, s.topics.buckets)
         self.kept_windows: dict[int, set[int]] = {}
         self.ranking = Ranking()
-        self.unpublished: dict[str, int] = {}  # totals changed since the last publication to the totals topic
+        self.unpublished: dict[int, set[str]] = {}  # by shard: words whose total changed since it was published
+        self.unmirrored: dict[int, dict[int, set[str]]] = {}  # by shard: window start -> words, not mirrored yet
         self.next_publication = 0.0  # monotonic time before which the totals timer skips its tick
         self.metric_parts = Counter(
             "wordpipe_aggregator_parts", "Partial parts by outcome", ["outcome"], registry=registry
+        )
+        self.metric_words_replayed = Counter(
+            "wordpipe_aggregator_words_replayed",
+            "Words in partial parts recognised as already applied (replays after a crash), not counted again",
+            registry=registry,
+        )
+        self.metric_deadletters = Counter(
+            "wordpipe_aggregator_deadletters", "Partials records the aggregator dead-lettered", registry=registry
         )
         self._wire()
 
     # -- state -----------------------------------------------------------------
 
-    def shard(self, shard: int) -> ShardState:
+    async def recover(self, shards: list[int]) -> None:
+        """Load newly owned shards from their changelogs, each into a generation of its own."""
+        shards = [shard for shard in shards if shard not in self.shards and shard not in self.recovering]
+        loop = asyncio.get_running_loop()
+        for shard in shards:
+            self.recovering[shard] = loop.create_future()
+        try:
+            loaded = await asyncio.gather(*(asyncio.to_thread(self._load, shard) for shard in shards))
+            await self.flush_producers()  # every new generation's checkpoint
+            for state, changelog in loaded:
+                self.shards[state.shard], self.changelogs[state.shard] = state, changelog
+                self.unpublished[state.shard] = set(state.counts)  # a crash may have kept them from the topic
+                self.unmirrored[state.shard] = {start: set(counts) for start, counts in state.windows.items()}
+                self.ranking.update(state.counts)
+                self.recovering.pop(state.shard).set_result(state)
+            await asyncio.gather(*(asyncio.to_thread(changelog.retire) for _, changelog in loaded))
+        except BaseException as exc:
+            for shard in shards:
+                future = self.recovering.pop(shard, None)
+                if future is not None and not future.done():
+                    future.set_exception(exc)
+            raise
+
+    def _load(self, shard: int) -> tuple[ShardState, Changelog]:
+        s = self.settings
+        changelog = Changelog(
+            self.connection,
+            s.aggregator.id,
+            shard,
+            s.topics.replication_factor,
+            self.producer,
+            s.aggregator.checkpoint_min_bytes,
+        )
+        batches = changelog.recover()
+        state = ShardState.load(
+            shard, batches, s.ingest.document_max_span, s.aggregator.window_seconds, s.aggregator.windows_kept
+        )
+        changelog.start_generation(pack(state.take_batch(checkpoint=True)), self.deliveries)
+        log.info(
+            "shard %d recovered: %d words, %d batches; now writing %s",
+            shard,
+            len(state.counts),
+            len(batches),
+            changelog.topic,
+        )
+        return state, changelog
+
+    async def shard(self, shard: int) -> ShardState:
         state = self.shards.get(shard)
-        if state is None:
-            prefix = f"{shard}/".encode()
-            records = {k.decode(): v for k, v in self.table.data.items() if k.startswith(prefix)}
-            s = self.settings
-            state = self.shards[shard] = ShardState.load(
-                shard, records, s.ingest.document_max_span, s.aggregator.window_seconds, s.aggregator.windows_kept
-            )
-            self.ranking.update(state.totals())
-        return state
+        if state is not None:
+            return state
+        if shard not in self.recovering:  # an event before the assignment's recovery began
+            await self.recover([shard])
+        return await self.recovering[shard] if shard in self.recovering else self.shards[shard]
 
     def forget_shards(self, shards: list[int]) -> None:
         for shard in shards:
-            self.shards.pop(shard, None)
-            self.kept_windows.pop(shard, None)
-        self.ranking = Ranking()  # rebuilt from the shards still here, as `shard()` loads them
+            for kept in (self.shards, self.changelogs, self.kept_windows, self.unpublished, self.unmirrored):
+                kept.pop(shard, None)
+            self.fragments.pop(shard, None)  # unacked: the next owner reads them again
+        self.fragment_events = {k: v for k, v in self.fragment_events.items() if k[0] not in shards}
+        self.ranking = Ranking()  # rebuilt from the shards still here
         for state in self.shards.values():
-            self.ranking.update(state.totals())
+            self.ranking.update(state.counts)
 
     def owned(self) -> dict[int, ShardState]:
         """The states of the shards owned and recovered here, for the views; {} while rebalancing."""
-        return {shard: self.shard(shard) for shard in self.owned_shards()}
+        return {shard: self.shards[shard] for shard in self.owned_shards()}
 
     def owned_shards(self) -> list[int]:
         """Partials partitions this instance owns and has recovered; [] while rebalancing."""
-        tables = self.app.tables
-        assert isinstance(tables, TableManager)  # faust's TableManagerT does not declare `recovery`
-        if self.app.rebalancing or not tables.recovery.completed.is_set():
+        if self.app.rebalancing:
             return []
+        topic = self.settings.topics.partials
         return sorted(
-            tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.settings.topics.partials
+            tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic and tp.partition in self.shards
         )
 
-    def on_event(self, event: faust.EventT) -> None:
+    async def on_event(self, event: faust.EventT) -> None:
         message = event.message
         try:
-            parts = codec.decode_partials(message.value, message.partition)
-        except codec.CodecError as exc:
-            self.dead_letter(message, str(exc))
-        else:
-            state = self.shard(message.partition)
+            parts = self.parts_of(message, event)
+        except Exception as exc:  # anything a record can make a decoder raise: its reason, then on
+            self.dead_letter(message, str(exc) if isinstance(exc, codec.CodecError) else _crash_reason(exc))
+            parts = []
+        if parts is None:
+            return  # a fragment of a part not yet whole: acked with the part
+        if parts:
+            state = await self.shard(message.partition)
             for part in parts:
-                try:
-                    applied = state.apply(part)
-                except OverlapError as exc:  # workers disagree on window settings: an operator must look
-                    log.error("%s; dead-lettering the record", exc)
-                    self.dead_letter(message, f"{exc} (this part only; the record's other parts were applied)")
-                    continue
-                if applied:
-                    self.partials_applied += 1
-                else:
-                    self.partials_replayed += 1
-                self.metric_parts.labels("applied" if applied else "replayed").inc()
+                self.apply(state, message, part)
             self.touched.add(message.partition)
         self.pending.append(event)
 
+    def parts_of(self, message, event: faust.EventT) -> list[codec.PartialMessage] | None:
+        """A record's parts; None for a fragment that does not yet complete its part (its
+        event waits unacked, so faust commits nothing past it until the part is applied)."""
+        decoded = codec.decode_partials(message.value, message.partition)
+        if not isinstance(decoded, codec.Fragment):
+            return decoded
+        key = (message.partition, decoded.key)
+        waiting = self.fragment_events.setdefault(key, [])
+        blob = self.fragments.setdefault(message.partition, codec.Fragments()).add(decoded)
+        if blob is None:
+            waiting.append(event)
+            return None
+        self.pending.extend(self.fragment_events.pop(key))  # a start over's events included
+        return [codec.decode_part(blob, message.partition)]
+
+    def apply(self, state: ShardState, message, part: codec.PartialMessage) -> None:
+        try:
+            applied = state.apply(part)
+        except OverlapError as exc:  # workers disagree on window settings: an operator must look
+            log.error("%s; dead-lettering the record", exc)
+            self.dead_letter(message, f"{exc} (this part only; the record's other parts were applied)")
+            return
+        if applied:
+            self.partials_applied += 1
+        else:
+            self.partials_replayed += 1
+            words = sum(sum(counts.values()) for counts in part.buckets.values())
+            self.words_replayed += words
+            self.metric_words_replayed.inc(words)
+        self.metric_parts.labels("applied" if applied else "replayed").inc()
+
     def dead_letter(self, message, reason: str) -> None:
         log.warning("dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason)
+        self.metric_deadletters.inc()
         letter = codec.DeadLetter(message.topic, message.partition, message.offset, reason, message.value or b"")
-        self.producer.produce(
-            self.settings.topics.deadletter, codec.encode_deadletter(letter), on_delivery=self.deliveries
+        kafka.produce(
+            self.producer,
+            self.settings.topics.deadletter,
+            codec.encode_deadletter(letter),
+            0,
+            on_delivery=self.deliveries,
         )
 
     async def flush(self) -> None:
         """Make everything applied so far durable, then ack its events.
 
-        A flush that fails ends the process: its buckets are no longer marked dirty, so
-        carrying on could let a later progress record vouch for counts that are not
-        durable. A restart recovers the durable state and replays the unacked partials.
+        A flush that fails ends the process: the batches it took are no longer pending, so
+        carrying on could let a later batch vouch for counts that are not durable. A restart
+        recovers the durable state and replays the unacked partials.
         """
         try:
             await self._flush()
+        except Superseded as exc:
+            log.warning("%s; exiting: the new owner counts from here", exc)
+            logging.shutdown()
+            os._exit(70)
         except Exception:
             log.critical("flush failed; exiting so that recovery starts from durable state", exc_info=True)
             logging.shutdown()
@@ -230,28 +325,26 @@ class Aggregator:
                 return
             events, self.pending = self.pending, []
             touched, self.touched = self.touched, set()
-            progress = []
+            rotated = []
             for shard in sorted(touched):
-                buckets, progress_record = self.shards[shard].snapshot()
-                self.write(shard, buckets)
-                progress.append((shard, progress_record))
-            await self.flush_producers()
-            faults.point("aggregator.before_progress")
-            for shard, record in progress:  # only after the buckets it vouches for are durable
-                self.write(shard, record)
+                state, changelog = self.shards.get(shard), self.changelogs.get(shard)
+                if state is None or changelog is None or not state.dirty:
+                    continue
+                self.fold_changes(shard, state)
+                if changelog.wants_checkpoint():
+                    checkpoint = pack(state.take_batch(checkpoint=True))
+                    await asyncio.to_thread(changelog.start_generation, checkpoint, self.deliveries)
+                    rotated.append(changelog)
+                else:
+                    changelog.append(pack(state.take_batch()), self.deliveries)
             await self.flush_producers()
             faults.point("aggregator.before_ack")
             for event in events:
                 event.ack()
-
-    def write(self, shard: int, records: dict[str, bytes]) -> None:
-        for key, value in records.items():
-            raw_key = key.encode()
-            self.table.send_changelog(shard, raw_key, value, key_serializer="raw", value_serializer="raw")
-            self.table.data[raw_key] = value
+            for changelog in rotated:  # once the new generation's checkpoint is durable
+                await asyncio.to_thread(changelog.retire)
 
     async def flush_producers(self) -> None:
-        await self.app.producer.flush()
         while len(self.producer):
             self.producer.poll(0)
             await asyncio.sleep(0.005)
@@ -263,21 +356,34 @@ class Aggregator:
         assert window is not None  # a tumbling table
         return window.ranges(start)[0]
 
+    def fold_changes(self, shard: int, state: ShardState) -> None:
+        """Hand what changed since the last batch to the readers (the ranking, the totals
+        topic, the windowed mirror) before a batch takes it."""
+        self.ranking.update_words(state.changed, state.counts)
+        self.unpublished.setdefault(shard, set()).update(state.changed)
+        unmirrored = self.unmirrored.setdefault(shard, {})
+        for start, words in state.changed_windows.items():
+            unmirrored.setdefault(start, set()).update(words)
+
     def mirror_windows(self, shard: int) -> None:
         """Copy changed (word, window) totals into the faust windowed table, and drop the
         windows the state no longer keeps."""
         state = self.shards.get(shard)
         if state is None:
             return
+        self.fold_changes(shard, state)  # idempotent: absolute values, kept until the next batch
         table = self.windowed.table
         # The memory store's own dict (store="memory://" above), filled in C: a faust
         # __setitem__ per (word, window) cost more than counting the word.
         store = table.data
         assert isinstance(store, MemoryStore)
         data = store.data
-        for start, counts in state.take_dirty_windowed().items():
-            window = self.window_range(start)
-            data.update(zip(zip(counts, repeat(window)), counts.values(), strict=True))
+        changed, self.unmirrored[shard] = self.unmirrored.get(shard, {}), {}
+        for start, words in changed.items():
+            counts = state.windows.get(start)
+            if counts:  # None once the window fell out of retention
+                window = self.window_range(start)
+                data.update(zip(zip(words, repeat(window)), map(counts.__getitem__, words), strict=True))
         kept, known = state.window_starts(), self.kept_windows.get(shard)
         if known is None or not kept >= known:  # new here (faust may have recovered stale windows), or one expired
             self.kept_windows[shard] = kept
@@ -295,34 +401,30 @@ class Aggregator:
 
     def ranked(self) -> Ranking:
         """The ranking, with every change applied so far folded in (for the top-K view)."""
-        self.take_changes()
+        for state in self.shards.values():
+            self.ranking.update_words(state.changed, state.counts)  # idempotent: absolute values
         return self.ranking
 
-    def take_changes(self) -> None:
-        """Bring the ranking and the totals to publish up to what is applied."""
-        for state in self.shards.values():
-            if state.dirty_words:
-                changed = state.take_dirty_words()
-                self.ranking.update(changed)
-                self.unpublished.update(changed)
-
     def publish_totals(self) -> None:
-        self.take_changes()
-        topic = self.settings.topics.totals
-        changed, self.unpublished = self.unpublished, {}
-        values = codec.encode_totals(changed, self.settings.aggregator.totals_format)
-        shards = self.router.shards_of(changed)
-        for word, value, shard in zip(changed, values, shards, strict=True):
-            self.produce(topic, value, key=word.encode(), partition=shard)
-        self.producer.poll(0)
+        topic, fmt = self.settings.topics.totals, self.settings.aggregator.totals_format
+        for shard, state in list(self.shards.items()):
+            self.fold_changes(shard, state)
+            words, self.unpublished[shard] = self.unpublished.get(shard, set()), set()
+            counts = state.counts
+            for word, value in zip(words, codec.encode_totals({w: counts[w] for w in words}, fmt), strict=True):
+                if len(value) + len(word) * 4 > codec.FRAGMENT_BYTES:  # over the record limit: HTTP only
+                    self.note_unpublished(word)
+                    continue
+                kafka.produce(self.producer, topic, value, shard, key=word.encode())
+            self.producer.poll(0)
 
-    def produce(self, topic: str, value: bytes, key: bytes, partition: int) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, value, key=key, partition=partition)
-                return
-            except BufferError:  # the local queue is full: let deliveries drain it
-                self.producer.poll(0.01)
+    def note_unpublished(self, word: str) -> None:
+        log.warning(
+            "the total of a word of %d characters is not published on %s: a record of it would pass Kafka's "
+            "message limit (the results API has it)",
+            len(word),
+            self.settings.topics.totals,
+        )
 
     def _wire(self) -> None:
         app = self.app
@@ -330,7 +432,7 @@ class Aggregator:
         @app.agent(self.partials, name="aggregate")
         async def aggregate(stream):
             async for event in stream.noack().events():
-                self.on_event(event)
+                await self.on_event(event)
 
         @app.timer(self.settings.aggregator.flush_interval, name="flush")
         async def flush_timer() -> None:
@@ -348,6 +450,10 @@ class Aggregator:
             # and a word that keeps changing meanwhile is published once (docs/totals-topic.md).
             self.next_publication = time.monotonic() + 9 * (time.monotonic() - started)
 
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
+        async def on_assigned(app, assigned, **kwargs) -> None:
+            await self.recover(sorted(tp.partition for tp in assigned if tp.topic == self.settings.topics.partials))
+
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
         async def on_revoked(app, revoked, **kwargs) -> None:
             await self.flush()
@@ -358,6 +464,10 @@ class Aggregator:
             await self.flush()  # a clean stop leaves nothing to replay
             self.publish_totals()
             await self.flush_producers()
+
+
+def _crash_reason(exc: BaseException) -> str:
+    return f"the record made its decoder fail ({type(exc).__name__}: {str(exc)[:300]})"
 
 
 def serve_results(app: faust.App, api: ResultsApi, settings: Settings) -> None:

@@ -9,7 +9,7 @@ Otherwise `top` falls back to the full totals it is given.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 
 def rank(items: Mapping[str, int], k: int) -> list[tuple[str, int]]:
@@ -25,8 +25,13 @@ class Ranking:
 
     def update(self, changed: Mapping[str, int]) -> None:
         """Fold in the new totals of changed words."""
+        self.update_words(changed, changed)
+
+    def update_words(self, words: Iterable[str], totals: Mapping[str, int]) -> None:
+        """Fold in the totals of `words`, read from `totals` (idempotent: absolute values)."""
         kept, floor = self.kept, self.floor
-        for word, count in changed.items():
+        for word in words:
+            count = totals[word]
             if count > floor or word in kept:
                 kept[word] = count
         if len(kept) > 2 * self.keep:

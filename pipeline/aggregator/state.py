@@ -1,21 +1,24 @@
-"""Pure aggregation state: apply each partial at most once, snapshot consistently.
+"""Pure aggregation state of one shard: apply each window's partial at most once, and
+write what changed as batches of a redo log whose replay rebuilds exactly this state.
 
-A shard (one partials partition) holds buckets of totals. Every bucket snapshot
-carries, beside its counts, the source windows (chunks partition -> offset ranges)
-whose partials it already reflects, so a snapshot is self-consistent: recovering any
-snapshot and replaying partials never double-counts, whatever crashed when.
+A shard (one partials partition) holds every total of its words, the windows (input
+-> offset ranges) whose partials those totals reflect, the ledger of held documents and
+their parked counts, and the tumbling windows of event time. `take_batch` returns what
+changed since the last batch, with *absolute* values (a word's total, not what was
+added) and the whole of the applied windows and the ledger: so replaying a log of
+batches in order, each whole or not at all (pipeline/codec.py: Batches), rebuilds a
+state that is exactly the one some batch was taken from. A crash between batches loses
+only what no batch holds, and the partials it came from are replayed (unacknowledged)
+and recognised by the applied windows. A checkpoint (`take_batch(checkpoint=True)`) is
+the whole state: the log can start over from it (pipeline/aggregator/changelog.py).
 
-A bucket may claim more sources than touched it (the shard's `live` set is merged
-in at snapshot time): a partial that did not touch a bucket has no effect on it, so
-skipping its replay there is harmless, and the ranges stay contiguous.
-
-Held documents (uploads) are parked per bucket until a verdict: the shard keeps a
-ledger of open documents (partition, first offset, chunks seen) in its progress
-record and decides, once per window and the same way on every shard, whether a
-document commits: its end marker says commit, every chunk arrived, and the marker
-lies less than `max_span` offsets after its first chunk. A document still open
-`max_span` offsets after its first chunk is abandoned (its producer died), so parked
-counts never grow without bound. Ingest applies the same rule before it answers 202.
+Held documents (uploads) are parked until a verdict: the shard keeps a ledger of open
+documents (input, first offset, chunks seen) and decides, once per window and the same
+way on every shard, whether a document commits: its end marker says commit, every chunk
+arrived, and the marker lies less than `max_span` offsets after its first chunk. A
+document still open `max_span` offsets after its first chunk is abandoned (its producer
+died), so parked counts never grow without bound. Ingest applies the same rule before
+it answers 202.
 """
 
 from __future__ import annotations
@@ -25,12 +28,12 @@ from dataclasses import dataclass, field
 import msgpack
 
 from pipeline.codec import PartialMessage
-from pipeline.errors import UsageError
+from pipeline.errors import UnavailableError, UsageError
 from pipeline.offsets import OffsetRanges
 from pipeline.source_topics import Input
 
-STATE_VERSION = 2
-PROGRESS = "progress"
+STATE_VERSION = 3
+CHECKPOINT, DELTA = "checkpoint", "delta"
 
 Sources = dict[Input, OffsetRanges]  # chunks partition or source topic partition -> offsets
 
@@ -38,6 +41,10 @@ Sources = dict[Input, OffsetRanges]  # chunks partition or source topic partitio
 class OverlapError(UsageError):
     """A window that overlaps applied ones without matching them: never produced by
     workers that share one `window_chunks`; applying it would count twice or lose."""
+
+
+class ChangelogError(UnavailableError):
+    """A batch of a shard's changelog that cannot be replayed (another version, a bad shape)."""
 
 
 def _seen(sources: Sources, partition: Input, start: int, end: int) -> bool:
@@ -55,37 +62,12 @@ def _seen(sources: Sources, partition: Input, start: int, end: int) -> bool:
     return False
 
 
-def _union(*parts: Sources) -> Sources:
-    out: Sources = {}
-    for part in parts:
-        for partition, ranges in part.items():
-            out.setdefault(partition, OffsetRanges()).update(ranges)
-    return out
-
-
 def _encode_sources(sources: Sources) -> dict[Input, list[list[int]]]:
     return {p: r.to_list() for p, r in sources.items()}
 
 
 def _decode_sources(raw: dict) -> Sources:
     return {p if isinstance(p, str) else int(p): OffsetRanges.from_list(r) for p, r in raw.items()}
-
-
-def bucket_key(shard: int, bucket: int) -> str:
-    return f"{shard}/{bucket}"
-
-
-def progress_key(shard: int) -> str:
-    return f"{shard}/{PROGRESS}"
-
-
-@dataclass
-class Bucket:
-    counts: dict[str, int] = field(default_factory=dict)
-    applied: Sources = field(default_factory=dict)  # as recovered; `live` is added on snapshot
-    pending: dict[str, dict[str, int]] = field(default_factory=dict)  # held document -> parked counts
-    windows: dict[int, dict[str, int]] = field(default_factory=dict)  # tumbling window start (s) -> counts in it
-    packed_windows: dict[int, bytes] = field(default_factory=dict)  # start -> its counts' msgpack, while unchanged
 
 
 @dataclass
@@ -97,7 +79,7 @@ class OpenDocument:
 
 @dataclass
 class Documents:
-    """The shard's ledger of held documents; snapshotted with (and deduplicated by) progress."""
+    """The shard's ledger of held documents; every batch carries it whole."""
 
     open: dict[str, OpenDocument] = field(default_factory=dict)
     committed: int = 0
@@ -148,21 +130,27 @@ class Documents:
 @dataclass
 class ShardState:
     shard: int
-    max_span: int = 1_000_000  # Settings.document_max_span
-    window_seconds: int = 60  # Settings.window_seconds: tumbling windows of event time
+    max_span: int = 1_000_000  # IngestSettings.document_max_span
+    window_seconds: int = 60  # AggregatorSettings.window_seconds: tumbling windows of event time
     windows_kept: int = 60
-    buckets: dict[int, Bucket] = field(default_factory=dict)
-    recovered_progress: Sources = field(default_factory=dict)
-    live: Sources = field(default_factory=dict)  # sources applied since this state was loaded
+    counts: dict[str, int] = field(default_factory=dict)
+    applied: Sources = field(default_factory=dict)  # windows whose partial `counts` reflects
     documents: Documents = field(default_factory=Documents)
-    parked_in: dict[str, set[int]] = field(default_factory=dict)  # held document -> buckets parking it
-    dirty: set[int] = field(default_factory=set)
-    # Changed since last taken, by bucket (and window), so taking them looks in one bucket each.
-    dirty_words: dict[int, set[str]] = field(default_factory=dict)
-    total_words: int = 0  # sum of the counted totals
-    distinct_words: int = 0
+    pending: dict[str, dict[str, int]] = field(default_factory=dict)  # held document -> parked counts
+    windows: dict[int, dict[str, int]] = field(default_factory=dict)  # window start (Unix s) -> counts in it
+    total_words: int = 0  # the sum of `counts`
     newest_window: int = 0
-    dirty_windowed: dict[tuple[int, int], set[str]] = field(default_factory=dict)  # (bucket, window start) -> words
+    # What changed since the last batch was taken (`take_batch`).
+    changed: set[str] = field(default_factory=set)
+    changed_windows: dict[int, set[str]] = field(default_factory=dict)
+    changed_pending: dict[str, set[str]] = field(default_factory=dict)
+    settled: set[str] = field(default_factory=set)  # documents no longer parked
+    dropped_windows: set[int] = field(default_factory=set)
+    moved: bool = False  # applied windows or the ledger changed
+
+    @property
+    def distinct_words(self) -> int:
+        return len(self.counts)
 
     def apply(self, partial: PartialMessage) -> bool:
         """Fold a partial in; False if it was already applied (a replay).
@@ -170,200 +158,156 @@ class ShardState:
         Raises OverlapError, changing nothing, for a window that partly overlaps.
         """
         partition, start, end = partial.source
-        if _seen(self.live, partition, start, end) or _seen(self.recovered_progress, partition, start, end):
+        if _seen(self.applied, partition, start, end):
             return False
-        # Every check that may raise comes before the first change.
-        replayed = {b for b, bucket in self.buckets.items() if _seen(bucket.applied, partition, start, end)}
         verdicts = self.documents.decide(partial, self.max_span)
-        touched = set(partial.buckets)
-        for held in partial.held.values():
-            touched.update(held.buckets)
-        for doc in verdicts:
-            touched.update(self.parked_in.get(doc, ()))
-        applied_any = False
-        for bucket_id in sorted(touched - replayed):
-            bucket = self.buckets.get(bucket_id)
-            if bucket is None:
-                bucket = self.buckets[bucket_id] = Bucket()
-            self._apply_to_bucket(bucket_id, bucket, partial, verdicts)
-            applied_any = True
-        for doc in verdicts:  # a bucket skipped as replayed may park a later incarnation of the id
-            still = {b for b in self.parked_in.pop(doc, ()) if doc in self.buckets[b].pending}
-            if still:
-                self.parked_in[doc] = still
-        self.live.setdefault(partition, OffsetRanges()).add_range(start, end)
-        return applied_any or not touched
-
-    def _apply_to_bucket(
-        self, bucket_id: int, bucket: Bucket, partial: PartialMessage, verdicts: dict[str, bool]
-    ) -> None:
-        words = partial.buckets.get(bucket_id)
-        if words:
-            self._count(bucket_id, bucket, words, partial.at)
+        for words in partial.buckets.values():
+            self._count(words, partial.at)
         for doc, held in partial.held.items():
-            words = held.buckets.get(bucket_id)
-            if words:
-                _add(bucket.pending.setdefault(doc, {}), words)
-                self.parked_in.setdefault(doc, set()).add(bucket_id)
+            parked = self.pending.setdefault(doc, {})
+            changed = self.changed_pending.setdefault(doc, set())
+            for words in held.buckets.values():
+                _add(parked, words)
+                changed.update(words)
         for doc, commit in verdicts.items():
-            parked = bucket.pending.pop(doc, None)
-            if parked and commit:
-                self._count(bucket_id, bucket, parked, partial.ends[doc][3])  # a document's time is its commit's
-        self.dirty.add(bucket_id)
+            if doc not in self.pending:
+                continue
+            parked = self.pending.pop(doc)
+            self.changed_pending.pop(doc, None)
+            self.settled.add(doc)
+            if commit and parked:
+                self._count(parked, partial.ends[doc][3])  # a document's time is its commit's
+        self.applied.setdefault(partition, OffsetRanges()).add_range(start, end)
+        self.moved = True
+        return True
 
-    def _count(self, bucket_id: int, bucket: Bucket, words: dict[str, int], at_ms: int) -> None:
-        before = len(bucket.counts)
-        _add(bucket.counts, words)
-        self.distinct_words += len(bucket.counts) - before
+    def _count(self, words: dict[str, int], at_ms: int) -> None:
+        _add(self.counts, words)
         self.total_words += sum(words.values())
-        self.dirty_words.setdefault(bucket_id, set()).update(words)
+        self.changed.update(words)
         start = self.window_of(at_ms)
-        _add(bucket.windows.setdefault(start, {}), words)
-        bucket.packed_windows.pop(start, None)
-        self.newest_window = max(self.newest_window, start)
-        self.dirty_windowed.setdefault((bucket_id, start), set()).update(words)
+        if start > self.newest_window:
+            self.newest_window = start
+            self._expire_windows()
+        if start < self.oldest_window:
+            return  # in the totals; its window is past retention
+        _add(self.windows.setdefault(start, {}), words)
+        self.changed_windows.setdefault(start, set()).update(words)
+
+    @property
+    def oldest_window(self) -> int:
+        """Retention: only the newest `windows_kept` windows are kept."""
+        return self.newest_window - (self.windows_kept - 1) * self.window_seconds
+
+    def _expire_windows(self) -> None:
+        oldest = self.oldest_window
+        for start in [w for w in self.windows if w < oldest]:
+            del self.windows[start]
+            self.changed_windows.pop(start, None)
+            self.dropped_windows.add(start)
 
     def window_of(self, at_ms: int) -> int:
         return at_ms // 1000 // self.window_seconds * self.window_seconds
 
     def windowed(self, start: int) -> dict[str, int]:
         """Totals counted in the tumbling window starting at `start` (Unix seconds)."""
-        out: dict[str, int] = {}
-        for bucket in self.buckets.values():
-            out.update(bucket.windows.get(start, ()))
-        return out
+        return self.windows.get(start, {})
 
     def window_starts(self) -> set[int]:
-        return {start for bucket in self.buckets.values() for start in bucket.windows}
-
-    def take_dirty_windowed(self) -> dict[int, dict[str, int]]:
-        """Window start -> {word: its count in that window}, for those changed since the last call."""
-        changed, self.dirty_windowed = self.dirty_windowed, {}
-        out: dict[int, dict[str, int]] = {}
-        for (bucket_id, start), words in changed.items():
-            counts = self.buckets[bucket_id].windows.get(start)
-            if counts:  # None once the window fell out of retention
-                out.setdefault(start, {}).update(zip(words, map(counts.__getitem__, words), strict=True))
-        return out
+        return set(self.windows)
 
     def progress(self) -> Sources:
         """Source offsets whose partial for this shard is counted."""
-        return _union(self.recovered_progress, self.live)
+        return self.applied
 
-    def snapshot(self) -> tuple[dict[str, bytes], dict[str, bytes]]:
-        """(dirty bucket records, progress record); afterwards nothing is dirty.
-
-        Write the bucket records durably before the progress record: progress must
-        never claim a chunk whose counts could still be lost.
-        """
-        records = {}
-        oldest = self.newest_window - (self.windows_kept - 1) * self.window_seconds
-        for bucket_id in sorted(self.dirty):
-            bucket = self.buckets[bucket_id]
-            bucket.applied = _union(bucket.applied, self.live)
-            for start in [w for w in bucket.windows if w < oldest]:  # retention: only recent windows are kept
-                del bucket.windows[start]
-                bucket.packed_windows.pop(start, None)
-            records[bucket_key(self.shard, bucket_id)] = _pack_bucket(bucket)
-        self.dirty.clear()
-        progress = {
-            progress_key(self.shard): msgpack.packb(
-                {
-                    "v": STATE_VERSION,
-                    "progress": _encode_sources(self.progress()),
-                    "documents": self.documents.to_record(),
-                },
-                use_bin_type=True,
-            )
-        }
-        return records, progress
-
-    def take_dirty_words(self) -> dict[str, int]:
-        """Current totals of the words changed since the last call."""
-        changed, self.dirty_words = self.dirty_words, {}
-        out: dict[str, int] = {}
-        for bucket_id, words in changed.items():
-            out.update(zip(words, map(self.buckets[bucket_id].counts.__getitem__, words), strict=True))
-        return out
-
-    def count(self, word: str, bucket_id: int) -> int:
-        bucket = self.buckets.get(bucket_id)
-        return bucket.counts.get(word, 0) if bucket else 0
+    def count(self, word: str) -> int:
+        return self.counts.get(word, 0)
 
     def totals(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for bucket in self.buckets.values():
-            out.update(bucket.counts)
-        return out
+        return self.counts
+
+    @property
+    def dirty(self) -> bool:
+        """Whether a batch would carry anything."""
+        return self.moved or bool(self.changed or self.changed_windows or self.dropped_windows)
+
+    def take_batch(self, checkpoint: bool = False) -> dict:
+        """What changed since the last batch (or, as a checkpoint, everything), with absolute
+        values; afterwards nothing has changed. Pack it with `pack`."""
+        counts, windows, pending = self.counts, self.windows, self.pending
+        batch: dict[str, object]
+        if checkpoint:
+            batch = {"kind": CHECKPOINT, "counts": counts, "windows": windows, "pending": pending}
+        else:
+            batch = {
+                "kind": DELTA,
+                "counts": {w: counts[w] for w in self.changed},
+                "windows": {s: {w: windows[s][w] for w in ws} for s, ws in self.changed_windows.items()},
+                "dropped_windows": sorted(self.dropped_windows),
+                "pending": {d: {w: pending[d][w] for w in ws} for d, ws in self.changed_pending.items()},
+                "settled": sorted(self.settled),
+            }
+        batch.update(
+            {"v": STATE_VERSION, "applied": _encode_sources(self.applied), "documents": self.documents.to_record()}
+        )
+        self.changed, self.changed_windows, self.changed_pending = set(), {}, {}
+        self.settled, self.dropped_windows, self.moved = set(), set(), False
+        return batch
+
+    def restore(self, batch: dict) -> None:
+        """Replay one batch of the log (a checkpoint starts over)."""
+        if batch.get("v") != STATE_VERSION:
+            raise ChangelogError(f"shard {self.shard}: a batch of version {batch.get('v')!r}, expected {STATE_VERSION}")
+        try:
+            if batch["kind"] == CHECKPOINT:
+                self.counts, self.windows, self.pending = batch["counts"], batch["windows"], batch["pending"]
+            else:
+                self.counts.update(batch["counts"])
+                for start, counts in batch["windows"].items():
+                    self.windows.setdefault(start, {}).update(counts)
+                for start in batch["dropped_windows"]:
+                    self.windows.pop(start, None)
+                for doc, counts in batch["pending"].items():
+                    self.pending.setdefault(doc, {}).update(counts)
+                for doc in batch["settled"]:
+                    self.pending.pop(doc, None)
+            self.applied = _decode_sources(batch["applied"])
+            self.documents = Documents.from_record(batch["documents"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ChangelogError(
+                f"shard {self.shard}: a batch that does not replay ({type(exc).__name__}: {exc})"
+            ) from None
+        self.newest_window = max(self.windows, default=0)
+        self.total_words = sum(self.counts.values())
 
     @classmethod
     def load(
         cls,
         shard: int,
-        records: dict[str, bytes],
+        batches: list[dict],
         max_span: int = 1_000_000,
         window_seconds: int = 60,
         windows_kept: int = 60,
     ) -> ShardState:
-        """Rebuild from the latest snapshot records of this shard (key -> value)."""
+        """Rebuild from the log's whole batches, oldest first."""
         state = cls(shard, max_span, window_seconds, windows_kept)
-        prefix = f"{shard}/"
-        for key, value in records.items():
-            if not key.startswith(prefix):
-                continue
-            obj = msgpack.unpackb(value, raw=False, strict_map_key=False)
-            if obj.get("v") != STATE_VERSION:
-                raise ValueError(f"state record {key!r}: unsupported version {obj.get('v')!r}")
-            name = key[len(prefix) :]
-            if name == PROGRESS:
-                state.recovered_progress = _decode_sources(obj["progress"])
-                state.documents = Documents.from_record(obj["documents"])
-            else:
-                bucket_id = int(name)
-                state.buckets[bucket_id] = Bucket(
-                    obj["counts"], _decode_sources(obj["applied"]), obj["pending"], obj["windows"]
-                )
-                state.newest_window = max([state.newest_window, *obj["windows"]])
-                state.total_words += sum(obj["counts"].values())
-                state.distinct_words += len(obj["counts"])
-                for doc in obj["pending"]:
-                    state.parked_in.setdefault(doc, set()).add(bucket_id)
-                # Everything loaded counts as changed: what was published from it (totals topic,
-                # windowed mirror) before a crash may lag the durable state, and is rewritten.
-                state.dirty_words[bucket_id] = set(obj["counts"])
-                for start, counts in obj["windows"].items():
-                    state.dirty_windowed[bucket_id, start] = set(counts)
+        for batch in batches:
+            state.restore(batch)
         return state
 
 
-def _pack_bucket(bucket: Bucket) -> bytes:
-    """msgpack.packb of {v, counts, pending, windows, applied}, byte for byte, with each
-    window's counts packed once while it does not change: a snapshot re-encoded every
-    kept window (up to windows_kept, 60) where usually only the newest has changed."""
-    packer = msgpack.Packer(use_bin_type=True)
-    pack = packer.pack
-    windows = []
-    for start, counts in bucket.windows.items():
-        packed = bucket.packed_windows.get(start)
-        if packed is None:
-            packed = bucket.packed_windows[start] = pack(counts)
-        windows += [pack(start), packed]
-    return b"".join(
-        [
-            packer.pack_map_header(5),
-            pack("v"),
-            pack(STATE_VERSION),
-            pack("counts"),
-            pack(bucket.counts),
-            pack("pending"),
-            pack(bucket.pending),
-            pack("windows"),
-            packer.pack_map_header(len(bucket.windows)),
-            *windows,
-            pack("applied"),
-            pack(_encode_sources(bucket.applied)),
-        ]
-    )
+def pack(batch: dict) -> bytes:
+    return msgpack.packb(batch, use_bin_type=True)
+
+
+def unpack(blob: bytes) -> dict:
+    try:
+        batch = msgpack.unpackb(blob, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ChangelogError(f"a batch that is not msgpack ({type(exc).__name__}: {exc})") from None
+    if not isinstance(batch, dict):
+        raise ChangelogError(f"a batch is a map, not {type(batch).__name__}")
+    return batch
 
 
 def _add(counts: dict[str, int], words: dict[str, int]) -> None:

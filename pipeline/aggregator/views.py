@@ -27,9 +27,9 @@ def totals(shards: Shards) -> dict[str, int]:
 def counts(shards: Shards, router: Router, words: list[str]) -> dict[str, int]:
     """The totals of `words`, 0 for a word not counted or not owned here."""
     out = {}
-    for word, (shard, bucket) in zip(words, router.routes(words), strict=True):
+    for word, shard in zip(words, router.shards_of(words), strict=True):
         state = shards.get(shard)
-        out[word] = state.count(word, bucket) if state is not None else 0
+        out[word] = state.count(word) if state is not None else 0
     return out
 
 

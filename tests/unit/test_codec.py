@@ -68,6 +68,33 @@ def test_partials_round_trip_split_and_schema():
     assert [p for r in records for p in codec.decode_partials(r)] == parts
 
 
+def test_a_part_too_large_for_a_record_travels_in_fragments_and_comes_back_whole():
+    huge = codec.PartialMessage((4, 0, 256), 1, {0: {"w" * 2_500_000: 1, "small": 2}}, {}, {}, 1_700_000_000_000)
+    small = codec.PartialMessage((5, 0, 256), 1, {0: {"a": 1}}, {}, {}, 1_700_000_000_000)
+    records = codec.encode_partials(1, [small, huge, small])
+    assert max(map(len, records)) < 1_000_000
+    assembler, decoded = codec.Fragments(), []
+    for record in records:
+        conforms(record, "partials.v1.json")
+        got = codec.decode_partials(record, 1)
+        if isinstance(got, codec.Fragment):
+            blob = assembler.add(got)
+            decoded += [codec.decode_part(blob, 1)] if blob is not None else []
+        else:
+            decoded += got
+    assert sorted(decoded, key=lambda p: p.source) == [huge, small, small]
+
+
+def test_changelog_batches_conform_and_come_back_whole():
+    blob = bytes(range(256)) * 10_000
+    records = codec.encode_batch(7, blob)
+    assembler = codec.Fragments()
+    for record in records:
+        conforms(record, "batch.v1.json")
+        got = assembler.add(codec.decode_batch_fragment(record))
+    assert got == blob and len(records) == 3
+
+
 def test_total_and_deadletter_schemas():
     totals = {"word": 3, "ünïcode": 2**40}
     records = list(codec.encode_totals(totals))
@@ -134,7 +161,7 @@ good_part = {"source": [0, 0, 16], "buckets": {1: {"a": 1}}, "held": {}, "ends":
         (b"\xc1garbage", "partials: not msgpack"),
         (pack([1, 2]), "expected a map, got list"),
         (pack({"v": 2, "shard": 0, "parts": []}), "unsupported schema version 2"),
-        (pack({"v": 1, "shard": 0}), "missing field(s) parts"),
+        (pack({"v": 1, "shard": 0}), "expected either parts or a fragment"),
         (pack({"v": 1, "shard": 0, "parts": [], "x": 1}), "unknown field(s) x"),
         (pack({"v": 1, "shard": -1, "parts": []}), "partials.shard: must be >= 0"),
         (

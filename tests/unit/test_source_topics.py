@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pipeline import codec, config, source_topics
-from pipeline.aggregator.state import ShardState
+from pipeline.aggregator.state import ShardState, pack, unpack
 from pipeline.progress import records_counted, sources_counted
 from pipeline.source_topics import NoText, SourceTopicError, parse
 from tests.unit.test_codec import conforms
@@ -75,12 +75,11 @@ def test_partials_of_a_source_window_round_trip_and_a_bad_input_is_refused():
         codec.decode_partials(codec.encode_partials(0, [bad])[0], 0)
 
 
-def test_a_source_window_is_applied_once_and_survives_a_snapshot():
+def test_a_source_window_is_applied_once_and_survives_a_checkpoint():
     state = ShardState(0)
     part = codec.PartialMessage(("tweets:3", 10, 20), 0, {1: {"a": 2}}, {}, {}, 5)
     assert state.apply(part) and not state.apply(part)
-    buckets, progress = state.snapshot()
-    loaded = ShardState.load(0, {**buckets, **progress})
+    loaded = ShardState.load(0, [unpack(pack(state.take_batch(checkpoint=True)))])
     assert not loaded.apply(part), "a replay after recovery counted again"
     assert loaded.totals() == {"a": 2}
     assert loaded.progress()["tweets:3"].to_list() == [[10, 20]]

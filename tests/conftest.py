@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CORPORA, REPO, docker_leftovers
+from tests.helpers import CORPORA, REPO
+from tests.leaks import MESOS_TASK, labelled_containers
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +51,7 @@ def mesos_master(docker_image):
     with MasterDouble(DockerAgent(cpus=8, mem_mb=4096), heartbeat_interval=0.5, update_retry=2.0) as master:
         master.split = True
         yield master
-    assert docker_leftovers() == []
+    assert labelled_containers(*(f"{MESOS_TASK}={task}" for task in master.launched)) == {}
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.leaks import labelled_containers
+
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = REPO.parent / "shared" / "corpora"
 SAMPLE = REPO / "samples" / "sample.txt"  # 60 KB of Shakespeare, shipped with the repo
@@ -53,17 +55,9 @@ def wordpipe(
 
 
 def docker_leftovers() -> list[str]:
-    """Containers of any wordpipe pipeline or of the Mesos double, and networks beyond the engine's own."""
-    containers = [
-        name
-        for label in ("wordpipe.pipeline", "wordpipe.mesos-double")  # ours, and the Mesos double's tasks
-        for name in subprocess.run(
-            ["docker", "ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-    ]
+    """Containers of any wordpipe pipeline or of the Mesos double, and networks beyond the
+    engine's own: on the whole engine (a chaos scenario's own: tests/leaks.py)."""
+    containers = list(labelled_containers("wordpipe.pipeline", "wordpipe.mesos-double"))
     networks = subprocess.run(
         ["docker", "network", "ls", "--format", "{{.Name}}"], capture_output=True, text=True, check=True
     ).stdout.split()

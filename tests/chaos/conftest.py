@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.chaos.helpers import LONG
 from tests.chaos.report import Trial, render, write_json
-from tests.helpers import REPO, docker_leftovers
+from tests.helpers import REPO
+from tests.leaks import MESOS_TASK, OwnContainers, OwnProcesses, adopt_orphans
 
 REPORT = Path(os.environ.get("WORDPIPE_CHAOS_REPORT") or REPO / "bench" / "out" / "reliability.md")
 _trials: list[Trial] = []
-
-# Processes of ours, by what their command line runs.
-OURS = ("wordpipe", "pipeline.cli", "pipeline.aggregator", "-m\0workers", "tansu")
 
 
 @pytest.fixture
@@ -63,21 +61,32 @@ def own_temp_dir(tmp_path_factory):
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture(scope="package", autouse=True)
+def orphans_stay_ours():
+    """A process a scenario starts and orphans (its parent SIGKILLed) stays in this process's
+    tree, where the leak check looks for it (tests/leaks.py)."""
+    adopt_orphans()
+
+
 @pytest.fixture(autouse=True)
-def no_leaks(request, own_temp_dir):
-    """After each scenario: none of our processes, no container, no new temporary file."""
+def no_leaks(request, own_temp_dir, orphans_stay_ours) -> Iterator[OwnContainers]:
+    """After each scenario: no process of its own tree or of the groups and sessions it
+    started, no container of its runs, no new temporary file. Not what else runs on the
+    machine: another checkout's benchmark runs the same programs. A scenario whose stack
+    runs containers declares the stack's worker group: `no_leaks.own(PIPELINE, [group])`."""
     temp = Path(tempfile.gettempdir())
     before_files = set(os.listdir(temp))
-    before_pids = set(_our_processes())
-    yield
+    processes, containers = OwnProcesses(), OwnContainers()
+    yield containers
+    if (master := request.node.funcargs.get("mesos_master")) is not None:
+        containers.own(MESOS_TASK, master.launched)
     deadline = time.monotonic() + 15  # processes told to stop may take a moment to go
     while True:
-        pids = {p: c for p, c in _our_processes().items() if p not in before_pids}
-        containers = _containers()
+        pids = processes.new()
         files = sorted(set(os.listdir(temp)) - before_files)
         leaks = (
-            [f"process {p}: {c}" for p, c in pids.items()]
-            + [f"docker: {c}" for c in containers]
+            [f"process {p}: {c[:120]}" for p, c in pids.items()]
+            + [f"docker: {c}" for c in containers.new({processes.root, *pids})]
             + [f"file {temp / f}" for f in files]
         )
         if not leaks or time.monotonic() > deadline:
@@ -90,32 +99,6 @@ def no_leaks(request, own_temp_dir):
     if getattr(request.node, "chaos_failed", False):
         return  # a failed run keeps its logs on purpose (the failure names them)
     assert not leaks, f"the scenario left behind: {leaks}"
-
-
-def _our_processes() -> dict[int, str]:
-    found = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        pid = int(entry)
-        if pid == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read()
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue  # a zombie holds nothing; its parent reaps it
-        except OSError:
-            continue
-        if any(mark.encode() in cmdline for mark in OURS):
-            found[pid] = cmdline.replace(b"\0", b" ").decode(errors="replace")[:120]
-    return found
-
-
-def _containers() -> list[str]:
-    try:
-        return docker_leftovers()
-    except (OSError, subprocess.CalledProcessError):
-        return []  # no engine here: no container either
 
 
 def pytest_sessionfinish(session, exitstatus):

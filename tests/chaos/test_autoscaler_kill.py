@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 
 import pytest
@@ -19,7 +20,8 @@ from pipeline.client import Client
 from pipeline.reference import count_sources
 from pipeline.stack import Stack
 from tests.chaos.helpers import corpus, scaled
-from tests.helpers import docker_leftovers, wait_for
+from tests.helpers import wait_for
+from tests.leaks import PIPELINE
 from tests.services import TOKEN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.docker]
@@ -50,8 +52,11 @@ def containers(group: str) -> list[str]:
     ).stdout.split()
 
 
-def test_autoscaler_sigkilled_mid_scale_up(docker_image, tmp_path, trial):
+def test_autoscaler_sigkilled_mid_scale_up(docker_image, tmp_path, trial, no_leaks):
     """The autoscaler SIGKILLed in the middle of a scale-up (Docker backend)"""
+    # A worker group of its own: the default one's containers may be another stack's on this engine.
+    group = f"chaos-{uuid.uuid4().hex[:8]}.workers"
+    no_leaks.own(PIPELINE, [group])
     documents = corpus(tmp_path, scaled(6, 50))
     trial.input_bytes = sum(d.path.stat().st_size for d in documents)
     trial.expected = count_sources(documents)
@@ -67,12 +72,12 @@ def test_autoscaler_sigkilled_mid_scale_up(docker_image, tmp_path, trial):
         ingest_port=free_port(),
         aggregator_port=free_port(),
         autoscaler_port=free_port(),
+        worker_group=group,
     )
     stack = Stack(s, tmp_path / "logs", policy=str(policy))
     (tmp_path / "logs").mkdir()
     try:
         stack.start()
-        group = stack.settings.worker.group
         autoscaler = next(svc for svc in stack.services if svc.name == "autoscaler")
         client = Client(stack.urls["ingest"], stack.urls["results"], token=TOKEN)
         # The uploads must find the autoscaler past the cooldown of its first action (starting
@@ -118,4 +123,4 @@ def test_autoscaler_sigkilled_mid_scale_up(docker_image, tmp_path, trial):
         )
     finally:
         stack.stop()
-    assert docker_leftovers() == []  # stopping the stack stopped its workers
+    assert containers(group) == []  # stopping the stack stopped its workers

@@ -11,7 +11,7 @@ from pipeline import config
 from pipeline.run import Pipeline
 from tests.chaos.helpers import corpus, kill_while_working, scaled
 from tests.e2e.scenario import no_process_left
-from tests.helpers import docker_leftovers
+from tests.leaks import PIPELINE, labelled_containers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.docker]
 PAUSE = scaled((1.0, 2.0), (1.5, 3.0))  # seconds between kills: a container takes a few to start
@@ -34,7 +34,7 @@ def test_docker_kill_worker_containers(docker_image, tmp_path, trial):
     with Pipeline(s) as p:
         pids = [p.broker.proc.pid, p.aggregator.pid]
         kill_while_working(p, corpus(tmp_path, scaled(6, 50)), trial, docker_kill, PAUSE, scaled(2, 5))
-    assert docker_leftovers() == []
+    assert labelled_containers(f"{PIPELINE}={p.run_id}") == {}  # its workers stopped with it
     no_process_left(pids)
 
 

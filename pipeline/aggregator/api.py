@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from pipeline import tokenize
 from pipeline.aggregator import views
+from pipeline.aggregator.lookup import BadBody, words_in
 from pipeline.aggregator.ranking import Ranking, rank
 from pipeline.aggregator.state import ShardState
 from pipeline.config import Settings
@@ -40,7 +41,6 @@ from pipeline.webserver import TOO_LONG_HINT
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 MAX_K = 10_000
 MAX_PAGE = 100_000
-MAX_LOOKUP = 1000  # words in one POST /v1/words
 
 
 async def words_of(request: web.Request) -> list[str]:
@@ -48,15 +48,18 @@ async def words_of(request: web.Request) -> list[str]:
     if request.content_type != "application/json":
         raise HttpError(415, "unsupported_media_type", f"send application/json, not {request.content_type!r:.60}")
     try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HttpError(400, "bad_json", f"the body is not JSON ({exc})") from None
-    words = body.get("words") if isinstance(body, dict) else None
-    if not (isinstance(words, list) and 1 <= len(words) <= MAX_LOOKUP and all(isinstance(w, str) for w in words)):
+        body = await request.read()  # at most the app's client_max_size (1 MiB)
+    except web.HTTPRequestEntityTooLarge:
         raise HttpError(
-            400, "bad_words", f'expected {{"words": [...]}}: a list of 1 to {MAX_LOOKUP} strings, the words to look up'
-        )
-    return words
+            413,
+            "too_large",
+            f"the body is over {request.client_max_size:,} bytes; send fewer words at a time "
+            "(one word may take all of it)",
+        ) from None
+    try:
+        return words_in(body)
+    except BadBody as exc:
+        raise HttpError(400, exc.code, exc.detail) from None
 
 
 class Counted(Protocol):

@@ -51,3 +51,51 @@ def test_a_word_too_long_for_a_url_is_looked_up_in_a_body(services):
         assert reply.status_code == status and (code is None or reply.json()["error"] == code), reply.text[:300]
     done = wordpipe("count", long, "--url", services.results_url, "--token", TOKEN)
     assert done.returncode == 0 and done.stdout.strip() == b"2", done.stderr
+
+
+# Bodies of every shape but the one asked for: each is a 400 with the documented error body.
+HOSTILE = {
+    "arrays nested 100,000 deep": b"[" * 100_000,
+    "objects nested 100,000 deep": b'{"a": ' * 100_000,
+    "words nested 100,000 deep": b'{"words": ' + b"[" * 100_000,
+    "arrays nested 1,000 deep, closed": b"[" * 1000 + b"]" * 1000,
+    "an integer of 5,000 digits": b'{"words": [' + b"9" * 5000 + b"]}",
+    "a number beyond a float": b'{"words": [1e999999]}',
+    "NaN": b'{"words": [NaN]}',
+    "invalid UTF-8": b'{"words": ["\xff\xfe"]}',
+    "invalid UTF-8 in a large body": b'{"words": ["' + b"a" * 100_000 + b'\xc3"]}',
+    "cut off": b'{"words": ["whale"',
+    "empty": b"",
+    "null": b"null",
+    "a list of words": b'["whale"]',
+    "words not a list": b'{"words": "whale"}',
+    "words not strings": b'{"words": [["whale"], 1, null]}',
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE.values(), ids=HOSTILE.keys())
+def test_a_body_of_any_other_shape_is_a_400(services, body):
+    reply = requests.post(
+        services.results_url + "/v1/words",
+        data=body,
+        headers={**services.auth(), "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert reply.status_code == 400, reply.text[:300]
+    assert reply.headers["Content-Type"].startswith("application/json")
+    error = reply.json()
+    assert set(error) == {"error", "detail"} and error["error"] in ("bad_json", "bad_words"), error
+
+
+def test_a_body_over_1_mib_gets_a_413_that_says_so(services):
+    reply = requests.post(
+        services.results_url + "/v1/words",
+        data=b'{"words": ["' + b"a" * (1 << 20) + b'"]}',
+        headers={**services.auth(), "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert reply.status_code == 413, reply.text[:300]
+    assert reply.json() == {
+        "error": "too_large",
+        "detail": "the body is over 1,048,576 bytes; send fewer words at a time (one word may take all of it)",
+    }

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CORPORA, REPO, docker_leftovers
+from tests.helpers import CORPORA, REPO, debian_tool, docker_leftovers
 
 
 @pytest.fixture(scope="session")
@@ -15,6 +15,12 @@ def corpora() -> Path:
     if not CORPORA.is_dir():
         pytest.skip(f"shared corpora not found at {CORPORA}")
     return CORPORA
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium, for the dashboards (tests/e2e/browser.py)."""
+    return debian_tool("chromium", "chromium")
 
 
 @pytest.fixture

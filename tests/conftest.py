@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CORPORA, REPO
+from tests.helpers import CORPORA, REPO, debian_tool
 from tests.leaks import MESOS_TASK, labelled_containers
 
 
@@ -16,6 +16,12 @@ def corpora() -> Path:
     if not CORPORA.is_dir():
         pytest.skip(f"shared corpora not found at {CORPORA}")
     return CORPORA
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium, for the dashboards (tests/e2e/browser.py)."""
+    return debian_tool("chromium", "chromium")
 
 
 @pytest.fixture

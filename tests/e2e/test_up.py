@@ -15,14 +15,9 @@ import pytest
 
 from pipeline.broker import free_port
 from tests.e2e.browser import render
-from tests.helpers import SAMPLE, debian_tool, wait_for, wordpipe
+from tests.helpers import SAMPLE, wait_for, wordpipe
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    return debian_tool("chromium", "chromium")
 
 
 def descendants(pid: int) -> list[int]:

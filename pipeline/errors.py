@@ -10,12 +10,14 @@
      │    ├── ScenarioError        a simulator scenario            (autoscaler/simulate.py)
      │    ├── CodecError           a record that does not decode   (codec.py)
      │    │    └── NoText          a source record holds no text   (source_topics.py)
-     │    └── OverlapError         a window that overlaps counted ones: workers disagree on
-     │                             window_chunks                   (aggregator/state.py)
+     │    ├── OverlapError         a window that overlaps counted ones: workers disagree on
+     │    │                        window_chunks                   (aggregator/state.py)
+     │    └── BadBody              a POST /v1/words body           (aggregator/lookup.py)
      └── UnavailableError (exit 1): something wordpipe depends on failed or is away; a retry may do
           ├── KafkaUnavailable     Kafka                           (kafka.py)
           │    └── Superseded      another aggregator owns a shard now (aggregator/changelog.py)
           ├── ChangelogError       a shard's changelog does not replay (aggregator/state.py)
+          ├── LookupProcessError   the results API's lookup process (aggregator/lookup_process.py)
           ├── Saturated            Kafka takes records slower than they come (kafka.py)
           ├── BrokerError          the embedded broker             (broker.py)
           ├── BackendError         where workers run               (cluster/backend.py)

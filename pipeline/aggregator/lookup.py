@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 from typing import NamedTuple
 
+from pipeline.errors import UsageError
 from pipeline.tokenize import Tokenizer
 
 MAX_LOOKUP = 1000  # words in one POST /v1/words
 
 
-class BadBody(Exception):
+class BadBody(UsageError):
     """A body that is not `{"words": [...]}`: the API answers it with a 400 of this code."""
 
     def __init__(self, code: str, detail: str) -> None:

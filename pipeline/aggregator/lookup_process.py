@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 
 from pipeline import tokenize
 from pipeline.aggregator import lookup
+from pipeline.errors import UnavailableError
 
 LENGTH = 4  # bytes of a frame's length
 # Characters tokenized in one call: ~50 ms at worst (U+FDFA, ~3 µs a character). A longer
@@ -30,7 +31,7 @@ LENGTH = 4  # bytes of a frame's length
 BATCH = 16 * 1024
 
 
-class LookupProcessError(Exception):
+class LookupProcessError(UnavailableError):
     """The child died or broke the protocol: the call it was answering fails (a 500)."""
 
 

@@ -2,7 +2,9 @@
 
 At the Nth time a process passes a named point it dies at once (os._exit), as a
 SIGKILL would leave it, at the instant that matters; with "hang" it stops there for
-good, as a stuck process would. Unset, a point costs one dict lookup.
+good, as a stuck process would. A tripwire, "reading=~POISON", aborts (SIGABRT, as a
+native crash would) whatever reads a record holding those bytes, every time. Unset, a
+point costs one dict lookup.
 """
 
 from __future__ import annotations
@@ -10,15 +12,19 @@ from __future__ import annotations
 import os
 import threading
 
-_armed: dict[str, int | str] = {}
+_armed: dict[str, int | str | bytes] = {}
 for item in filter(None, os.environ.get("WORDPIPE_FAULTS", "").split(",")):
     name, _, action = item.partition("=")
-    _armed[name.strip()] = "hang" if action.strip() == "hang" else int(action or 1)
+    action = action.strip()
+    if action.startswith("~"):
+        _armed[name.strip()] = action[1:].encode()
+    else:
+        _armed[name.strip()] = "hang" if action == "hang" else int(action or 1)
 
 
 def point(name: str) -> None:
     left = _armed.get(name)
-    if left is None:
+    if left is None or isinstance(left, bytes):
         return
     if isinstance(left, str):  # "hang"
         threading.Event().wait()  # never set: stops here for good
@@ -26,3 +32,9 @@ def point(name: str) -> None:
     if left <= 1:
         os._exit(137)
     _armed[name] = left - 1
+
+
+def trip(name: str, data: bytes | None) -> None:
+    wire = _armed.get(name)
+    if isinstance(wire, bytes) and data is not None and wire in data:
+        os.abort()

@@ -30,8 +30,10 @@ from pipeline import codec, faults, kafka, processes, tokenize
 from pipeline.config import Connection, Settings
 from pipeline.health import Heartbeat
 from pipeline.sharding import Router
-from pipeline.source_topics import Input, NoText, input_of, split_input
+from pipeline.source_topics import Input, SourceTopic, input_of, split_input
+from workers import reading
 from workers.counting import partials_of
+from workers.isolation import Crashed, Isolation
 from workers.windows import Window, Windows
 
 log = logging.getLogger("wordpipe.worker")
@@ -91,6 +93,13 @@ class Worker:
         self.recorded_ends = (
             Consumer(kafka.consumer_config(connection, f"{settings.worker.group}.ends")) if self.sources else None
         )
+        # Where each input's owner resumed or last committed (+ 2; 0 once released cleanly), in a
+        # group of its own: finding our start there, the previous owner died, maybe on a record
+        # just past it, so we read that input's records in a child until its first window closes
+        # (workers/isolation.py).
+        self.resume_marks = Consumer(kafka.consumer_config(connection, f"{settings.worker.group}.resumes"))
+        self.careful: set[Input] = set()
+        self.isolation = Isolation()
         self.stopping = False
         self.assigned: set[int] = set()
         # What the status topic hears about us (pipeline/roster.py).
@@ -106,16 +115,40 @@ class Worker:
     def on_assign(self, consumer, partitions) -> None:
         chunks = self.settings.topics.chunks
         self.assigned.update(tp.partition for tp in partitions if tp.topic == chunks)
-        sources = [tp for tp in partitions if tp.topic != chunks]
+        if not partitions:
+            consumer.assign([])
+            self.report_status()
+            return
+        positions = self.consumer.committed(partitions, timeout=30)
+        sources = [tp for tp in positions if tp.topic != chunks]
         if sources:
-            consumer.assign([tp for tp in partitions if tp.topic == chunks] + self.resume_sources(sources))
+            self.resume_sources(sources)
+        self.mark_resumed(positions)
+        consumer.assign(positions)
         self.report_status()
 
-    def resume_sources(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+    def mark_resumed(self, positions: list[TopicPartition]) -> None:
+        """Note where we resume each input, and read carefully (in a child) the inputs whose
+        previous owner died there (its mark is where it resumed or last committed)."""
+        marks = self.resume_marks.committed([TopicPartition(tp.topic, tp.partition) for tp in positions], timeout=30)
+        for at, mark in zip(positions, marks, strict=True):
+            if mark.offset == _mark(at.offset):
+                name = self.input(at.topic, at.partition)
+                self.careful.add(name)
+                log.warning(
+                    "%s: its last owner died after offset %d; reading its records one at a time in a "
+                    "child process until its first window closes",
+                    name,
+                    at.offset,
+                )
+        self.resume_marks.commit(
+            offsets=[TopicPartition(tp.topic, tp.partition, _mark(tp.offset)) for tp in positions], asynchronous=False
+        )
+
+    def resume_sources(self, positions: list[TopicPartition]) -> None:
         """Where to read each source partition from, made durable on first use (a successor
         must start where we did, not at a newer `latest`), and the recorded end of an idle
         window published past it, which our first window there must share."""
-        positions = self.consumer.committed(partitions, timeout=30)
         fresh = [tp for tp in positions if tp.offset < 0]
         for tp in fresh:
             low, high = self.consumer.get_watermark_offsets(tp, timeout=30)
@@ -129,13 +162,21 @@ class Worker:
         for at, end in zip(positions, recorded, strict=True):
             if end.offset > at.offset:
                 self.source_windows.end_at(input_of(at.topic, at.partition), end.offset)
-        return positions
 
     def on_revoke(self, consumer, partitions) -> None:
         # Hand over cleanly: commit what is published, so the next owner replays only open windows.
         self.producer.flush(30)
         self.commit_acknowledged(asynchronous=False)
+        self.release(partitions)
         self._forget(partitions)
+
+    def release(self, partitions: list[TopicPartition]) -> None:
+        """A clean hand-over: the next owner need not read carefully, except where we still do
+        (a record that killed a reader may lie in what we did not commit)."""
+        clean = [TopicPartition(tp.topic, tp.partition, 0) for tp in partitions]
+        clean = [tp for tp in clean if self.input(tp.topic, tp.partition) not in self.careful]
+        if clean:
+            self.resume_marks.commit(offsets=clean, asynchronous=False)
 
     def on_lost(self, consumer, partitions) -> None:
         # Already someone else's: committing now could only move their offsets back.
@@ -152,6 +193,7 @@ class Worker:
                 commit.ends.pop(name, None)
         for name in inputs:
             self.last_record.pop(name, None)
+        self.careful.difference_update(inputs)
         self.report_status()
 
     def input(self, topic: str, partition: int) -> Input:
@@ -214,11 +256,14 @@ class Worker:
                     self.report_status()
             self.producer.flush(30)  # drain: what was published gets committed
             self.commit_acknowledged(asynchronous=False)
+            self.release(self.consumer.assignment())
         finally:
             # Leaving the group hands our partitions over at once instead of after a session timeout.
             self.consumer.close()
             if self.recorded_ends is not None:
                 self.recorded_ends.close()
+            self.resume_marks.close()
+            self.isolation.close()
             self.broker.close()
         self.report_status(stopped=True)
         self.producer.flush(5)
@@ -279,44 +324,57 @@ class Worker:
         if isinstance(record, codec.DocumentEnd):
             return self.windows.add(partition, offset, end=(record.doc, record.chunks, record.commit), at=at)
         assert isinstance(record, codec.ChunkMessage)
-        decoded = tokenize.decode(record.text)
-        if decoded.invalid_bytes:
+        read = self.read(partition, None, record.text)
+        if read.words is None:  # it crashed its readers
+            self.dead_letter(msg, read.refusal or "")
+            return self.windows.add(partition, offset, at=at)
+        if read.invalid_bytes:
             log.warning(
                 "%s: %d invalid UTF-8 byte sequence(s) replaced by U+FFFD in the chunk at byte %d",
                 record.source,
-                decoded.invalid_bytes,
+                read.invalid_bytes,
                 record.offset,
             )
-        closed = self.windows.add(
-            partition, offset, self.tokenizer.tokens(decoded.text), record.doc if record.held else None, at=at
-        )
+        closed = self.windows.add(partition, offset, read.words, record.doc if record.held else None, at=at)
         self.chunks_counted += 1
         return closed
+
+    def read(self, name: Input, spec: SourceTopic | None, value: bytes | None) -> reading.Reading:
+        """A record's words, read here or, for an input its last owner died on, in a child."""
+        if name not in self.careful:
+            faults.trip("reading", value)
+            if spec is None:
+                return reading.chunk(self.tokenizer, value or b"")
+            return reading.source(self.tokenizer, spec, value)
+        try:
+            return self.isolation.read(spec, value)
+        except Crashed as exc:
+            return reading.Reading(
+                None,
+                refusal=f"it crashed 2 workers: the last owner of {name} died before counting past it, and {exc}",
+            )
 
     def count_source(self, msg) -> list[Window]:
         """A source topic's record, counted as it is (its timestamp is its event time)."""
         source = self.sources[msg.topic()]
         name, offset, at = input_of(msg.topic(), msg.partition()), msg.offset(), max(msg.timestamp()[1], 0)
-        try:
-            decoded = source.text(msg.value())
-        except NoText as exc:
-            self.dead_letter(msg, f"source {source.spec}: {exc}")
-            tokens = None  # it still takes up its offset
-        else:
-            if decoded.invalid_bytes and source.topic not in self.warned_invalid:
-                self.warned_invalid.add(source.topic)  # once a topic: a feed of such lines would flood the log
-                log.warning(
-                    "%s[%d]@%d: %d invalid UTF-8 byte sequence(s) replaced by U+FFFD (as in files; "
-                    "further ones in %s are not logged)",
-                    msg.topic(),
-                    msg.partition(),
-                    offset,
-                    decoded.invalid_bytes,
-                    msg.topic(),
-                )
-            tokens = self.tokenizer.tokens(decoded.text)
-            self.chunks_counted += 1
-        return self.add_source(name, offset, tokens, at)
+        read = self.read(name, source, msg.value())
+        if read.words is None:
+            self.dead_letter(msg, read.refusal or "")  # it still takes up its offset
+            return self.add_source(name, offset, None, at)
+        if read.invalid_bytes and source.topic not in self.warned_invalid:
+            self.warned_invalid.add(source.topic)  # once a topic: a feed of such lines would flood the log
+            log.warning(
+                "%s[%d]@%d: %d invalid UTF-8 byte sequence(s) replaced by U+FFFD (as in files; "
+                "further ones in %s are not logged)",
+                msg.topic(),
+                msg.partition(),
+                offset,
+                read.invalid_bytes,
+                msg.topic(),
+            )
+        self.chunks_counted += 1
+        return self.add_source(name, offset, read.words, at)
 
     def add_source(self, name: str, offset: int, tokens: list[str] | None, at: int) -> list[Window]:
         closed = self.source_windows.add(name, offset, tokens, at=at)
@@ -387,7 +445,7 @@ class Worker:
         for shard, shard_parts in enumerate(parts):
             for record in codec.encode_partials(shard, shard_parts):
                 commit.unacked += 1
-                self.produce(s.topics.partials, record, shard, commit.on_delivery)
+                kafka.produce(self.producer, s.topics.partials, record, shard, on_delivery=commit.on_delivery)
         self.pending.append(commit)
 
     def commit_acknowledged(self, asynchronous: bool = True) -> None:
@@ -405,32 +463,34 @@ class Worker:
             offsets = [self.topic_partition(name, end) for name, end in commit.ends.items()]
             if not offsets:  # all its partitions were handed over
                 continue
+            # The resume marks follow: should we die, the next owner starts here, and reads its
+            # first window carefully (mark_resumed). Committed past where its last owner died, an
+            # input is read here again.
+            marks = [TopicPartition(tp.topic, tp.partition, _mark(tp.offset)) for tp in offsets]
+            if self.careful:
+                self.careful.difference_update(commit.ends)
+                if not self.careful:
+                    self.isolation.close()
             try:
-                if asynchronous:
-                    self.consumer.commit(offsets=offsets, asynchronous=True)
-                else:
-                    self.consumer.commit(offsets=offsets, asynchronous=False)
+                for consumer, positions in ((self.consumer, offsets), (self.resume_marks, marks)):
+                    if asynchronous:
+                        consumer.commit(offsets=positions, asynchronous=True)
+                    else:
+                        consumer.commit(offsets=positions, asynchronous=False)
             except Exception as exc:  # synchronous only: a rebalance raced us
                 log.warning("commit of %s failed (%s); those windows will be replayed", commit.ends, exc)
-
-    def produce(self, topic: str, value: bytes, partition: int, on_delivery) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, value, partition=partition, on_delivery=on_delivery)
-                return
-            except BufferError:  # local queue full: let deliveries drain
-                self.producer.poll(0.05)
 
     def dead_letter(self, msg, reason: str) -> None:
         log.warning("dead-lettering %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), reason)
         letter = codec.DeadLetter(msg.topic(), msg.partition(), msg.offset(), reason, msg.value() or b"")
         # Rare, so delivered at once: it must be durable before any commit covers its offset.
         failures: list[str] = []
-        self.produce(
+        kafka.produce(
+            self.producer,
             self.settings.topics.deadletter,
             codec.encode_deadletter(letter),
             0,
-            lambda err, m: failures.append(err.str()) if err else None,
+            on_delivery=lambda err, m: failures.append(err.str()) if err else None,
         )
         if self.producer.flush(30) or failures:
             raise kafka.KafkaUnavailable(f"dead letter not delivered: {failures or 'timed out'}")
@@ -444,3 +504,9 @@ def main(settings: Settings) -> int:
     worker.run()
     log.info("worker ran %.1f s", time.monotonic() - started)
     return 0
+
+
+def _mark(offset: int) -> int:
+    """A resume mark: the start + 2 (a start not committed yet is -1001: 1), never 0, which
+    says the input was released cleanly."""
+    return max(offset, -1) + 2

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 from kafka import KafkaProducer
 
-from pipeline import config
+from pipeline import codec, config, kafka
 from pipeline.ingest.publisher import IngestReport
 from pipeline.ingest.sources import Source
 from pipeline.reference import count_sources
@@ -56,14 +56,16 @@ class Feeder(threading.Thread):
         producer.close()
 
 
-def counted_up_to_now(p: Pipeline, lines: list[bytes], trial, tmp_path) -> None:
-    """Wait until every record on the topic now is counted; the totals must be the reference's."""
+def counted_up_to_now(p: Pipeline, lines: list[bytes], trial, tmp_path, refused: int = 0) -> None:
+    """Wait until every record on the topic now is counted; the totals must be the reference's
+    (of `lines`: the topic also holds `refused` records, dead-lettered)."""
     text = tmp_path / "fed.txt"
     text.write_bytes(b"\n".join(lines))
     trial.input_bytes = text.stat().st_size
     trial.expected = count_sources([Source("fed", text)])
     extents = p.source_extents()
-    assert sum(end - first for first, end in extents.values()) == len(lines), "the topic lost or gained records"
+    on_topic = sum(end - first for first, end in extents.values())
+    assert on_topic == len(lines) + refused, "the topic lost or gained records"
     p.wait_counted(IngestReport(), timeout=600, extents=extents)
     trial.counted = Counter(p.totals())
     assert trial.counted == trial.expected
@@ -126,3 +128,27 @@ def test_source_worker_dies_at_its_worst_instant(tmp_path, fault, monkeypatch, t
         counted_up_to_now(p, lines, trial, tmp_path)
         trial.fault(f"{fault}: every first worker exits 137 the 3rd time it passes that point")
         assert p.restarts["workers"] >= 1, "the fault never fired"
+
+
+POISON = b"wordpipe-poison-record"
+
+
+def test_a_record_that_crashes_its_reader_is_quarantined(tmp_path, monkeypatch, trial):
+    """A record that crashes every process that reads it (a native crash) is dead-lettered after two deaths"""
+    lines = lines_of(tmp_path, 3)
+    at = len(lines) // 3
+    lines = lines[:at] + [b"words before " + POISON + b" and after"] + lines[at:]
+    monkeypatch.setenv("WORDPIPE_FAULTS", f"reading=~{POISON.decode()}")  # every reader aborts on it
+    with Pipeline(settings()) as p:
+        feeder = Feeder(p.connection.bootstrap, lines)
+        feeder.start()
+        feeder.join()
+        poison = lines.pop(at)  # the rest is counted exactly
+        counted_up_to_now(p, lines, trial, tmp_path, refused=1)
+        trial.fault("a record that aborts (SIGABRT) whatever reads it, every time")
+        letters = [
+            codec.decode_deadletter(m.value()) for m in kafka.read_partition(p.connection, p.settings.topics.deadletter)
+        ]
+        assert [(letter.payload, "crashed 2 workers" in letter.reason) for letter in letters] == [(poison, True)]
+        assert p.restarts["workers"] == 1, "one worker died on it, then it was read apart"
+        trial.notes.append(f"dead-lettered: {letters[0].reason}")

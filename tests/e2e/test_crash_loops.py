@@ -1,6 +1,6 @@
 """Crash loops end `wordpipe run` with a clear error however slowly they repeat, and show in
-`wordpipe up`: the autoscaler's status and metrics, the results API's status and metrics
-(the rule: pipeline/supervisor.py; the faults: pipeline/faults.py)."""
+`wordpipe up`: the autoscaler's status and metrics, the results API's status and metrics, and
+the dashboard (the rule: pipeline/supervisor.py; the faults: pipeline/faults.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -17,6 +18,7 @@ import requests
 
 from pipeline.broker import free_port
 from schemas import load
+from tests.e2e.browser import render
 from tests.e2e.test_up import _running, descendants
 from tests.helpers import SAMPLE, wait_for, wordpipe
 
@@ -43,7 +45,7 @@ def get(url: str) -> requests.Response:
     return requests.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
 
 
-def test_up_shows_workers_that_keep_crashing_and_keeps_going(tmp_path):
+def test_up_shows_workers_that_keep_crashing_and_keeps_going(tmp_path, chromium):
     ports = {"ingest": free_port(), "results": free_port(), "autoscaler": free_port()}
     env = {
         **os.environ,
@@ -101,6 +103,13 @@ def test_up_shows_workers_that_keep_crashing_and_keeps_going(tmp_path):
         assert {"aggregator", "ingest", "autoscaler"} <= set(crashes), "the stack's own services are not shown"
         assert all(crashes[role]["crashes"] == 0 for role in ("aggregator", "ingest", "autoscaler"))
         assert float(_metric(get(results + "/metrics").text, "wordpipe_service_crashes_total", "workers")) >= 2
+        shown_on_page, png = render(
+            chromium, f"{results}/#token={TOKEN}", "document.querySelector('#crashes:not([hidden]) .loop')?.textContent"
+        )
+        assert re.match(
+            r"workers in a crash loop: \d+ crashes in a row, \d+ in all, the last exit status 3", shown_on_page
+        )
+        (Path(os.environ.get("WORDPIPE_SCREENSHOT_DIR", tmp_path)) / "dashboard-crash-loop.png").write_bytes(png)
         assert up.poll() is None, "wordpipe up gave up on workers: only the autoscaler relaunches them"
     finally:
         children = descendants(up.pid)

@@ -98,6 +98,23 @@ class WorkerStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class CrashReport:
+    """A supervisor's report of one role's crashes (the rule: pipeline/supervisor.py), keyed
+    by `crashes:<role>` on the status topic: one record per role, the last one wins."""
+
+    role: str  # workers, aggregator, ingest, autoscaler
+    crashes: int  # counted since its supervisor started
+    in_a_row: int  # crashes without a healthy spell between them
+    restarts: int  # every exit relaunched, counted as a crash or not
+    looping: bool  # in a crash loop now
+    backoff_seconds: float  # how long the last crash's relaunch is held back
+    restart_at: float | None  # Unix time a held-back relaunch is due; None: none waiting
+    last_exit: str  # how the last exit ended ("exit status 3", "killed by SIGSEGV"); "" before any
+    last_crash_at: float | None  # Unix time
+    at: float  # Unix time of this report
+
+
+@dataclass(frozen=True, slots=True)
 class Receipt:
     """Ingest's record of an upload, keyed by its Idempotency-Key (or document id)."""
 
@@ -522,6 +539,46 @@ def decode_status(data: bytes | None) -> WorkerStatus:
             raise CodecError(f"status.{name}: expected a non-negative number, got {obj[name]!r:.40}")
         obj[name] = float(obj[name])
     return WorkerStatus(**{f: obj[f] for f in _STATUS_FIELDS if f != "partitions"}, partitions=tuple(partitions))
+
+
+# -- crash report --------------------------------------------------------------
+
+_CRASH_FIELDS = (
+    "role",
+    "crashes",
+    "in_a_row",
+    "restarts",
+    "looping",
+    "backoff_seconds",
+    "restart_at",
+    "last_exit",
+    "last_crash_at",
+    "at",
+)
+CRASH_TEXT_LIMIT = 200  # a role's name or a last exit: a line, never a log
+
+
+def encode_crashes(msg: CrashReport) -> bytes:
+    return _pack({"v": VERSION, **{f: getattr(msg, f) for f in _CRASH_FIELDS}})
+
+
+def decode_crashes(data: bytes | None) -> CrashReport:
+    obj = _unpack(data, "crashes", _CRASH_FIELDS)
+    for name in ("role", "last_exit"):
+        _check("crashes", name, obj[name], str)
+        if len(obj[name]) > CRASH_TEXT_LIMIT:
+            raise CodecError(f"crashes.{name}: at most {CRASH_TEXT_LIMIT} characters, got {len(obj[name])}")
+    if not obj["role"]:
+        raise CodecError("crashes.role: must name the role")
+    for name in ("crashes", "in_a_row", "restarts"):
+        _check("crashes", name, obj[name], int, minimum=0)
+    _check("crashes", "looping", obj["looping"], bool)
+    times = tuple(name for name in ("restart_at", "last_crash_at") if obj[name] is not None)  # null: none
+    for name in ("backoff_seconds", "at", *times):
+        if type(obj[name]) not in (int, float) or not obj[name] >= 0:
+            raise CodecError(f"crashes.{name}: expected a non-negative number, got {obj[name]!r:.40}")
+        obj[name] = float(obj[name])
+    return CrashReport(**{f: obj[f] for f in _CRASH_FIELDS})
 
 
 # -- receipt -----------------------------------------------------------------

@@ -1,19 +1,23 @@
-"""The roster: every worker's latest status report, read from the status topic.
+"""The roster: every worker's latest status report, and every role's crash report, read
+from the status topic.
 
 Workers report their assignment, progress and peak memory to a compacted topic keyed by
 worker id (schemas/status.v1.json). Whatever the backend (process, container, Mesos
 task), this is how a controller learns that a worker is consuming, which partitions it
-owns, and how fast it works while busy. A clean stop leaves a tombstone.
+owns, and how fast it works while busy. A clean stop leaves a tombstone. Supervisors
+report each role's crashes there too, keyed `crashes:<role>` (pipeline/crash_reports.py).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from pipeline import codec, kafka
 from pipeline.config import Connection, TopicSettings
+from pipeline.crash_reports import KEY_PREFIX, CrashMetrics
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +28,7 @@ class Roster:
         self.consumer = Consumer(kafka.consumer_config(connection, "wordpipe-roster"))
         self.consumer.assign([TopicPartition(topics.status, 0, OFFSET_BEGINNING)])
         self.statuses: dict[str, codec.WorkerStatus] = {}
+        self.crashes: dict[str, codec.CrashReport] = {}  # by role
 
     def refresh(self, timeout: float = 0.0) -> dict[str, codec.WorkerStatus]:
         """Read every report that arrived since the last call; returns the latest per worker."""
@@ -36,14 +41,11 @@ class Roster:
                 key = msg.key()
                 if msg.error() or key is None:
                     continue
-                worker = key.decode(errors="replace")
-                if msg.value() is None:
-                    self.statuses.pop(worker, None)
-                    continue
-                try:
-                    self.statuses[worker] = codec.decode_status(msg.value())
-                except codec.CodecError as exc:
-                    log.warning("ignoring a bad status report of %s: %s", worker, exc)
+                name = key.decode(errors="replace")
+                if name.startswith(KEY_PREFIX):
+                    _keep(self.crashes, name.removeprefix(KEY_PREFIX), msg.value(), codec.decode_crashes)
+                else:
+                    _keep(self.statuses, name, msg.value(), codec.decode_status)
 
     def assignments(self, workers: list[str]) -> dict[str, tuple[int, ...]]:
         """Chunks partitions each of `workers` last reported owning (none if it has not reported)."""
@@ -53,10 +55,21 @@ class Roster:
         self.consumer.close()
 
 
+def _keep(latest: dict, name: str, value: bytes | None, decode: Callable[[bytes], object]) -> None:
+    """The last report of `name`: a tombstone removes it, a bad one is skipped."""
+    if value is None:
+        latest.pop(name, None)
+        return
+    try:
+        latest[name] = decode(value)
+    except codec.CodecError as exc:
+        log.warning("ignoring a bad report of %s on the status topic: %s", name, exc)
+
+
 class RosterMetrics:
     """A Prometheus collector of every worker's last report: workers have no HTTP port of
     their own (there may be hundreds, on any host), so a service that reads the roster
-    exports them."""
+    exports them; and of every role's crash report, whose supervisors may have none either."""
 
     def __init__(self, roster: Roster) -> None:
         self.roster = roster
@@ -78,3 +91,4 @@ class RosterMetrics:
             rss.add_metric([worker], status.peak_rss_kb * 1024)
             owned.add_metric([worker], len(status.partitions))
         yield from (chunks, busy, rss, owned)
+        yield from CrashMetrics(lambda: dict(self.roster.crashes)).collect()

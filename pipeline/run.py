@@ -6,8 +6,9 @@
         totals = p.totals()
 
 Workers or an aggregator that die are relaunched while the pipeline waits, so a run
-survives crashes; exactness does not depend on it (see pipeline.aggregator). A crash loop
-fails the run (the rule: pipeline.supervisor).
+survives crashes; exactness does not depend on it (see pipeline.aggregator). Crashes are
+relaunched with a back-off, and a role's 5th crash in the run fails it, however slowly they
+came (the rule: pipeline.supervisor).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pipeline.cluster import (
     open_backend,
 )
 from pipeline.config import Connection, Settings
+from pipeline.crash_reports import CrashReporter
 from pipeline.errors import UnavailableError
 from pipeline.ingest.publisher import ChunkPublisher, IngestReport
 from pipeline.ingest.sources import Source
@@ -83,7 +85,8 @@ class Pipeline:
         self.workers: Backend | None = None
         self.roster: Roster | None = None
         self.env: dict[str, str] = {}
-        self.supervisor = Supervisor(self.log_dir, RunError)
+        self.supervisor = Supervisor(self.log_dir, RunError, one_shot=True)
+        self._reporter: CrashReporter | None = None  # once the broker is up
         # "": no header, not the environment's token.
         token = settings.service.token_list[0] if settings.service.auth == "token" else ""
         self.results = Client(results_url=self.results_url, token=token)
@@ -127,6 +130,8 @@ class Pipeline:
             self.env = s.to_env(self._connection)
             self.workers = open_backend(s, self.env, self.run_id, self.log_dir, owner_pid=os.getpid())
             self.roster = Roster(self._connection, s.topics)
+            self._reporter = CrashReporter(self._connection, s.topics)
+            self.supervisor.report = self._reporter.publish
             # Made now, its producer's id is granted while the services start (half a second on Tansu).
             self._publisher = ChunkPublisher(self._connection, s)
             self.start_aggregator()
@@ -187,7 +192,7 @@ class Pipeline:
             self.roster.close()
             self.roster = None
         self.supervisor.stop(grace=0)
-        self._publisher = None  # its producer's connections closed: the broker stops at once
+        self._publisher = self._reporter = None  # their producers' connections closed: the broker stops at once
         if self.broker is not None:
             self.broker.stop()
         elif self._created_topics:
@@ -235,12 +240,13 @@ class Pipeline:
         return kafka.topic_extents(self.connection, topics) if topics else {}
 
     def supervise(self) -> None:
-        """Relaunch workers and the aggregator that died; give up on a crash loop."""
-        gone = forget_exited(self._started()[0])
-        for w in gone:  # relaunched through the backend, but under the one crash-loop rule
-            self.supervisor.exited("workers", w.exit_code, self.log_dir / f"{w.id}.log")
-        if gone:
-            self.launch_workers(len(gone))
+        """Relaunch workers and the aggregator that died, once their back-off has passed; give
+        up on a crash loop."""
+        for w in forget_exited(self._started()[0]):  # relaunched through the backend, under the one rule
+            self.supervisor.exited("workers", w.exit_code, self.log_dir / f"{w.id}.log", w.out_of_memory)
+        due = self.supervisor.due("workers")
+        if due:
+            self.launch_workers(due)
         self.supervisor.poll()
 
     def progress(self) -> dict | None:

@@ -3,9 +3,11 @@
     broker (embedded unless a bootstrap address is given) -> topics
     aggregator (results API)  ingest service  autoscaler (workers on the chosen backend)
 
-Each service is its own process, as in a deployment; one that exits is restarted, and
-a service that keeps crashing stops the stack with its last log lines (the rule:
-pipeline.supervisor). With a state directory, the embedded broker's contents are restored
+Each service is its own process, as in a deployment; one that exits is restarted, after a
+growing back-off when it crashes again and again, and every crash is logged and reported
+on the status topic (shown by the results API, the autoscaler and the dashboard). A service
+that crashes 5 times in a row (never up 5 minutes in between) stops the stack with its last
+log lines (the rule: pipeline.supervisor). With a state directory, the embedded broker's contents are restored
 before the services start and saved every `state_save_seconds` and on a clean stop
 (pipeline/broker_state.py).
 """
@@ -24,7 +26,9 @@ import requests
 from pipeline import broker as broker_mod
 from pipeline.broker_state import BrokerState
 from pipeline.config import ConfigError, Connection, Settings
+from pipeline.crash_reports import CrashReporter
 from pipeline.errors import UnavailableError
+from pipeline.roster import Roster
 from pipeline.supervisor import Child, Supervisor
 
 log = logging.getLogger("wordpipe.up")
@@ -42,6 +46,9 @@ class Stack:
         self.broker: broker_mod.EmbeddedBroker | None = None
         self.connection: Connection | None = None  # once the broker is up
         self.supervisor = Supervisor(log_dir, StackError)
+        self.reporter: CrashReporter | None = None  # once the broker is up
+        self.roster: Roster | None = None  # for the crash reports of what others relaunch: the workers
+        self._warned: dict[str, int] = {}  # by role: the crashes warned of
         directory = settings.kafka.state_dir
         if directory and settings.kafka.bootstrap:
             raise ConfigError(
@@ -70,6 +77,9 @@ class Stack:
     def start(self, timeout: float = 120.0) -> Stack:
         try:
             self.broker, self.connection = broker_mod.start_kafka(self.settings, self.log_dir, reached=self._restore)
+            self.reporter = CrashReporter(self.connection, self.settings.topics)
+            self.supervisor.report = self.reporter.publish
+            self.roster = Roster(self.connection, self.settings.topics)
             # The stack's own files stay together, in its log directory.
             self.settings = self.settings.replace(
                 aggregator_datadir=self.settings.aggregator.datadir or str(self.log_dir / "faust")
@@ -132,12 +142,41 @@ class Stack:
             time.sleep(0.2)
 
     def supervise(self) -> None:
-        """Restart services that exited; give up on one that keeps crashing."""
+        """Restart services that exited, once their back-off has passed; give up on one that
+        keeps crashing; say when a role others relaunch is in a crash loop."""
         self.supervisor.poll()
+        self._warn_of_loops()
+
+    def _warn_of_loops(self) -> None:
+        """The autoscaler relaunches the workers and never gives up on them, so a crash loop of
+        theirs is said here too, where `up` runs: once per crash while it lasts."""
+        if self.roster is None:
+            return
+        self.roster.refresh()
+        for role, report in self.roster.crashes.items():
+            if role in self.supervisor.roles or not report.looping or report.crashes <= self._warned.get(role, 0):
+                continue
+            self._warned[role] = report.crashes
+            log.warning(
+                "%s: in a crash loop, %d crashes in a row (%d in all), the last %s; still relaunched, at most once "
+                "a minute (%s; logs in %s)",
+                role,
+                report.in_a_row,
+                report.crashes,
+                report.last_exit,
+                self.urls["autoscaler"],
+                self.log_dir,
+            )
 
     def stop(self, save: bool = True) -> None:
         # The autoscaler first, so that no worker is launched while the rest goes.
         self.supervisor.stop(grace=45.0)  # the autoscaler drains its workers
+        if self.reporter is not None:
+            self.reporter.close()
+            self.reporter = None
+        if self.roster is not None:
+            self.roster.close()
+            self.roster = None
         self._stop_saving.set()
         if self._saver is not None:
             self._saver.join()

@@ -6,8 +6,11 @@ the backend.
 
 Actions are synchronous, so at most one launch or kill batch is ever in flight. On
 start it adopts the workers the backend lists (a restarted controller launches no
-duplicates). Workers that exited are forgotten and replaced at once: that is repair,
-not scaling. Its metrics and status are served by pipeline/autoscaler/api.py.
+duplicates). Workers that exited are forgotten and relaunched under the one crash-loop
+rule (pipeline/supervisor.py): at once, or once their back-off has passed, between ticks
+too; that is repair, not scaling, so relaunches held back count as workers to the policy.
+It never gives up on them (nothing else would relaunch them) and reports their crashes
+on the status topic. Its metrics and status are served by pipeline/autoscaler/api.py.
 """
 
 from __future__ import annotations
@@ -18,13 +21,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from pipeline import codec, crash_reports
 from pipeline.autoscaler.monitor import LagMonitor
 from pipeline.autoscaler.policy import Decision, Metrics, Policy, State, decide
 from pipeline.cluster.backend import Backend, Resources, forget_exited
 from pipeline.health import Heartbeat
+from pipeline.supervisor import CrashLoop, Report, log_tail
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,8 @@ class Controller:
         interval: float = 10.0,
         grace: float = 30.0,
         heartbeat: Heartbeat | None = None,
+        report: Report | None = None,
+        log_dir: Path | None = None,  # where the backend keeps workers' logs, if on this machine
     ) -> None:
         self.backend = backend
         self.monitor = monitor
@@ -47,6 +55,10 @@ class Controller:
         self.interval = interval
         self.grace = grace
         self.heartbeat = heartbeat or Heartbeat(None)
+        self.log_dir = log_dir
+        self.report = report or (lambda role, loop: None)  # no broker to report to: status and metrics only
+        self.crashes = CrashLoop(started_at=time.monotonic())  # the workers' (this thread's alone)
+        self.crash_report = crash_reports.report_of("workers", self.crashes)  # what the API threads read
         self.problem: str | None = None  # why the last tick could not see or act, for /health
         self.state = State()
         self.last_metrics: Metrics | None = None
@@ -73,17 +85,53 @@ class Controller:
         )
         adopted = self.running()
         log.info("controller starts with %d running worker(s) adopted from the backend", len(adopted))
+        self._reported()  # replaces what an earlier controller reported
 
     def running(self) -> list[str]:
         return [w.id for w in self.backend.list() if w.state == "running"]
 
+    def repair(self) -> None:
+        """Relaunch the workers that exited, as the crash-loop rule says: at once, or once
+        their back-off has passed."""
+        now = time.monotonic()
+        changed = self.crashes.settle(now)
+        for w in forget_exited(self.backend):
+            changed = True
+            if self.crashes.exited(w.exit_code, now, w.out_of_memory) and self.crashes.looping:
+                log.warning(
+                    "workers are in a crash loop: %d crashes in a row (%d in all), the last %s; relaunching one in "
+                    "%.0f s. %s's last log lines:\n%s",
+                    self.crashes.in_a_row,
+                    self.crashes.crashes,
+                    self.crashes.last_exit,
+                    self.crashes.delay,
+                    w.id,
+                    log_tail(self.log_dir / f"{w.id}.log") if self.log_dir else "(no log on this machine)",
+                )
+        due = self.crashes.due(now)
+        if due:
+            self.backend.launch(due, self.resources)
+            self._replaced.inc(due)
+        if changed or due:
+            self._reported()
+
+    def _reported(self) -> None:
+        self.crash_report = crash_reports.report_of("workers", self.crashes)
+        try:
+            self.report("workers", self.crashes)
+        except Exception as exc:  # a view: never worth a relaunch
+            log.warning("could not report the workers' crashes: %s", exc)
+
+    def crash_reports(self) -> dict[str, codec.CrashReport]:
+        """Every role's crashes: the workers' from here, the others' as their supervisors report them."""
+        return {**self.monitor.roster.crashes, "workers": self.crash_report}
+
     def tick(self) -> Decision:
-        gone = forget_exited(self.backend)
-        if gone:
-            self.backend.launch(len(gone), self.resources)
-            self._replaced.inc(len(gone))
+        self.repair()
         live = self.running()
         metrics = self.monitor.read(live)
+        # Relaunches held back are workers to the policy: it must not launch around the back-off.
+        metrics = dataclasses.replace(metrics, workers=len(live) + len(self.crashes.held))
         self.problem = (
             None
             if metrics.lag is not None
@@ -98,14 +146,22 @@ class Controller:
             self.last_decision = decision
             if decision.action != "hold":
                 self.actions.append(decision)
-        self._observe(metrics, decision)
+        self._observe(metrics, decision, len(live))
         if decision.action != "hold":
             log.info("%s", decision.message)
-        if decision.desired > len(live):
-            self.backend.launch(decision.desired - len(live), self.resources)
-        elif decision.desired < len(live):
-            self.backend.kill(live[decision.desired :], grace=self.grace)  # the newest go first
+        self._scale(decision.desired, live)
         return decision
+
+    def _scale(self, desired: int, live: list[str]) -> None:
+        held = len(self.crashes.held)  # relaunches held back: workers already, to the policy
+        if desired > len(live) + held:
+            self.backend.launch(desired - len(live) - held, self.resources)
+        elif desired < len(live) + held:
+            if held:  # they go first
+                self.crashes.drop(len(live) + held - desired)
+                self._reported()
+            if desired < len(live):
+                self.backend.kill(live[desired:], grace=self.grace)  # the newest go first
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -116,16 +172,28 @@ class Controller:
                 log.exception("autoscaler tick failed; trying again next tick")
                 self.problem = f"the last tick failed: {exc}"
             self.heartbeat.beat(self.problem)
-            stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+            self._repair_until(stop, started + self.interval)
 
-    def _observe(self, m: Metrics, d: Decision) -> None:
+    def _repair_until(self, stop: threading.Event, tick: float) -> None:
+        """Wait for the next tick, relaunching held-back workers as soon as their back-off passes."""
+        while not stop.wait(max(0.0, min([tick, *self.crashes.held]) - time.monotonic())):
+            if time.monotonic() >= tick:
+                return
+            try:
+                self.repair()
+            except Exception:  # as a tick's: the next tick tries again
+                log.exception("relaunching workers failed; trying again next tick")
+                stop.wait(max(0.0, tick - time.monotonic()))
+                return
+
+    def _observe(self, m: Metrics, d: Decision, running: int) -> None:
         values = {
             "lag_records": m.lag,
             "arrival_rate": m.arrival_rate,
             "processing_rate": m.processing_rate,
             "worker_rate": m.worker_rate,
             "desired_workers": d.desired,
-            "actual_workers": m.workers,
+            "actual_workers": running,
         }
         for name, value in values.items():
             if value is not None:
@@ -145,6 +213,7 @@ class Controller:
             "last_decision": _decision_json(last) if last else None,
             "next_decision": _decision_json(next_decision[0]) if next_decision else None,
             "actions": [_decision_json(d) for d in actions][-20:],
+            "crashes": crash_reports.view(self.crash_reports()),
         }
 
 

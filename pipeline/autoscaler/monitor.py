@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from pipeline import kafka
+from pipeline import crash_reports, kafka
 from pipeline.autoscaler.policy import Metrics
 from pipeline.config import Connection, Settings
 from pipeline.roster import Roster
@@ -173,7 +173,7 @@ class LagMonitor:
 
 class Watch:
     """`LagMonitor.read` every `interval` seconds on a thread, for views that must not block
-    on Kafka (the results API's status and dashboard)."""
+    on Kafka (the results API's status and dashboard); the crash reports come with it."""
 
     def __init__(self, connection: Connection, settings: Settings, interval: float = 2.0) -> None:
         self.monitor = LagMonitor(connection, settings)
@@ -204,6 +204,7 @@ class Watch:
             "processing_rate": m.processing_rate if m is not None else None,
             "lag_by_topic": dict(self.monitor.lag_by_topic) if read else {},
             "deadletters": self.deadletters,
+            "crashes": crash_reports.view(dict(self.monitor.roster.crashes)),
         }
 
     def close(self) -> None:

@@ -111,7 +111,7 @@ class Metrics:
     """What the monitor measured, at time `at` (seconds)."""
 
     at: float
-    workers: int  # running now, as the backend lists them
+    workers: int  # running now, as the backend lists them, or held back by the crash-loop back-off
     partitions: int  # of the chunks topic
     lag: float | None  # records not yet processed, summed over partitions
     arrival_rate: float | None  # records/s into the topic, over the last tick

@@ -15,6 +15,7 @@ from pipeline.autoscaler.monitor import LagMonitor
 from pipeline.autoscaler.policy import Policy
 from pipeline.cluster import Resources, open_backend
 from pipeline.config import Connection, Settings
+from pipeline.crash_reports import CrashMetrics, CrashReporter
 from pipeline.health import Heartbeat
 from pipeline.web import tokens_of
 from pipeline.webserver import ServerLimits
@@ -30,6 +31,7 @@ def run(s: Settings, policy: str | None, log_dir: Path, stop_workers: bool = Fal
     log_dir.mkdir(parents=True, exist_ok=True)
     backend = open_backend(s, s.to_env(connection), s.worker.group, log_dir)
     monitor = LagMonitor(connection, s, offset_reset=current().offset_reset)
+    reporter = CrashReporter(connection, s.topics)
     controller = Controller(
         backend,
         monitor,
@@ -37,7 +39,10 @@ def run(s: Settings, policy: str | None, log_dir: Path, stop_workers: bool = Fal
         Resources(s.cluster.worker_cpus, s.cluster.worker_mem_mb),
         interval=s.autoscaler.interval,
         heartbeat=Heartbeat(s.service.health_file),
+        report=reporter.publish,
+        log_dir=log_dir,
     )
+    controller.registry.register(CrashMetrics(controller.crash_reports))  # every role's, as in its status
     server = serve_status(
         controller,
         s.autoscaler.host,
@@ -55,6 +60,7 @@ def run(s: Settings, policy: str | None, log_dir: Path, stop_workers: bool = Fal
     finally:
         server.shutdown()
         monitor.close()
+        reporter.close()
         if stop_workers:
             backend.kill([w.id for w in backend.list()], grace=controller.grace)
         backend.close()  # local workers stop with us; containers and tasks stay, for the next controller to adopt

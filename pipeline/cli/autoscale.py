@@ -8,6 +8,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from pipeline import faults
 from pipeline.cli import options
 
 
@@ -74,6 +75,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_autoscale_run(args: argparse.Namespace) -> int:
     from pipeline.autoscaler.service import run
 
+    faults.point("autoscaler.start")
     s = options.settings(args, autoscaler_port=args.port, **options.backend_choice(args))
     log_dir = Path(args.log_dir or Path(tempfile.gettempdir()) / "wordpipe-workers" / s.worker.group)
     run(s, args.policy, log_dir, stop_workers=args.stop_workers)

@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline import config
+from pipeline import config, faults
 from pipeline.cli import options
 
 
@@ -136,6 +136,7 @@ def cmd_ingest_server(args: argparse.Namespace) -> int:
 
     from pipeline.ingest.service import run
 
+    faults.point("ingest.start")
     s = options.settings(args, ingest_port=args.port)
     connection = config.Connection.to(s.kafka, why="the ingest service needs a bootstrap address")
     print(f"wordpipe ingest: listening on http://{s.ingest.host}:{s.ingest.port}", file=sys.stderr)
@@ -149,12 +150,14 @@ def cmd_ingest_server(args: argparse.Namespace) -> int:
 def cmd_aggregator(args: argparse.Namespace) -> int:
     from pipeline.aggregator.app import main
 
+    faults.point("aggregator.start")
     return main(options.settings(args, aggregator_port=args.port))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from workers.worker import main
 
+    faults.point("worker.start")
     return main(options.settings(args))
 
 

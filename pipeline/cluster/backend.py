@@ -30,6 +30,7 @@ class WorkerInfo:
     state: str  # "running" or "exited"
     detail: str = ""  # pid, container id, task id
     exit_code: int | None = None  # negative: killed by that signal
+    out_of_memory: bool = False  # killed for outgrowing its memory limit, where the backend can tell
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,13 @@ def new_worker_id() -> str:
 
 
 def forget_exited(backend: Backend) -> list[WorkerInfo]:
-    """Forget the workers that exited (keeping their logs) and return them, for the caller to replace."""
+    """Forget the workers that exited (keeping their logs) and return them, for the caller to
+    relaunch under the crash-loop rule (pipeline/supervisor.py)."""
     gone = [w for w in backend.list() if w.state == "exited"]
     if gone:
         backend.kill([w.id for w in gone])
         for w in gone:
-            log.warning("%s (%s) exited with status %s; replacing it", w.id, w.detail, w.exit_code)
+            log.warning("%s (%s) exited with status %s", w.id, w.detail, w.exit_code)
     return gone
 
 

@@ -120,8 +120,11 @@ class DockerBackend:
             code = None if live else state["ExitCode"]
             if code is not None and code > 128:
                 code = -(code - 128)  # the engine reports death by signal N as 128 + N
-            detail = f"container {c.short_id}" + (" (out of memory)" if state.get("OOMKilled") else "")
-            out.append(WorkerInfo(c.labels[LABEL_WORKER], "running" if live else "exited", detail, code))
+            oom = bool(state.get("OOMKilled"))
+            detail = f"container {c.short_id}" + (" (out of memory)" if oom else "")
+            out.append(
+                WorkerInfo(c.labels[LABEL_WORKER], "running" if live else "exited", detail, code, oom and not live)
+            )
         return out
 
     def close(self) -> None:

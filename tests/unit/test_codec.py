@@ -1,11 +1,12 @@
 import json
+import re
 from pathlib import Path
 
 import jsonschema
 import msgpack
 import pytest
 
-from pipeline import codec, config, tokenize
+from pipeline import codec, config, crash_reports, tokenize
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -119,6 +120,59 @@ def test_status_round_trip_and_schema():
         conforms(data, "status.v1.json")
         assert codec.decode_status(data) == status
     assert codec.decode_status(pack({**good_status, "at": 2})).at == 2.0  # any JSON number will do
+
+
+def test_crash_report_round_trip_and_schema():
+    for restart_at, last_crash_at in ((None, None), (1700000003.5, 1700000002.0)):
+        report = codec.CrashReport("aggregator", 3, 2, 4, True, 1.0, restart_at, "exit status 3", last_crash_at, 1.7e9)
+        data = codec.encode_crashes(report)
+        conforms(data, "crashes.v1.json")
+        assert codec.decode_crashes(data) == report
+    assert codec.decode_crashes(pack({**good_crashes, "at": 2})).at == 2.0  # any JSON number will do
+
+
+def test_the_status_apis_show_crash_reports_with_the_record_s_fields():
+    record = json.loads((SCHEMAS / "crashes.v1.json").read_text())
+    report = codec.CrashReport("workers", 2, 2, 3, True, 1.0, 1.7e9, "exit status 1", 1.7e9, 1.7e9)
+    shown = crash_reports.view({"workers": report})
+    for spec in ("results.openapi.json", "autoscaler.openapi.json"):
+        crashes = json.loads((SCHEMAS / spec).read_text())["components"]["schemas"]["Crashes"]
+        entry = crashes["additionalProperties"]
+        assert set(entry["properties"]) == set(entry["required"]) == set(record["properties"]) - {"v", "role"}
+        jsonschema.validate(shown, crashes)
+
+
+good_crashes = {
+    "v": 1,
+    "role": "workers",
+    "crashes": 0,
+    "in_a_row": 0,
+    "restarts": 1,
+    "looping": False,
+    "backoff_seconds": 0.0,
+    "restart_at": None,
+    "last_exit": "killed by SIGKILL (from outside: not counted)",
+    "last_crash_at": None,
+    "at": 2.0,
+}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"role": ""}, "crashes.role: must name the role"),
+        ({"role": "x" * 201}, "crashes.role: at most 200 characters, got 201"),
+        ({"in_a_row": -1}, "crashes.in_a_row: must be >= 0"),
+        ({"looping": 1}, "crashes.looping: expected bool, got int"),
+        ({"restart_at": "soon"}, "crashes.restart_at: expected a non-negative number, got 'soon'"),
+        ({"backoff_seconds": None}, "crashes.backoff_seconds: expected a non-negative number, got None"),
+        ({"last_exit": b"bytes"}, "crashes.last_exit: expected str, got bytes"),
+        ({"extra": 1}, "crashes: unknown field(s) extra"),
+    ],
+)
+def test_bad_crash_report_names_what_is_wrong(change, message):
+    with pytest.raises(codec.CodecError, match=re.escape(message)):
+        codec.decode_crashes(pack({**good_crashes, **change}))
 
 
 def pack(obj) -> bytes:

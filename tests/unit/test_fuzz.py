@@ -21,6 +21,7 @@ DECODERS = [
     codec.decode_partials,
     codec.decode_total,
     codec.decode_status,
+    codec.decode_crashes,
     codec.decode_receipt,
     codec.decode_deadletter,
 ]
@@ -76,6 +77,15 @@ shaped = st.fixed_dictionaries(
             "topic",
             "reason",
             "payload",
+            "role",
+            "crashes",
+            "in_a_row",
+            "restarts",
+            "looping",
+            "backoff_seconds",
+            "restart_at",
+            "last_exit",
+            "last_crash_at",
         )
     },
 )

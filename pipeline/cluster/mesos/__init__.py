@@ -18,6 +18,7 @@ from pipeline.cluster.mesos.scheduler import PENDING, Scheduler, exit_code
 from pipeline.config import Settings
 
 SUBSCRIBE_TIMEOUT = 30.0
+OUT_OF_MEMORY = "REASON_CONTAINER_LIMITATION_MEMORY"  # a task's reason when its container outgrew its memory
 
 
 class MesosBackend:
@@ -82,7 +83,10 @@ class MesosBackend:
                 continue
             gone = task.state in GONE_STATES
             detail = f"task {task.state} on agent {task.agent_id}" + (f": {task.message}" if task.message else "")
-            out.append(WorkerInfo(task.id, "exited" if gone else "running", detail, exit_code(task) if gone else None))
+            oom = gone and task.reason == OUT_OF_MEMORY
+            out.append(
+                WorkerInfo(task.id, "exited" if gone else "running", detail, exit_code(task) if gone else None, oom)
+            )
         return out
 
     def close(self) -> None:

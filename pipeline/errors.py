@@ -18,6 +18,7 @@
           │    └── Superseded      another aggregator owns a shard now (aggregator/changelog.py)
           ├── ChangelogError       a shard's changelog does not replay (aggregator/state.py)
           ├── LookupProcessError   the results API's lookup process (aggregator/lookup_process.py)
+          ├── Crashed              a record killed the child reading it (workers/isolation.py)
           ├── Saturated            Kafka takes records slower than they come (kafka.py)
           ├── BrokerError          the embedded broker             (broker.py)
           ├── BackendError         where workers run               (cluster/backend.py)

@@ -263,7 +263,9 @@ class AggregatorSettings:
     port: int = setting(8081, "aggregator_port")
     datadir: str | None = setting(None, "aggregator_datadir")  # faust's; default <tmp>/wordpipe-faust/<id>
     flush_interval: float = 0.5  # seconds between durable state snapshots
-    totals_interval: float = 2.0  # seconds between publications to the totals topic
+    # Seconds between publications to the totals topic; 0: none (`wordpipe run`, whose topics
+    # are its own).
+    totals_interval: float = 2.0
     # The totals topic's values: msgpack (`total.v1`) or JSON (`{"word", "count"}`), for
     # consumers without a msgpack decoder (docs/totals-topic.md).
     totals_format: str = "msgpack"
@@ -280,7 +282,8 @@ class AggregatorSettings:
         _port("aggregator_port", self.port)
         _at_least("checkpoint_min_bytes", self.checkpoint_min_bytes, 1)
         _positive("flush_interval", self.flush_interval)
-        _positive("totals_interval", self.totals_interval)
+        if self.totals_interval < 0:
+            raise ConfigError(f"totals_interval: must be >= 0 seconds (0: no totals topic), got {self.totals_interval}")
         if self.totals_format not in ("msgpack", "json"):
             raise ConfigError(f"totals_format: {self.totals_format!r} is not one of msgpack, json")
         _at_least("window_seconds", self.window_seconds, 1)

@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import requests
 
@@ -47,6 +48,7 @@ from pipeline.roster import Roster
 from pipeline.supervisor import Supervisor
 
 log = logging.getLogger("wordpipe.run")
+T = TypeVar("T")
 
 
 class RunError(UnavailableError):
@@ -61,6 +63,8 @@ class Pipeline:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.run_id = f"run-{uuid.uuid4().hex[:8]}"
         settings = settings.replace(aggregator_datadir=settings.aggregator.datadir or str(self.log_dir / "faust"))
+        # A one-shot run's totals topic is its own and deleted after: nobody would read it.
+        settings = settings.replace(totals_interval=0)
         if settings.service.token_missing:  # this run's aggregator answers only to this run
             settings = settings.replace(tokens=secrets.token_urlsafe(24))
         if settings.kafka.embedded:
@@ -335,9 +339,17 @@ class Pipeline:
         }
 
     def totals(self) -> dict[str, int]:
-        """Every word's total, read whole from an aggregator that counted all that
-        `wait_counted` waited for. One that crashed since (even just after the count was
-        complete) recovers what was durable and replays the rest: it is waited for again."""
+        """Every word's total (see `read`)."""
+        return self.read(lambda: dict(self.results.totals(page=100_000)))
+
+    def top(self, k: int) -> dict:
+        """The k most frequent words, with the total and distinct words (see `read`)."""
+        return self.read(lambda: self.results.top(k))
+
+    def read(self, ask: Callable[[], T]) -> T:
+        """An answer from an aggregator that counted all that `wait_counted` waited for. One
+        that crashed since (even just after the count was complete) recovers what was durable
+        and replays the rest: it is waited for again."""
         while True:
             self.supervise()
             asked = self.aggregator
@@ -345,7 +357,7 @@ class Pipeline:
                 self.wait_counted(self._awaited, timeout=120)
                 continue
             try:
-                totals = dict(self.results.totals(page=100_000))
+                answer = ask()
             except RequestFailed:
                 if self._awaited is None:
                     raise
@@ -353,4 +365,4 @@ class Pipeline:
                 continue
             self.supervise()
             if self.aggregator is asked:
-                return totals
+                return answer

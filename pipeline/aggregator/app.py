@@ -439,16 +439,18 @@ class Aggregator:
             await self.flush()
             self.heartbeat.beat(self.broker.problem)
 
-        @app.timer(self.settings.aggregator.totals_interval, name="publish-totals")
-        async def totals_timer() -> None:
-            if time.monotonic() < self.next_publication:
-                return
-            started = time.monotonic()
-            self.publish_totals()
-            # With a large vocabulary a publication can take seconds (a million words changed:
-            # ~2.5 s, a record each); waiting 9x as long keeps it to a tenth of the event loop,
-            # and a word that keeps changing meanwhile is published once (docs/totals-topic.md).
-            self.next_publication = time.monotonic() + 9 * (time.monotonic() - started)
+        if self.settings.aggregator.totals_interval:
+
+            @app.timer(self.settings.aggregator.totals_interval, name="publish-totals")
+            async def totals_timer() -> None:
+                if time.monotonic() < self.next_publication:
+                    return
+                started = time.monotonic()
+                self.publish_totals()
+                # With a large vocabulary a publication can take seconds (a million words changed:
+                # ~2.5 s, a record each); waiting 9x as long keeps it to a tenth of the event loop,
+                # and a word that keeps changing meanwhile is published once (docs/totals-topic.md).
+                self.next_publication = time.monotonic() + 9 * (time.monotonic() - started)
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
         async def on_assigned(app, assigned, **kwargs) -> None:
@@ -462,7 +464,8 @@ class Aggregator:
         @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
         async def on_shutdown(app, **kwargs) -> None:
             await self.flush()  # a clean stop leaves nothing to replay
-            self.publish_totals()
+            if self.settings.aggregator.totals_interval:
+                self.publish_totals()
             await self.flush_producers()
 
 

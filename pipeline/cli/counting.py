@@ -14,6 +14,9 @@ from pipeline.cli import options
 log = logging.getLogger("wordpipe")
 
 
+TOP_MAX = 10_000  # the largest k GET /v1/top takes (schemas/results.openapi.json)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="count files with the whole pipeline (embedded broker unless --bootstrap)")
     _counting(run, paths="*")
@@ -47,10 +50,13 @@ def _counting(sp: argparse.ArgumentParser, paths: str) -> None:
 
 def format_counts(counts: Counter[str], top: int | None, as_json: bool) -> str:
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    shown = ranked if top is None else ranked[:top]
+    return format_ranked(ranked if top is None else ranked[:top], sum(counts.values()), len(counts), as_json)
+
+
+def format_ranked(shown: list[tuple[str, int]], total: int, distinct: int, as_json: bool) -> str:
+    """The words shown, most frequent first, and how many there are in all."""
     if as_json:
-        body = {"total_words": sum(counts.values()), "distinct_words": len(counts), "counts": dict(shown)}
-        return json.dumps(body, ensure_ascii=False)
+        return json.dumps({"total_words": total, "distinct_words": distinct, "counts": dict(shown)}, ensure_ascii=False)
     from wcwidth import wcswidth  # a terminal shows Chinese in two columns a character
 
     widths = [max(wcswidth(w), 0) for w, _ in shown]
@@ -60,7 +66,7 @@ def format_counts(counts: Counter[str], top: int | None, as_json: bool) -> str:
         f"{i:>4}  {w}{' ' * (width - ww)}  {n:>10}"
         for i, ((w, n), ww) in enumerate(zip(shown, widths, strict=False), 1)
     ]
-    lines.append(f"{sum(counts.values())} words, {len(counts)} distinct")
+    lines.append(f"{total} words, {distinct} distinct")
     return "\n".join(lines)
 
 
@@ -124,7 +130,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             pipeline.wait_counted(report, timeout=args.timeout, on_counted=on_counted, extents=extents)
         pipeline.check_nothing_refused()
-        counts = Counter(pipeline.totals())
+        top = _top(args)
+        # The top K is kept ranked (pipeline/aggregator/ranking.py): every total is read only to print them all.
+        answer = pipeline.top(top) if top is not None and top <= TOP_MAX else None
+        counts = Counter(pipeline.totals()) if answer is None else None
         if args.stats_file:
             stats = {
                 "bytes": report.bytes,
@@ -140,5 +149,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             }
             with open(args.stats_file, "w") as f:
                 json.dump(stats, f)
-    print(format_counts(counts, _top(args), args.json))
+    if answer is not None:
+        print(format_ranked(list(answer["counts"].items()), answer["total_words"], answer["distinct_words"], args.json))
+    else:
+        assert counts is not None
+        print(format_counts(counts, top, args.json))
     return 0

@@ -60,9 +60,8 @@ class KafkaSettings:
     # 6000 ms on a cluster (Apache Kafka's group.min.session.timeout.ms).
     session_timeout_ms: int | None = None
     # Where `wordpipe up` keeps the embedded broker's topics and group offsets across stacks
-    # (pipeline/broker_state.py), saved on a clean stop and every `state_save_seconds`.
+    # (pipeline/statedir/): journaled as the broker takes them, durable before each 202.
     state_dir: str | None = None
-    state_save_seconds: float = 300.0
     # Longest a fetch waits for data. Tansu answers a waiting fetch only at this deadline,
     # even when data arrives sooner, so every hop pays it: keep it short there.
     fetch_max_wait_ms: int = 50
@@ -71,7 +70,6 @@ class KafkaSettings:
         if self.session_timeout_ms is not None:
             _at_least("session_timeout_ms", self.session_timeout_ms, 1000)
         _at_least("fetch_max_wait_ms", self.fetch_max_wait_ms, 1)
-        _positive("state_save_seconds", self.state_save_seconds)
         protocols = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
         if self.security_protocol not in protocols:
             raise ConfigError(

@@ -12,7 +12,8 @@
      │    │    └── NoText          a source record holds no text   (source_topics.py)
      │    ├── OverlapError         a window that overlaps counted ones: workers disagree on
      │    │                        window_chunks                   (aggregator/state.py)
-     │    └── BadBody              a POST /v1/words body           (aggregator/lookup.py)
+     │    ├── BadBody              a POST /v1/words body           (aggregator/lookup.py)
+     │    └── InUse                a state directory another stack holds (statedir/directory.py)
      └── UnavailableError (exit 1): something wordpipe depends on failed or is away; a retry may do
           ├── KafkaUnavailable     Kafka                           (kafka.py)
           │    └── Superseded      another aggregator owns a shard now (aggregator/changelog.py)
@@ -25,7 +26,8 @@
           │    └── RecordIOError   the Mesos master's event stream (cluster/mesos/recordio.py)
           ├── RunError             `wordpipe run`                  (run.py)
           ├── StackError           `wordpipe up`                   (stack.py)
-          ├── StateError           a stack's state directory       (broker_state.py)
+          ├── Damaged              a state directory that does not verify (statedir/frames.py)
+          ├── JournalError         the state directory's journal   (statedir/journal.py)
           ├── Abandoned            an upload held open too long    (ingest/service.py)
           └── RequestFailed        an HTTP API answered an error, or nothing (client.py)
 

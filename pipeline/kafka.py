@@ -187,11 +187,13 @@ def produce(
     key: bytes | None = None,
     on_delivery: Any = None,
     poll: float = 0.01,
+    **record: Any,
 ) -> None:
-    """Queue a record, waiting for room while the local queue is full (deliveries drain it)."""
+    """Queue a record (`record`: its timestamp, headers), waiting for room while the local
+    queue is full (deliveries drain it)."""
     while True:
         try:
-            producer.produce(topic, value, key=key, partition=partition, on_delivery=on_delivery)
+            producer.produce(topic, value, key=key, partition=partition, on_delivery=on_delivery, **record)
             return
         except BufferError:
             producer.poll(poll)

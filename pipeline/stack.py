@@ -7,9 +7,9 @@ Each service is its own process, as in a deployment; one that exits is restarted
 growing back-off when it crashes again and again, and every crash is logged and reported
 on the status topic (shown by the results API, the autoscaler and the dashboard). A service
 that crashes 5 times in a row (never up 5 minutes in between) stops the stack with its last
-log lines (the rule: pipeline.supervisor). With a state directory, the embedded broker's contents are restored
-before the services start and saved every `state_save_seconds` and on a clean stop
-(pipeline/broker_state.py).
+log lines (the rule: pipeline.supervisor). With a state directory (pipeline/statedir/), the
+directory is taken and verified before anything starts, its last durable cut is written
+back into the fresh broker before the services start, and the journal keeps it from then on.
 """
 
 from __future__ import annotations
@@ -17,18 +17,20 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import requests
 
 from pipeline import broker as broker_mod
-from pipeline.broker_state import BrokerState
+from pipeline.aggregator.changelog import topics_prefix
 from pipeline.config import ConfigError, Connection, Settings
 from pipeline.crash_reports import CrashReporter
 from pipeline.errors import UnavailableError
 from pipeline.roster import Roster
+from pipeline.statedir.directory import Contents, Directory
+from pipeline.statedir.journal import Journal, Levels, restore
 from pipeline.supervisor import Child, Supervisor
 
 log = logging.getLogger("wordpipe.up")
@@ -54,11 +56,10 @@ class Stack:
             raise ConfigError(
                 "state_dir: keeps the embedded broker's contents, and a Kafka cluster (bootstrap) keeps its own; give one"
             )
-        self.state = BrokerState(Path(directory), settings) if directory else None
+        self.directory = Directory(Path(directory)) if directory else None
+        self.contents: Contents | None = None  # the directory's, verified before anything starts
+        self.journal: Journal | None = None
         self.restored = 0  # records restored from the state directory
-        self._saving = threading.Lock()
-        self._stop_saving = threading.Event()
-        self._saver: threading.Thread | None = None
 
     @property
     def services(self) -> list[Child]:
@@ -75,6 +76,14 @@ class Stack:
         }
 
     def start(self, timeout: float = 120.0) -> Stack:
+        if self.directory is not None:  # refused (in use, damaged) before anything starts
+            self.directory.lock()
+            try:
+                self.directory.check_writable()
+                self.contents = self.directory.verify()
+            except BaseException:
+                self.directory.unlock()
+                raise
         try:
             self.broker, self.connection = broker_mod.start_kafka(self.settings, self.log_dir, reached=self._restore)
             self.reporter = CrashReporter(self.connection, self.settings.topics)
@@ -86,33 +95,37 @@ class Stack:
             )
             self._spawn_services()
             self._wait_healthy(timeout)
-            if self.state is not None:
-                self._saver = threading.Thread(target=self._save_every, name="state-saver", daemon=True)
-                self._saver.start()
         except BaseException:
-            self.stop(save=False)  # a stack that never came up has nothing new to keep
+            self.stop()
             raise
         return self
 
     def _restore(self, connection: Connection) -> None:
-        if self.state is not None:
-            self.restored = self.state.restore(connection)
-            log.info("restored %d records from %s", self.restored, self.state.directory)
-
-    def save(self) -> None:
-        """Copy what the broker holds beyond the last save into the state directory."""
-        if self.state is None or self.connection is None:
+        """The directory's last cut into the fresh broker, then the journal from there on."""
+        if self.directory is None or self.contents is None:
             return
-        with self._saving:
-            appended = self.state.save(self.connection)
-        log.info("saved %d new records to %s", appended, self.state.directory)
+        cut = self.contents.cut
+        self.restored = restore(self.directory, self.contents, connection, self.settings.topics)
+        self.directory.initialize()
+        if cut is not None and not cut.clean:
+            cut = self.directory.compact(cut)  # what a crash left after its last cut goes
+        levels = Levels(self.settings.topics, topics_prefix(self.settings.aggregator.id))
+        self.journal = Journal(self.directory, connection, levels, groups_of(self.settings), cut).start()
+        log.info("%s", self.state_line())
 
-    def _save_every(self) -> None:
-        while not self._stop_saving.wait(self.settings.kafka.state_save_seconds):
-            try:
-                self.save()
-            except Exception as exc:  # the next save or the one at stop tries again
-                log.warning("could not save the broker's state: %s", exc)
+    def state_line(self) -> str:
+        """How the state directory was found: what the start says about it, in one line."""
+        cut = self.contents.cut if self.contents else None
+        if cut is None:
+            return "a new state directory: nothing to restore"
+        when = datetime.fromtimestamp(cut.at).isoformat(sep=" ", timespec="milliseconds")
+        records = f"{self.restored:,} records of {len(cut.topics)} topics"
+        if cut.clean:
+            return f"the last stop was clean (cut {cut.n}, {when}): restored {records}"
+        return (
+            f"the last stop was not clean: restored its last durable cut (cut {cut.n}, {when}), {records}; "
+            "nothing after it had been acknowledged"
+        )
 
     def _spawn_services(self) -> None:
         assert self.connection is not None  # the broker is up
@@ -168,7 +181,7 @@ class Stack:
                 self.log_dir,
             )
 
-    def stop(self, save: bool = True) -> None:
+    def stop(self) -> None:
         # The autoscaler first, so that no worker is launched while the rest goes.
         self.supervisor.stop(grace=45.0)  # the autoscaler drains its workers
         if self.reporter is not None:
@@ -177,14 +190,20 @@ class Stack:
         if self.roster is not None:
             self.roster.close()
             self.roster = None
-        self._stop_saving.set()
-        if self._saver is not None:
-            self._saver.join()
-        if save and self.broker is not None:
-            self.save()  # everything is quiet: the last save is a clean cut
+        if self.journal is not None:
+            self.journal.stop()  # everything is quiet: its last cut is a clean stop's
+            self.journal = None
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+        if self.directory is not None:
+            self.directory.unlock()
+
+
+def groups_of(settings: Settings) -> list[str]:
+    """The consumer groups whose offsets a cut of a stack holds."""
+    group = settings.worker.group
+    return [group, f"{group}.ends", f"{group}.resumes", settings.aggregator.id]
 
 
 def _healthy(url: str) -> bool:

@@ -179,7 +179,6 @@ class Aggregator:
                 self.unmirrored[state.shard] = {start: set(counts) for start, counts in state.windows.items()}
                 self.ranking.update(state.counts)
                 self.recovering.pop(state.shard).set_result(state)
-            await asyncio.gather(*(asyncio.to_thread(changelog.retire) for _, changelog in loaded))
         except BaseException as exc:
             for shard in shards:
                 future = self.recovering.pop(shard, None)
@@ -325,7 +324,6 @@ class Aggregator:
                 return
             events, self.pending = self.pending, []
             touched, self.touched = self.touched, set()
-            rotated = []
             for shard in sorted(touched):
                 state, changelog = self.shards.get(shard), self.changelogs.get(shard)
                 if state is None or changelog is None or not state.dirty:
@@ -334,14 +332,17 @@ class Aggregator:
                 if changelog.wants_checkpoint():
                     checkpoint = pack(state.take_batch(checkpoint=True))
                     await asyncio.to_thread(changelog.start_generation, checkpoint, self.deliveries)
-                    rotated.append(changelog)
                 else:
                     changelog.append(pack(state.take_batch()), self.deliveries)
             await self.flush_producers()
             faults.point("aggregator.before_ack")
             for event in events:
                 event.ack()
-            for changelog in rotated:  # once the new generation's checkpoint is durable
+
+    async def retire_superseded(self) -> None:
+        """Delete the generations our own have superseded, once due (changelog.py: RETIRE_AFTER)."""
+        for changelog in list(self.changelogs.values()):
+            if changelog.retire_at is not None and changelog.retire_at <= time.monotonic():
                 await asyncio.to_thread(changelog.retire)
 
     async def flush_producers(self) -> None:
@@ -437,6 +438,7 @@ class Aggregator:
         @app.timer(self.settings.aggregator.flush_interval, name="flush")
         async def flush_timer() -> None:
             await self.flush()
+            await self.retire_superseded()
             self.heartbeat.beat(self.broker.problem)
 
         if self.settings.aggregator.totals_interval:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -31,19 +32,25 @@ from pipeline.aggregator.state import CHECKPOINT, unpack
 from pipeline.config import Connection
 
 log = logging.getLogger("wordpipe.aggregator")
+RETIRE_AFTER = 10.0  # seconds a superseded generation stays, for its readers to let go of it
 
 
 class Superseded(kafka.KafkaUnavailable):
     """A newer generation exists: another instance owns the shard now."""
 
 
+def topics_prefix(aggregator_id: str) -> str:
+    """What every changelog topic of an aggregator group's name starts with."""
+    return f"{aggregator_id}.state."
+
+
 def topic_of(prefix: str, shard: int, generation: int) -> str:
-    return f"{prefix}.state.{shard}.g{generation}"
+    return f"{topics_prefix(prefix)}{shard}.g{generation}"
 
 
 def generations(names: Iterable[str], prefix: str, shard: int) -> list[int]:
     """The generations of `shard` among topic names, oldest first."""
-    pattern = re.compile(re.escape(f"{prefix}.state.{shard}.g") + r"(\d+)")
+    pattern = re.compile(re.escape(f"{topics_prefix(prefix)}{shard}.g") + r"(\d+)")
     return sorted(int(m.group(1)) for name in names if (m := pattern.fullmatch(name)))
 
 
@@ -94,6 +101,7 @@ class Changelog:
         self.checkpoint_min_bytes = checkpoint_min_bytes
         self.checkpoint_bytes = 0
         self.since_checkpoint = 0  # bytes of deltas written after it
+        self.retire_at: float | None = None  # when the generations before ours may go (monotonic)
 
     @property
     def topic(self) -> str:
@@ -138,6 +146,7 @@ class Changelog:
         faults.point("aggregator.mid_checkpoint")  # a generation without its checkpoint
         self.generation, self.batch = generation, 0
         self.checkpoint_bytes, self.since_checkpoint = len(checkpoint), 0
+        self.retire_at = time.monotonic() + RETIRE_AFTER
         self._write(checkpoint, on_delivery)
 
     def append(self, delta: bytes, on_delivery: kafka.DeliveryTracker) -> None:
@@ -150,7 +159,13 @@ class Changelog:
         self.batch += 1
 
     def retire(self) -> None:
-        """Delete the generations before ours, once its checkpoint is acknowledged (blocking)."""
+        """Delete the generations before ours (blocking), once its checkpoint is acknowledged
+        and RETIRE_AFTER has passed since it began: librdkafka (from 2.5) crashes in a consumer
+        whose topic is deleted, so readers (a state directory's journal) let go of a superseded
+        generation first, and are given the time to."""
+        if self.retire_at is None or time.monotonic() < self.retire_at:
+            return
+        self.retire_at = None
         old = [topic_of(self.prefix, self.shard, g) for g in self._generations() if g < self.generation]
         if not old:
             return

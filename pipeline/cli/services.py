@@ -112,11 +112,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         if generated:
             print(f"  token      {generated}  (saved to {saved_to}; the wordpipe CLI reads it there)")
         print(f"  logs       {log_dir}")
-        if stack.state is not None:
-            print(
-                f"  state      {stack.state.directory} ({stack.restored} records restored; saved on stop and every "
-                f"{s.kafka.state_save_seconds:g} s)"
-            )
+        if stack.directory is not None:
+            print(f"  state      {stack.directory.path} ({stack.state_line()}; every upload is durable before its 202)")
         elif s.kafka.embedded:
             print(EMBEDDED_KEEPS_NOTHING)
         print("Ctrl-C stops it.", flush=True)

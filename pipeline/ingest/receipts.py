@@ -28,12 +28,12 @@ def receipt_key(receipt: codec.Receipt) -> bytes:
     return (f"key:{receipt.key}" if receipt.key is not None else f"doc:{receipt.document}").encode()
 
 
-def read_all(connection: Connection, topics: TopicSettings, timeout: float = 30.0) -> list[codec.Receipt]:
-    """Every receipt in the topic, oldest first (blocking: run it in a thread)."""
-    out: list[codec.Receipt] = []
+def read_all(connection: Connection, topics: TopicSettings, timeout: float = 30.0) -> list[tuple[codec.Receipt, int]]:
+    """Every receipt in the topic and its offset, oldest first (blocking: run it in a thread)."""
+    out: list[tuple[codec.Receipt, int]] = []
     for msg in kafka.read_partition(connection, topics.documents, 0, timeout):
         try:
-            out.append(codec.decode_receipt(msg.value()))
+            out.append((codec.decode_receipt(msg.value()), msg.offset() or 0))
         except codec.CodecError as exc:
             log.warning("ignoring a bad receipt at %s@%d: %s", msg.topic(), msg.offset(), exc)
     return out
@@ -78,16 +78,20 @@ class Receipts:
         self.settings = settings
         self.producer = producer
         self.by_key: dict[str, codec.Receipt] = {}
+        self.offsets: dict[str, int] = {}  # key -> its receipt's offset (a 202 waits for it to be durable)
 
     async def load(self) -> None:
-        for receipt in await asyncio.to_thread(read_all, self.connection, self.settings.topics):
+        for receipt, offset in await asyncio.to_thread(read_all, self.connection, self.settings.topics):
             if receipt.key is not None:
-                self.by_key[receipt.key] = receipt
+                self.by_key[receipt.key], self.offsets[receipt.key] = receipt, offset
 
-    async def write(self, receipt: codec.Receipt) -> None:
-        await self.producer.send(self.settings.topics.documents, codec.encode_receipt(receipt), receipt_key(receipt), 0)
+    async def write(self, receipt: codec.Receipt) -> int:
+        """Write a receipt; returns its offset."""
+        topic = self.settings.topics.documents
+        offset = await self.producer.send(topic, codec.encode_receipt(receipt), receipt_key(receipt), 0)
         if receipt.key is not None:
-            self.by_key[receipt.key] = receipt
+            self.by_key[receipt.key], self.offsets[receipt.key] = receipt, offset
+        return offset
 
     async def settle(self, receipt: codec.Receipt) -> codec.Receipt:
         """Decide an `open` receipt once and for all; returns it `committed` or `aborted`."""

@@ -25,6 +25,7 @@ import uuid
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 from aiohttp import web
 from confluent_kafka import Consumer, TopicPartition
@@ -35,7 +36,9 @@ from pipeline.chunking import Chunk, Chunker
 from pipeline.config import Connection, IngestSettings, Settings
 from pipeline.errors import UnavailableError
 from pipeline.health import Heartbeat
+from pipeline.ingest.durability import Durability, NotDurable
 from pipeline.ingest.receipts import Receipts
+from pipeline.statedir.directory import Directory
 from pipeline.web import HttpError, make_app, query_of, tokens_of
 from pipeline.webserver import ServerLimits, serve
 
@@ -101,7 +104,7 @@ class Document:
             await self._settle_oldest()
         first = self.first if self.first is not None else await self.service.partition_end(self.partition)
         if self.key is not None:  # a retry must be able to learn this attempt's fate
-            await self.service.receipts.write(self._receipt("open", first))
+            await self.service.durable(await self.service.receipts.write(self._receipt("open", first)))
         faults.point("ingest.before_end")
         self.ended = True
         end = codec.encode_end(codec.DocumentEnd(self.id, self.chunks, commit=True))
@@ -114,8 +117,9 @@ class Document:
             )
         faults.point("ingest.before_receipt")
         receipt = self._receipt("committed", first)
-        await self.service.receipts.write(receipt)
+        offset = await self.service.receipts.write(receipt)
         self.service.ended_on.add(self.partition)
+        await self.service.durable(offset)
         return receipt
 
     async def abort(self) -> None:
@@ -271,6 +275,15 @@ class IngestService:
         self.broker_up = False
         self.broker_error = f"Kafka at {connection.bootstrap} not reached yet"
         self._partitions = itertools.cycle(range(settings.topics.chunk_partitions))
+        # With a state directory, a 202 waits until the upload is in a durable cut of its journal.
+        state_dir = settings.kafka.state_dir
+        self.durability = Durability(Directory(Path(state_dir)).durable) if state_dir else None
+        self.metrics_durable = Gauge(
+            "wordpipe_ingest_state_dir_ok",
+            "1 while the state directory takes uploads (1 without one); 0 while it cannot be written",
+            registry=self.registry,
+        )
+        self.metrics_durable.set_function(lambda: int(self.durability is None or self.durability.problem is None))
         self.ended_on: set[int] = set()  # partitions with a document end since the last flush marker
         self._tasks: list[asyncio.Task] = []
 
@@ -358,6 +371,11 @@ class IngestService:
         finally:
             watch.close()
 
+    async def durable(self, receipt_offset: int) -> None:
+        """Until the receipt at `receipt_offset` is durable (with a state directory)."""
+        if self.durability is not None:
+            await self.durability.wait(receipt_offset)
+
     def next_partition(self) -> int:
         return next(self._partitions)
 
@@ -377,7 +395,11 @@ class IngestService:
 
     async def health(self, request: web.Request) -> web.Response:
         body = {"ok": self.broker_up, "broker": "up" if self.broker_up else self.broker_error, "uploads": self.uploads}
-        return web.json_response(body, status=200 if self.broker_up else 503)
+        if self.durability is not None:
+            self.durability.look()
+            body["state_dir"] = self.durability.problem or "saving"
+            body["ok"] = body["ok"] and self.durability.problem is None
+        return web.json_response(body, status=200 if body["ok"] else 503)
 
     def _admit(self, request: web.Request, stream: bool = False) -> tuple[Body, str]:
         """Checks that need no Kafka; returns the body reader and the document name."""
@@ -450,6 +472,7 @@ class IngestService:
                     known = await self.receipts.settle(known)
                     self.ended_on.add(known.partition)  # its abort gets counted (as nothing) promptly
                 if known is not None and known.state == "committed":
+                    await self._durable_replay(key)
                     self.metrics_documents.labels("replayed").inc()
                     return web.json_response(_accepted(known), status=202, headers={"Idempotent-Replayed": "true"})
             with self._slot(request):
@@ -457,6 +480,15 @@ class IngestService:
         finally:
             if key is not None:
                 self.in_progress.discard(key)
+
+    async def _durable_replay(self, key: str) -> None:
+        """A replayed 202 too is an answer that the upload is durable."""
+        try:
+            await self.durable(self.receipts.offsets[key])
+        except NotDurable as exc:
+            raise HttpError(
+                503, "not_durable", f"{exc}; retry with the same Idempotency-Key", {"Retry-After": "2"}
+            ) from None
 
     async def _receive(self, request: web.Request, body: Body, name: str, key: str | None) -> web.Response:
         document = Document(self, name, key)
@@ -470,7 +502,7 @@ class IngestService:
             receipt = await document.commit()
         except BaseException as exc:
             self.metrics_documents.labels("failed").inc()
-            if document.ended and isinstance(exc, kafka.KafkaUnavailable):  # the commit went out; its fate is unknown
+            if document.ended and isinstance(exc, (kafka.KafkaUnavailable, NotDurable)):  # the commit went out
                 raise HttpError(
                     503,
                     "unconfirmed",
@@ -568,6 +600,8 @@ def _as_api_error(exc: BaseException) -> HttpError:
         )
     if isinstance(exc, Abandoned):
         return HttpError(503, "abandoned", str(exc), {"Retry-After": "1"})
+    if isinstance(exc, NotDurable):
+        return HttpError(503, "not_durable", f"{exc}; nothing of it counts; retry", {"Retry-After": "2"})
     if isinstance(exc, (ConnectionError, asyncio.CancelledError)):
         return HttpError(400, "cut_off", "the upload was cut off before its end; nothing of it counts")
     if isinstance(exc, Exception) and type(exc).__module__.startswith("aiohttp"):

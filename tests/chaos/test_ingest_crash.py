@@ -57,7 +57,7 @@ def test_a_retry_after_the_ingest_service_died_counts_once(pipeline, fault, firs
     trial.fault(f"{fault}: the ingest service exits 137 there, during a keyed upload of {len(body):,} bytes")
     dead = [
         r.document
-        for r in read_all(pipeline.connection, pipeline.settings.topics)
+        for r, _ in read_all(pipeline.connection, pipeline.settings.topics)
         if r.key == key and r.state == "open"
     ]
 

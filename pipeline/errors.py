@@ -26,6 +26,7 @@
           ├── RunError             `wordpipe run`                  (run.py)
           ├── StackError           `wordpipe up`                   (stack.py)
           ├── StateError           a stack's state directory       (broker_state.py)
+          ├── PortUnavailable      a service's port is taken       (webserver.py)
           ├── Abandoned            an upload held open too long    (ingest/service.py)
           └── RequestFailed        an HTTP API answered an error, or nothing (client.py)
 

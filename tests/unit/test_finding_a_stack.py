@@ -41,9 +41,10 @@ def test_a_url_is_the_given_one_else_the_environments_else_the_default(url, monk
 
 
 def test_the_token_is_the_given_one_else_token_tokens_token_file_then_the_default_file(tmp_path, monkeypatch):
-    save_token("the default stack's", token_file())
+    token_file().parent.mkdir(parents=True)
+    token_file().write_text("the default stack's\n")
     named = tmp_path / "named"
-    save_token("a named file's", named)
+    named.write_text("a named file's\n")
     monkeypatch.setenv("WORDPIPE_TOKEN_FILE", str(named))
     monkeypatch.setenv("WORDPIPE_TOKENS", "first of tokens, second")
     monkeypatch.setenv("WORDPIPE_TOKEN", "token")
@@ -67,14 +68,6 @@ def test_the_default_stack_s_token_is_found_without_any_variable():
 def test_each_stack_s_token_file_is_its_own(tmp_path):
     files = {token_file(8080), token_file(9080), token_file(8080, str(tmp_path / "kept"))}
     assert len(files) == 3 and tmp_path / "kept" / "token" in files
-
-
-def test_a_saved_token_is_its_owner_s_alone_whatever_the_file_was(tmp_path):
-    path = tmp_path / "token"
-    path.write_text("old\n")
-    path.chmod(0o644)
-    save_token("new", path)
-    assert path.read_text() == "new\n" and oct(path.stat().st_mode & 0o777) == "0o600"
 
 
 def test_a_token_file_variable_naming_no_file_is_an_error_naming_it(tmp_path, monkeypatch):

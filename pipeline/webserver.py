@@ -177,7 +177,8 @@ class PortUnavailable(UnavailableError):
 def check_listen(service: str, host: str, port: int) -> None:
     """Raise PortUnavailable if `service` could not listen on host:port now. Bound as `serve`
     binds (every address of `host`, SO_REUSEADDR: a port a stopped stack left in TIME_WAIT is
-    free) and let go at once; a program that takes the port in between is told by `serve`."""
+    free) and let go at once: a program that takes the port in between still makes the
+    service's own start fail (`serve`'s error)."""
     try:
         for family, kind, proto, _, address in socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE

@@ -2,7 +2,7 @@
 
 from pipeline.client import Client
 
-client = Client(token="...")                # ingest on :8080, results on :8081
+client = Client(token="...")                # ingest on :8080, results on :8081, or $WORDPIPE_*_URL's
 client.ingest("book.txt")                   # {"document", "bytes", "chunks"}; retried safely
 client.wait_counted()                       # until everything accepted is counted
 client.top(10)["counts"]                    # {"the": 1234, ...}
@@ -22,43 +22,61 @@ from typing import Any, BinaryIO
 
 import requests
 
+from pipeline.config import ConfigError
 from pipeline.errors import UnavailableError
 
-DEFAULT_INGEST_URL = "http://127.0.0.1:8080"
+DEFAULT_INGEST_PORT = 8080  # the default stack's: its token file is named by it
+DEFAULT_INGEST_URL = f"http://127.0.0.1:{DEFAULT_INGEST_PORT}"
 DEFAULT_RESULTS_URL = "http://127.0.0.1:8081"
 DEFAULT_AUTOSCALER_URL = "http://127.0.0.1:8082"
+# How a client finds a stack it is not told of: the variables `wordpipe up` prints to export,
+# each stack its own, so that several stacks on one machine never take each other's place.
+INGEST_URL_VARIABLE = "WORDPIPE_INGEST_URL"
+RESULTS_URL_VARIABLE = "WORDPIPE_RESULTS_URL"
+AUTOSCALER_URL_VARIABLE = "WORDPIPE_AUTOSCALER_URL"
+TOKEN_FILE_VARIABLE = "WORDPIPE_TOKEN_FILE"
 RETRYABLE = (409, 429, 502, 503, 504)
 BLOCK = 256 * 1024
 
 
-def token_file() -> Path:
-    """Where `wordpipe up` leaves the token it generated."""
+def stack_url(given: str | None, variable: str, default: str) -> str:
+    """A service's address: `given` (a flag, an argument), else $`variable`, else `default`."""
+    return (given or os.environ.get(variable) or default).rstrip("/")
+
+
+def token_file(ingest_port: int = DEFAULT_INGEST_PORT, state_dir: str | None = None) -> Path:
+    """Where `wordpipe up` leaves the token it generated: in its state directory when it has
+    one, else named by its ingest port, which no other stack on this machine holds."""
+    if state_dir:
+        return Path(state_dir) / "token"
     state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(state) / "wordpipe" / "token"
+    return Path(state) / "wordpipe" / f"token-{ingest_port}"
 
 
-def save_token(token: str) -> Path:
-    """Leave `token` where the CLI finds it, readable by its owner alone whatever mode a file
-    already there had: a fresh file (0600 from its creation) replaces the old one."""
-    path = token_file()
+def save_token(token: str, path: Path) -> None:
+    """Leave `token` at `path`, readable by its owner alone whatever mode a file already
+    there had: a fresh file (0600 from its creation) replaces the old one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".token-")
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     os.replace(temporary, path)
-    return path
 
 
 def default_token() -> str | None:
-    """$WORDPIPE_TOKEN, else the first of $WORDPIPE_TOKENS, else the token `wordpipe up` wrote."""
+    """$WORDPIPE_TOKEN, else the first of $WORDPIPE_TOKENS, else the token in the file
+    $WORDPIPE_TOKEN_FILE names, else the one the default stack (`wordpipe up`) wrote."""
     if os.environ.get("WORDPIPE_TOKEN"):
         return os.environ["WORDPIPE_TOKEN"]
     if os.environ.get("WORDPIPE_TOKENS"):
         return os.environ["WORDPIPE_TOKENS"].split(",")[0].strip()
+    named = os.environ.get(TOKEN_FILE_VARIABLE)
     try:
-        return token_file().read_text().strip() or None
-    except OSError:
-        return None
+        return Path(named or token_file()).read_text().strip() or None
+    except OSError as exc:
+        if named:  # a stack's file that is not there: a request without it would only get a 401
+            raise ConfigError(f"${TOKEN_FILE_VARIABLE}: cannot read {named}: {exc.strerror}") from None
+        return None  # no default stack, or one without auth
 
 
 class RequestFailed(UnavailableError):
@@ -73,13 +91,17 @@ class RequestFailed(UnavailableError):
 class Client:
     def __init__(
         self,
-        ingest_url: str = DEFAULT_INGEST_URL,
-        results_url: str = DEFAULT_RESULTS_URL,
+        ingest_url: str | None = None,
+        results_url: str | None = None,
+        autoscaler_url: str | None = None,
         token: str | None = None,
         timeout: float = 60.0,
     ) -> None:
-        self.ingest_url = ingest_url.rstrip("/")
-        self.results_url = results_url.rstrip("/")
+        """A URL not given is its $WORDPIPE_*_URL, else the default stack's; a token not
+        given is `default_token()`'s ("": none)."""
+        self.ingest_url = stack_url(ingest_url, INGEST_URL_VARIABLE, DEFAULT_INGEST_URL)
+        self.results_url = stack_url(results_url, RESULTS_URL_VARIABLE, DEFAULT_RESULTS_URL)
+        self.autoscaler_url = stack_url(autoscaler_url, AUTOSCALER_URL_VARIABLE, DEFAULT_AUTOSCALER_URL)
         self.timeout = timeout
         self.http = requests.Session()
         token = token if token is not None else default_token()
@@ -171,9 +193,9 @@ class Client:
                 raise RequestFailed(0, "not_counted", f"not everything was counted within {timeout:.0f} s: {status}")
             time.sleep(poll)
 
-    def autoscaler_status(self, url: str = DEFAULT_AUTOSCALER_URL) -> dict:
+    def autoscaler_status(self) -> dict:
         """The autoscaler's `GET /v1/status`: lag, rates, workers, decisions."""
-        return self._get("/v1/status", base=url.rstrip("/"))
+        return self._get("/v1/status", base=self.autoscaler_url)
 
     def _get(self, path: str, base: str | None = None, **params: str | int) -> dict:
         return self._request("GET", path, base, params=params)

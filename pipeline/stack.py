@@ -75,15 +75,21 @@ class Stack:
             "autoscaler": f"http://{s.autoscaler.host}:{s.autoscaler.port}/v1/status",
         }
 
+    def claim(self) -> None:
+        """Take the state directory and verify it: refused (in use, damaged, not writable)
+        before anything starts. `start` claims it if its caller did not."""
+        if self.directory is None or self.contents is not None:
+            return
+        self.directory.lock()
+        try:
+            self.directory.check_writable()
+            self.contents = self.directory.verify()
+        except BaseException:
+            self.directory.unlock()
+            raise
+
     def start(self, timeout: float = 120.0) -> Stack:
-        if self.directory is not None:  # refused (in use, damaged) before anything starts
-            self.directory.lock()
-            try:
-                self.directory.check_writable()
-                self.contents = self.directory.verify()
-            except BaseException:
-                self.directory.unlock()
-                raise
+        self.claim()
         try:
             self.broker, self.connection = broker_mod.start_kafka(self.settings, self.log_dir, reached=self._restore)
             self.reporter = CrashReporter(self.connection, self.settings.topics)

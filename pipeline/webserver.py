@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from aiohttp.http_exceptions import (
 from aiohttp.web_protocol import RequestHandler
 
 from pipeline.config import ConfigError
+from pipeline.errors import UnavailableError
 
 log = logging.getLogger("wordpipe.web")
 
@@ -166,3 +168,25 @@ async def serve(app: web.Application, host: str, port: int, limits: ServerLimits
         await runner.cleanup()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     return runner
+
+
+class PortUnavailable(UnavailableError):
+    """A service could not listen where it is told to: its port is in use, or its host is not this machine's."""
+
+
+def check_listen(service: str, host: str, port: int) -> None:
+    """Raise PortUnavailable if `service` could not listen on host:port now. Bound as `serve`
+    binds (every address of `host`, SO_REUSEADDR: a port a stopped stack left in TIME_WAIT is
+    free) and let go at once: a program that takes the port in between still makes the
+    service's own start fail (`serve`'s error)."""
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:  # as asyncio's server: IPv4 is bound on its own
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+    except OSError as exc:
+        raise PortUnavailable(f"{service} cannot listen on {host}:{port}: {exc.strerror}") from None

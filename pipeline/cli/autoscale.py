@@ -32,7 +32,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=cmd_autoscale_run)
 
     status = group.add_parser("status", help="lag, rates, workers, and the next decision and why")
-    status.add_argument("--url", default="http://127.0.0.1:8082", help="the autoscaler's status address")
+    status.add_argument(
+        "--url", help="the autoscaler's address (default $WORDPIPE_AUTOSCALER_URL, else http://127.0.0.1:8082)"
+    )
     status.add_argument("--json", action="store_true", help="the whole status document")
     status.add_argument("--token", help=options.TOKEN_HELP)
     status.set_defaults(func=cmd_autoscale_status)
@@ -85,11 +87,12 @@ def cmd_autoscale_run(args: argparse.Namespace) -> int:
 def cmd_autoscale_status(args: argparse.Namespace) -> int:
     from pipeline.client import Client, RequestFailed
 
+    client = Client(autoscaler_url=args.url, token=args.token)
     try:
-        status = Client(token=args.token).autoscaler_status(args.url)
+        status = client.autoscaler_status()
     except RequestFailed as exc:
         hint = ": give the autoscaler's token (--token or $WORDPIPE_TOKEN)" if exc.status == 401 else ""
-        raise RequestFailed(exc.status, exc.code, f"{args.url}: {exc.detail}{hint}") from None
+        raise RequestFailed(exc.status, exc.code, f"{client.autoscaler_url}: {exc.detail}{hint}") from None
     if args.json:
         print(json.dumps(status))
         return 0

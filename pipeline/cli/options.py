@@ -8,7 +8,10 @@ import os
 from pipeline import config
 
 CONFIG_HELP = "TOML settings file ($WORDPIPE_CONFIG)"
-TOKEN_HELP = "bearer token (default: $WORDPIPE_TOKEN, or the one `wordpipe up` saved)"
+TOKEN_HELP = (
+    "bearer token (default: $WORDPIPE_TOKEN, else the first of $WORDPIPE_TOKENS, else the one in $WORDPIPE_TOKEN_FILE, "
+    "else the one the default `wordpipe up` saved)"
+)
 USER_DICT_HELP = "extra Chinese words for the segmenter, in jieba's user dictionary format"
 
 

@@ -53,17 +53,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _client_flags(sp: argparse.ArgumentParser, ingest: bool = False) -> None:
     if ingest:
-        sp.add_argument("--url", help="the ingest service (default http://127.0.0.1:8080)")
+        sp.add_argument("--url", help="the ingest service (default $WORDPIPE_INGEST_URL, else http://127.0.0.1:8080)")
     else:
-        sp.add_argument("--url", dest="results_url", help="the results API (default http://127.0.0.1:8081)")
+        sp.add_argument(
+            "--url",
+            dest="results_url",
+            help="the results API (default $WORDPIPE_RESULTS_URL, else http://127.0.0.1:8081)",
+        )
     sp.add_argument("--token", help=options.TOKEN_HELP)
 
 
 def _client(args: argparse.Namespace) -> Client:
+    """The stack the flags name, else the environment's, else the default one (pipeline.client.Client)."""
     return Client(
-        ingest_url=getattr(args, "url", None) or "http://127.0.0.1:8080",
-        results_url=getattr(args, "results_url", None) or "http://127.0.0.1:8081",
-        token=args.token,
+        ingest_url=getattr(args, "url", None), results_url=getattr(args, "results_url", None), token=args.token
     )
 
 

@@ -75,7 +75,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     import secrets
     import signal
 
-    from pipeline.client import save_token
+    from pipeline.client import save_token, token_file
     from pipeline.stack import Stack
 
     s = options.settings(
@@ -88,14 +88,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         autoscaler_port=args.autoscaler_port,
         tokenizer_user_dict=options.path(args.tokenizer_user_dict),
     )
-    generated, saved_to = None, None
-    if s.service.token_missing:  # a token for this stack, where clients on this machine find it
-        generated = secrets.token_urlsafe(24)
-        s = s.replace(tokens=generated)
-        saved_to = save_token(generated)
+    _check_ports(s)
     log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="wordpipe-up-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(s, log_dir, policy=args.policy)
+    stack.claim()  # a state directory another stack holds is refused before its token is touched
+    generated, saved_to = None, None
+    if s.service.token_missing:  # a token for this stack, in a file of its own: other stacks keep theirs
+        generated = secrets.token_urlsafe(24)
+        stack.settings = stack.settings.replace(tokens=generated)
+        saved_to = token_file(s.ingest.port, s.kafka.state_dir)
+        save_token(generated, saved_to)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     try:
@@ -110,12 +113,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         for source in s.topics.source_list:
             print(f"  source     {source.spec} (topic {source.topic} at {bootstrap})")
         if generated:
-            print(f"  token      {generated}  (saved to {saved_to}; the wordpipe CLI reads it there)")
+            print(f"  token      {generated}  (saved to {saved_to})")
         print(f"  logs       {log_dir}")
         if stack.directory is not None:
             print(f"  state      {stack.directory.path} ({stack.state_line()}; every upload is durable before its 202)")
         elif s.kafka.embedded:
             print(EMBEDDED_KEEPS_NOTHING)
+        print("  the wordpipe CLI (ingest, top, count, status...) finds this stack in another shell with:")
+        print("\n".join(f"    {line}" for line in _exports(urls, saved_to)))
         print("Ctrl-C stops it.", flush=True)
         while not stop:
             stack.supervise()
@@ -126,6 +131,37 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("wordpipe: stopping", file=sys.stderr, flush=True)
         stack.stop()
     return 0
+
+
+def _check_ports(s: config.Settings) -> None:
+    """Before anything starts or is written: a port in use is one line naming it, not a
+    banner and then a crash loop of the service that needed it."""
+    from pipeline.webserver import check_listen
+
+    listens = {
+        "ingest": (s.ingest.host, s.ingest.port),
+        "results": (s.aggregator.host, s.aggregator.port),
+        "autoscaler": (s.autoscaler.host, s.autoscaler.port),
+    }
+    for name, (host, port) in listens.items():
+        check_listen(f"the {name} API (--{name}-port)", host, port)
+
+
+def _exports(urls: dict[str, str], token_path: Path | None) -> list[str]:
+    """What points the wordpipe CLI at this stack (pipeline.client reads it), not at the
+    default one or at another stack on this machine."""
+    import shlex
+
+    from pipeline import client
+
+    values = {
+        client.INGEST_URL_VARIABLE: urls["ingest"],
+        client.RESULTS_URL_VARIABLE: urls["results"],
+        client.AUTOSCALER_URL_VARIABLE: urls["autoscaler"].removesuffix("/v1/status"),
+    }
+    if token_path is not None:
+        values[client.TOKEN_FILE_VARIABLE] = str(token_path)
+    return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
 
 
 def cmd_ingest_server(args: argparse.Namespace) -> int:

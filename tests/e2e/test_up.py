@@ -38,7 +38,7 @@ def test_up_serves_producers_and_consumers_until_ctrl_c(tmp_path, chromium):
     ports = {"ingest": free_port(), "results": free_port(), "autoscaler": free_port()}
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "WORDPIPE_SESSION_TIMEOUT_MS": "2000"}
     env.pop("WORDPIPE_TOKENS", None)
-    token_path = tmp_path / "state" / "wordpipe" / "token"
+    token_path = tmp_path / "state" / "wordpipe" / f"token-{ports['ingest']}"  # this stack's, named by its port
     token_path.parent.mkdir(parents=True)
     token_path.write_text("an old token\n")
     token_path.chmod(0o644)  # a new token goes in at 0600 whatever the old file's mode
@@ -76,12 +76,12 @@ def test_up_serves_producers_and_consumers_until_ctrl_c(tmp_path, chromium):
         printed = "".join(lines)
         for port in ports.values():
             assert f"127.0.0.1:{port}" in printed, printed
-        token = (tmp_path / "state" / "wordpipe" / "token").read_text().strip()
+        token = token_path.read_text().strip()
         assert f"token      {token}" in printed
         assert "the embedded broker keeps everything in memory" in printed and "--bootstrap" in printed
-        assert oct((tmp_path / "state" / "wordpipe" / "token").stat().st_mode & 0o777) == "0o600"
+        assert oct(token_path.stat().st_mode & 0o777) == "0o600"
 
-        cli_env = {"XDG_STATE_HOME": str(tmp_path / "state")}  # the CLI finds the token where `up` saved it
+        cli_env = {"WORDPIPE_TOKEN_FILE": str(token_path)}  # the CLI finds the token where `up` saved it
         ingest_url, results_url = f"http://127.0.0.1:{ports['ingest']}", f"http://127.0.0.1:{ports['results']}"
         books = tmp_path / "books"
         books.mkdir()

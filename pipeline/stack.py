@@ -82,11 +82,12 @@ class Stack:
             return
         self.directory.lock()
         try:
-            self.directory.check_writable()
             self.contents = self.directory.verify()
+            self.directory.check_writable()
         except BaseException:
             self.directory.unlock()
             raise
+        self.directory.note_holder()
 
     def start(self, timeout: float = 120.0) -> Stack:
         self.claim()

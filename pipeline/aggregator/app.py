@@ -175,7 +175,8 @@ class Aggregator:
             await self.flush_producers()  # every new generation's checkpoint
             for state, changelog in loaded:
                 self.shards[state.shard], self.changelogs[state.shard] = state, changelog
-                self.unpublished[state.shard] = set(state.counts)  # a crash may have kept them from the topic
+                # A crash may have kept totals from the topic; a clean stop published them all.
+                self.unpublished[state.shard] = set() if state.published else set(state.counts)
                 self.unmirrored[state.shard] = {start: set(counts) for start, counts in state.windows.items()}
                 self.ranking.update(state.counts)
                 self.recovering.pop(state.shard).set_result(state)
@@ -419,6 +420,14 @@ class Aggregator:
                 kafka.produce(self.producer, topic, value, shard, key=word.encode())
             self.producer.poll(0)
 
+    def mark_published(self) -> None:
+        """Every total is on the topic now: a last batch says so, so that whoever recovers a
+        shard need not publish all of it again (a restart writes nothing it restored)."""
+        for shard, state in self.shards.items():
+            changelog = self.changelogs.get(shard)
+            if changelog is not None and not state.dirty and not self.unpublished.get(shard):
+                changelog.append(pack(state.take_batch(published=True)), self.deliveries)
+
     def note_unpublished(self, word: str) -> None:
         log.warning(
             "the total of a word of %d characters is not published on %s: a record of it would pass Kafka's "
@@ -468,6 +477,8 @@ class Aggregator:
             await self.flush()  # a clean stop leaves nothing to replay
             if self.settings.aggregator.totals_interval:
                 self.publish_totals()
+                await self.flush_producers()
+                self.mark_published()
             await self.flush_producers()
 
 

@@ -147,6 +147,9 @@ class ShardState:
     settled: set[str] = field(default_factory=set)  # documents no longer parked
     dropped_windows: set[int] = field(default_factory=set)
     moved: bool = False  # applied windows or the ledger changed
+    # Whether the totals topic held every total when the last batch was replayed (a clean
+    # stop's mark): a recovered shard then need not publish them all again.
+    published: bool = False
 
     @property
     def distinct_words(self) -> int:
@@ -231,9 +234,10 @@ class ShardState:
         """Whether a batch would carry anything."""
         return self.moved or bool(self.changed or self.changed_windows or self.dropped_windows)
 
-    def take_batch(self, checkpoint: bool = False) -> dict:
+    def take_batch(self, checkpoint: bool = False, published: bool = False) -> dict:
         """What changed since the last batch (or, as a checkpoint, everything), with absolute
-        values; afterwards nothing has changed. Pack it with `pack`."""
+        values; afterwards nothing has changed. `published`: the totals topic holds every
+        total now. Pack it with `pack`."""
         counts, windows, pending = self.counts, self.windows, self.pending
         batch: dict[str, object]
         if checkpoint:
@@ -248,7 +252,12 @@ class ShardState:
                 "settled": sorted(self.settled),
             }
         batch.update(
-            {"v": STATE_VERSION, "applied": _encode_sources(self.applied), "documents": self.documents.to_record()}
+            {
+                "v": STATE_VERSION,
+                "applied": _encode_sources(self.applied),
+                "documents": self.documents.to_record(),
+                "published": published,
+            }
         )
         self.changed, self.changed_windows, self.changed_pending = set(), {}, {}
         self.settled, self.dropped_windows, self.moved = set(), set(), False
@@ -273,6 +282,7 @@ class ShardState:
                     self.pending.pop(doc, None)
             self.applied = _decode_sources(batch["applied"])
             self.documents = Documents.from_record(batch["documents"])
+            self.published = batch.get("published", False)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ChangelogError(
                 f"shard {self.shard}: a batch that does not replay ({type(exc).__name__}: {exc})"

@@ -1,7 +1,8 @@
 """A state directory on disk: its layout, its lock, and what it holds, verified.
 
     DIR/manifest.json          {"version": 2}: what this directory is
-    DIR/lock                   locked (flock) by the one stack that uses it; holds its pid
+    DIR                        locked (flock) by the one stack that uses it
+    DIR/holder                 that stack's pid
     DIR/journal/<topic>.log    a topic's records (frames.py), appended as the broker took them
     DIR/cuts.log               the cuts; the last whole one is what a restore brings back
     DIR/durable.json           the last cut's end of the receipts topic, for ingest's 202s
@@ -50,6 +51,7 @@ class Directory:
         self.journal = path / "journal"
         self.cuts = path / "cuts.log"
         self.durable = path / "durable.json"
+        self.holder = path / "holder"
         self._lock: int | None = None
 
     def topic_file(self, topic: str) -> Path:
@@ -58,23 +60,26 @@ class Directory:
     # -- ownership ---------------------------------------------------------------
 
     def lock(self) -> None:
-        """Take the directory for this process, or raise InUse naming the holder's pid."""
+        """Take the directory for this process (a flock on the directory itself, so that taking
+        it writes nothing), or raise InUse naming the holder's pid."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDONLY)
         except OSError as exc:
             raise Damaged(f"{self.path}: cannot be used as a state directory ({exc.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
+            holder = self.holder.read_text().strip() if self.holder.exists() else "?"
             raise InUse(
                 f"{self.path} is the state directory of another wordpipe up (pid {holder}); stop it first"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock = fd
+
+    def note_holder(self) -> None:
+        """Say which process holds it, once it verified (a refused directory is not written)."""
+        _replace(self.holder, f"{os.getpid()}\n".encode(), sync=False)
 
     def unlock(self) -> None:
         if self._lock is not None:
@@ -118,13 +123,22 @@ class Directory:
         return Contents(cut, counts, largest)
 
     def last_cut(self) -> Cut | None:
+        cuts = self.all_cuts()
+        return cuts[-1] if cuts else None
+
+    def all_cuts(self, tolerant: bool = False) -> list[Cut]:
+        """The cuts of cuts.log, oldest first; `tolerant`: those before any damage."""
         if not self.cuts.exists():
-            return None
-        cut = None
+            return []
+        cuts: list[Cut] = []
         with open(self.cuts, "rb") as f:
-            for position, payload in payloads(f, self.cuts):
-                cut = as_cut(self.cuts, position, payload)
-        return cut
+            try:
+                for position, payload in payloads(f, self.cuts):
+                    cuts.append(as_cut(self.cuts, position, payload))
+            except Damaged:
+                if not tolerant:
+                    raise
+        return cuts
 
     def records(self, topic: str, cut: Cut) -> Iterator[Record]:
         """A topic's records below the cut's ends, each partition's in offset order, verified."""
@@ -155,6 +169,33 @@ class Directory:
         short = {p: (expected[p], end) for p, end in ends.items() if expected[p] != end}
         if short:
             raise Damaged(f"{path}: the last cut ends partitions at {short} (held, cut): records are missing")
+
+    def salvage(self, new: Directory) -> tuple[Cut, int]:
+        """Copy into `new` (empty) the newest cut whose records all verify; returns it and how
+        many newer cuts did not. Raises Damaged when none does."""
+        if new.path.exists() and any(new.path.iterdir()):
+            raise InUse(f"{new.path} is not empty: salvage writes a new directory")
+        cuts = self.all_cuts(tolerant=True)
+        for skipped, cut in enumerate(reversed(cuts)):
+            try:
+                records = {topic: list(self.records(topic, cut)) for topic in cut.topics}
+            except Damaged:
+                continue
+            new.initialize()
+            sizes = {}
+            for topic, kept in records.items():
+                with open(new.topic_file(topic), "wb") as out:
+                    for record in kept:
+                        out.write(record_frame(record))
+                    out.flush()
+                    os.fdatasync(out.fileno())
+                    sizes[topic] = out.tell()
+            new.append_cut(dataclasses.replace(cut, sizes=sizes))
+            return cut, skipped
+        raise Damaged(
+            f"{self.path}: no cut verifies whole ({len(cuts)} read): nothing of it can be restored exactly; "
+            "move it away to start afresh"
+        )
 
     # -- writing -----------------------------------------------------------------
 

@@ -28,7 +28,6 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -70,13 +69,14 @@ class Levels:
 
 
 class Files:
-    """Each topic's journal file, appended in rounds."""
+    """Each topic's journal file, appended in rounds (unbuffered: what a failed write leaves
+    is only what the next rewind cuts off)."""
 
     def __init__(self, directory: Directory, sizes: dict[str, int]) -> None:
         self.directory = directory
         self.sizes = dict(sizes)  # topic -> bytes synced
         self.buffers: dict[str, bytearray] = {}
-        self.handles: dict[str, BinaryIO] = {}
+        self.handles: dict[str, int] = {}  # topic -> file descriptor, opened to append
 
     def add(self, topic: str, record: Record) -> None:
         self.buffers.setdefault(topic, bytearray()).extend(record_frame(record))
@@ -84,37 +84,39 @@ class Files:
     def sync(self) -> dict[str, int]:
         """Write and sync what was added; every topic's synced size."""
         for topic, buffer in self.buffers.items():
-            f = self.handles.get(topic)
-            if f is None:
-                f = self.handles[topic] = open(self.directory.topic_file(topic), "ab")
-            f.write(buffer)
-            f.flush()
-            os.fdatasync(f.fileno())
-            self.sizes[topic] = f.tell()
+            fd = self.handles.get(topic)
+            if fd is None:
+                fd = self.handles[topic] = os.open(
+                    self.directory.topic_file(topic), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+                )
+            view = memoryview(buffer)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fdatasync(fd)
+            self.sizes[topic] = os.lseek(fd, 0, os.SEEK_END)
         self.buffers.clear()
         return dict(self.sizes)
 
     def rewind(self, sizes: dict[str, int]) -> None:
         """Back to the last durable cut, after a round failed: what it wrote is nobody's."""
         self.buffers.clear()
-        for topic, f in list(self.handles.items()):
-            f.close()
-            del self.handles[topic]
-            path = self.directory.topic_file(topic)
-            if path.exists():
-                os.truncate(path, sizes.get(topic, 0))
+        self.close()
         self.sizes = dict(sizes)
+        for topic, size in sizes.items():
+            path = self.directory.topic_file(topic)
+            if path.exists() and path.stat().st_size > size:
+                os.truncate(path, size)
 
     def drop(self, topic: str) -> None:
-        f = self.handles.pop(topic, None)
-        if f is not None:
-            f.close()
+        fd = self.handles.pop(topic, None)
+        if fd is not None:
+            os.close(fd)
         self.sizes.pop(topic, None)
         self.directory.topic_file(topic).unlink(missing_ok=True)
 
     def close(self) -> None:
-        for f in self.handles.values():
-            f.close()
+        for fd in self.handles.values():
+            os.close(fd)
         self.handles.clear()
 
 
@@ -187,11 +189,14 @@ class Journal:
             log.error("%s; the last durable cut is kept, and uploads wait", problem)
         self.problem = problem
         cut = self.cut
-        try:
-            self.files.rewind(cut.sizes if cut else {})
-            self.directory.publish_durable(self._documents_end(cut), problem, cut.n if cut else 0)
-        except OSError:
-            pass  # the disk refuses even this: the next round tries again
+        for undo in (
+            lambda: self.directory.publish_durable(self._documents_end(cut), problem, cut.n if cut else 0),
+            lambda: self.files.rewind(cut.sizes if cut else {}),
+        ):
+            try:
+                undo()
+            except OSError:
+                pass  # the disk refuses even this: the next round tries again
         self.positions = dict(cut.ends) if cut else {}
         self.partitions = {}  # assigned again, from the last cut's ends (released ones stay let go of)
         self.consumer.assign([])
@@ -254,9 +259,13 @@ class Journal:
         topics = {t: n for t, n in kafka.describe_partitions(self.admin, 10).items() if not t.startswith("__")}
         new = [TopicPartition(t, p, self.positions.get(input_of(t, p), 0)) for t in topics for p in range(topics[t])]
         new = [tp for tp in new if tp.topic not in self.partitions and tp.topic not in self.released]
-        gone = [TopicPartition(t, p) for t, n in self.partitions.items() if t not in topics for p in range(n)]
+        gone = [
+            TopicPartition(t, p)
+            for t, n in self.partitions.items()
+            if t not in topics and t not in self.released  # a released one is let go of already
+            for p in range(n)
+        ]
         self.released &= set(topics)
-        gone = [tp for tp in gone if tp.topic not in self.released]
         if gone:
             self.consumer.incremental_unassign(gone)
         if new:

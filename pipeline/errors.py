@@ -28,6 +28,7 @@
           ├── StackError           `wordpipe up`                   (stack.py)
           ├── Damaged              a state directory that does not verify (statedir/frames.py)
           ├── JournalError         the state directory's journal   (statedir/journal.py)
+          ├── NotDurable           an upload the state directory did not take (ingest/durability.py)
           ├── PortUnavailable      a service's port is taken       (webserver.py)
           ├── Abandoned            an upload held open too long    (ingest/service.py)
           └── RequestFailed        an HTTP API answered an error, or nothing (client.py)

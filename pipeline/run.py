@@ -63,8 +63,6 @@ class Pipeline:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.run_id = f"run-{uuid.uuid4().hex[:8]}"
         settings = settings.replace(aggregator_datadir=settings.aggregator.datadir or str(self.log_dir / "faust"))
-        # A one-shot run's totals topic is its own and deleted after: nobody would read it.
-        settings = settings.replace(totals_interval=0)
         if settings.service.token_missing:  # this run's aggregator answers only to this run
             settings = settings.replace(tokens=secrets.token_urlsafe(24))
         if settings.kafka.embedded:

@@ -3,7 +3,7 @@ native crash, an out-of-memory kill, a bug not found yet) kills the child, not t
 and is named by it.
 
 A worker reads this way only where the previous owner of an input died (workers/worker.py:
-the resume marks, where each owner resumed or last committed, cleared by a clean release),
+the resume marks, set while an owner holds an input and cleared by a clean release),
 and only until its first window there closes. So a record that kills every reader is
 dead-lettered after two deaths, the previous owner's and the child's, and everything
 around it is counted exactly; everywhere else records are read in the worker itself, at

@@ -43,6 +43,7 @@ PREFETCH_KIB = 8192
 # text (peak RSS 315 MB; with these bounds 216 MB, and 94 -> 75 MB on shakespeare, same speed).
 FETCH_MAX_BYTES = 2 << 20
 PARTITION_FETCH_MAX_BYTES = 512 << 10
+HELD, RELEASED = 1, 0  # resume marks: an owner holds the input, or let go of it cleanly
 
 
 @dataclass
@@ -93,10 +94,10 @@ class Worker:
         self.recorded_ends = (
             Consumer(kafka.consumer_config(connection, f"{settings.worker.group}.ends")) if self.sources else None
         )
-        # Where each input's owner resumed or last committed (+ 2; 0 once released cleanly), in a
-        # group of its own: finding our start there, the previous owner died, maybe on a record
-        # just past it, so we read that input's records in a child until its first window closes
-        # (workers/isolation.py).
+        # Whether each input's owner let go of it cleanly, as the committed offsets of a group of
+        # their own: HELD while an owner has it, RELEASED after a clean hand-over. Finding it held,
+        # the previous owner died, maybe on a record just past its last commit, so we read that
+        # input's records in a child until a window there is committed (workers/isolation.py).
         self.resume_marks = Consumer(kafka.consumer_config(connection, f"{settings.worker.group}.resumes"))
         self.careful: set[Input] = set()
         self.isolation = Isolation()
@@ -128,11 +129,11 @@ class Worker:
         self.report_status()
 
     def mark_resumed(self, positions: list[TopicPartition]) -> None:
-        """Note where we resume each input, and read carefully (in a child) the inputs whose
-        previous owner died there (its mark is where it resumed or last committed)."""
+        """Mark each input held by us, and read carefully (in a child) the inputs whose previous
+        owner died holding them."""
         marks = self.resume_marks.committed([TopicPartition(tp.topic, tp.partition) for tp in positions], timeout=30)
         for at, mark in zip(positions, marks, strict=True):
-            if mark.offset == _mark(at.offset):
+            if mark.offset == HELD:
                 name = self.input(at.topic, at.partition)
                 self.careful.add(name)
                 log.warning(
@@ -142,7 +143,7 @@ class Worker:
                     at.offset,
                 )
         self.resume_marks.commit(
-            offsets=[TopicPartition(tp.topic, tp.partition, _mark(tp.offset)) for tp in positions], asynchronous=False
+            offsets=[TopicPartition(tp.topic, tp.partition, HELD) for tp in positions], asynchronous=False
         )
 
     def resume_sources(self, positions: list[TopicPartition]) -> None:
@@ -173,7 +174,7 @@ class Worker:
     def release(self, partitions: list[TopicPartition]) -> None:
         """A clean hand-over: the next owner need not read carefully, except where we still do
         (a record that killed a reader may lie in what we did not commit)."""
-        clean = [TopicPartition(tp.topic, tp.partition, 0) for tp in partitions]
+        clean = [TopicPartition(tp.topic, tp.partition, RELEASED) for tp in partitions]
         clean = [tp for tp in clean if self.input(tp.topic, tp.partition) not in self.careful]
         if clean:
             self.resume_marks.commit(offsets=clean, asynchronous=False)
@@ -463,20 +464,15 @@ class Worker:
             offsets = [self.topic_partition(name, end) for name, end in commit.ends.items()]
             if not offsets:  # all its partitions were handed over
                 continue
-            # The resume marks follow: should we die, the next owner starts here, and reads its
-            # first window carefully (mark_resumed). Committed past where its last owner died, an
-            # input is read here again.
-            marks = [TopicPartition(tp.topic, tp.partition, _mark(tp.offset)) for tp in offsets]
-            if self.careful:
+            if self.careful:  # committed past where its last owner died: read here again
                 self.careful.difference_update(commit.ends)
                 if not self.careful:
                     self.isolation.close()
             try:
-                for consumer, positions in ((self.consumer, offsets), (self.resume_marks, marks)):
-                    if asynchronous:
-                        consumer.commit(offsets=positions, asynchronous=True)
-                    else:
-                        consumer.commit(offsets=positions, asynchronous=False)
+                if asynchronous:
+                    self.consumer.commit(offsets=offsets, asynchronous=True)
+                else:
+                    self.consumer.commit(offsets=offsets, asynchronous=False)
             except Exception as exc:  # synchronous only: a rebalance raced us
                 log.warning("commit of %s failed (%s); those windows will be replayed", commit.ends, exc)
 
@@ -504,9 +500,3 @@ def main(settings: Settings) -> int:
     worker.run()
     log.info("worker ran %.1f s", time.monotonic() - started)
     return 0
-
-
-def _mark(offset: int) -> int:
-    """A resume mark: the start + 2 (a start not committed yet is -1001: 1), never 0, which
-    says the input was released cleanly."""
-    return max(offset, -1) + 2

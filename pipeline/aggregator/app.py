@@ -325,6 +325,7 @@ class Aggregator:
                 return
             events, self.pending = self.pending, []
             touched, self.touched = self.touched, set()
+            rotated = False
             for shard in sorted(touched):
                 state, changelog = self.shards.get(shard), self.changelogs.get(shard)
                 if state is None or changelog is None or not state.dirty:
@@ -333,9 +334,12 @@ class Aggregator:
                 if changelog.wants_checkpoint():
                     checkpoint = pack(state.take_batch(checkpoint=True))
                     await asyncio.to_thread(changelog.start_generation, checkpoint, self.deliveries)
+                    rotated = True
                 else:
                     changelog.append(pack(state.take_batch()), self.deliveries)
             await self.flush_producers()
+            if rotated:
+                faults.point("aggregator.after_rotation")  # two generations, the newer one whole
             faults.point("aggregator.before_ack")
             for event in events:
                 event.ack()

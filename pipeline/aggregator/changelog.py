@@ -169,7 +169,6 @@ class Changelog:
         old = [topic_of(self.prefix, self.shard, g) for g in self._generations() if g < self.generation]
         if not old:
             return
-        faults.point("aggregator.before_retire")  # two generations, the newer one whole
         for topic, future in self.admin.delete_topics(old, operation_timeout=30).items():
             try:
                 future.result()

@@ -95,9 +95,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.ingest.sources import resolve
     from pipeline.run import Pipeline
 
-    # Flags not given are None: the file and env decide.
+    # Flags not given are None: the file and env decide. A run's totals topic is its own and
+    # deleted after it: nobody would read it.
     settings = options.settings(
         args,
+        totals_interval=0,
         workers=args.workers,
         chunk_size=args.chunk_size,
         **options.backend_choice(args),

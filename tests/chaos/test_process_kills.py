@@ -102,10 +102,10 @@ def test_aggregator_sigkilled_twice(tmp_path, trial):
     [
         # The 6th commit: the first ones cover only start-up windows, which carry no words.
         ("worker.before_commit=6", "workers", True),  # partials published, offsets not committed
-        # 8 generations start with the shards (retiring none on a fresh broker): the 12th checkpoint,
-        # and the 3rd retirement, come while shards hold words.
+        # 8 generations start with the shards: the 12th checkpoint, and the first rotation after
+        # them, come while shards hold words.
         ("aggregator.mid_checkpoint=12", "aggregator", False),  # a new generation without a whole checkpoint
-        ("aggregator.before_retire=3", "aggregator", False),  # the new generation whole, the old one still there
+        ("aggregator.after_rotation=1", "aggregator", False),  # the new generation whole, the old one still there
         ("aggregator.before_ack=2", "aggregator", True),  # everything durable, partials not acked
     ],
 )

@@ -102,13 +102,3 @@ def test_a_state_dir_is_for_the_embedded_broker_only(tmp_path):
 
     with pytest.raises(config.ConfigError, match="state_dir: keeps the embedded broker's contents"):
         Stack(config.Settings(state_dir=str(tmp_path), bootstrap="kafka:9092"), tmp_path)
-
-
-def test_a_save_reads_effects_before_their_causes():
-    """Derived topics, then partials, then chunks and the source topics (pipeline/broker_state.py)."""
-    from pipeline.broker_state import save_order
-
-    s = config.Settings(sources="feed")
-    topics = ["feed", "chunks", "partials", "wordpipe-aggregator-state-changelog", "documents", "totals"]
-    order = save_order(topics, s)
-    assert order[-3:] == ["partials", "chunks", "feed"] and set(order) == set(topics)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import msgpack
 
+from pipeline.assignment import Assignment
 from pipeline.errors import UsageError
 
 VERSION = 1
@@ -95,6 +96,19 @@ class WorkerStatus:
     first_chunk_at: float | None  # Unix time it counted its first chunk
     peak_rss_kb: int
     at: float  # Unix time of this report
+    inputs: tuple[str, ...] = ()  # the inputs it reads now ("chunks.g3:5", "tweets:0")
+    epoch: int = 0  # the assignment it follows (pipeline/assignment.py)
+
+
+@dataclass(frozen=True, slots=True)
+class WriterLease:
+    """A chunks writer's claim on the generations it may still write (an upload in
+    progress), keyed `writer:<id>` on the status topic; it lapses unless renewed
+    (pipeline/ingest/chunk_topics.py)."""
+
+    writer: str
+    generations: tuple[int, ...]
+    at: float  # Unix time of this report
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +135,12 @@ class Receipt:
     document: str
     key: str | None  # the Idempotency-Key it came with
     state: str  # "open": sending its end marker; "committed"; "aborted"
-    partition: int  # of the chunks topic
+    partition: int  # of its chunks generation
     first: int  # offset of its first chunk (of its end marker, for an empty document)
     chunks: int
     bytes: int
     at: float  # Unix time
+    topic: str = ""  # its chunks generation ("chunks.g3")
 
 
 RECEIPT_STATES = ("open", "committed", "aborted")
@@ -521,11 +536,19 @@ _STATUS_FIELDS = ("worker", "partitions", "chunks", "busy_seconds", "started_at"
 
 
 def encode_status(msg: WorkerStatus) -> bytes:
-    return _pack({"v": VERSION, **{f: getattr(msg, f) for f in _STATUS_FIELDS}, "partitions": list(msg.partitions)})
+    return _pack(
+        {
+            "v": VERSION,
+            **{f: getattr(msg, f) for f in _STATUS_FIELDS},
+            "partitions": list(msg.partitions),
+            "inputs": list(msg.inputs),
+            "epoch": msg.epoch,
+        }
+    )
 
 
 def decode_status(data: bytes | None) -> WorkerStatus:
-    obj = _unpack(data, "status", _STATUS_FIELDS)
+    obj = _unpack(data, "status", _STATUS_FIELDS, optional=("inputs", "epoch"))
     _check("status", "worker", obj["worker"], str)
     partitions = obj["partitions"]
     if not (isinstance(partitions, list) and all(type(p) is int and p >= 0 for p in partitions)):
@@ -538,7 +561,57 @@ def decode_status(data: bytes | None) -> WorkerStatus:
         if type(obj[name]) not in (int, float) or obj[name] < 0:
             raise CodecError(f"status.{name}: expected a non-negative number, got {obj[name]!r:.40}")
         obj[name] = float(obj[name])
-    return WorkerStatus(**{f: obj[f] for f in _STATUS_FIELDS if f != "partitions"}, partitions=tuple(partitions))
+    inputs, epoch = obj.get("inputs", []), obj.get("epoch", 0)
+    if not (isinstance(inputs, list) and all(isinstance(i, str) and _INPUT.fullmatch(i) for i in inputs)):
+        raise CodecError(f'status.inputs: expected a list of "topic:partition", got {inputs!r:.80}')
+    _check("status", "epoch", epoch, int, minimum=0)
+    fields = {f: obj[f] for f in _STATUS_FIELDS if f != "partitions"}
+    return WorkerStatus(**fields, partitions=tuple(partitions), inputs=tuple(inputs), epoch=epoch)
+
+
+# -- assignment --------------------------------------------------------------
+
+
+def encode_assignment(assignment: Assignment) -> bytes:
+    return _pack(
+        {
+            "v": VERSION,
+            "epoch": assignment.epoch,
+            "owners": assignment.owners,
+            "waiting": assignment.waiting,
+        }
+    )
+
+
+def decode_assignment(data: bytes | None) -> Assignment:
+    obj = _unpack(data, "assignment", ("epoch", "owners", "waiting"))
+    _check("assignment", "epoch", obj["epoch"], int, minimum=0)
+    for name in ("owners", "waiting"):
+        held = obj[name]
+        if not (
+            isinstance(held, dict)
+            and all(isinstance(i, str) and _INPUT.fullmatch(i) and isinstance(w, str) for i, w in held.items())
+        ):
+            raise CodecError(f'assignment.{name}: expected a map of "topic:partition" to a worker id')
+    return Assignment(obj["epoch"], obj["owners"], obj["waiting"])
+
+
+# -- writer lease --------------------------------------------------------------
+
+
+def encode_lease(msg: WriterLease) -> bytes:
+    return _pack({"v": VERSION, "writer": msg.writer, "generations": list(msg.generations), "at": msg.at})
+
+
+def decode_lease(data: bytes | None) -> WriterLease:
+    obj = _unpack(data, "lease", ("writer", "generations", "at"))
+    _check("lease", "writer", obj["writer"], str)
+    held = obj["generations"]
+    if not (isinstance(held, list) and all(type(n) is int and n >= 0 for n in held)):
+        raise CodecError(f"lease.generations: expected a list of non-negative ints, got {held!r:.80}")
+    if type(obj["at"]) not in (int, float):
+        raise CodecError(f"lease.at: expected a number, got {type(obj['at']).__name__}")
+    return WriterLease(obj["writer"], tuple(held), float(obj["at"]))
 
 
 # -- crash report --------------------------------------------------------------
@@ -587,11 +660,12 @@ _RECEIPT_FIELDS = ("document", "key", "state", "partition", "first", "chunks", "
 
 
 def encode_receipt(msg: Receipt) -> bytes:
-    return _pack({"v": VERSION, **{f: getattr(msg, f) for f in _RECEIPT_FIELDS}})
+    return _pack({"v": VERSION, **{f: getattr(msg, f) for f in _RECEIPT_FIELDS}, "topic": msg.topic})
 
 
 def decode_receipt(data: bytes | None) -> Receipt:
-    obj = _unpack(data, "receipt", _RECEIPT_FIELDS)
+    obj = _unpack(data, "receipt", _RECEIPT_FIELDS, optional=("topic",))
+    _check("receipt", "topic", obj.get("topic", ""), str)
     _check("receipt", "document", obj["document"], str)
     if obj["key"] is not None:
         _check("receipt", "key", obj["key"], str)
@@ -601,7 +675,7 @@ def decode_receipt(data: bytes | None) -> Receipt:
         _check("receipt", name, obj[name], int, minimum=0)
     if type(obj["at"]) not in (int, float):
         raise CodecError(f"receipt.at: expected a number, got {type(obj['at']).__name__}")
-    return Receipt(**{f: obj[f] for f in _RECEIPT_FIELDS})
+    return Receipt(**{f: obj[f] for f in _RECEIPT_FIELDS}, topic=obj.get("topic", ""))
 
 
 # -- dead letter -------------------------------------------------------------

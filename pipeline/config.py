@@ -102,7 +102,13 @@ class TopicSettings:
     deadletter: str = setting("deadletter", "deadletter_topic")
     status: str = setting("workers", "status_topic")  # workers' status reports (pipeline/roster.py)
     documents: str = setting("documents", "documents_topic")  # ingest's receipts: accepted uploads, idempotency keys
+    assignments: str = setting("assignments", "assignments_topic")  # which worker reads what (pipeline/assigner.py)
     chunk_partitions: int = 12
+    # Chunks and partials live in topic generations (`chunks.g1`, `chunks.g2`, ...; see
+    # pipeline/generations.py): writers start a new one after this many bytes of chunks, and
+    # a generation whose every record is counted is deleted, the one way the embedded broker
+    # frees memory. The broker holds about 2 to 3 generations of chunks while text flows.
+    generation_bytes: int = 64 << 20
     partial_partitions: int = 8  # one shard of the totals per partition...
     buckets: int = 16  # ...and this many state buckets per shard: the unit of snapshot and deduplication
     replication_factor: int = 1
@@ -115,7 +121,16 @@ class TopicSettings:
     def __post_init__(self) -> None:
         for name in ("chunk_partitions", "partial_partitions", "buckets", "replication_factor"):
             _at_least(name, getattr(self, name), 1)
-        names = [self.chunks, self.partials, self.totals, self.deadletter, self.status, self.documents]
+        _at_least("generation_bytes", self.generation_bytes, 1 << 20)
+        names = [
+            self.chunks,
+            self.partials,
+            self.totals,
+            self.deadletter,
+            self.status,
+            self.documents,
+            self.assignments,
+        ]
         if len(set(names)) != len(names) or not all(names):
             raise ConfigError(f"topic names must be distinct and non-empty, got {names}")
         from pipeline import source_topics  # it reads text with tokenize, which reads settings

@@ -16,7 +16,8 @@
      │    └── InUse                a state directory another stack holds (statedir/directory.py)
      └── UnavailableError (exit 1): something wordpipe depends on failed or is away; a retry may do
           ├── KafkaUnavailable     Kafka                           (kafka.py)
-          │    └── Superseded      another aggregator owns a shard now (aggregator/changelog.py)
+          │    ├── Superseded      another aggregator owns a shard now (aggregator/changelog.py)
+          │    └── Fenced          a writer's lease on a chunks generation lapsed (ingest/chunk_topics.py)
           ├── ChangelogError       a shard's changelog does not replay (aggregator/state.py)
           ├── LookupProcessError   the results API's lookup process (aggregator/lookup_process.py)
           ├── Crashed              a record killed the child reading it (workers/isolation.py)

@@ -11,6 +11,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from pipeline import generations
 from pipeline.config import Connection, KafkaSettings, TopicSettings
 from pipeline.errors import UnavailableError
 from pipeline.source_topics import input_of
@@ -114,16 +115,42 @@ def consumer_config(connection: Connection, group: str, **extra: Any) -> dict[st
     )
 
 
+# On Apache Kafka: compacted topics roll a segment an hour (only closed segments are
+# compacted, and the default week would keep a week of status reports); receipts are also
+# deleted after RECEIPTS_KEPT. Chunks and partials keep everything until their generation
+# is counted and deleted (pipeline/generations.py), as Kafka Streams keeps a repartition
+# topic until it purges what is committed.
+HOUR_MS = 3_600_000
+RECEIPTS_KEPT_MS = 7 * 24 * HOUR_MS
+DEADLETTERS_KEPT_MS = 30 * 24 * HOUR_MS
+COMPACTED = {"cleanup.policy": "compact", "segment.ms": str(HOUR_MS)}
+UNTIL_COUNTED = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
 def topic_specs(topics: TopicSettings) -> list[NewTopic]:
+    """wordpipe's topics but the generations of chunks and partials (`generation_specs`)."""
     rf = topics.replication_factor
-    compacted = {"cleanup.policy": "compact"}
     return [
-        new_topic(topics.chunks, topics.chunk_partitions, rf),
-        new_topic(topics.partials, topics.partial_partitions, rf),
-        new_topic(topics.totals, topics.partial_partitions, rf, compacted),
-        new_topic(topics.deadletter, 1, rf),
-        new_topic(topics.status, 1, rf, compacted),
-        new_topic(topics.documents, 1, rf, compacted),
+        new_topic(topics.totals, topics.partial_partitions, rf, COMPACTED),
+        new_topic(topics.deadletter, 1, rf, {"retention.ms": str(DEADLETTERS_KEPT_MS)}),
+        new_topic(topics.status, 1, rf, COMPACTED),
+        new_topic(
+            topics.documents,
+            1,
+            rf,
+            {**COMPACTED, "cleanup.policy": "compact,delete", "retention.ms": str(RECEIPTS_KEPT_MS)},
+        ),
+        new_topic(topics.assignments, 1, rf, COMPACTED),
+    ]
+
+
+def generation_specs(topics: TopicSettings, n: int) -> list[NewTopic]:
+    """Generation `n` of partials and of chunks, in the order they must be created: the
+    partials of a generation's windows have somewhere to go before any chunk is written."""
+    rf = topics.replication_factor
+    return [
+        new_topic(generations.topic(topics.partials, n), topics.partial_partitions, rf, UNTIL_COUNTED),
+        new_topic(generations.topic(topics.chunks, n), topics.chunk_partitions, rf, UNTIL_COUNTED),
     ]
 
 
@@ -133,14 +160,39 @@ def new_topic(name: str, partitions: int, replication_factor: int, config: dict[
     )
 
 
+def topic_names(admin: AdminClient, timeout: float = 10.0) -> set[str]:
+    return set(describe_partitions(admin, timeout))
+
+
+def create(admin: AdminClient, specs: list[NewTopic], timeout: float = 30.0) -> None:
+    """Create `specs` in order, each once its predecessor exists; one that exists already is
+    fine (another writer made it), and each is in the metadata on return."""
+    for spec in specs:
+        for name, future in admin.create_topics([spec], request_timeout=timeout).items():
+            try:
+                future.result()
+                log.info("created topic %s", name)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise KafkaUnavailable(f"could not create topic {name}: {exc.args[0].str()}") from None
+        wait_for_topics(admin, {spec.topic: spec.num_partitions}, timeout)
+
+
+def create_generation(admin: AdminClient, topics: TopicSettings, n: int, timeout: float = 30.0) -> None:
+    create(admin, generation_specs(topics, n), timeout)
+
+
 def ensure_topics(
     connection: Connection, topics: TopicSettings, timeout: float = 30.0, with_sources: bool = False
 ) -> None:
-    """Create wordpipe's topics (and, `with_sources`, the source topics, as many partitions as
-    the chunks topic has); existing ones must have the configured partition counts."""
+    """Create wordpipe's topics and the first generation of chunks and partials if there is
+    none (and, `with_sources`, the source topics, as many partitions as a chunks generation
+    has); existing ones must have the configured partition counts."""
     admin = AdminClient(client_config(connection))
     wanted = {t.topic: t for t in topic_specs(topics)}
     existing = describe_partitions(admin, timeout)
+    if generations.newest(existing, topics.chunks) is None:
+        wanted |= {t.topic: t for t in generation_specs(topics, 1)}
     if with_sources:  # a source topic that exists is taken as it is
         wanted |= {
             s.topic: NewTopic(s.topic, topics.chunk_partitions, topics.replication_factor)
@@ -154,16 +206,20 @@ def ensure_topics(
                 f"topic {name!r} exists with {have} partitions but settings ask for {spec.num_partitions}; "
                 "change the setting or the topic"
             )
-    missing = [spec for name, spec in wanted.items() if name not in existing]
-    if missing:
-        for name, future in admin.create_topics(missing, request_timeout=timeout).items():
-            try:
-                future.result()
-            except KafkaException as exc:
-                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise
-            log.info("created topic %s", name)
-    wait_for_topics(admin, {name: spec.num_partitions for name, spec in wanted.items()}, timeout)
+    create(admin, [spec for name, spec in wanted.items() if name not in existing], timeout)
+
+
+def delete(admin: AdminClient, names: list[str], timeout: float = 30.0) -> None:
+    """Delete topics; one already gone is fine."""
+    if not names:
+        return
+    for name, future in admin.delete_topics(names, operation_timeout=timeout).items():
+        try:
+            future.result()
+            log.info("deleted topic %s", name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise KafkaUnavailable(f"could not delete topic {name}: {exc.args[0].str()}") from None
 
 
 def wait_for_topics(admin: AdminClient, partitions: dict[str, int], timeout: float = 30.0) -> None:
@@ -314,6 +370,28 @@ class BrokerWatch:
 
     def close(self) -> None:
         self._stop.set()
+
+
+class Follower:
+    """The newest record of a one-partition topic, read from its start (a compacted topic of
+    one key: the assignment)."""
+
+    def __init__(self, connection: Connection, topic: str) -> None:
+        # A group id that is never joined nor committed: the partition is assigned.
+        self.consumer = Consumer(consumer_config(connection, "wordpipe-follower"))
+        self.consumer.assign([TopicPartition(topic, 0, 0)])
+
+    def latest(self) -> bytes | None:
+        """The value of the newest record that arrived since the last call; None if none did."""
+        newest = None
+        while batch := self.consumer.consume(num_messages=100, timeout=0):
+            for msg in batch:
+                if not msg.error() and msg.value() is not None:
+                    newest = msg.value()
+        return newest
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
 class DeliveryTracker:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.offsets import OffsetRanges
 
-Produced = dict[int, OffsetRanges]  # chunks partition -> acknowledged offsets
+Produced = dict[str, OffsetRanges]  # chunks input ("chunks.g1:3") -> acknowledged offsets
 
 
 def _done_per_shard(progress: dict) -> list[dict[str, list]] | None:
@@ -16,7 +16,7 @@ def _done_per_shard(progress: dict) -> list[dict[str, list]] | None:
 
 def chunks_counted(progress: dict, produced: Produced) -> int:
     """How many produced chunks have been counted by every shard."""
-    return _counted(progress, {str(partition): offsets for partition, offsets in produced.items()})
+    return _counted(progress, produced)
 
 
 def _counted(progress: dict, wanted: dict[str, OffsetRanges]) -> int:
@@ -36,9 +36,9 @@ def _counted(progress: dict, wanted: dict[str, OffsetRanges]) -> int:
 def all_counted(progress: dict, produced: Produced) -> bool:
     shards = _done_per_shard(progress)
     return shards is not None and all(
-        OffsetRanges.from_list(by_partition.get(str(partition), [])).covers(offsets)
-        for by_partition in shards
-        for partition, offsets in produced.items()
+        OffsetRanges.from_list(by_input.get(name, [])).covers(offsets)
+        for by_input in shards
+        for name, offsets in produced.items()
     )
 
 

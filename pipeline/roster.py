@@ -1,16 +1,18 @@
-"""The roster: every worker's latest status report, and every role's crash report, read
-from the status topic.
+"""The roster: every worker's latest status report, every role's crash report and every
+chunks writer's lease, read from the status topic.
 
 Workers report their assignment, progress and peak memory to a compacted topic keyed by
 worker id (schemas/status.v1.json). Whatever the backend (process, container, Mesos
 task), this is how a controller learns that a worker is consuming, which partitions it
 owns, and how fast it works while busy. A clean stop leaves a tombstone. Supervisors
-report each role's crashes there too, keyed `crashes:<role>` (pipeline/crash_reports.py).
+report each role's crashes there too, keyed `crashes:<role>` (pipeline/crash_reports.py),
+and writers their leases on chunks generations, keyed `writer:<id>` (pipeline/ingest/chunk_topics.py).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -18,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from pipeline import codec, kafka
 from pipeline.config import Connection, TopicSettings
 from pipeline.crash_reports import KEY_PREFIX, CrashMetrics
+from pipeline.ingest.chunk_topics import LEASE_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,8 @@ class Roster:
         self.consumer.assign([TopicPartition(topics.status, 0, OFFSET_BEGINNING)])
         self.statuses: dict[str, codec.WorkerStatus] = {}
         self.crashes: dict[str, codec.CrashReport] = {}  # by role
+        self.leases: dict[str, codec.WriterLease] = {}  # by writer
+        self.seen: dict[str, float] = {}  # worker or writer -> time.monotonic() its last report was read
 
     def refresh(self, timeout: float = 0.0) -> dict[str, codec.WorkerStatus]:
         """Read every report that arrived since the last call; returns the latest per worker."""
@@ -44,8 +49,13 @@ class Roster:
                 name = key.decode(errors="replace")
                 if name.startswith(KEY_PREFIX):
                     _keep(self.crashes, name.removeprefix(KEY_PREFIX), msg.value(), codec.decode_crashes)
+                    continue
+                if name.startswith(LEASE_PREFIX):
+                    name = name.removeprefix(LEASE_PREFIX)
+                    _keep(self.leases, name, msg.value(), codec.decode_lease)
                 else:
                     _keep(self.statuses, name, msg.value(), codec.decode_status)
+                self.seen[name] = time.monotonic()
 
     def assignments(self, workers: list[str]) -> dict[str, tuple[int, ...]]:
         """Chunks partitions each of `workers` last reported owning (none if it has not reported)."""

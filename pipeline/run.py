@@ -30,6 +30,7 @@ import requests
 
 from pipeline import broker as broker_mod
 from pipeline import codec, kafka, processes
+from pipeline.assigner import Assigner
 from pipeline.client import Client, RequestFailed
 from pipeline.cluster import (
     Backend,
@@ -86,6 +87,7 @@ class Pipeline:
         self._publisher: ChunkPublisher | None = None
         self.workers: Backend | None = None
         self.roster: Roster | None = None
+        self.assigner: Assigner | None = None
         self.env: dict[str, str] = {}
         self.supervisor = Supervisor(self.log_dir, RunError, one_shot=True)
         self._reporter: CrashReporter | None = None  # once the broker is up
@@ -132,6 +134,7 @@ class Pipeline:
             self.env = s.to_env(self._connection)
             self.workers = open_backend(s, self.env, self.run_id, self.log_dir, owner_pid=os.getpid())
             self.roster = Roster(self._connection, s.topics)
+            self.assigner = Assigner(self._connection, s.topics, s.worker)
             self._reporter = CrashReporter(self._connection, s.topics)
             self.supervisor.report = self._reporter.publish
             # Made now, its producer's id is granted while the services start (half a second on Tansu).
@@ -193,6 +196,9 @@ class Pipeline:
         if self.roster is not None:
             self.roster.close()
             self.roster = None
+        if self.assigner is not None:
+            self.assigner.close()
+            self.assigner = None
         self.supervisor.stop(grace=0)
         self._publisher = self._reporter = None  # their producers' connections closed: the broker stops at once
         if self.broker is not None:

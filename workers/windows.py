@@ -27,6 +27,7 @@ with all workers stopped (a SIGTERM drain commits every published window).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pipeline.source_topics import Input
@@ -130,7 +131,7 @@ class Windows:
         """Close the open windows of `partitions` where they stand (idle sources)."""
         return [self.open.pop(p) for p in partitions if p in self.open]
 
-    def drop(self, partitions: list[Input]) -> None:
+    def drop(self, partitions: Iterable[Input]) -> None:
         """Forget open windows of partitions we no longer own: their next owner re-reads them."""
         for partition in partitions:
             self.open.pop(partition, None)

@@ -1,5 +1,11 @@
 """Consume chunks in batches, count them by window, publish partials, then commit.
 
+A worker reads the inputs the assignment gives it (pipeline/assignment.py): a chunks
+partition in every live generation of the chunks topics (pipeline/generations.py), or a
+source topic's partition. It looks for new and retiring generations every second and
+lets go of a retiring one, whose every window is committed already. The windows of
+chunks.gN go to partials.gN; source windows to the newest generation's partials.
+
 Offsets are committed only at the ends of windows whose partials the broker has
 acknowledged, so a crash replays chunks rather than losing them; a replayed window
 is identical to the original (workers/windows.py) and the aggregator recognises it
@@ -20,13 +26,15 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
-from pipeline import codec, faults, kafka, processes, tokenize
+from pipeline import codec, faults, generations, kafka, processes, tokenize
 from pipeline.config import Connection, Settings
 from pipeline.health import Heartbeat
 from pipeline.sharding import Router
@@ -44,6 +52,7 @@ PREFETCH_KIB = 8192
 FETCH_MAX_BYTES = 2 << 20
 PARTITION_FETCH_MAX_BYTES = 512 << 10
 HELD, RELEASED = 1, 0  # resume marks: an owner holds the input, or let go of it cleanly
+LOOK_SECONDS = 1.0  # how often a worker looks for new and retiring chunks generations
 
 
 @dataclass
@@ -66,12 +75,13 @@ class Worker:
         self.tokenizer = tokenize.Tokenizer.load(settings.text.tokenizer_user_dict)
         self.foreign_tokenizers: set[str] = set()  # ids of refused chunks, each logged once
         self.router = Router(settings.topics.partial_partitions, settings.topics.buckets)
+        # The group only keeps our offsets: inputs are assigned by the assigner, never by a
+        # group rebalance (pipeline/assignment.py), so no one pauses when workers come and go.
         self.consumer = Consumer(
             kafka.consumer_config(
                 connection,
                 settings.worker.group,
                 **{
-                    "partition.assignment.strategy": "roundrobin",
                     "on_commit": self.on_commit,
                     # librdkafka prefetches up to 64 MiB by default; a quarter second's work never
                     # runs dry and bounds a worker's memory. Its default 1 s pause once the
@@ -84,6 +94,8 @@ class Worker:
             )
         )
         self.producer = Producer(kafka.producer_config(connection))
+        self.assignments = kafka.Follower(connection, settings.topics.assignments)
+        self.admin = AdminClient(kafka.client_config(connection))
         self.pending: deque[PendingCommit] = deque()  # in publication order
         self.windows = Windows(settings.worker.window_chunks, settings.worker.window_max_words)
         self.sources = {source.topic: source for source in settings.topics.source_list}
@@ -102,7 +114,11 @@ class Worker:
         self.careful: set[Input] = set()
         self.isolation = Isolation()
         self.stopping = False
-        self.assigned: set[int] = set()
+        self.epoch = 0  # of the assignment we follow
+        self.owned: set[str] = set()  # its inputs that are ours: "chunks:5" (every generation), "tweets:0"
+        self.held: set[str] = set()  # the partitions we read now: "chunks.g3:5", "tweets:0"
+        self.newest = 0  # the newest chunks generation: source windows' partials go to its partials
+        self.next_look = 0.0
         # What the status topic hears about us (pipeline/roster.py).
         self.id = settings.worker.id or f"{socket.gethostname()}-{os.getpid()}"
         self.started_at = time.time()
@@ -110,23 +126,70 @@ class Worker:
         self.chunks_counted = 0
         self.busy_seconds = 0.0
         self.next_report = 0.0
+        self.report_lock = threading.Lock()
+        self.reported_stop = False
         self.heartbeat = Heartbeat(settings.service.health_file)
         self.broker = kafka.BrokerWatch(connection)
 
-    def on_assign(self, consumer, partitions) -> None:
-        chunks = self.settings.topics.chunks
-        self.assigned.update(tp.partition for tp in partitions if tp.topic == chunks)
-        if not partitions:
-            consumer.assign([])
-            self.report_status()
+    def follow(self) -> None:
+        """Take and let go of partitions to match the newest assignment and the chunks
+        generations now (a new one is read at once; a retiring one is let go of)."""
+        latest = self.assignments.latest()
+        changed = latest is not None and self.take_assignment(latest)
+        if not changed and time.monotonic() < self.next_look:
             return
-        positions = self.consumer.committed(partitions, timeout=30)
-        sources = [tp for tp in positions if tp.topic != chunks]
+        self.next_look = time.monotonic() + LOOK_SECONDS
+        names = kafka.topic_names(self.admin)
+        base = self.settings.topics.chunks
+        live = generations.live(names, base)
+        self.newest = live[-1] if live else self.newest
+        wanted: set[str] = set()
+        for name in self.owned:
+            topic, partition = split_input(name)
+            if topic == base:
+                wanted.update(input_of(generations.topic(base, n), partition) for n in live)
+            elif topic in names:
+                wanted.add(name)
+        if wanted != self.held:
+            self.let_go(sorted(self.held - wanted))
+            self.take(sorted(wanted - self.held))
+            self.report_status()
+
+    def take_assignment(self, value: bytes) -> bool:
+        try:
+            assignment = codec.decode_assignment(value)
+        except codec.CodecError as exc:
+            log.error("ignoring a bad assignment: %s", exc)
+            return False
+        if assignment.epoch <= self.epoch:
+            return False
+        self.epoch, self.owned = assignment.epoch, assignment.of(self.id)
+        return True
+
+    def take(self, inputs: list[str]) -> None:
+        """Start reading `inputs` where the group's committed offsets say."""
+        if not inputs:
+            return
+        positions = self.consumer.committed([self.topic_partition(name, 0) for name in inputs], timeout=30)
+        sources = [tp for tp in positions if not self.is_chunks(tp.topic)]
         if sources:
             self.resume_sources(sources)
         self.mark_resumed(positions)
-        consumer.assign(positions)
-        self.report_status()
+        self.consumer.incremental_assign(positions)
+        self.held.update(inputs)
+        log.info("reading %s (assignment %d)", ", ".join(inputs), self.epoch)
+
+    def let_go(self, inputs: list[str]) -> None:
+        """Hand over cleanly: commit what is published, so the next owner replays only open windows."""
+        if not inputs:
+            return
+        self.producer.flush(30)
+        self.commit_acknowledged(asynchronous=False)
+        partitions = [self.topic_partition(name, 0) for name in inputs]
+        self.release(partitions)
+        self.forget(inputs)
+        self.consumer.incremental_unassign(partitions)
+        log.info("let go of %s (assignment %d)", ", ".join(inputs), self.epoch)
 
     def mark_resumed(self, positions: list[TopicPartition]) -> None:
         """Mark each input held by us, and read carefully (in a child) the inputs whose previous
@@ -134,7 +197,7 @@ class Worker:
         marks = self.resume_marks.committed([TopicPartition(tp.topic, tp.partition) for tp in positions], timeout=30)
         for at, mark in zip(positions, marks, strict=True):
             if mark.offset == HELD:
-                name = self.input(at.topic, at.partition)
+                name = input_of(at.topic, at.partition)
                 self.careful.add(name)
                 log.warning(
                     "%s: its last owner died after offset %d; reading its records one at a time in a "
@@ -164,29 +227,17 @@ class Worker:
             if end.offset > at.offset:
                 self.source_windows.end_at(input_of(at.topic, at.partition), end.offset)
 
-    def on_revoke(self, consumer, partitions) -> None:
-        # Hand over cleanly: commit what is published, so the next owner replays only open windows.
-        self.producer.flush(30)
-        self.commit_acknowledged(asynchronous=False)
-        self.release(partitions)
-        self._forget(partitions)
-
     def release(self, partitions: list[TopicPartition]) -> None:
         """A clean hand-over: the next owner need not read carefully, except where we still do
         (a record that killed a reader may lie in what we did not commit)."""
         clean = [TopicPartition(tp.topic, tp.partition, RELEASED) for tp in partitions]
-        clean = [tp for tp in clean if self.input(tp.topic, tp.partition) not in self.careful]
+        clean = [tp for tp in clean if input_of(tp.topic, tp.partition) not in self.careful]
         if clean:
             self.resume_marks.commit(offsets=clean, asynchronous=False)
 
-    def on_lost(self, consumer, partitions) -> None:
-        # Already someone else's: committing now could only move their offsets back.
-        self._forget(partitions)
-
-    def _forget(self, partitions: list[TopicPartition]) -> None:
-        """Drop every trace of partitions we no longer own: open windows and commits still pending."""
-        inputs = [self.input(tp.topic, tp.partition) for tp in partitions]
-        self.assigned.difference_update(tp.partition for tp in partitions if tp.topic == self.settings.topics.chunks)
+    def forget(self, inputs: list[str]) -> None:
+        """Drop every trace of inputs we no longer read: open windows and commits still pending."""
+        self.held.difference_update(inputs)
         self.windows.drop(inputs)
         self.source_windows.drop(inputs)
         for commit in self.pending:
@@ -195,16 +246,22 @@ class Worker:
         for name in inputs:
             self.last_record.pop(name, None)
         self.careful.difference_update(inputs)
-        self.report_status()
 
-    def input(self, topic: str, partition: int) -> Input:
-        return partition if topic == self.settings.topics.chunks else input_of(topic, partition)
+    def is_chunks(self, topic: str) -> bool:
+        found = generations.of(topic)
+        return found is not None and found[0] == self.settings.topics.chunks
 
     def topic_partition(self, name: Input, offset: int) -> TopicPartition:
-        if isinstance(name, int):
-            return TopicPartition(self.settings.topics.chunks, name, offset)
-        topic, partition = split_input(name)
+        topic, partition = split_input(str(name))
         return TopicPartition(topic, partition, offset)
+
+    def partials_topic(self, name: Input) -> str:
+        """Where a window's partials go: a chunks generation's own partials, or (a source
+        window) the newest generation's."""
+        topic, _ = split_input(str(name))
+        if self.is_chunks(topic):
+            return generations.partials_of(topic, self.settings.topics.partials)
+        return generations.topic(self.settings.topics.partials, self.newest)
 
     def on_commit(self, err, partitions) -> None:
         if err is not None:
@@ -212,14 +269,21 @@ class Worker:
 
     def report_status(self, stopped: bool = False) -> None:
         """Tell the status topic who we are and what we own; a tombstone once we stopped."""
+        with self.report_lock:  # from the loop and from keep_reporting: no report after the tombstone
+            if not self.reported_stop:
+                self.reported_stop = stopped
+                self._report(stopped)
+
+    def _report(self, stopped: bool) -> None:
         self.next_report = time.monotonic() + self.settings.worker.status_interval
         self.heartbeat.beat(self.broker.problem)
         value = None
+        held = sorted(tuple(self.held))  # one C call: safe beside the loop's changes
         if not stopped:
             value = codec.encode_status(
                 codec.WorkerStatus(
                     self.id,
-                    tuple(sorted(self.assigned)),
+                    tuple(sorted({split_input(name)[1] for name in held if self.is_chunks(split_input(name)[0])})),
                     self.chunks_counted,
                     self.busy_seconds,
                     self.started_at,
@@ -227,6 +291,8 @@ class Worker:
                     self.first_chunk_at,
                     round(processes.usage(os.getpid())[1] * 1024),
                     time.time(),
+                    tuple(held),
+                    self.epoch,
                 )
             )
         try:
@@ -234,17 +300,27 @@ class Worker:
         except BufferError:
             pass  # reports are periodic; the next one says the same and more
 
+    def keep_reporting(self) -> None:
+        """Report while a long batch keeps the loop busy: silence means gone to the assigner,
+        which hands our inputs to others (pipeline/assigner.py)."""
+        interval = self.settings.worker.status_interval
+        while not self.stopping:
+            time.sleep(interval)
+            if time.monotonic() > self.next_report + interval:
+                self.report_status()
+
     def request_stop(self, *_: object) -> None:
         self.stopping = True
         faults.point("worker.draining")
 
     def run(self) -> None:
         s = self.settings
-        topics = [s.topics.chunks, *self.sources]
-        self.consumer.subscribe(topics, on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost)
-        log.info("worker consuming %s as group %s", ", ".join(topics), s.worker.group)
+        log.info("worker %s following %s, offsets in group %s", self.id, s.topics.assignments, s.worker.group)
+        self.report_status()  # ready: the assigner gives inputs to workers that reported
+        threading.Thread(target=self.keep_reporting, name="status", daemon=True).start()
         try:
             while not self.stopping:
+                self.follow()
                 batch = self.next_batch()
                 if batch:
                     busy_from = time.perf_counter()
@@ -255,12 +331,10 @@ class Worker:
                 self.commit_acknowledged()
                 if time.monotonic() >= self.next_report:
                     self.report_status()
-            self.producer.flush(30)  # drain: what was published gets committed
-            self.commit_acknowledged(asynchronous=False)
-            self.release(self.consumer.assignment())
+            self.let_go(sorted(self.held))  # drain: what was published gets committed
         finally:
-            # Leaving the group hands our partitions over at once instead of after a session timeout.
             self.consumer.close()
+            self.assignments.close()
             if self.recorded_ends is not None:
                 self.recorded_ends.close()
             self.resume_marks.close()
@@ -298,7 +372,7 @@ class Worker:
         gets past here: whatever fails in reading or counting it (depth, size, encoding, a
         bug not found yet) dead-letters it with the reason, and it still takes up its offset."""
         try:
-            if msg.topic() == self.settings.topics.chunks:
+            if self.is_chunks(msg.topic()):
                 return self.count_chunk(msg)
             return self.count_source(msg)
         except (KafkaException, kafka.KafkaUnavailable):
@@ -306,12 +380,13 @@ class Worker:
         except Exception as exc:
             self.dead_letter(msg, f"counting it failed ({type(exc).__name__}: {str(exc)[:300]})")
             at = max(msg.timestamp()[1], 0)
-            if msg.topic() == self.settings.topics.chunks:
-                return self.windows.add(msg.partition(), msg.offset(), at=at)
-            return self.add_source(input_of(msg.topic(), msg.partition()), msg.offset(), None, at)
+            name = input_of(msg.topic(), msg.partition())
+            if self.is_chunks(msg.topic()):
+                return self.windows.add(name, msg.offset(), at=at)
+            return self.add_source(name, msg.offset(), None, at)
 
     def count_chunk(self, msg) -> list[Window]:
-        partition, offset, at = msg.partition(), msg.offset(), max(msg.timestamp()[1], 0)
+        name, offset, at = input_of(msg.topic(), msg.partition()), msg.offset(), max(msg.timestamp()[1], 0)
         try:
             record = codec.decode_chunk(msg.value())
             refusal = self.foreign(record) if isinstance(record, codec.ChunkMessage) else None
@@ -319,16 +394,16 @@ class Worker:
             refusal = str(exc)
         if refusal is not None:
             self.dead_letter(msg, refusal)
-            return self.windows.add(partition, offset, at=at)  # it still takes up its offset
+            return self.windows.add(name, offset, at=at)  # it still takes up its offset
         if isinstance(record, codec.FlushMarker):
-            return self.windows.add(partition, offset, flush=True, at=at)
+            return self.windows.add(name, offset, flush=True, at=at)
         if isinstance(record, codec.DocumentEnd):
-            return self.windows.add(partition, offset, end=(record.doc, record.chunks, record.commit), at=at)
+            return self.windows.add(name, offset, end=(record.doc, record.chunks, record.commit), at=at)
         assert isinstance(record, codec.ChunkMessage)
-        read = self.read(partition, None, record.text)
+        read = self.read(name, None, record.text)
         if read.words is None:  # it crashed its readers
             self.dead_letter(msg, read.refusal or "")
-            return self.windows.add(partition, offset, at=at)
+            return self.windows.add(name, offset, at=at)
         if read.invalid_bytes:
             log.warning(
                 "%s: %d invalid UTF-8 byte sequence(s) replaced by U+FFFD in the chunk at byte %d",
@@ -336,7 +411,7 @@ class Worker:
                 read.invalid_bytes,
                 record.offset,
             )
-        closed = self.windows.add(partition, offset, read.words, record.doc if record.held else None, at=at)
+        closed = self.windows.add(name, offset, read.words, record.doc if record.held else None, at=at)
         self.chunks_counted += 1
         return closed
 
@@ -437,16 +512,16 @@ class Worker:
 
     def publish(self, closed: list[Window]) -> None:
         """Send the partials of the closed windows; their ends are committed once acknowledged."""
-        s = self.settings
         commit = PendingCommit({w.partition: w.end for w in closed})  # offset order: the last end wins
-        parts: list[list[codec.PartialMessage]] = [[] for _ in range(self.router.shards)]
+        parts: dict[tuple[str, int], list[codec.PartialMessage]] = {}  # (partials topic, shard) -> parts
         for window in closed:
+            topic = self.partials_topic(window.partition)
             for part in partials_of(window, self.router):
-                parts[part.shard].append(part)
-        for shard, shard_parts in enumerate(parts):
+                parts.setdefault((topic, part.shard), []).append(part)
+        for (topic, shard), shard_parts in sorted(parts.items()):
             for record in codec.encode_partials(shard, shard_parts):
                 commit.unacked += 1
-                kafka.produce(self.producer, s.topics.partials, record, shard, on_delivery=commit.on_delivery)
+                kafka.produce(self.producer, topic, record, shard, on_delivery=commit.on_delivery)
         self.pending.append(commit)
 
     def commit_acknowledged(self, asynchronous: bool = True) -> None:

@@ -38,6 +38,7 @@ from pipeline import codec, faults, kafka
 from pipeline.aggregator import views
 from pipeline.aggregator.api import ResultsApi
 from pipeline.aggregator.changelog import Changelog, Superseded
+from pipeline.aggregator.partials_topics import PartialsTopics
 from pipeline.aggregator.ranking import Ranking
 from pipeline.aggregator.state import OverlapError, ShardState, pack
 from pipeline.autoscaler.monitor import Watch
@@ -49,6 +50,7 @@ from pipeline.sharding import Router
 from pipeline.webserver import ServerLimits, serve
 
 log = logging.getLogger("wordpipe.aggregator")
+GENERATIONS_EVERY = 5.0  # seconds between looks at the partials generations (partials_topics.py)
 
 
 class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
@@ -115,8 +117,13 @@ class Aggregator:
             TableManager=_TableManager,
         )
         self.app.transport = _Transport(self.app.conf.broker, self.app, fetch_max_wait_ms=connection.fetch_max_wait_ms)
+        # The partials generations consumed change as generations come and go (partials_topics.py).
+        self.partials_topics = PartialsTopics(connection, s.topics, s.aggregator.id)
         self.partials = self.app.topic(
-            s.topics.partials, key_serializer="raw", value_serializer="raw", partitions=s.topics.partial_partitions
+            *self.partials_topics.start(),
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=s.topics.partial_partitions,
         )
         # Windowed totals, mirrored from the exact state with absolute values before every
         # read (`windowed_totals`, its only reader): a replay rewrites the same values, so the
@@ -132,6 +139,9 @@ class Aggregator:
         self.deliveries = kafka.DeliveryTracker()
         self.shards: dict[int, ShardState] = {}  # recovered and owned
         self.changelogs: dict[int, Changelog] = {}
+        # Revoked by a rebalance, kept until the next assignment: if they come back to us and
+        # no one wrote their changelogs meanwhile, they need no recovery.
+        self.parked: dict[int, tuple[ShardState, Changelog]] = {}
         self.recovering: dict[int, asyncio.Future[ShardState]] = {}
         self.fragments: dict[int, codec.Fragments] = {}  # by partition: parts arriving in fragments
         self.fragment_events: dict[tuple[int, codec.FragmentKey], list[faust.EventT]] = {}
@@ -165,7 +175,15 @@ class Aggregator:
     # -- state -----------------------------------------------------------------
 
     async def recover(self, shards: list[int]) -> None:
-        """Load newly owned shards from their changelogs, each into a generation of its own."""
+        """Load newly owned shards from their changelogs, each into a generation of its own;
+        take back parked shards whose changelog generation is still the newest."""
+        parked, self.parked = self.parked, {}
+        for shard, (state, changelog) in parked.items():
+            if shard in shards and await asyncio.to_thread(changelog.is_newest):
+                self.shards[shard], self.changelogs[shard] = state, changelog
+        self.forget_shards([shard for shard in parked if shard not in self.shards])
+        if back := sorted(set(parked) & set(self.shards)):
+            log.info("shards %s are ours again, as they were: no recovery", back)
         shards = [shard for shard in shards if shard not in self.shards and shard not in self.recovering]
         loop = asyncio.get_running_loop()
         for shard in shards:
@@ -219,6 +237,30 @@ class Aggregator:
             await self.recover([shard])
         return await self.recovering[shard] if shard in self.recovering else self.shards[shard]
 
+    def park(self, shards: list[int]) -> None:
+        """Set revoked shards aside until the assignment that follows (see `recover`); what
+        else is kept of them (unpublished totals, the ranking) waits with them."""
+        for shard in shards:
+            state, changelog = self.shards.pop(shard, None), self.changelogs.pop(shard, None)
+            if state is not None and changelog is not None:
+                self.parked[shard] = (state, changelog)
+            self.fragments.pop(shard, None)  # unacked: read again
+        self.fragment_events = {k: v for k, v in self.fragment_events.items() if k[0] not in shards}
+
+    async def follow_generations(self) -> None:
+        """Consume new partials generations, drop those done with (partials_topics.py), and
+        forget the windows of chunks generations that can come no more."""
+        change = await asyncio.to_thread(self.partials_topics.step)
+        if change is not None:
+            log.info("consuming %s", ", ".join(change.topics))
+            resubscribe(self.app, self.partials, change.topics)
+        for state in self.shards.values():
+            topics = {name.rpartition(":")[0] for name in state.applied if isinstance(name, str)}
+            finished = {topic for topic in topics if self.partials_topics.finished(topic)}
+            if finished:
+                state.forget(finished)
+                self.touched.add(state.shard)
+
     def forget_shards(self, shards: list[int]) -> None:
         for shard in shards:
             for kept in (self.shards, self.changelogs, self.kept_windows, self.unpublished, self.unmirrored):
@@ -237,10 +279,7 @@ class Aggregator:
         """Partials partitions this instance owns and has recovered; [] while rebalancing."""
         if self.app.rebalancing:
             return []
-        topic = self.settings.topics.partials
-        return sorted(
-            tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic and tp.partition in self.shards
-        )
+        return sorted({tp.partition for tp in self.app.consumer.assignment() if tp.partition in self.shards})
 
     async def on_event(self, event: faust.EventT) -> None:
         message = event.message
@@ -454,6 +493,10 @@ class Aggregator:
             await self.retire_superseded()
             self.heartbeat.beat(self.broker.problem)
 
+        @app.timer(GENERATIONS_EVERY, name="partials-generations")
+        async def generations_timer() -> None:
+            await self.follow_generations()
+
         if self.settings.aggregator.totals_interval:
 
             @app.timer(self.settings.aggregator.totals_interval, name="publish-totals")
@@ -469,12 +512,12 @@ class Aggregator:
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
         async def on_assigned(app, assigned, **kwargs) -> None:
-            await self.recover(sorted(tp.partition for tp in assigned if tp.topic == self.settings.topics.partials))
+            await self.recover(sorted({tp.partition for tp in assigned}))
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
         async def on_revoked(app, revoked, **kwargs) -> None:
             await self.flush()
-            self.forget_shards([tp.partition for tp in revoked if tp.topic == self.settings.topics.partials])
+            self.park(sorted({tp.partition for tp in revoked}))
 
         @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
         async def on_shutdown(app, **kwargs) -> None:
@@ -484,6 +527,19 @@ class Aggregator:
                 await self.flush_producers()
                 self.mark_published()
             await self.flush_producers()
+
+
+def resubscribe(app: faust.App, topic: faust.TopicT, names: list[str]) -> None:
+    """Have the agent consume `names` from now on: faust's conductor subscribes to its
+    channels' topics (the agent reads a clone of `topic`), and resubscribes when flagged."""
+    old = set(topic.topics)
+    for channel in [topic, *app.topics]:
+        if set(getattr(channel, "topics", ())) == old:
+            channel.topics = list(names)
+    conductor = app.topics
+    # Changes come one at a time (partials_topics.py): no storm of them to wait out.
+    conductor._resubscribe_sleep_lock_seconds = 0.5  # type: ignore[attr-defined]
+    conductor._flag_changes()  # type: ignore[attr-defined]
 
 
 def _crash_reason(exc: BaseException) -> str:

@@ -20,7 +20,6 @@ next checkpoint, when it finds a newer generation than its own.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterable
 
@@ -28,6 +27,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from pipeline import codec, faults, kafka
+from pipeline import generations as topic_generations
 from pipeline.aggregator.state import CHECKPOINT, unpack
 from pipeline.config import Connection
 
@@ -45,13 +45,12 @@ def topics_prefix(aggregator_id: str) -> str:
 
 
 def topic_of(prefix: str, shard: int, generation: int) -> str:
-    return f"{topics_prefix(prefix)}{shard}.g{generation}"
+    return topic_generations.topic(f"{topics_prefix(prefix)}{shard}", generation)
 
 
 def generations(names: Iterable[str], prefix: str, shard: int) -> list[int]:
     """The generations of `shard` among topic names, oldest first."""
-    pattern = re.compile(re.escape(f"{topics_prefix(prefix)}{shard}.g") + r"(\d+)")
-    return sorted(int(m.group(1)) for name in names if (m := pattern.fullmatch(name)))
+    return topic_generations.numbers(names, f"{topics_prefix(prefix)}{shard}")
 
 
 def replay(records: Iterable[bytes | None]) -> tuple[list[dict], int]:
@@ -109,6 +108,12 @@ class Changelog:
 
     def _generations(self) -> list[int]:
         return generations(kafka.describe_partitions(self.admin, 30), self.prefix, self.shard)
+
+    def is_newest(self) -> bool:
+        """No one started a newer generation than ours (blocking): the shard was not owned
+        elsewhere since."""
+        existing = self._generations()
+        return bool(existing) and existing[-1] == self.generation
 
     def recover(self) -> list[dict]:
         """The batches to replay: the newest generation with a whole checkpoint (blocking)."""

@@ -62,6 +62,10 @@ def _seen(sources: Sources, partition: Input, start: int, end: int) -> bool:
     return False
 
 
+def _topic(name: Input) -> str:
+    return name.rpartition(":")[0] if isinstance(name, str) else ""
+
+
 def _encode_sources(sources: Sources) -> dict[Input, list[list[int]]]:
     return {p: r.to_list() for p, r in sources.items()}
 
@@ -228,6 +232,22 @@ class ShardState:
 
     def totals(self) -> dict[str, int]:
         return self.counts
+
+    def forget(self, topics: set[str]) -> None:
+        """Drop what is kept of windows from `topics` (chunks generations deleted, whose windows
+        cannot come again): their applied offsets, and their documents still open, which
+        never got an end there and so are abandoned (pipeline/generations.py)."""
+        gone = [name for name in self.applied if _topic(name) in topics]
+        abandoned = [doc for doc, entry in self.documents.open.items() if _topic(entry.partition) in topics]
+        for name in gone:
+            del self.applied[name]
+        for doc in abandoned:
+            del self.documents.open[doc]
+            self.documents.aborted += 1
+            if self.pending.pop(doc, None) is not None:
+                self.changed_pending.pop(doc, None)
+                self.settled.add(doc)
+        self.moved = self.moved or bool(gone or abandoned)
 
     @property
     def dirty(self) -> bool:

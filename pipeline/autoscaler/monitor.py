@@ -17,11 +17,12 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from pipeline import crash_reports, kafka
+from pipeline import crash_reports, generations, kafka
 from pipeline.autoscaler.policy import Metrics
 from pipeline.config import Connection, Settings
 from pipeline.roster import Roster
@@ -71,6 +72,25 @@ def rates(samples: list[Sample], window: float) -> tuple[float | None, float | N
 RATE_WINDOW = 120.0  # seconds of samples behind the arrival trend
 
 
+def generations_of(topics: Iterable[str], base: str) -> list[str]:
+    return [t for t in topics if (found := generations.of(t)) is not None and found[0] == base]
+
+
+class Totals:
+    """Sums over topics that never fall when a topic goes (a chunks generation is deleted
+    once counted): a gone topic's last figure stays in the sum."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, dict[str, int]] = {}  # figure -> topic -> its last value
+        self.gone: dict[str, int] = {}  # figure -> the sum of gone topics' last values
+
+    def add(self, figure: str, values: dict[str, int]) -> int:
+        last = self.last.setdefault(figure, {})
+        self.gone[figure] = self.gone.get(figure, 0) + sum(v for t, v in last.items() if t not in values)
+        self.last[figure] = dict(values)
+        return self.gone[figure] + sum(values.values())
+
+
 class LagMonitor:
     def __init__(
         self, connection: Connection, settings: Settings, offset_reset: str = "earliest", window: float = RATE_WINDOW
@@ -84,6 +104,7 @@ class LagMonitor:
         self.samples: deque[Sample] = deque()
         self.last_read_at: float | None = None
         self.lag_by_topic: dict[str, int] = {}  # as of the last read that answered
+        self.totals = Totals()
 
     def read(self, workers: list[str], now: float | None = None) -> Metrics:
         """Metrics now; lag is None (stale: the policy holds) when the broker does not answer.
@@ -93,11 +114,11 @@ class LagMonitor:
         each topic's part, for views."""
         now = time.time() if now is None else now
         s = self.settings
-        resets = {s.topics.chunks: self.offset_reset} | {
-            src.topic: s.topics.source_start for src in s.topics.source_list
-        }
+        base = s.topics.chunks
+        resets = {src.topic: s.topics.source_start for src in s.topics.source_list}
         try:
             listed = self.consumer.list_topics(timeout=5).topics
+            resets |= {t: self.offset_reset for t in generations_of(listed, base)}
             offsets = {
                 topic: self._offsets(topic, sorted(listed[topic].partitions)) for topic in resets if topic in listed
             }
@@ -105,18 +126,26 @@ class LagMonitor:
             log.warning("cannot read the group's offsets: %s", exc)
             return self._stale(now, len(workers), self.settings.topics.chunk_partitions)
         known = {topic: parts for topic, parts in offsets.items() if parts is not None}
-        partitions = sum(len(parts) for parts in known.values())
-        if s.topics.chunks not in offsets or len(known) < len(offsets):
-            return self._stale(now, len(workers), partitions or self.settings.topics.chunk_partitions)
-        self.lag_by_topic = {
+        sources = [t for t in known if t not in generations_of(known, base)]
+        # A worker reads a chunks partition in every generation: capacity counts partitions once.
+        partitions = s.topics.chunk_partitions + sum(len(known[t]) for t in sources)
+        if not generations_of(offsets, base) or len(known) < len(offsets):
+            return self._stale(now, len(workers), partitions)
+        by_topic = {
             topic: sum(partition_lag(low, high, committed, resets[topic]) for low, high, committed in parts)
             for topic, parts in known.items()
+        }
+        self.lag_by_topic = {t: n for t, n in by_topic.items() if t in sources} | {
+            base: sum(n for t, n in by_topic.items() if t not in sources)
         }
         lag = sum(self.lag_by_topic.values())
         sample = Sample(
             now,
-            sum(high for parts in known.values() for _, high, _ in parts),
-            sum(position(*offset, resets[topic]) for topic, parts in known.items() for offset in parts),
+            self.totals.add("ends", {t: sum(high for _, high, _ in parts) for t, parts in known.items()}),
+            self.totals.add(
+                "positions",
+                {t: sum(position(*offset, resets[t]) for offset in parts) for t, parts in known.items()},
+            ),
             lag,
         )
         self.samples.append(sample)

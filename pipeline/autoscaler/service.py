@@ -1,5 +1,5 @@
-"""The autoscaler as a service: the backend, the lag monitor, the controller and its HTTP
-API put together, run until SIGTERM or Ctrl-C (`wordpipe autoscale run`)."""
+"""The autoscaler as a service: the backend, the lag monitor, the controller, the assigner
+and its HTTP API put together, run until SIGTERM or Ctrl-C (`wordpipe autoscale run`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+from pipeline.assigner import Assigner
 from pipeline.autoscaler import policy_file
 from pipeline.autoscaler.api import serve_status
 from pipeline.autoscaler.controller import Controller
@@ -31,6 +32,7 @@ def run(s: Settings, policy: str | None, log_dir: Path, stop_workers: bool = Fal
     log_dir.mkdir(parents=True, exist_ok=True)
     backend = open_backend(s, s.to_env(connection), s.worker.group, log_dir)
     monitor = LagMonitor(connection, s, offset_reset=current().offset_reset)
+    assigner = Assigner(connection, s.topics, s.worker)  # who reads what: workers never rebalance
     reporter = CrashReporter(connection, s.topics)
     controller = Controller(
         backend,
@@ -59,6 +61,7 @@ def run(s: Settings, policy: str | None, log_dir: Path, stop_workers: bool = Fal
         pass
     finally:
         server.shutdown()
+        assigner.close()
         monitor.close()
         reporter.close()
         if stop_workers:

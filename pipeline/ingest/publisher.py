@@ -1,8 +1,10 @@
-"""Publish documents as chunks and remember which offsets the broker acknowledged."""
+"""Publish documents as chunks and remember which offsets the broker acknowledged
+(`wordpipe run`'s writer; the ingest service is the stack's)."""
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -13,8 +15,10 @@ from confluent_kafka import Producer
 from pipeline import codec, kafka, tokenize
 from pipeline.chunking import iter_chunks
 from pipeline.config import Connection, Settings
+from pipeline.ingest.chunk_topics import ChunkTopics
 from pipeline.ingest.sources import Source
 from pipeline.offsets import OffsetRanges
+from pipeline.source_topics import input_of
 
 log = logging.getLogger("wordpipe.ingest")
 
@@ -25,7 +29,7 @@ class IngestReport:
     chunks: int = 0
     bytes: int = 0
     first_produced_at: float | None = None  # time.monotonic()
-    produced: dict[int, OffsetRanges] = field(default_factory=dict)  # chunks partition -> acked offsets
+    produced: dict[str, OffsetRanges] = field(default_factory=dict)  # input ("chunks.g1:3") -> acked offsets
 
 
 class ChunkPublisher:
@@ -38,18 +42,30 @@ class ChunkPublisher:
         self.tokenizer = tokenize.Tokenizer.load(settings.text.tokenizer_user_dict).id  # named in every chunk
         self._failures: list[str] = []
         self._next_partition = 0
-        self.mark_flush()  # closes any window a crashed predecessor left open
+        self.topics = ChunkTopics(connection, settings.topics, f"run-{os.getpid()}", self.producer)
+        self.written: set[str] = set()  # generations written since the last flush marker
+        for n in self.topics.start():  # close any window a crashed predecessor left open
+            self.written.add(self.topics.topic(n))
+        self.mark_flush()
 
     def _on_delivery(self, err, msg) -> None:
         if err is not None:
             self._failures.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
             return
-        self.report.produced.setdefault(msg.partition(), OffsetRanges()).add(msg.offset())
+        name = input_of(msg.topic(), msg.partition())
+        self.report.produced.setdefault(name, OffsetRanges()).add(msg.offset())
 
     def publish(self, source: Source, on_bytes: Callable[[int], None] | None = None) -> str:
         """Chunk and send one document; returns its id. Call `flush()` to make it durable."""
         doc = uuid.uuid4().hex
         s = self.settings
+        if self.topics.lapsed:  # idle a while: renewed, and acknowledged, before writing again
+            self.topics.tick(force=True)
+            self.producer.flush(30)
+        if self.topics.due:
+            self.topics.rotate()
+        topic = self.topics.begin()
+        self.written.add(topic)
 
         def forced_cut(offset: int) -> None:
             log.warning(
@@ -66,36 +82,41 @@ class ChunkPublisher:
                 )
                 partition = self._next_partition
                 self._next_partition = (partition + 1) % s.topics.chunk_partitions
-                self._produce(value, doc.encode(), partition)
+                self._produce(topic, value, doc.encode(), partition)
+                self.topics.wrote(len(chunk.data))
+                self.topics.tick()
                 if self.report.first_produced_at is None:
                     self.report.first_produced_at = time.monotonic()
                 self.report.chunks += 1
                 self.report.bytes += len(chunk.data)
                 if on_bytes:
                     on_bytes(len(chunk.data))
+        self.topics.end(topic)
         self.report.documents += 1
         return doc
 
-    def _produce(self, value: bytes, key: bytes | None, partition: int) -> None:
+    def _produce(self, topic: str, value: bytes, key: bytes | None, partition: int) -> None:
+        self.topics.check(topic)
         while True:
             try:
-                self.producer.produce(
-                    self.settings.topics.chunks, value, key=key, partition=partition, on_delivery=self._on_delivery
-                )
+                self.producer.produce(topic, value, key=key, partition=partition, on_delivery=self._on_delivery)
                 self.producer.poll(0)
                 return
             except BufferError:
                 self.producer.poll(0.05)
 
     def mark_flush(self) -> None:
-        """A flush marker on every chunks partition: workers close their open windows there.
+        """A flush marker on every partition of the generations written since the last one:
+        workers close their open windows there.
 
         Sent after a batch of documents, and at start-up to close windows a crashed
         predecessor left open.
         """
         marker = codec.encode_flush()
-        for partition in range(self.settings.topics.chunk_partitions):
-            self._produce(marker, None, partition)
+        for topic in sorted(self.written):
+            for partition in range(self.settings.topics.chunk_partitions):
+                self._produce(topic, marker, None, partition)
+        self.written = {self.topics.topic()}
 
     def flush(self, timeout: float = 60.0) -> IngestReport:
         """Mark the end of what was sent and wait until Kafka has acknowledged all of it;

@@ -44,7 +44,7 @@ def find_verdict(connection: Connection, settings: Settings, receipt: codec.Rece
     as the aggregator judges it (blocking: run it in a thread)."""
     consumer = Consumer(kafka.consumer_config(connection, "wordpipe-receipts"))
     try:
-        consumer.assign([TopicPartition(settings.topics.chunks, receipt.partition, receipt.first)])
+        consumer.assign([TopicPartition(receipt.topic, receipt.partition, receipt.first)])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             for msg in consumer.consume(500, 0.5):
@@ -65,7 +65,7 @@ def find_verdict(connection: Connection, settings: Settings, receipt: codec.Rece
                         and record.chunks == receipt.chunks
                         and offset - receipt.first < settings.ingest.document_max_span
                     )
-        raise kafka.KafkaUnavailable(f"could not read {settings.topics.chunks}[{receipt.partition}] up to {upto}")
+        raise kafka.KafkaUnavailable(f"could not read {receipt.topic}[{receipt.partition}] up to {upto}")
     finally:
         consumer.close()
 
@@ -96,7 +96,7 @@ class Receipts:
     async def settle(self, receipt: codec.Receipt) -> codec.Receipt:
         """Decide an `open` receipt once and for all; returns it `committed` or `aborted`."""
         end = codec.encode_end(codec.DocumentEnd(receipt.document, receipt.chunks, commit=False))
-        upto = await self.producer.send(self.settings.topics.chunks, end, receipt.document.encode(), receipt.partition)
+        upto = await self.producer.send(receipt.topic, end, receipt.document.encode(), receipt.partition)
         committed = await asyncio.to_thread(find_verdict, self.connection, self.settings, receipt, upto)
         settled = codec.Receipt(
             receipt.document,
@@ -107,6 +107,7 @@ class Receipts:
             receipt.chunks,
             receipt.bytes,
             time.time(),
+            receipt.topic,
         )
         await self.write(settled)
         log.info("settled an earlier attempt of key %r: document %s %s", receipt.key, receipt.document, settled.state)
@@ -114,7 +115,8 @@ class Receipts:
 
 
 class Accepted:
-    """How many documents and chunks ingest accepted, following the receipts topic in a thread."""
+    """How many documents and chunks ingest accepted, and which chunks generations hold an
+    upload still `open` (kept until it is settled), following the receipts topic in a thread."""
 
     def __init__(self, connection: Connection, topics: TopicSettings) -> None:
         self.consumer = Consumer(kafka.consumer_config(connection, "wordpipe-receipts"))
@@ -122,6 +124,7 @@ class Accepted:
         self.ends = Consumer(kafka.consumer_config(connection, "wordpipe-receipts"))  # watermarks only
         self.topic = topics.documents
         self.committed: dict[bytes, int] = {}  # receipt key -> chunks
+        self.open: dict[bytes, str] = {}  # receipt key -> the generation of an upload still open
         self.chunks = 0
         self.position = 0  # next offset to read
         self._stop = False
@@ -141,6 +144,9 @@ class Accepted:
                     receipt = codec.decode_receipt(msg.value())
                 except codec.CodecError:
                     continue
+                self.open.pop(key, None)
+                if receipt.state == "open":
+                    self.open[key] = receipt.topic
                 before = self.committed.pop(key, 0)
                 if receipt.state == "committed":
                     self.committed[key] = receipt.chunks

@@ -19,7 +19,9 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import re
+import socket
 import time
 import uuid
 import zlib
@@ -36,6 +38,7 @@ from pipeline.chunking import Chunk, Chunker
 from pipeline.config import Connection, IngestSettings, Settings
 from pipeline.errors import UnavailableError
 from pipeline.health import Heartbeat
+from pipeline.ingest.chunk_topics import RENEW_SECONDS, ChunkTopics, Fenced
 from pipeline.ingest.durability import Durability, NotDurable
 from pipeline.ingest.receipts import Receipts
 from pipeline.statedir.directory import Directory
@@ -60,30 +63,39 @@ class Abandoned(UnavailableError):
 class Document:
     """One held document on its way into Kafka: chunks in, then one verdict."""
 
-    def __init__(self, service: IngestService, name: str, key: str | None) -> None:
+    def __init__(self, service: IngestService, name: str, key: str | None, topic: str) -> None:
         self.service = service
         self.settings = service.settings
         self.id = uuid.uuid4().hex
         self.name = name
         self.key = key
+        self.topic = topic  # its chunks generation, whole (pipeline/ingest/chunk_topics.py)
         self.partition = service.next_partition()
         self.chunks = 0
         self.bytes = 0
         self.first: int | None = None
         self.in_flight: deque[asyncio.Future[int]] = deque()
         self.ended = False
+        self.released = False
+
+    def release(self) -> None:
+        """Its generation no longer waits for it (once, however it ended)."""
+        if not self.released:
+            self.released = True
+            self.service.chunk_topics.end(self.topic)
 
     async def send(self, chunks: list[Chunk]) -> None:
-        s = self.settings
         for chunk in chunks:
+            self.service.chunk_topics.check(self.topic)
             value = codec.encode_chunk(
                 codec.ChunkMessage(
                     self.id, self.chunks, self.name, chunk.offset, chunk.data, self.service.tokenizer, held=True
                 )
             )
             self.in_flight.append(
-                await self.service.producer.enqueue(s.topics.chunks, value, self.id.encode(), self.partition)
+                await self.service.producer.enqueue(self.topic, value, self.id.encode(), self.partition)
             )
+            self.service.chunk_topics.wrote(len(chunk.data))
             faults.point("ingest.mid_upload")
             self.chunks += 1
             self.bytes += len(chunk.data)
@@ -99,16 +111,24 @@ class Document:
 
     async def commit(self) -> codec.Receipt:
         """Wait for every chunk, then commit; returns the receipt. Raises if it did not count."""
+        try:
+            return await self._commit()
+        finally:
+            if self.ended:
+                self.release()
+
+    async def _commit(self) -> codec.Receipt:
         s = self.settings
         while self.in_flight:
             await self._settle_oldest()
-        first = self.first if self.first is not None else await self.service.partition_end(self.partition)
+        first = self.first if self.first is not None else await self.service.partition_end(self.topic, self.partition)
         if self.key is not None:  # a retry must be able to learn this attempt's fate
             await self.service.durable(await self.service.receipts.write(self._receipt("open", first)))
         faults.point("ingest.before_end")
+        self.service.chunk_topics.check(self.topic)
         self.ended = True
         end = codec.encode_end(codec.DocumentEnd(self.id, self.chunks, commit=True))
-        offset = await self.service.producer.send(s.topics.chunks, end, self.id.encode(), self.partition)
+        offset = await self.service.producer.send(self.topic, end, self.id.encode(), self.partition)
         if self.chunks and offset - first >= s.ingest.document_max_span:
             await self.service.receipts.write(self._receipt("aborted", first))
             raise Abandoned(
@@ -118,7 +138,7 @@ class Document:
         faults.point("ingest.before_receipt")
         receipt = self._receipt("committed", first)
         offset = await self.service.receipts.write(receipt)
-        self.service.ended_on.add(self.partition)
+        self.service.ended_on.add((self.topic, self.partition))
         await self.service.durable(offset)
         return receipt
 
@@ -131,16 +151,19 @@ class Document:
             future.cancel()
         end = codec.encode_end(codec.DocumentEnd(self.id, self.chunks, commit=False))
         try:
-            await asyncio.wait_for(
-                self.service.producer.send(self.settings.topics.chunks, end, self.id.encode(), self.partition), 10
-            )
+            self.service.chunk_topics.check(self.topic)
+            await asyncio.wait_for(self.service.producer.send(self.topic, end, self.id.encode(), self.partition), 10)
         except Exception as exc:
             log.warning("could not write the abort of document %s (%s); it will be abandoned", self.id, exc)
         else:
-            self.service.ended_on.add(self.partition)
+            self.service.ended_on.add((self.topic, self.partition))
+        finally:
+            self.release()
 
     def _receipt(self, state: str, first: int) -> codec.Receipt:
-        return codec.Receipt(self.id, self.key, state, self.partition, first, self.chunks, self.bytes, time.time())
+        return codec.Receipt(
+            self.id, self.key, state, self.partition, first, self.chunks, self.bytes, time.time(), self.topic
+        )
 
 
 class Body:
@@ -269,6 +292,7 @@ class IngestService:
         self.heartbeat = Heartbeat(settings.service.health_file)  # the image's HEALTHCHECK
         self._producer: kafka.AsyncProducer | None = None  # made on start, on the service's event loop
         self._receipts: Receipts | None = None
+        self._chunk_topics: ChunkTopics | None = None
         self.uploads = 0
         self.uploads_by: collections.Counter[str] = collections.Counter()  # uploads in progress per client address
         self.in_progress: set[str] = set()  # idempotency keys being received
@@ -284,7 +308,9 @@ class IngestService:
             registry=self.registry,
         )
         self.metrics_durable.set_function(lambda: int(self.durability is None or self.durability.problem is None))
-        self.ended_on: set[int] = set()  # partitions with a document end since the last flush marker
+        self.ended_on: set[tuple[str, int]] = (
+            set()
+        )  # (generation, partition) with a document end since the last flush marker
         self._tasks: list[asyncio.Task] = []
 
     # -- lifecycle -------------------------------------------------------------
@@ -300,6 +326,12 @@ class IngestService:
         if self._receipts is None:
             raise RuntimeError("the ingest service is not started")
         return self._receipts
+
+    @property
+    def chunk_topics(self) -> ChunkTopics:
+        if self._chunk_topics is None:
+            raise RuntimeError("the ingest service is not started")
+        return self._chunk_topics
 
     def app(self) -> web.Application:
         app = make_app("ingest", self.tokens, "ingest.openapi.json", self.registry)
@@ -323,8 +355,13 @@ class IngestService:
             )
         )
         self._receipts = Receipts(self.connection, self.settings, self.producer)
-        self.ended_on.update(range(self.settings.topics.chunk_partitions))  # close windows a predecessor left open
-        self._tasks = [asyncio.create_task(self._watch_broker()), asyncio.create_task(self._mark_flushes())]
+        writer = f"ingest-{socket.gethostname()}-{os.getpid()}"
+        self._chunk_topics = ChunkTopics(self.connection, self.settings.topics, writer, self.producer.producer)
+        self._tasks = [
+            asyncio.create_task(self._watch_broker()),
+            asyncio.create_task(self._mark_flushes()),
+            asyncio.create_task(self._keep_lease()),
+        ]
 
     async def _stop(self, app: web.Application) -> None:
         for task in self._tasks:
@@ -343,11 +380,29 @@ class IngestService:
 
     async def _write_flushes(self) -> None:
         partitions, self.ended_on = self.ended_on, set()
-        for partition in sorted(partitions):
+        for topic, partition in sorted(partitions):
             try:
-                await self.producer.enqueue(self.settings.topics.chunks, codec.encode_flush(), None, partition)
+                self.chunk_topics.check(topic)
+                await self.producer.enqueue(topic, codec.encode_flush(), None, partition)
             except kafka.Saturated:
-                self.ended_on.add(partition)
+                self.ended_on.add((topic, partition))
+            except Fenced:
+                pass  # retired: nothing is open there
+
+    async def _keep_lease(self) -> None:
+        """Renew this writer's lease on its generations, and follow new ones, every second."""
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            try:
+                await asyncio.to_thread(self.chunk_topics.tick)
+            except kafka.KafkaUnavailable as exc:  # the lease lapses; uploads fail until Kafka is back
+                log.warning("could not renew the lease on chunks generations: %s", exc)
+
+    async def document(self, name: str, key: str | None) -> Document:
+        """A new held document, in a new generation if this writer filled its own."""
+        if self.chunk_topics.due:
+            await asyncio.to_thread(self.chunk_topics.rotate)
+        return Document(self, name, key, self.chunk_topics.begin())
 
     async def _watch_broker(self) -> None:
         """Keep `broker_up` current, so requests fail fast with 503 while Kafka is away. The
@@ -359,7 +414,7 @@ class IngestService:
                 problem = watch.problem
                 if problem is None and not loaded:
                     try:
-                        await self.receipts.load()
+                        await self._load()
                         loaded = True
                     except Exception as exc:
                         problem = f"cannot read the receipts: {exc}"
@@ -371,6 +426,17 @@ class IngestService:
         finally:
             watch.close()
 
+    async def _load(self) -> None:
+        """Before the first upload: the generation to write, the receipts, a verdict for every
+        upload a predecessor left open (its generation is kept until then), and a flush
+        marker on every partition of every generation, closing windows a predecessor left open."""
+        live = await asyncio.to_thread(self.chunk_topics.start)
+        await self.receipts.load()
+        for receipt in [r for r in self.receipts.by_key.values() if r.state == "open" and r.topic]:
+            await self.receipts.settle(receipt)
+        partitions = range(self.settings.topics.chunk_partitions)
+        self.ended_on.update((self.chunk_topics.topic(n), p) for n in live for p in partitions)
+
     async def durable(self, receipt_offset: int) -> None:
         """Until the receipt at `receipt_offset` is durable (with a state directory)."""
         if self.durability is not None:
@@ -379,13 +445,11 @@ class IngestService:
     def next_partition(self) -> int:
         return next(self._partitions)
 
-    async def partition_end(self, partition: int) -> int:
+    async def partition_end(self, topic: str, partition: int) -> int:
         def read() -> int:
             consumer = Consumer(kafka.consumer_config(self.connection, "wordpipe-ingest"))
             try:
-                return consumer.get_watermark_offsets(
-                    TopicPartition(self.settings.topics.chunks, partition), timeout=10
-                )[1]
+                return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
             finally:
                 consumer.close()
 
@@ -470,7 +534,7 @@ class IngestService:
                 known = self.receipts.by_key.get(key)
                 if known is not None and known.state == "open":
                     known = await self.receipts.settle(known)
-                    self.ended_on.add(known.partition)  # its abort gets counted (as nothing) promptly
+                    self.ended_on.add((known.topic, known.partition))  # its abort gets counted (as nothing) promptly
                 if known is not None and known.state == "committed":
                     await self._durable_replay(key)
                     self.metrics_documents.labels("replayed").inc()
@@ -491,7 +555,7 @@ class IngestService:
             ) from None
 
     async def _receive(self, request: web.Request, body: Body, name: str, key: str | None) -> web.Response:
-        document = Document(self, name, key)
+        document = await self.document(name, key)
         try:
             chunker = Chunker(self.settings.text.chunk_size)
             async for data in body.blocks():
@@ -525,7 +589,7 @@ class IngestService:
         s = self.settings
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/x-ndjson"})
         chunker = Chunker(s.text.chunk_size)
-        document = Document(self, name, None)
+        document = await self.document(name, None)
         acknowledged, segments = 0, 0
         started = time.monotonic()
 
@@ -547,7 +611,7 @@ class IngestService:
                         }
                     )
                 )
-                document = Document(self, name, None)
+                document = await self.document(name, None)
             started = time.monotonic()
 
         try:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections import deque
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from pipeline import kafka
+from pipeline import generations, kafka
 from pipeline.config import Connection, TopicSettings
 from pipeline.errors import UnavailableError
 from pipeline.source_topics import input_of, split_input
@@ -43,7 +42,6 @@ log = logging.getLogger("wordpipe.state")
 BATCH = 10_000  # records taken from the consumer at a time
 GROUPS_EVERY = 0.5  # seconds: group offsets read again (older ones vouch for less, never for more)
 CATCH_UP_TIMEOUT = 30.0
-GENERATION = re.compile(r"(.+)\.g(\d+)")  # a topic one of a series, each superseding the one before
 
 
 class JournalError(UnavailableError):
@@ -59,13 +57,36 @@ class Levels:
 
     def of(self, topic: str) -> int:
         t = self.topics
-        if topic == t.chunks or topic in {s.topic for s in t.source_list}:
+        base = generations.of(topic)
+        if (base is not None and base[0] == t.chunks) or topic in {s.topic for s in t.source_list}:
             return 0
-        if topic in (t.partials, t.documents):
+        if (base is not None and base[0] == t.partials) or topic == t.documents:
             return 1
         if topic.startswith(self.changelog_prefix):
             return 2
         return 3
+
+    def done_with(self, topics: Iterable[str]) -> tuple[set[str], set[str]]:
+        """The topics no one writes any more (pipeline/generations.py), which their owners
+        will delete: (those to let go of at once, those to let go of once read to their end).
+
+        A retiring chunks generation is counted: what the journal may lack of it, nothing
+        restored needs. Partials of a retiring generation, and superseded changelog
+        generations, are read to their end first: the aggregator may not have applied them."""
+        names = set(topics)
+        t = self.topics
+        retiring = {generations.topic(t.chunks, n) for n in generations.numbers(names, t.chunks)} - {
+            generations.topic(t.chunks, n) for n in generations.live(names, t.chunks)
+        }
+        newest = generations.newest(names, t.chunks) or 0
+        chunks = set(generations.numbers(names, t.chunks)) - {generations.number(c) for c in retiring}
+        partials = {
+            generations.topic(t.partials, n)
+            for n in generations.numbers(names, t.partials)
+            if n < newest and n not in chunks
+        }
+        changelogs = {name for name in generations.superseded(names) if name.startswith(self.changelog_prefix)}
+        return retiring, partials | changelogs
 
 
 class Files:
@@ -215,7 +236,7 @@ class Journal:
             names = [n for n in self._inputs() if self.levels.of(split_input(n)[0]) == level]
             if names:
                 asked.update(broker := self._broker_ends(names))
-                self._catch_up(broker)
+                self._catch_up({n: end for n, end in broker.items() if split_input(n)[0] not in self.released})
                 ends.update({n: self.positions.get(n, 0) for n in names})
         self.fresh = False
         sizes = self.files.sync()
@@ -241,10 +262,11 @@ class Journal:
         self.round_seconds.append(time.monotonic() - started)
 
     def _release(self, asked: dict[str, int]) -> None:
-        """Let go of each superseded generation read to its end (its writer moved on)."""
-        for topic in superseded(self.partitions) - self.released:
+        """Let go of the generations no one writes (their owners delete them)."""
+        now, read = self.levels.done_with(self.partitions)
+        for topic in (now | read) - self.released:
             names = [input_of(topic, p) for p in range(self.partitions[topic])]
-            if all(self.positions.get(n, 0) >= asked.get(n, 0) for n in names):
+            if topic in now or all(self.positions.get(n, 0) >= asked.get(n, 0) for n in names):
                 self.consumer.incremental_unassign([TopicPartition(*split_input(n)) for n in names])
                 self.released.add(topic)
 
@@ -257,6 +279,13 @@ class Journal:
     def _refresh(self) -> None:
         """Tail the topics the broker has now: new ones from their start, deleted ones no more."""
         topics = {t: n for t, n in kafka.describe_partitions(self.admin, 10).items() if not t.startswith("__")}
+        retiring, _ = self.levels.done_with(topics)
+        held = [
+            TopicPartition(t, p) for t in retiring - self.released if t in self.partitions for p in range(topics[t])
+        ]
+        if held:  # counted: let go of at once, before its deletion (see _release)
+            self.consumer.incremental_unassign(held)
+        self.released |= retiring
         new = [TopicPartition(t, p, self.positions.get(input_of(t, p), 0)) for t in topics for p in range(topics[t])]
         new = [tp for tp in new if tp.topic not in self.partitions and tp.topic not in self.released]
         gone = [
@@ -328,15 +357,6 @@ class Journal:
             committed = reader.committed(partitions, timeout=10) if partitions else []
             offsets[group] = {input_of(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0}
         return offsets
-
-
-def superseded(topics: Iterable[str]) -> set[str]:
-    """The generations (`<name>.g<N>`) of which a newer one exists."""
-    newest: dict[str, int] = {}
-    found = [(m.group(1), int(m.group(2)), t) for t in topics if (m := GENERATION.fullmatch(t))]
-    for base, n, _ in found:
-        newest[base] = max(newest.get(base, 0), n)
-    return {t for base, n, t in found if n < newest[base]}
 
 
 def restore(directory: Directory, contents: Contents, connection: Connection, topics: TopicSettings) -> int:

@@ -1,0 +1,202 @@
+"""The assigner: which worker reads which input, published on the assignments topic
+(pipeline/assignment.py decides), and the retirement of counted chunks generations
+(pipeline/generations.py). One runs per stack, on a thread of the autoscaler (or of
+`wordpipe run`); if it is away, workers read on as last assigned.
+
+    assigner = Assigner(connection, settings.topics, settings.worker)
+    ...
+    assigner.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from pipeline import codec, generations, kafka
+from pipeline.assignment import Assignment, decide
+from pipeline.config import Connection, TopicSettings, WorkerSettings
+from pipeline.ingest.chunk_topics import LEASE_SECONDS
+from pipeline.ingest.receipts import Accepted
+from pipeline.roster import Roster
+from pipeline.source_topics import input_of, split_input
+
+log = logging.getLogger("wordpipe.assigner")
+
+STEP_SECONDS = 0.2
+RETIRE_STEP_SECONDS = 2.0
+# A worker silent this long is gone: its inputs go to others. Workers report every
+# status_interval from a thread of their own, however long a batch takes.
+STALE_REPORTS = 3
+RETIRE_AFTER = 3.0  # seconds from a generation's marker to its deletion, at the least
+KEY = b"assignment"
+
+
+class Assigner:
+    def __init__(
+        self,
+        connection: Connection,
+        topics: TopicSettings,
+        workers: WorkerSettings,
+    ) -> None:
+        self.connection = connection
+        self.topics = topics
+        self.stale = max(3.0, STALE_REPORTS * workers.status_interval)
+        self.admin = AdminClient(kafka.client_config(connection))
+        self.producer = Producer(kafka.producer_config(connection))
+        self.offsets = Consumer(kafka.consumer_config(connection, workers.group))  # committed offsets only
+        self.roster = Roster(connection, topics)
+        self.accepted = Accepted(connection, topics)
+        published = kafka.read_partition(connection, topics.assignments)  # epochs go on from the last
+        self.assignment = codec.decode_assignment(published[-1].value()) if published else Assignment()
+        self.marked: dict[int, float] = {}  # retiring generation -> time.monotonic() we saw its marker
+        self.next_retire = 0.0
+        self.problem: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="assigner", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+                if time.monotonic() >= self.next_retire:
+                    self.next_retire = time.monotonic() + RETIRE_STEP_SECONDS
+                    self.retire()
+                self.problem = None
+            except Exception as exc:  # Kafka away, mostly: try again, workers read on meanwhile
+                if self.problem is None:
+                    log.warning("assigner: %s", exc)
+                self.problem = str(exc)
+            self._stop.wait(STEP_SECONDS)
+
+    # -- assignment ------------------------------------------------------------
+
+    def live(self) -> dict[str, codec.WorkerStatus]:
+        """The workers that report, with their last report (a clean stop removes it)."""
+        statuses = self.roster.refresh()
+        now = time.monotonic()
+        return {w: st for w, st in statuses.items() if now - self.roster.seen.get(w, 0.0) < self.stale}
+
+    def inputs(self, names: set[str]) -> list[str]:
+        """Every chunks partition (of all generations) and every source partition."""
+        out = [input_of(self.topics.chunks, p) for p in range(self.topics.chunk_partitions)]
+        sources = [s.topic for s in self.topics.source_list if s.topic in names]
+        if sources:
+            listed = self.admin.list_topics(timeout=10).topics
+            out += [input_of(t, p) for t in sources for p in sorted(listed[t].partitions)]
+        return out
+
+    def step(self) -> None:
+        workers = self.live()
+        base = self.topics.chunks
+        holding = {w: {self.input_of(name) for name in st.inputs} for w, st in workers.items()}
+        names = kafka.topic_names(self.admin)
+        chosen = decide(self.assignment, self.inputs(names), holding, lambda i: split_input(i)[0] != base)
+        if chosen is self.assignment:
+            return
+        kafka.produce(self.producer, self.topics.assignments, codec.encode_assignment(chosen), 0, key=KEY)
+        if self.producer.flush(10):
+            raise kafka.KafkaUnavailable("the assignment was not acknowledged within 10 s")
+        self.assignment = chosen
+        log.info("assignment %d: %s", chosen.epoch, _summary(chosen))
+
+    def input_of(self, name: str) -> str:
+        """The assignment's input a worker's partition belongs to ("chunks.g3:5" -> "chunks:5")."""
+        topic, partition = split_input(name)
+        found = generations.of(topic)
+        if found is not None and found[0] == self.topics.chunks:
+            return input_of(self.topics.chunks, partition)
+        return name
+
+    # -- retirement ------------------------------------------------------------
+
+    def retire(self) -> None:
+        """Mark the counted generations no one writes, and delete the marked ones every
+        live worker has let go of."""
+        names = kafka.topic_names(self.admin)
+        base = self.topics.chunks
+        every = generations.numbers(names, base)
+        live = generations.live(names, base)
+        leased = self.leased()
+        now = time.monotonic()
+        for n in set(every) - set(live):
+            self.marked.setdefault(n, now)
+        for n in list(self.marked):
+            if n not in every:
+                del self.marked[n]
+        for n in sorted(self.marked):
+            self.finish(n, leased, names)
+        candidates = [n for n in live if n < every[-1] and n not in leased]
+        if candidates:
+            self.accepted.catch_up(timeout=10)
+            open_receipts = {generations.number(t) for t in list(self.accepted.open.values()) if generations.of(t)}
+            for n in candidates:
+                if n not in open_receipts and self.counted(generations.topic(base, n)):
+                    kafka.create(self.admin, [kafka.new_topic(generations.marker(generations.topic(base, n)), 1, 1)])
+                    self.marked[n] = time.monotonic()
+                    log.info("%s is counted and no one writes it: retiring", generations.topic(base, n))
+
+    def finish(self, n: int, leased: set[int], names: set[str]) -> None:
+        """Delete a marked generation once every live worker has let go of it; a writer's
+        lease naming it again (a race with a writer coming back) takes the marker back."""
+        topic = generations.topic(self.topics.chunks, n)
+        if n in leased:
+            log.warning("%s: a writer's lease names it again; it is not retired", topic)
+            kafka.delete(self.admin, [generations.marker(topic)])
+            del self.marked[n]
+            return
+        since = self.marked[n]
+        if time.monotonic() - since < RETIRE_AFTER:
+            return
+        reported_after = since + 1.0 + 0.5  # a worker looks at the topics every second
+        for w, status in self.live().items():
+            if self.roster.seen[w] < reported_after:
+                return  # not heard from since: it may still read the generation
+            if any(name.startswith(topic + ":") for name in status.inputs):
+                return
+        if topic in names:
+            kafka.delete(self.admin, [topic])
+        kafka.delete(self.admin, [generations.marker(topic)])
+        log.info("%s retired", topic)
+
+    def leased(self) -> set[int]:
+        """Generations a writer's lease named in the last LEASE_SECONDS."""
+        now = time.monotonic()
+        return {
+            n
+            for writer, lease in self.roster.leases.items()
+            if now - self.roster.seen.get(writer, 0.0) < LEASE_SECONDS
+            for n in lease.generations
+        }
+
+    def counted(self, topic: str) -> bool:
+        """Every record of `topic` is in a window the workers committed."""
+        extents = kafka.topic_extents(self.connection, [topic], timeout=10)
+        asked = [TopicPartition(*split_input(name)) for name in extents]
+        committed = self.offsets.committed(asked, timeout=10)
+        return all(
+            at.offset >= extents[input_of(at.topic, at.partition)][1]
+            or extents[input_of(at.topic, at.partition)][1] == 0
+            for at in committed
+        )
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.roster.close()
+        self.accepted.close()
+        self.offsets.close()
+        self.producer.flush(5)
+
+
+def _summary(assignment: Assignment) -> str:
+    by_worker: dict[str, list[str]] = {}
+    for name, worker in sorted(assignment.owners.items()):
+        by_worker.setdefault(worker, []).append(name)
+    waiting = f"; waiting: {sorted(assignment.waiting)}" if assignment.waiting else ""
+    return "; ".join(f"{w}: {len(inputs)} inputs" for w, inputs in sorted(by_worker.items())) + waiting

@@ -1,0 +1,90 @@
+"""Pure: chunks and partials kept as series of topics, each superseding the one before, so
+that what is counted goes by deleting whole topics (the one way the embedded broker frees
+memory; on Apache Kafka, retention would do, and deleting does no harm).
+
+    chunks.g1, chunks.g2, ...       writers rotate to a new one every `generation_bytes`
+    partials.g1, partials.g2, ...   the partials of the windows of chunks.gN go to partials.gN
+    chunks.g1.retiring              chunks.g1 is counted and no writer holds it: readers let go
+
+The life of generation N (who does what: pipeline/assigner.py, workers/worker.py,
+pipeline/aggregator/generations.py):
+
+1. writers create partials.gN, then chunks.gN, and write to it until they rotate; a
+   writer lists in its lease every generation it may still write (an upload in progress);
+2. once a newer generation exists, no writer's lease names N, no open receipt points
+   into it and the workers' group has committed it to its end, the assigner marks it
+   retiring; workers let go of it (a librdkafka consumer, from 2.5, crashes when a topic
+   it reads is deleted under it: measured on Tansu), and once every live worker has
+   reported that it holds none of it, the assigner deletes chunks.gN and then the marker;
+3. with chunks.gN gone, no window of it can come again: once the aggregator has
+   acknowledged all of partials.gN (acks follow durable flushes), it unsubscribes,
+   forgets chunks.gN's applied windows, and deletes partials.gN.
+
+A crash anywhere in this leaves a state one of the steps starts from again: each step
+checks facts of the log (topics, markers, committed offsets), never a memory of its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+_GENERATION = re.compile(r"(.+)\.g(\d+)")
+RETIRING = ".retiring"
+
+
+def topic(base: str, n: int) -> str:
+    return f"{base}.g{n}"
+
+
+def of(name: str) -> tuple[str, int] | None:
+    """(base, N) of a generation's topic; None for any other topic."""
+    match = _GENERATION.fullmatch(name)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def number(name: str) -> int:
+    """N of a generation's topic (ValueError for another topic)."""
+    found = of(name)
+    if found is None:
+        raise ValueError(f"{name!r} is not a topic generation")
+    return found[1]
+
+
+def numbers(topics: Iterable[str], base: str) -> list[int]:
+    """The generations of `base` among `topics`, oldest first."""
+    return sorted(found[1] for name in topics if (found := of(name)) is not None and found[0] == base)
+
+
+def live(topics: Iterable[str], base: str) -> list[int]:
+    """The generations of `base` not retiring, oldest first."""
+    names = set(topics)
+    return [n for n in numbers(names, base) if marker(topic(base, n)) not in names]
+
+
+def newest(topics: Iterable[str], base: str) -> int | None:
+    found = numbers(topics, base)
+    return found[-1] if found else None
+
+
+def superseded(topics: Iterable[str]) -> set[str]:
+    """The generations, of any base, of which a newer one exists."""
+    found = [(base, n, name) for name in topics if (base_n := of(name)) is not None for base, n in [base_n]]
+    newest: dict[str, int] = {}
+    for base, n, _ in found:
+        newest[base] = max(newest.get(base, 0), n)
+    return {name for base, n, name in found if n < newest[base]}
+
+
+def marker(name: str) -> str:
+    """The topic that says generation `name` is retiring."""
+    return name + RETIRING
+
+
+def is_marker(name: str) -> bool:
+    return name.endswith(RETIRING)
+
+
+def partials_of(chunks_topic: str, partials_base: str) -> str:
+    """Where the partials of windows of `chunks_topic` (a chunks generation) go."""
+    return topic(partials_base, number(chunks_topic))

@@ -25,6 +25,7 @@ ENV_PREFIX = "WORDPIPE_"
 BACKENDS = ("local", "docker", "mesos")
 EMBEDDED_SESSION_TIMEOUT_MS = 2000
 CLUSTER_SESSION_TIMEOUT_MS = 6000
+CLUSTER_TOTALS_INTERVAL = 2.0
 
 
 MAX_CHUNK_SIZE = 960 * 1024  # librdkafka's message.max.bytes is 1,000,000 by default
@@ -277,8 +278,9 @@ class AggregatorSettings:
     datadir: str | None = setting(None, "aggregator_datadir")  # faust's; default <tmp>/wordpipe-faust/<id>
     flush_interval: float = 0.5  # seconds between durable state snapshots
     # Seconds between publications to the totals topic; 0: none (`wordpipe run`, whose topics
-    # are its own).
-    totals_interval: float = 2.0
+    # are its own). None: 2 s on a cluster, none on the embedded broker, which never compacts
+    # and so would keep every total ever published (the results API has them all).
+    totals_interval: float | None = None
     # The totals topic's values: msgpack (`total.v1`) or JSON (`{"word", "count"}`), for
     # consumers without a msgpack decoder (docs/totals-topic.md).
     totals_format: str = "msgpack"
@@ -295,7 +297,7 @@ class AggregatorSettings:
         _port("aggregator_port", self.port)
         _at_least("checkpoint_min_bytes", self.checkpoint_min_bytes, 1)
         _positive("flush_interval", self.flush_interval)
-        if self.totals_interval < 0:
+        if self.totals_interval is not None and self.totals_interval < 0:
             raise ConfigError(f"totals_interval: must be >= 0 seconds (0: no totals topic), got {self.totals_interval}")
         if self.totals_format not in ("msgpack", "json"):
             raise ConfigError(f"totals_format: {self.totals_format!r} is not one of msgpack, json")
@@ -412,6 +414,13 @@ class Settings:
         for section, cls in SECTIONS.items():
             base = values.get(section) or cls()
             object.__setattr__(self, section, dataclasses.replace(base, **changes[section]))
+
+    def resolved(self) -> Settings:
+        """The defaults that depend on the broker, fixed before child processes inherit the
+        settings (they get its address, embedded or not)."""
+        if self.aggregator.totals_interval is None:
+            return self.replace(totals_interval=0 if self.kafka.embedded else CLUSTER_TOTALS_INTERVAL)
+        return self
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed, by flat name."""

@@ -63,7 +63,9 @@ class Pipeline:
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="wordpipe-run-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.run_id = f"run-{uuid.uuid4().hex[:8]}"
-        settings = settings.replace(aggregator_datadir=settings.aggregator.datadir or str(self.log_dir / "faust"))
+        settings = settings.resolved().replace(
+            aggregator_datadir=settings.aggregator.datadir or str(self.log_dir / "faust")
+        )
         if settings.service.token_missing:  # this run's aggregator answers only to this run
             settings = settings.replace(tokens=secrets.token_urlsafe(24))
         if settings.kafka.embedded:

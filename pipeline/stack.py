@@ -42,7 +42,7 @@ class StackError(UnavailableError):
 
 class Stack:
     def __init__(self, settings: Settings, log_dir: Path, policy: str | None = None) -> None:
-        self.settings = settings
+        self.settings = settings.resolved()
         self.log_dir = log_dir
         self.policy = policy
         self.broker: broker_mod.EmbeddedBroker | None = None

@@ -567,6 +567,7 @@ def serve_results(app: faust.App, api: ResultsApi, settings: Settings) -> None:
 
 
 def main(settings: Settings) -> int:
+    settings = settings.resolved()
     connection = Connection.to(settings.kafka, why="the aggregator needs a bootstrap address")
     broker = kafka.BrokerWatch(connection)
     watch = Watch(connection, settings)

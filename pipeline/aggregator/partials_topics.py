@@ -27,9 +27,9 @@ from pipeline.source_topics import input_of
 log = logging.getLogger("wordpipe.aggregator")
 
 AHEAD = 8
-RESUBSCRIBE_EVERY = 60.0
-QUIET_SECONDS = 30.0
-DELETE_AFTER = 30.0
+RESUBSCRIBE_EVERY = 20.0
+QUIET_SECONDS = 10.0
+DELETE_AFTER = 10.0
 
 
 @dataclass

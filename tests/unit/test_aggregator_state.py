@@ -142,3 +142,22 @@ def test_replay_stops_at_the_first_batch_cut_short():
         records += encoded[:-1] if batch == 1 else encoded  # batch 1 lost its last fragment
     batches, unread = replay(records)
     assert len(batches) == 1 and unread == len(records) - 1
+
+
+def test_forgetting_a_deleted_generation_drops_its_windows_and_abandons_its_open_documents():
+    state = ShardState(0)
+    state.apply(partial(0, {0: {"kept": 1}}, 0, "chunks.g1:0"))
+    state.apply(partial(0, {0: {"kept": 1}}, 0, "chunks.g2:0"))
+    state.apply(partial(0, {0: {"kept": 1}}, 0, "tweets:0"))
+    open_doc = codec.HeldPart(first=1, chunks=1, buckets={0: {"parked": 2}})
+    state.apply(PartialMessage(("chunks.g1:3", 1, 2), 0, {}, {"doc": open_doc}, {}, 0))
+    state.take_batch()
+    state.forget({"chunks.g1"})
+    assert set(state.applied) == {"chunks.g2:0", "tweets:0"}
+    assert state.documents.open == {} and state.documents.aborted == 1 and state.pending == {}
+    assert state.counts == {"kept": 3}  # what was counted stays counted
+    assert state.dirty
+    replayed = ShardState.load(0, [unpack(pack(state.take_batch(checkpoint=True)))])
+    assert fingerprint(replayed) == fingerprint(state)
+    state.forget({"chunks.g1"})
+    assert not state.dirty  # once is enough

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.autoscaler.monitor import Sample, partition_lag, position, rates
+from pipeline.autoscaler.monitor import Sample, Totals, partition_lag, position, rates
 
 
 @pytest.mark.parametrize(
@@ -29,3 +29,11 @@ def test_rates_need_a_full_window_for_the_trend():
     recent, trend, processing, growth = rates(samples, window=30)
     assert (recent, trend, processing, growth) == (100.0, 100.0, 100.0, -10.0)
     assert rates(samples[:1], window=30) == (None, None, None, None)
+
+
+def test_sums_over_topics_do_not_fall_when_a_counted_generation_is_deleted():
+    totals = Totals()
+    assert totals.add("ends", {"chunks.g1": 100, "chunks.g2": 10}) == 110
+    assert totals.add("ends", {"chunks.g1": 100, "chunks.g2": 50}) == 150
+    assert totals.add("ends", {"chunks.g2": 60}) == 160  # chunks.g1 deleted: its 100 stay
+    assert totals.add("ends", {"chunks.g2": 60, "chunks.g3": 5}) == 165

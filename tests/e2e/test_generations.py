@@ -1,0 +1,121 @@
+"""A stack drops what it has counted (issue 31): chunks and partials generations are
+deleted from the broker once every record in them is counted and durable, and the
+counts stay exact, with crashes of the processes that drop them in the middle of it
+(pipeline/generations.py)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from pipeline import generations, kafka, tokenize
+from pipeline.client import RequestFailed
+from pipeline.stack import Stack
+from tests.e2e.test_state_dir import client_of, stack_in, stack_settings
+from tests.helpers import SAMPLE, wait_for
+
+pytestmark = pytest.mark.e2e
+
+GENERATION = 1 << 20  # the smallest: a generation every upload
+UPLOAD = SAMPLE.read_bytes() * 20  # ~1.2 MB
+
+
+def expected(uploads: int) -> dict[str, int]:
+    words = Counter(tokenize.DEFAULT.tokens(SAMPLE.read_text()))
+    return {w: n * 20 * uploads for w, n in words.items()}
+
+
+def topic_names(stack: Stack) -> set[str]:
+    return kafka.topic_names(AdminClient(kafka.client_config(stack.connection)))
+
+
+def dropped_all_but_the_newest(stack: Stack) -> bool:
+    names = topic_names(stack)
+    newest = generations.newest(names, "chunks")
+    chunks = generations.numbers(names, "chunks")
+    partials = generations.numbers(names, "partials")
+    return chunks == [newest] and min(partials) >= newest and not any(map(generations.is_marker, names))
+
+
+def answered(ask, timeout: float = 120):
+    """`ask()`'s answer, asked again while the aggregator restarts (a kill's successor)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return ask()
+        except RequestFailed:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_counted_generations_are_deleted_and_the_counts_stay_exact(tmp_path):
+    stack = stack_in(tmp_path / "logs", stack_settings(None, generation_bytes=GENERATION))
+    try:
+        client = client_of(stack)
+        for i in range(6):
+            client.ingest(UPLOAD, name=f"upload-{i}")
+        client.wait_counted(timeout=120)
+        assert generations.newest(topic_names(stack), "chunks") >= 5  # it rotated
+        wait_for(lambda: dropped_all_but_the_newest(stack), 120, "every generation but the newest deleted")
+        assert dict(client.totals()) == expected(6)
+        progress = client._get("/v1/progress")["shards"]
+        inputs = {name for shard in progress.values() for name in shard}
+        newest = f"chunks.g{generations.newest(topic_names(stack), 'chunks')}:"
+        assert all(name.startswith(newest) for name in inputs), inputs  # the deleted ones' windows forgotten
+    finally:
+        stack.stop()
+
+
+def test_crashes_while_generations_are_dropped_lose_and_double_nothing(tmp_path):
+    """The assigner (in the autoscaler) SIGKILLed whenever a generation is marked retiring,
+    before it deletes it; the aggregator SIGKILLed every few seconds, whatever it is doing
+    (dropping partials generations from its subscription, deleting them, or counting)."""
+    stack = stack_in(tmp_path / "logs", stack_settings(None, generation_bytes=GENERATION))
+    stop = threading.Event()
+    kills: Counter[str] = Counter()
+
+    def kill(role: str) -> None:
+        child = stack.supervisor.children.get(role)
+        if child is not None and child.proc.poll() is None:
+            os.kill(child.proc.pid, signal.SIGKILL)
+            kills[role] += 1
+
+    def killer() -> None:
+        """Kills, and the stack's supervision (`up` does it; a Stack in a test does not)."""
+        rng = random.Random(31)
+        next_aggregator = time.monotonic() + 6
+        spared = time.monotonic()
+        while not done.wait(0.1):
+            stack.supervise()
+            if stop.is_set():
+                continue
+            if time.monotonic() > spared and any(map(generations.is_marker, topic_names(stack))):
+                kill("autoscaler")
+                spared = time.monotonic() + 4  # its successor finishes what it left
+            if time.monotonic() > next_aggregator:
+                kill("aggregator")
+                next_aggregator = time.monotonic() + rng.uniform(6, 12)
+
+    done = threading.Event()
+    thread = threading.Thread(target=killer, daemon=True)
+    try:
+        client = client_of(stack)
+        thread.start()
+        for i in range(8):
+            client.ingest(UPLOAD, name=f"upload-{i}", attempts=20)  # one key: counted once however often sent
+        wait_for(lambda: kills["autoscaler"] >= 2 and kills["aggregator"] >= 3, 180, f"enough kills: {kills}")
+        stop.set()
+        wait_for(lambda: dropped_all_but_the_newest(stack), 180, "every generation but the newest deleted")
+        assert answered(lambda: (client.wait_counted(timeout=120), dict(client.totals()))[1]) == expected(8), kills
+    finally:
+        done.set()
+        thread.join()
+        stack.stop()

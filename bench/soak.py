@@ -501,7 +501,14 @@ def main() -> int:
         "record, so 28-byte lines at 2 MB/s, to the topic and to the twin, would take ~3 cores)",
     )  # fmt: skip
     p.add_argument("--state-dir", action="store_true", help="up --state-dir, its size (du) sampled too")
-    p.add_argument("--set", type=setting, action="append", default=[], metavar="NAME=VALUE", help="a setting")
+    p.add_argument(
+        "--set",
+        type=setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="WORDPIPE_NAME=VALUE for the stack (repeatable; passed even if unknown)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "soak", help="where the report goes")
     p.add_argument("--work", type=Path, help="logs and state (default: a new temporary directory)")
     args = p.parse_args()

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test lint test-fast chaos bench evaluate clean
+.PHONY: setup run test lint test-fast chaos soak bench evaluate clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,12 @@ test-fast: setup  # no broker: the pure core only
 
 chaos: setup  # the long chaos suite (~6 min on 2 cores): 50+ MB per scenario; writes docs/reliability.md
 	WORDPIPE_CHAOS=long WORDPIPE_CHAOS_REPORT=docs/reliability.md $(BIN)/python -m pytest tests/chaos
+
+soak: setup  # the long soaks (~20 min each on 2 cores; not in `make test`): write docs/soak/ and docs/soak-source/
+	status=0; \
+	$(BIN)/python bench/soak.py --mb 2000 --rate 2 --out docs/soak || status=1; \
+	$(BIN)/python bench/soak.py --source --minutes 20 --rate 2 --out docs/soak-source || status=1; \
+	exit $$status
 
 bench: setup
 	$(BIN)/python bench/e2e_throughput.py

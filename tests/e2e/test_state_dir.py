@@ -180,7 +180,12 @@ def test_a_second_stack_is_refused_the_directory_and_the_first_keeps_its_token(t
         token_file = state / "token"
         before = token_file.read_bytes()
         second = wordpipe(
-            "up", "--state-dir", str(state), *(f"--{n}-port={free_port()}" for n in ("ingest", "results", "autoscaler"))
+            "up",
+            "--state-dir",
+            str(state),
+            *(f"--{n}-port={free_port()}" for n in ("ingest", "results", "autoscaler")),
+            timeout=60,  # a refusal is at once: a stack that came up instead fails here, not in 5 minutes
+            env={"XDG_STATE_HOME": str(tmp_path / "xdg-second")},
         )
         assert second.returncode == 2, second.stdout + second.stderr
         assert f"pid {first.proc.pid}" in second.stderr.decode(), second.stderr
@@ -318,7 +323,7 @@ def test_salvage_restores_the_newest_cut_that_verifies(tmp_path, counted_dir):
 
 
 def test_records_larger_than_our_own_limit_are_kept(tmp_path):
-    from kafka import KafkaProducer
+    from kafka import KafkaConsumer, KafkaProducer
 
     state = tmp_path / "state"
     up = Up(tmp_path, state, "--source", "feed")
@@ -336,6 +341,18 @@ def test_records_larger_than_our_own_limit_are_kept(tmp_path):
     up = Up(tmp_path, state, "--source", "feed")
     try:
         assert up.client.count("whale") == 1_000_000
+        bootstrap = re.search(r"\(topic feed at (\S+)\)", up.banner).group(1)  # type: ignore[union-attr]
+        consumer = KafkaConsumer(
+            "feed",
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=10_000,
+            fetch_max_bytes=16 << 20,
+            max_partition_fetch_bytes=16 << 20,
+        )
+        sizes = [len(record.value) for record in consumer]
+        consumer.close()
+        assert sizes == [6_000_000], sizes  # the record itself came back, not only its count
     finally:
         up.stop()
 

@@ -1,6 +1,6 @@
 """The assigner: which worker reads which input, published on the assignments topic
-(pipeline/assignment.py decides), and the retirement of counted chunks generations
-(pipeline/generations.py). One runs per stack, on a thread of the autoscaler (or of
+(pipeline/assignment.py decides), the retirement of counted chunks generations and the
+rotation of status generations (pipeline/generations.py). One runs per stack, on a thread of the autoscaler (or of
 `wordpipe run`); if it is away, workers read on as last assigned.
 
     assigner = Assigner(connection, settings.topics, settings.worker)
@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient
 from pipeline import codec, generations, kafka
 from pipeline.assignment import Assignment, decide
 from pipeline.config import Connection, TopicSettings, WorkerSettings
+from pipeline.crash_reports import KEY_PREFIX as CRASHES_PREFIX
 from pipeline.ingest.chunk_topics import LEASE_SECONDS
 from pipeline.ingest.receipts import Accepted
 from pipeline.roster import Roster
@@ -53,6 +54,7 @@ class Assigner:
         self.accepted = Accepted(connection, topics)
         published = kafka.read_partition(connection, topics.assignments)  # epochs go on from the last
         self.assignment = codec.decode_assignment(published[-1].value()) if published else Assignment()
+        self.status_newest = (0, time.monotonic())  # the newest status generation, since when we know it
         self.marked: dict[int, float] = {}  # retiring generation -> time.monotonic() we saw its marker
         self.next_retire = 0.0
         self.problem: str | None = None
@@ -119,6 +121,7 @@ class Assigner:
         """Mark the counted generations no one writes, and delete the marked ones every
         live worker has let go of."""
         names = kafka.topic_names(self.admin)
+        self.rotate_status(names)
         base = self.topics.chunks
         every = generations.numbers(names, base)
         live = generations.live(names, base)
@@ -163,6 +166,28 @@ class Assigner:
             kafka.delete(self.admin, [topic])
         kafka.delete(self.admin, [generations.marker(topic)])
         log.info("%s retired", topic)
+
+    def rotate_status(self, names: set[str]) -> None:
+        """Start the next status generation every STATUS_ROTATE_SECONDS, copying the crash
+        reports into it (said once, they must outlive their generation), and delete those
+        no one reads STATUS_DELETE_AFTER seconds after the newest began."""
+        base = self.topics.status
+        newest = generations.newest(names, base) or 0
+        if self.status_newest[0] != newest:
+            self.status_newest = (newest, time.monotonic())
+        age = time.monotonic() - self.status_newest[1]
+        unread = generations.status_unread(names, base)
+        if unread and age >= generations.STATUS_DELETE_AFTER:
+            kafka.delete(self.admin, unread)
+        if age >= generations.STATUS_ROTATE_SECONDS:
+            topic = generations.topic(base, newest + 1)
+            kafka.create(self.admin, [kafka.status_spec(self.topics, newest + 1)])
+            self.roster.refresh()
+            for role, report in self.roster.crashes.items():
+                key = (CRASHES_PREFIX + role).encode()
+                kafka.produce(self.producer, topic, codec.encode_crashes(report), 0, key=key)
+            self.producer.flush(10)
+            log.info("status reports go to %s from now on", topic)
 
     def leased(self) -> set[int]:
         """Generations a writer's lease named in the last LEASE_SECONDS."""

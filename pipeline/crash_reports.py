@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from pipeline import codec, kafka
+from pipeline import codec, generations, kafka
 from pipeline.config import Connection, TopicSettings
 from pipeline.supervisor import CrashLoop
 
@@ -55,11 +56,17 @@ class CrashReporter:
     """Publishes a supervisor's crash reports (a `Report` of pipeline/supervisor.py)."""
 
     def __init__(self, connection: Connection, topics: TopicSettings) -> None:
-        self.topic = topics.status
+        self.base = topics.status
+        self.topic = generations.status_current((), topics.status)
+        self.admin = AdminClient(kafka.client_config(connection))
         self.producer = Producer(kafka.producer_config(connection))
 
     def publish(self, role: str, loop: CrashLoop) -> None:
         value = codec.encode_crashes(report_of(role, loop))
+        try:  # a crash is rare: look for the newest status generation now
+            self.topic = generations.status_current(kafka.topic_names(self.admin, timeout=2.0), self.base)
+        except kafka.KafkaUnavailable:
+            pass  # queued for the last one seen; the assigner copies crash reports into each new one
         kafka.produce(self.producer, self.topic, value, 0, key=(KEY_PREFIX + role).encode())
         self.producer.poll(0)  # serve delivery callbacks; the record goes out within linger.ms
 

@@ -22,6 +22,16 @@ pipeline/aggregator/generations.py):
 
 A crash anywhere in this leaves a state one of the steps starts from again: each step
 checks facts of the log (topics, markers, committed offsets), never a memory of its own.
+
+The status topic goes the same way, by time rather than by what is counted, since its
+reports repeat every second:
+
+    workers.g1, workers.g2, ...     writers report to the newest, readers read the newest two
+
+The assigner starts the next generation every STATUS_ROTATE_SECONDS, copying into it what is
+said once (crash reports); a report in an older generation is superseded by any report of
+the same key in a newer one; a generation older than the newest two is read by no one, and
+the assigner deletes it STATUS_DELETE_AFTER seconds later.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ from collections.abc import Iterable
 
 _GENERATION = re.compile(r"(.+)\.g(\d+)")
 RETIRING = ".retiring"
+STATUS_ROTATE_SECONDS = 600.0
+STATUS_DELETE_AFTER = 60.0  # readers and writers look at the topics every few seconds
 
 
 def topic(base: str, n: int) -> str:
@@ -88,3 +100,18 @@ def is_marker(name: str) -> bool:
 def partials_of(chunks_topic: str, partials_base: str) -> str:
     """Where the partials of windows of `chunks_topic` (a chunks generation) go."""
     return topic(partials_base, number(chunks_topic))
+
+
+def status_current(topics: Iterable[str], base: str) -> str:
+    """The status generation to report to: the newest (the first, before any exists)."""
+    return topic(base, newest(topics, base) or 1)
+
+
+def status_read(topics: Iterable[str], base: str) -> list[str]:
+    """The status generations to read: the newest two, oldest first."""
+    return [topic(base, n) for n in numbers(topics, base)[-2:]]
+
+
+def status_unread(topics: Iterable[str], base: str) -> list[str]:
+    """The status generations no one reads any more: older than the newest two."""
+    return [topic(base, n) for n in numbers(topics, base)[:-2]]

@@ -133,7 +133,6 @@ def topic_specs(topics: TopicSettings) -> list[NewTopic]:
     return [
         new_topic(topics.totals, topics.partial_partitions, rf, COMPACTED),
         new_topic(topics.deadletter, 1, rf, {"retention.ms": str(DEADLETTERS_KEPT_MS)}),
-        new_topic(topics.status, 1, rf, COMPACTED),
         new_topic(
             topics.documents,
             1,
@@ -142,6 +141,11 @@ def topic_specs(topics: TopicSettings) -> list[NewTopic]:
         ),
         new_topic(topics.assignments, 1, rf, COMPACTED),
     ]
+
+
+def status_spec(topics: TopicSettings, n: int) -> NewTopic:
+    """Generation `n` of the status topic (pipeline/generations.py)."""
+    return new_topic(generations.topic(topics.status, n), 1, topics.replication_factor, COMPACTED)
 
 
 def generation_specs(topics: TopicSettings, n: int) -> list[NewTopic]:
@@ -185,14 +189,16 @@ def create_generation(admin: AdminClient, topics: TopicSettings, n: int, timeout
 def ensure_topics(
     connection: Connection, topics: TopicSettings, timeout: float = 30.0, with_sources: bool = False
 ) -> None:
-    """Create wordpipe's topics and the first generation of chunks and partials if there is
-    none (and, `with_sources`, the source topics, as many partitions as a chunks generation
-    has); existing ones must have the configured partition counts."""
+    """Create wordpipe's topics, the first generation of chunks and partials and of status
+    where there is none (and, `with_sources`, the source topics, as many partitions as a
+    chunks generation has); existing ones must have the configured partition counts."""
     admin = AdminClient(client_config(connection))
     wanted = {t.topic: t for t in topic_specs(topics)}
     existing = describe_partitions(admin, timeout)
     if generations.newest(existing, topics.chunks) is None:
         wanted |= {t.topic: t for t in generation_specs(topics, 1)}
+    if generations.newest(existing, topics.status) is None:
+        wanted[generations.topic(topics.status, 1)] = status_spec(topics, 1)
     if with_sources:  # a source topic that exists is taken as it is
         wanted |= {
             s.topic: NewTopic(s.topic, topics.chunk_partitions, topics.replication_factor)

@@ -1,8 +1,8 @@
 """The roster: every worker's latest status report, every role's crash report and every
 chunks writer's lease, read from the status topic.
 
-Workers report their assignment, progress and peak memory to a compacted topic keyed by
-worker id (schemas/status.v1.json). Whatever the backend (process, container, Mesos
+Workers report their assignment, progress and peak memory to a compacted topic, in
+generations (pipeline/generations.py: the newest two are read), keyed by worker id (schemas/status.v1.json). Whatever the backend (process, container, Mesos
 task), this is how a controller learns that a worker is consuming, which partitions it
 owns, and how fast it works while busy. A clean stop leaves a tombstone. Supervisors
 report each role's crashes there too, keyed `crashes:<role>` (pipeline/crash_reports.py),
@@ -12,31 +12,72 @@ and writers their leases on chunks generations, keyed `writer:<id>` (pipeline/in
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
-from pipeline import codec, kafka
+from pipeline import codec, generations, kafka
 from pipeline.config import Connection, TopicSettings
 from pipeline.crash_reports import KEY_PREFIX, CrashMetrics
 from pipeline.ingest.chunk_topics import LEASE_PREFIX
 
 log = logging.getLogger(__name__)
+LOOK_SECONDS = 1.0  # how often the status generations are looked for
 
 
 class Roster:
     def __init__(self, connection: Connection, topics: TopicSettings) -> None:
         # A group id that is never joined nor committed: partitions are assigned.
         self.consumer = Consumer(kafka.consumer_config(connection, "wordpipe-roster"))
-        self.consumer.assign([TopicPartition(topics.status, 0, OFFSET_BEGINNING)])
+        self.admin = AdminClient(kafka.client_config(connection))
+        self.base = topics.status
+        self.reading: list[str] = []  # the status generations read (pipeline/generations.py)
+        self.next_look = 0.0
         self.statuses: dict[str, codec.WorkerStatus] = {}
         self.crashes: dict[str, codec.CrashReport] = {}  # by role
         self.leases: dict[str, codec.WriterLease] = {}  # by writer
         self.seen: dict[str, float] = {}  # worker or writer -> time.monotonic() its last report was read
+        self.generation: dict[bytes, int] = {}  # key -> the generation its last report came from
+        # A thread lets go of unread generations however seldom `refresh` is called: a
+        # librdkafka consumer holding a topic that is deleted crashes (pipeline/generations.py).
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._looker = threading.Thread(target=self._keep_looking, name="roster-look", daemon=True)
+        self._looker.start()
+
+    def _keep_looking(self) -> None:
+        while not self._stop.wait(LOOK_SECONDS):
+            with self.lock:
+                self.look()
+
+    def look(self) -> None:
+        """Read the newest two status generations, letting go of older ones (they will be deleted)."""
+        if time.monotonic() < self.next_look:
+            return
+        self.next_look = time.monotonic() + LOOK_SECONDS
+        try:
+            wanted = generations.status_read(kafka.topic_names(self.admin, timeout=2.0), self.base)
+        except kafka.KafkaUnavailable:
+            return  # read on what we read
+        gone = [TopicPartition(t, 0) for t in self.reading if t not in wanted]
+        new = [TopicPartition(t, 0, OFFSET_BEGINNING) for t in wanted if t not in self.reading]
+        if gone:
+            self.consumer.incremental_unassign(gone)
+            self.forget({generations.number(tp.topic) for tp in gone})
+        if new:
+            self.consumer.incremental_assign(new)
+        self.reading = wanted
 
     def refresh(self, timeout: float = 0.0) -> dict[str, codec.WorkerStatus]:
         """Read every report that arrived since the last call; returns the latest per worker."""
+        with self.lock:
+            self.look()
+            return self._read(timeout)
+
+    def _read(self, timeout: float) -> dict[str, codec.WorkerStatus]:
         while True:
             batch = self.consumer.consume(num_messages=500, timeout=timeout)
             timeout = 0.0
@@ -44,7 +85,7 @@ class Roster:
                 return self.statuses
             for msg in batch:
                 key = msg.key()
-                if msg.error() or key is None:
+                if msg.error() or key is None or not self.newest_of(key, msg.topic() or ""):
                     continue
                 name = key.decode(errors="replace")
                 if name.startswith(KEY_PREFIX):
@@ -57,11 +98,34 @@ class Roster:
                     _keep(self.statuses, name, msg.value(), codec.decode_status)
                 self.seen[name] = time.monotonic()
 
+    def forget(self, numbers: set[int]) -> None:
+        """Reports last made in generations no longer read: their makers are gone (everyone
+        else reports again within seconds, and crash reports are copied forward)."""
+        for key in [k for k, n in self.generation.items() if n in numbers]:
+            del self.generation[key]
+            name = key.decode(errors="replace")
+            if name.startswith(KEY_PREFIX):
+                self.crashes.pop(name.removeprefix(KEY_PREFIX), None)
+            elif name.startswith(LEASE_PREFIX):
+                self.leases.pop(name.removeprefix(LEASE_PREFIX), None)
+            else:
+                self.statuses.pop(name, None)
+
+    def newest_of(self, key: bytes, topic: str) -> bool:
+        """Whether a report from `topic` may stand: none of its key came from a newer generation."""
+        n = generations.number(topic)
+        if n < self.generation.get(key, 0):
+            return False
+        self.generation[key] = n
+        return True
+
     def assignments(self, workers: list[str]) -> dict[str, tuple[int, ...]]:
         """Chunks partitions each of `workers` last reported owning (none if it has not reported)."""
         return {w: self.statuses[w].partitions if w in self.statuses else () for w in workers}
 
     def close(self) -> None:
+        self._stop.set()
+        self._looker.join()
         self.consumer.close()
 
 

@@ -96,6 +96,7 @@ class Worker:
         self.producer = Producer(kafka.producer_config(connection))
         self.assignments = kafka.Follower(connection, settings.topics.assignments)
         self.admin = AdminClient(kafka.client_config(connection))
+        self.status_topic = generations.status_current((), settings.topics.status)  # followed in `follow`
         self.pending: deque[PendingCommit] = deque()  # in publication order
         self.windows = Windows(settings.worker.window_chunks, settings.worker.window_max_words)
         self.sources = {source.topic: source for source in settings.topics.source_list}
@@ -140,6 +141,7 @@ class Worker:
             return
         self.next_look = time.monotonic() + LOOK_SECONDS
         names = kafka.topic_names(self.admin)
+        self.status_topic = generations.status_current(names, self.settings.topics.status)
         base = self.settings.topics.chunks
         live = generations.live(names, base)
         self.newest = live[-1] if live else self.newest
@@ -296,7 +298,7 @@ class Worker:
                 )
             )
         try:
-            self.producer.produce(self.settings.topics.status, value, key=self.id.encode(), partition=0)
+            self.producer.produce(self.status_topic, value, key=self.id.encode(), partition=0)
         except BufferError:
             pass  # reports are periodic; the next one says the same and more
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import faust
 from aiohttp import web
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 from faust.stores.memory import Store as MemoryStore
 from faust.tables import TableManager
 from faust.transport.drivers import aiokafka as faust_kafka
@@ -250,7 +250,11 @@ class Aggregator:
     async def follow_generations(self) -> None:
         """Consume new partials generations, drop those done with (partials_topics.py), and
         forget the windows of chunks generations that can come no more."""
-        change = await asyncio.to_thread(self.partials_topics.step)
+        try:
+            change = await asyncio.to_thread(self.partials_topics.step)
+        except (kafka.KafkaUnavailable, KafkaException) as exc:  # Kafka away: the next tick tries again
+            log.warning("cannot follow the partials generations: %s", exc)
+            return
         if change is not None:
             log.info("consuming %s", ", ".join(change.topics))
             resubscribe(self.app, self.partials, change.topics)

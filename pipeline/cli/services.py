@@ -204,8 +204,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
     except ValueError as exc:  # an existing topic with other partition counts
         raise config.ConfigError(str(exc)) from None
     print(
-        f"topics ready on {connection.bootstrap}: {s.topics.chunks}, {s.topics.partials}, {s.topics.totals}, "
-        f"{s.topics.deadletter}, {s.topics.status}, {s.topics.documents}"
+        f"topics ready on {connection.bootstrap}: {s.topics.chunks}.g*, {s.topics.partials}.g*, {s.topics.totals}, "
+        f"{s.topics.deadletter}, {s.topics.status}.g*, {s.topics.documents}, {s.topics.assignments}"
     )
     return 0
 

@@ -48,10 +48,13 @@ class ChunkTopics:
         self.lost: set[int] = set()  # generations retired while our lease had lapsed
         self.renewed = time.monotonic()  # when a lease of ours was last acknowledged
         self.next_renewal = 0.0
+        self.status_topic = generations.status_current((), topics.status)  # where leases go
 
     def start(self) -> list[int]:
         """Write to the newest generation, creating the first (blocking); returns the live ones."""
-        live = generations.live(kafka.topic_names(self.admin), self.topics.chunks)
+        names = kafka.topic_names(self.admin)
+        self.status_topic = generations.status_current(names, self.topics.status)
+        live = generations.live(names, self.topics.chunks)
         if not live:
             kafka.create_generation(self.admin, self.topics, 1)
             live = [1]
@@ -108,7 +111,9 @@ class ChunkTopics:
             return
         self.next_renewal = time.monotonic() + RENEW_SECONDS
         lapsed = self.lapsed
-        self.follow(kafka.topic_names(self.admin), lapsed)
+        names = kafka.topic_names(self.admin)
+        self.status_topic = generations.status_current(names, self.topics.status)
+        self.follow(names, lapsed)
         self.renew()
 
     def follow(self, names: set[str], lapsed: bool) -> None:
@@ -137,7 +142,7 @@ class ChunkTopics:
         lease = codec.encode_lease(codec.WriterLease(self.writer, held, time.time()))
         try:
             self.producer.produce(
-                self.topics.status,
+                self.status_topic,
                 lease,
                 key=(LEASE_PREFIX + self.writer).encode(),
                 partition=0,

@@ -5,7 +5,7 @@ One consumer tails every topic and appends each record to its topic's file. In r
 journal fixes a *cut*: the stack's groups' offsets first, then each topic's end, level by
 level from what is derived to what it is derived from:
 
-    3  totals, dead letters, workers' status, the rest   (nothing here depends on them)
+    3  totals, dead letters, assignments, the rest       (nothing here depends on them)
     2  the aggregator's changelogs                       (made from partials)
     1  partials and ingest's receipts                    (made from chunks)
     0  chunks and source topics                          (what producers wrote)
@@ -71,7 +71,8 @@ class Levels:
         will delete: (those to let go of at once, those to let go of once read to their end).
 
         A retiring chunks generation is counted: what the journal may lack of it, nothing
-        restored needs. Partials of a retiring generation, and superseded changelog
+        restored needs. Status reports are not kept at all: they repeat every second, and a
+        restarted stack has new workers, writers and supervisors, which report anew. Partials of a retiring generation, and superseded changelog
         generations, are read to their end first: the aggregator may not have applied them."""
         names = set(topics)
         t = self.topics
@@ -86,7 +87,8 @@ class Levels:
             if n < newest and n not in chunks
         }
         changelogs = {name for name in generations.superseded(names) if name.startswith(self.changelog_prefix)}
-        return retiring, partials | changelogs
+        status = {generations.topic(t.status, n) for n in generations.numbers(names, t.status)}
+        return retiring | status, partials | changelogs
 
 
 class Files:

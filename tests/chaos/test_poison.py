@@ -10,7 +10,7 @@ import msgpack
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from pipeline import codec, config, kafka
+from pipeline import codec, config, generations, kafka
 from pipeline.ingest.sources import Source
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
@@ -92,13 +92,16 @@ def test_poison_is_dead_lettered_and_counts_stay_exact(trial):
     trial.expected = count_sources([doc])
     with Pipeline(config.Settings(workers=1, chunk_size=4096)) as p:
         s = p.settings
+        chunks, partials = (
+            generations.topic(base, 1) for base in (s.topics.chunks, s.topics.partials)
+        )  # the live ones
         producer = Producer(kafka.producer_config(p.connection, **{"message.max.bytes": 3 * HUGE}))
         for value, reason in POISON_CHUNKS:
-            producer.produce(s.topics.chunks, value, partition=0)
-            trial.fault(f"into {s.topics.chunks}: {len(value):,} bytes, expected reason: {reason}")
+            producer.produce(chunks, value, partition=0)
+            trial.fault(f"into {chunks}: {len(value):,} bytes, expected reason: {reason}")
         for value, reason in POISON_PARTIALS:
-            producer.produce(s.topics.partials, value, partition=0)
-            trial.fault(f"into {s.topics.partials}: {len(value):,} bytes, expected reason: {reason}")
+            producer.produce(partials, value, partition=0)
+            trial.fault(f"into {partials}: {len(value):,} bytes, expected reason: {reason}")
         assert producer.flush(30) == 0
         poisoned_at = time.monotonic()
         report = p.ingest([doc])
@@ -109,7 +112,7 @@ def test_poison_is_dead_lettered_and_counts_stay_exact(trial):
         assert trial.counted == trial.expected
         letters = read_deadletters(p.connection, s.topics.deadletter, len(POISON_CHUNKS) + len(POISON_PARTIALS))
     by_topic = Counter(letter.topic for letter in letters)
-    assert by_topic == {s.topics.chunks: len(POISON_CHUNKS), s.topics.partials: len(POISON_PARTIALS)}
+    assert by_topic == {chunks: len(POISON_CHUNKS), partials: len(POISON_PARTIALS)}
     reasons = [letter.reason for letter in letters]
     for _, expected in POISON_CHUNKS + POISON_PARTIALS:
         assert any(expected in r for r in reasons), (expected, reasons)

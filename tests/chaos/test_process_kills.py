@@ -61,7 +61,7 @@ def test_aggregator_sigkilled_twice(tmp_path, trial):
     documents = corpus(tmp_path, scaled(6, 30))
     trial.input_bytes = sum(d.path.stat().st_size for d in documents)
     trial.expected = count_sources(documents)
-    with Pipeline(settings()) as p:
+    with Pipeline(settings(totals_interval=0.5)) as p:  # the totals topic too (off by default when embedded)
         pids = [p.broker.proc.pid]
         thread, result = trickle(p, documents, pause=1.0)
         for delay in (2.0, 6.0):  # the second once the first replacement has taken over and applied parts

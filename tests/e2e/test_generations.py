@@ -119,3 +119,38 @@ def test_crashes_while_generations_are_dropped_lose_and_double_nothing(tmp_path)
         done.set()
         thread.join()
         stack.stop()
+
+
+def test_status_reports_go_by_generations_and_the_unread_ones_are_deleted(monkeypatch, tmp_path):
+    """Reports repeat every second: the status topic is rotated by time, and a generation
+    older than the newest two deleted; the roster still sees every worker and every crash
+    report (copied forward), and the counting does not notice."""
+    from pipeline import config
+    from pipeline.crash_reports import CrashReporter
+    from pipeline.ingest.sources import Source
+    from pipeline.run import Pipeline
+    from pipeline.supervisor import CrashLoop
+
+    monkeypatch.setattr(generations, "STATUS_ROTATE_SECONDS", 5.0)  # the assigner runs in this process
+    monkeypatch.setattr(generations, "STATUS_DELETE_AFTER", 4.0)  # readers look every second
+    document = tmp_path / "doc.txt"
+    document.write_bytes(UPLOAD)
+    with Pipeline(config.Settings(workers=2)) as p:
+        admin = AdminClient(kafka.client_config(p.connection))
+        reporter = CrashReporter(p.connection, p.settings.topics)
+        reporter.publish("aggregator", CrashLoop(crashes=3, in_a_row=1, restarts=3, last_exit="exit status 1"))
+        reporter.close()
+        report = p.ingest([Source("doc", document)])
+        wait_for(
+            lambda: (generations.newest(kafka.topic_names(admin), p.settings.topics.status) or 0) >= 5,
+            60,
+            "five status generations",
+        )
+        p.wait_counted(report, timeout=120)
+        assert p.totals() == expected(1)
+        names = kafka.topic_names(admin)
+        status = generations.numbers(names, p.settings.topics.status)
+        assert status[0] >= 3 and len(status) <= 3, f"the unread generations stay: {status}"
+        wait_for(lambda: len(p.roster.refresh(0.2)) == 2, 10, "both workers in the roster")
+        assert p.roster.crashes["aggregator"].crashes == 3, "the crash report was not carried forward"
+        assert len(p.roster.generation) <= 8, "the roster keeps the keys of deleted generations"

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from prometheus_client import generate_latest
 
-from pipeline import config
+from pipeline import config, generations
 from pipeline.autoscaler.controller import Controller
 from pipeline.cluster import Resources
 from tests.helpers import REPO
@@ -99,10 +99,12 @@ def test_topics_creates_what_a_deployment_needs_and_refuses_the_embedded_broker(
 
     existing = describe_partitions(AdminClient({"bootstrap.servers": broker.bootstrap}), 10)
     s = config.Settings()
+    first = {base: generations.topic(base, 1) for base in (s.topics.chunks, s.topics.partials)}
     assert (
-        existing[s.topics.chunks] == s.topics.chunk_partitions
-        and existing[s.topics.partials] == s.topics.partial_partitions
+        existing[first[s.topics.chunks]] == s.topics.chunk_partitions
+        and existing[first[s.topics.partials]] == s.topics.partial_partitions
     )
-    assert {s.topics.totals, s.topics.deadletter, s.topics.status} <= set(existing)
+    status = generations.topic(s.topics.status, 1)
+    assert {s.topics.totals, s.topics.deadletter, status, s.topics.assignments} <= set(existing)
     refused = wordpipe("topics")
     assert refused.returncode == 2 and b"bootstrap: topics are created on an existing cluster" in refused.stderr

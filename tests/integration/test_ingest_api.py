@@ -193,26 +193,26 @@ def test_a_retry_settles_an_attempt_that_died_before_its_receipt(services, first
     """The service died after sending a document's chunks (and maybe its commit) but before
     answering: the retry finds the open receipt and counts the document exactly once."""
     from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
 
-    from pipeline import kafka
+    from pipeline import generations, kafka
 
     s = services.settings
     before = totals(services)
+    names = kafka.topic_names(AdminClient(kafka.client_config(services.connection)))
+    topic = generations.topic(s.topics.chunks, generations.newest(names, s.topics.chunks) or 1)  # the live one
     key, doc, body = uuid.uuid4().hex, uuid.uuid4().hex, b"crashed attempt words " * 50
     producer = Producer(kafka.producer_config(services.connection))
     offsets = []
     chunk = codec.encode_chunk(codec.ChunkMessage(doc, 0, "crash", 0, body, tokenize.DEFAULT.id, held=True))
-    producer.produce(
-        s.topics.chunks, chunk, key=doc.encode(), partition=5, on_delivery=lambda e, m: offsets.append(m.offset())
-    )
+    producer.produce(topic, chunk, key=doc.encode(), partition=5, on_delivery=lambda e, m: offsets.append(m.offset()))
     producer.flush(10)
-    receipt = codec.Receipt(doc, key, "open", 5, offsets[0], 1, len(body), time.time())
+    assert offsets, f"the chunk was not acknowledged by {topic}"
+    receipt = codec.Receipt(doc, key, "open", 5, offsets[0], 1, len(body), time.time(), topic)
     producer.produce(s.topics.documents, codec.encode_receipt(receipt), key=f"key:{key}".encode(), partition=0)
     if first_attempt_committed:
-        producer.produce(
-            s.topics.chunks, codec.encode_end(codec.DocumentEnd(doc, 1, True)), key=doc.encode(), partition=5
-        )
-    producer.produce(s.topics.chunks, codec.encode_flush(), partition=5)
+        producer.produce(topic, codec.encode_end(codec.DocumentEnd(doc, 1, True)), key=doc.encode(), partition=5)
+    producer.produce(topic, codec.encode_flush(), partition=5)
     producer.flush(10)
     with IngestThread(services.connection, s) as ingest:  # a restarted service: it reads the receipts
         ingest.wait_healthy()

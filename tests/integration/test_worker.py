@@ -9,7 +9,8 @@ from collections import Counter
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from pipeline import codec, config, kafka
+from pipeline import codec, config, generations, kafka
+from pipeline.assigner import Assigner
 from pipeline.ingest.publisher import ChunkPublisher
 from pipeline.ingest.sources import Source
 from pipeline.offsets import OffsetRanges
@@ -20,14 +21,19 @@ pytestmark = pytest.mark.e2e
 
 
 def committed(connection, settings):
+    """The workers' committed offsets in the first chunks generation, by input name."""
+    topic = generations.topic(settings.topics.chunks, 1)
     c = Consumer(kafka.consumer_config(connection, settings.worker.group))
     try:
-        tps = c.committed(
-            [TopicPartition(settings.topics.chunks, p) for p in range(settings.topics.chunk_partitions)], timeout=10
-        )
-        return {tp.partition: tp.offset for tp in tps}
+        tps = c.committed([TopicPartition(topic, p) for p in range(settings.topics.chunk_partitions)], timeout=10)
+        return {f"{topic}:{tp.partition}": tp.offset for tp in tps}
     finally:
         c.close()
+
+
+def partials_of_first_generation(settings):
+    topic = generations.topic(settings.topics.partials, 1)
+    return [TopicPartition(topic, shard, 0) for shard in range(settings.topics.partial_partitions)]
 
 
 def test_worker_commits_what_it_published_reports_itself_and_drains_on_sigterm(broker):
@@ -39,6 +45,7 @@ def test_worker_commits_what_it_published_reports_itself_and_drains_on_sigterm(b
     env = {**s.to_env(), "WORDPIPE_WORKER_ID": "w-test", "PATH": ""}
     launched_at = time.time()
     worker = subprocess.Popen([sys.executable, "-m", "workers"], env=env, stderr=subprocess.PIPE)
+    assigner = Assigner(broker.connection(), s.topics, s.worker)  # workers read what it assigns
     roster = Roster(broker.connection(), s.topics)
     try:
         deadline = time.monotonic() + 60
@@ -49,7 +56,7 @@ def test_worker_commits_what_it_published_reports_itself_and_drains_on_sigterm(b
         while roster.refresh(0.2).get("w-test") is None or roster.statuses["w-test"].chunks < report.chunks:
             assert time.monotonic() < deadline, f"status reports: {roster.statuses}"
         status = roster.statuses["w-test"]
-        assert status.partitions == (0, 1) and status.chunks == report.chunks
+        assert set(status.inputs) == set(ends) and status.chunks == report.chunks
         assert launched_at < status.started_at < status.first_chunk_at <= status.at
         assert 0 < status.busy_seconds < status.at - status.started_at
         assert 20_000 < status.peak_rss_kb < 500_000
@@ -59,12 +66,13 @@ def test_worker_commits_what_it_published_reports_itself_and_drains_on_sigterm(b
     finally:
         worker.kill()
         roster.close()
+        assigner.close()
     log = worker.stderr.read().decode()
     assert "worker stopped after" in log
     # Every produced offset reached `partials` inside some window of at most 4 chunks.
     c = Consumer(kafka.consumer_config(broker.connection(), "check"))
-    c.assign([TopicPartition(s.topics.partials, shard, 0) for shard in range(s.topics.partial_partitions)])
-    covered: dict[int, OffsetRanges] = {}
+    c.assign(partials_of_first_generation(s))
+    covered: dict[str, OffsetRanges] = {}
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not all(
         covered.get(p, OffsetRanges()).covers(r) for p, r in report.produced.items()
@@ -72,9 +80,9 @@ def test_worker_commits_what_it_published_reports_itself_and_drains_on_sigterm(b
         msg = c.poll(0.5)
         if msg is not None and not msg.error():
             for part in codec.decode_partials(msg.value()):
-                partition, start, end = part.source
+                name, start, end = part.source
                 assert end - start <= 4
-                covered.setdefault(partition, OffsetRanges()).add_range(start, end)
+                covered.setdefault(str(name), OffsetRanges()).add_range(start, end)
     c.close()
     assert all(covered.get(p, OffsetRanges()).covers(r) for p, r in report.produced.items()), covered
 
@@ -103,11 +111,9 @@ def test_worker_refuses_chunks_for_another_tokenizer_loudly(broker, tmp_path):
     same.flush()
     env = {**s.to_env(), "WORDPIPE_TOKENIZER_USER_DICT": str(user_dict), "WORDPIPE_WORKER_ID": "w-dict", "PATH": ""}
     worker = subprocess.Popen([sys.executable, "-m", "workers"], env=env, stderr=subprocess.PIPE)
+    assigner = Assigner(broker.connection(), s.topics, s.worker)
     c = Consumer(kafka.consumer_config(broker.connection(), "check"))
-    c.assign(
-        [TopicPartition(s.topics.deadletter, 0, 0)]
-        + [TopicPartition(s.topics.partials, shard, 0) for shard in range(s.topics.partial_partitions)]
-    )
+    c.assign([TopicPartition(s.topics.deadletter, 0, 0), *partials_of_first_generation(s)])
     letters, counted = [], Counter()
     try:
         deadline = time.monotonic() + 60
@@ -125,6 +131,7 @@ def test_worker_refuses_chunks_for_another_tokenizer_loudly(broker, tmp_path):
     finally:
         worker.terminate()
         worker.wait(15)
+        assigner.close()
         c.close()
     assert counted == Counter({"数据处理": 500}), "nothing of the refused chunks is counted"
     ours_id = same.tokenizer

@@ -76,24 +76,29 @@ def test_a_gone_workers_inputs_go_to_the_others():
     assert all(b.owners[i] == a.owners[i] for i in a.of("w1") | a.of("w3"))  # sticky
 
 
+def test_each_topic_is_spread_over_every_worker():
+    """Uploads and every source topic read by all workers, not one topic per worker."""
+    inputs = chunks(12) + [f"tweets:{p}" for p in range(12)]
+    a = decide(Assignment(), inputs, {"w1": set(), "w2": set()}, is_source)
+    for topic in ("chunks", "tweets"):
+        mine = {w: sum(1 for i in a.of(w) if i.startswith(topic + ":")) for w in ("w1", "w2")}
+        assert mine == {"w1": 6, "w2": 6}, (topic, mine)
+
+
 def test_nothing_changes_without_a_change():
     a = decide(Assignment(), chunks(12), {"w1": set(), "w2": set()}, is_source)
     assert decide(a, chunks(12), {"w1": a.of("w1"), "w2": a.of("w2")}, is_source) is a
 
 
 def test_a_source_input_waits_for_its_holder_to_let_go_and_a_chunks_input_does_not():
-    inputs = ["tweets:0", "chunks:0"]
+    inputs = ["tweets:0", "tweets:1", "chunks:0", "chunks:1"]
     a = decide(Assignment(), inputs, {"w1": set()}, is_source)
-    assert a.of("w1") == {"tweets:0", "chunks:0"}
-    b = decide(a, inputs, {"w1": {"tweets:0", "chunks:0"}, "w2": set()}, is_source)
+    assert a.of("w1") == set(inputs)
+    b = decide(a, inputs, {"w1": set(inputs), "w2": set()}, is_source)
     moved = {i for i in inputs if b.owners[i] == "w2"}
-    assert len(moved) == 1
-    if moved == {"tweets:0"}:
-        assert b.waiting == {"tweets:0": "w1"} and b.of("w2") == set()  # w1 still reads it
-    else:
-        assert b.waiting == {} and b.of("w2") == {"chunks:0"}  # two readers for a moment: same windows
-    released = {"w1": {"chunks:0"} if moved == {"tweets:0"} else {"tweets:0"}, "w2": set()}
-    c = decide(b, inputs, released, is_source)
+    assert moved == {"tweets:1", "chunks:1"}  # one of each topic
+    assert b.waiting == {"tweets:1": "w1"} and b.of("w2") == {"chunks:1"}  # two readers of chunks:1 for a moment
+    c = decide(b, inputs, {"w1": {"tweets:0", "chunks:0"}, "w2": {"chunks:1"}}, is_source)  # w1 let go
     assert c.waiting == {} and c.of("w2") == moved
 
 

@@ -33,3 +33,9 @@ def test_superseded_chunks_are_kept_while_a_writer_may_still_write_them():
 def test_partials_of_a_deleted_generation_and_superseded_changelogs_go_once_read():
     now, once_read = LEVELS.done_with(["chunks.g2", "partials.g1", "partials.g2", "agg.state.0.g1", "agg.state.0.g2"])
     assert now == set() and once_read == {"partials.g1", "agg.state.0.g1"}
+
+
+def test_status_reports_are_never_kept():
+    """They repeat every second; a restarted stack's new processes report anew."""
+    now, _ = LEVELS.done_with(["chunks.g1", "workers.g7", "workers.g8", "assignments"])
+    assert now == {"workers.g7", "workers.g8"}

@@ -61,7 +61,9 @@ def test_mesos_tasks_fail_under_the_double(mesos_master, docker_image, tmp_path,
         flush_interval=0.2,
     )
     with Pipeline(s) as p:
-        kill_while_working(p, corpus(tmp_path, scaled(6, 50)), trial, fail_task, PAUSE, scaled(2, 5))
+        # 12 MB at the least: the survivor takes a failed task's inputs within seconds, and
+        # counts 6 MB before a second failure is due.
+        kill_while_working(p, corpus(tmp_path, scaled(12, 50)), trial, fail_task, PAUSE, scaled(2, 5))
     failed = [u for u in mesos_master.agent_updates if u["state"] == "TASK_FAILED"]
     assert len(failed) >= len(trial.faults)
     trial.notes.append(

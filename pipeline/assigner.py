@@ -23,7 +23,7 @@ from pipeline.config import Connection, TopicSettings, WorkerSettings
 from pipeline.crash_reports import KEY_PREFIX as CRASHES_PREFIX
 from pipeline.ingest.chunk_topics import LEASE_SECONDS
 from pipeline.ingest.receipts import Accepted
-from pipeline.roster import Roster
+from pipeline.roster import READER_PREFIX, Roster
 from pipeline.source_topics import input_of, split_input
 
 log = logging.getLogger("wordpipe.assigner")
@@ -161,6 +161,10 @@ class Assigner:
             if self.roster.seen[w] < reported_after:
                 return  # not heard from since: it may still read the generation
             if any(name.startswith(topic + ":") for name in status.inputs):
+                return
+        for reader, report in self.roster.readers.items():  # a state directory's journal
+            seen = self.roster.seen.get(READER_PREFIX + reader, 0.0)
+            if time.monotonic() - seen < LEASE_SECONDS and (seen < reported_after or n in report.generations):
                 return
         if topic in names:
             kafka.delete(self.admin, [topic])

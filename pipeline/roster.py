@@ -26,6 +26,7 @@ from pipeline.ingest.chunk_topics import LEASE_PREFIX
 
 log = logging.getLogger(__name__)
 LOOK_SECONDS = 1.0  # how often the status generations are looked for
+READER_PREFIX = "reader:"  # a state directory's journal: the chunks generations it still reads
 
 
 class Roster:
@@ -39,6 +40,7 @@ class Roster:
         self.statuses: dict[str, codec.WorkerStatus] = {}
         self.crashes: dict[str, codec.CrashReport] = {}  # by role
         self.leases: dict[str, codec.WriterLease] = {}  # by writer
+        self.readers: dict[str, codec.WriterLease] = {}  # chunks generations a reader other than workers holds
         self.seen: dict[str, float] = {}  # worker or writer -> time.monotonic() its last report was read
         self.generation: dict[bytes, int] = {}  # key -> the generation its last report came from
         # A thread lets go of unread generations however seldom `refresh` is called: a
@@ -94,6 +96,8 @@ class Roster:
                 if name.startswith(LEASE_PREFIX):
                     name = name.removeprefix(LEASE_PREFIX)
                     _keep(self.leases, name, msg.value(), codec.decode_lease)
+                elif name.startswith(READER_PREFIX):  # seen under its whole key: no worker is called so
+                    _keep(self.readers, name.removeprefix(READER_PREFIX), msg.value(), codec.decode_lease)
                 else:
                     _keep(self.statuses, name, msg.value(), codec.decode_status)
                 self.seen[name] = time.monotonic()
@@ -108,6 +112,8 @@ class Roster:
                 self.crashes.pop(name.removeprefix(KEY_PREFIX), None)
             elif name.startswith(LEASE_PREFIX):
                 self.leases.pop(name.removeprefix(LEASE_PREFIX), None)
+            elif name.startswith(READER_PREFIX):
+                self.readers.pop(name.removeprefix(READER_PREFIX), None)
             else:
                 self.statuses.pop(name, None)
 

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from pipeline import generations, kafka
+from pipeline import codec, generations, kafka
 from pipeline.config import Connection, TopicSettings
 from pipeline.errors import UnavailableError
+from pipeline.roster import READER_PREFIX
 from pipeline.source_topics import input_of, split_input
 from pipeline.statedir.directory import Contents, Directory
 from pipeline.statedir.frames import Cut, Record, record_frame
@@ -42,6 +43,7 @@ log = logging.getLogger("wordpipe.state")
 BATCH = 10_000  # records taken from the consumer at a time
 GROUPS_EVERY = 0.5  # seconds: group offsets read again (older ones vouch for less, never for more)
 CATCH_UP_TIMEOUT = 30.0
+JOURNAL_READER = "journal"  # its name in its reader reports
 
 
 class JournalError(UnavailableError):
@@ -172,6 +174,8 @@ class Journal:
         self.fresh = False  # records taken since the last cut
         self.problem: str | None = None
         self.round_seconds: deque[float] = deque(maxlen=10_000)
+        self.reports = Producer(kafka.producer_config(connection))  # which chunks generations we read
+        self.status_topic = generations.status_current((), levels.topics.status)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="state-journal", daemon=True)
 
@@ -191,6 +195,7 @@ class Journal:
         finally:
             self.files.close()
             self.consumer.close()
+            self.reports.flush(5)
             for reader in self.readers.values():
                 reader.close()
         return self.cut
@@ -261,7 +266,21 @@ class Journal:
         self.problem = None
         self.directory.publish_durable(self._documents_end(cut), None, cut.n)
         self._release(asked)
+        self._report()
         self.round_seconds.append(time.monotonic() - started)
+
+    def _report(self) -> None:
+        """Say which chunks generations we still read: the assigner deletes a retiring one
+        only once we said we let go of it (pipeline/assigner.py), however long a round takes."""
+        base = self.levels.topics.chunks
+        read = [t for t in self.partitions if t not in self.released]
+        held = tuple(sorted(n for t in read if (found := generations.of(t)) and found[0] == base for n in [found[1]]))
+        value = codec.encode_lease(codec.WriterLease(JOURNAL_READER, held, time.time()))
+        try:
+            self.reports.produce(self.status_topic, value, key=(READER_PREFIX + JOURNAL_READER).encode(), partition=0)
+        except BufferError:
+            pass  # said again next round
+        self.reports.poll(0)
 
     def _release(self, asked: dict[str, int]) -> None:
         """Let go of the generations no one writes (their owners delete them)."""
@@ -280,13 +299,17 @@ class Journal:
 
     def _refresh(self) -> None:
         """Tail the topics the broker has now: new ones from their start, deleted ones no more."""
-        topics = {t: n for t, n in kafka.describe_partitions(self.admin, 10).items() if not t.startswith("__")}
-        retiring, _ = self.levels.done_with(topics)
+        listed = kafka.describe_partitions(self.admin, 10)
+        # A retiring marker is empty and soon deleted: never read (librdkafka would crash on its deletion).
+        topics = {t: n for t, n in listed.items() if not t.startswith("__") and not generations.is_marker(t)}
+        self.status_topic = generations.status_current(topics, self.levels.topics.status)
+        retiring, _ = self.levels.done_with(listed)  # the markers say which chunks are retiring
         held = [
             TopicPartition(t, p) for t in retiring - self.released if t in self.partitions for p in range(topics[t])
         ]
         if held:  # counted: let go of at once, before its deletion (see _release)
             self.consumer.incremental_unassign(held)
+            log.info("let go of %s", ", ".join(sorted({tp.topic for tp in held})))
         self.released |= retiring
         new = [TopicPartition(t, p, self.positions.get(input_of(t, p), 0)) for t in topics for p in range(topics[t])]
         new = [tp for tp in new if tp.topic not in self.partitions and tp.topic not in self.released]

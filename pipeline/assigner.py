@@ -54,6 +54,7 @@ class Assigner:
         self.accepted = Accepted(connection, topics)
         published = kafka.read_partition(connection, topics.assignments)  # epochs go on from the last
         self.assignment = codec.decode_assignment(published[-1].value()) if published else Assignment()
+        self.chunks_newest = (0, time.monotonic())  # the newest chunks generation, since when we know it
         self.status_newest = (0, time.monotonic())  # the newest status generation, since when we know it
         self.marked: dict[int, float] = {}  # retiring generation -> time.monotonic() we saw its marker
         self.next_retire = 0.0
@@ -122,6 +123,7 @@ class Assigner:
         live worker has let go of."""
         names = kafka.topic_names(self.admin)
         self.rotate_status(names)
+        self.rotate_for_sources(names)
         base = self.topics.chunks
         every = generations.numbers(names, base)
         live = generations.live(names, base)
@@ -170,6 +172,22 @@ class Assigner:
             kafka.delete(self.admin, [topic])
         kafka.delete(self.admin, [generations.marker(topic)])
         log.info("%s retired", topic)
+
+    def rotate_for_sources(self, names: set[str]) -> None:
+        """Start the next chunks generation every SOURCE_ROTATE_SECONDS while source topics
+        are counted: their windows' partials go to the newest partials generation, and
+        without uploads no writer would ever start another, nor could it be dropped."""
+        newest = generations.newest(names, self.topics.chunks)
+        if not self.topics.source_list or newest is None:
+            return
+        if self.chunks_newest[0] != newest:
+            self.chunks_newest = (newest, time.monotonic())
+        if time.monotonic() - self.chunks_newest[1] >= generations.SOURCE_ROTATE_SECONDS:
+            kafka.create_generation(self.admin, self.topics, newest + 1)
+            log.info(
+                "%s started: source windows' partials go to the next generation",
+                generations.topic(self.topics.chunks, newest + 1),
+            )
 
     def rotate_status(self, names: set[str]) -> None:
         """Start the next status generation every STATUS_ROTATE_SECONDS, copying the crash

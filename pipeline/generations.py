@@ -7,10 +7,13 @@ memory; on Apache Kafka, retention would do, and deleting does no harm).
     chunks.g1.retiring              chunks.g1 is counted and no writer holds it: readers let go
 
 The life of generation N (who does what: pipeline/assigner.py, workers/worker.py,
-pipeline/aggregator/generations.py):
+pipeline/aggregator/partials_topics.py):
 
 1. writers create partials.gN, then chunks.gN, and write to it until they rotate; a
    writer lists in its lease every generation it may still write (an upload in progress);
+   while source topics are counted, the assigner also starts one every
+   SOURCE_ROTATE_SECONDS: their windows' partials go to the newest partials generation,
+   which without uploads no writer would ever supersede;
 2. once a newer generation exists, no writer's lease names N, no open receipt points
    into it and the workers' group has committed it to its end, the assigner marks it
    retiring; workers let go of it (a librdkafka consumer, from 2.5, crashes when a topic
@@ -41,6 +44,7 @@ from collections.abc import Iterable
 
 _GENERATION = re.compile(r"(.+)\.g(\d+)")
 RETIRING = ".retiring"
+SOURCE_ROTATE_SECONDS = 60.0  # while source topics are counted (pipeline/assigner.py)
 STATUS_ROTATE_SECONDS = 600.0
 STATUS_DELETE_AFTER = 60.0  # readers and writers look at the topics every few seconds
 

@@ -5,6 +5,7 @@ counts stay exact, with crashes of the processes that drop them in the middle of
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import signal
@@ -154,3 +155,33 @@ def test_status_reports_go_by_generations_and_the_unread_ones_are_deleted(monkey
         wait_for(lambda: len(p.roster.refresh(0.2)) == 2, 10, "both workers in the roster")
         assert p.roster.crashes["aggregator"].crashes == 3, "the crash report was not carried forward"
         assert len(p.roster.generation) <= 8, "the roster keeps the keys of deleted generations"
+
+
+def test_source_windows_partials_go_by_generations_too(monkeypatch):
+    """Without uploads no writer starts a new generation: while source topics are counted
+    the assigner does, so the partials of source windows are dropped like any others."""
+    from confluent_kafka import Producer
+
+    from pipeline import config
+    from pipeline.ingest.publisher import IngestReport
+    from pipeline.reference import count_stream
+    from pipeline.run import Pipeline
+
+    monkeypatch.setattr(generations, "SOURCE_ROTATE_SECONDS", 2.0)  # the assigner runs in this process
+    lines = SAMPLE.read_bytes().splitlines()
+    lines = [line for line in lines if line.strip()]
+    with Pipeline(config.Settings(workers=1, sources="feed", source_idle_seconds=0.2)) as p:
+        admin = AdminClient(kafka.client_config(p.connection))
+        producer = Producer(kafka.producer_config(p.connection))
+        for _ in range(12):  # a round a second, over several generations
+            for line in lines:
+                producer.produce("feed", line)
+            producer.flush(10)
+            time.sleep(1.0)
+        p.wait_counted(IngestReport(), timeout=120, extents=p.source_extents())
+        assert Counter(p.totals()) == count_stream(io.BytesIO(b"\n".join(lines * 12))), "source counts"
+        wait_for(
+            lambda: generations.numbers(kafka.topic_names(admin), p.settings.topics.partials)[0] >= 3,
+            90,
+            lambda: f"old partials generations dropped: {sorted(kafka.topic_names(admin))}",
+        )

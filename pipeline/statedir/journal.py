@@ -274,7 +274,7 @@ class Journal:
         only once we said we let go of it (pipeline/assigner.py), however long a round takes."""
         base = self.levels.topics.chunks
         read = [t for t in self.partitions if t not in self.released]
-        held = tuple(sorted(n for t in read if (found := generations.of(t)) and found[0] == base for n in [found[1]]))
+        held = tuple(sorted(found[1] for t in read if (found := generations.of(t)) is not None and found[0] == base))
         value = codec.encode_lease(codec.WriterLease(JOURNAL_READER, held, time.time()))
         try:
             self.reports.produce(self.status_topic, value, key=(READER_PREFIX + JOURNAL_READER).encode(), partition=0)

@@ -4,16 +4,14 @@
 
 Deploy latency is the time from the launch request to the new worker counting its first
 chunk, taken as the autoscaler sees a scale-up: one resident worker consumes a steady
-trickle of chunks, a second is launched into its group, and the time runs until the
-newcomer's status report (pipeline/roster.py) says it counted a chunk. It splits into
+trickle of chunks, a second is launched, the assigner (pipeline/assigner.py, running here
+as in the autoscaler) hands it half the partitions once it reports, and the time runs until
+the newcomer's status report (pipeline/roster.py) says it counted a chunk. It splits into
 *start* (launch request -> the worker process running its code: process or container
-start plus imports) and *join* (-> first chunk: the group rebalance and first fetch).
+start plus imports) and *assign* (-> first chunk: its first report, the assignment and
+the first fetch; no group rebalance: workers follow the assignment).
 Each newcomer is then stopped gracefully and the resident takes its partitions back;
 the next launch comes 0.5-3 s later, at a random moment as scale decisions do.
-
-The broker's share is measured too: a bare consumer, already running, joining the same busy
-group (no process start at all). On Tansu that floor is ~2.0 s: it holds a JoinGroup for
-max(1 s, session/2) and a follower's SyncGroup for 1 s, however fast the members answer.
 
 Peak RSS per worker comes from the workers' own reports (getrusage), after two workers
 counted --load-mb MB of shakespeare. The Docker and Mesos backends need the engine and
@@ -41,10 +39,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka import Producer  # noqa: E402
 from e2e_throughput import corpus_text  # noqa: E402
 
-from pipeline import codec, kafka, tokenize  # noqa: E402
+from pipeline import codec, generations, kafka, tokenize  # noqa: E402
+from pipeline.assigner import Assigner  # noqa: E402
 from pipeline.broker import EmbeddedBroker  # noqa: E402
 from pipeline.cluster import Resources, open_backend  # noqa: E402
 from pipeline.config import Connection, Settings  # noqa: E402
@@ -59,11 +58,15 @@ def trickle(connection: Connection, settings: Settings, stop: threading.Event) -
     )
     i = 0
     while not stop.is_set():
-        producer.produce(settings.topics.chunks, chunk, partition=i % settings.topics.chunk_partitions)
+        producer.produce(first_generation(settings), chunk, partition=i % settings.topics.chunk_partitions)
         producer.poll(0)
         i += 1
         time.sleep(0.01)
     producer.flush(10)
+
+
+def first_generation(settings: Settings) -> str:
+    return generations.topic(settings.topics.chunks, 1)
 
 
 def wait_for(condition, timeout: float, what: str, roster: Roster) -> None:
@@ -73,7 +76,7 @@ def wait_for(condition, timeout: float, what: str, roster: Roster) -> None:
             sys.exit(f"timed out waiting for {what}; roster: {roster.statuses}")
 
 
-def measure_backend(name: str, launches: int, load_mb: float, image: str, log_dir: Path, backends_first: str) -> dict:
+def measure_backend(name: str, launches: int, load_mb: float, image: str, log_dir: Path) -> dict:
     with contextlib.ExitStack() as stack:
         broker = stack.enter_context(EmbeddedBroker(log_file=log_dir / f"broker-{name}.log"))
         connection = broker.connection()  # and the session `wordpipe run` gives workers on it
@@ -87,6 +90,7 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
         kafka.ensure_topics(connection, s.topics)
         backend = open_backend(s, s.to_env(connection), f"bench-{name}", log_dir)
         roster = Roster(connection, s.topics)
+        stack.enter_context(contextlib.closing(Assigner(connection, s.topics, s.worker)))  # as in the autoscaler
         stop = threading.Event()
         producer = threading.Thread(target=trickle, args=(connection, s, stop))
         producer.start()
@@ -115,11 +119,11 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
                     {
                         "latency": status.first_chunk_at - requested,
                         "start": status.started_at - requested,
-                        "join": status.first_chunk_at - status.started_at,
+                        "assign": status.first_chunk_at - status.started_at,
                     }
                 )
                 print(
-                    f"  {name}: {rows[-1]['latency']:.2f} s (start {rows[-1]['start']:.2f} s, join {rows[-1]['join']:.2f} s)",
+                    f"  {name}: {rows[-1]['latency']:.2f} s (start {rows[-1]['start']:.2f} s, assign {rows[-1]['assign']:.2f} s)",
                     flush=True,
                 )
                 backend.kill([newcomer], grace=20)
@@ -129,7 +133,6 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
                     "the resident's takeover",
                     roster,
                 )
-            floor = join_floor(connection, s, launches, rng) if name == backends_first else None
             stop.set()
             producer.join()
             rss = load_peak_rss(backend, roster, connection, s, load_mb, resident)
@@ -145,28 +148,10 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
         "median_s": statistics.median(latencies),
         "p90_s": latencies[max(0, math.ceil(0.9 * len(latencies)) - 1)],  # nearest rank
         "median_start_s": statistics.median(r["start"] for r in rows),
-        "median_join_s": statistics.median(r["join"] for r in rows),
+        "median_assign_s": statistics.median(r["assign"] for r in rows),
         "peak_rss_mb": rss,
-        "join_floor_s": floor,
         "runs": rows,
     }
-
-
-def join_floor(connection: Connection, s: Settings, launches: int, rng: random.Random) -> float:
-    """The broker's own share: a bare consumer, already running, joins the busy group (median)."""
-    times = []
-    for _ in range(launches):
-        time.sleep(rng.uniform(0.5, 3.0))
-        consumer = Consumer(
-            kafka.consumer_config(connection, s.worker.group, **{"partition.assignment.strategy": "roundrobin"})
-        )
-        started = time.time()
-        consumer.subscribe([s.topics.chunks])
-        while (msg := consumer.poll(0.05)) is None or msg.error():
-            pass
-        times.append(time.time() - started)
-        consumer.close()
-    return statistics.median(times)
 
 
 def load_peak_rss(backend, roster: Roster, connection: Connection, s: Settings, load_mb: float, resident: str) -> float:
@@ -181,7 +166,7 @@ def load_peak_rss(backend, roster: Roster, connection: Connection, s: Settings, 
         for start in range(0, len(text), s.text.chunk_size):
             piece = text[start : start + s.text.chunk_size]
             producer.produce(
-                s.topics.chunks,
+                first_generation(s),
                 codec.encode_chunk(codec.ChunkMessage("load", seq, "load", start, piece, tokenize.DEFAULT.id)),
                 partition=seq % s.topics.chunk_partitions,
             )
@@ -221,16 +206,14 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="wordpipe-bench-") as tmp:
         for name in backends:
-            results.append(measure_backend(name, args.launches, args.load_mb, image, Path(tmp), backends[0]))
+            results.append(measure_backend(name, args.launches, args.load_mb, image, Path(tmp)))
     print(f"\ndeploy latency: launch request -> first chunk counted, {args.launches} launches each")
-    print(f"{'backend':<8} {'median':>8} {'p90':>8} {'start':>8} {'join':>8} {'peak RSS':>10}")
+    print(f"{'backend':<8} {'median':>8} {'p90':>8} {'start':>8} {'assign':>8} {'peak RSS':>10}")
     for r in results:
         print(
             f"{r['backend']:<8} {r['median_s']:>7.2f}s {r['p90_s']:>7.2f}s {r['median_start_s']:>7.2f}s "
-            f"{r['median_join_s']:>7.2f}s {r['peak_rss_mb']:>7.0f} MB"
+            f"{r['median_assign_s']:>7.2f}s {r['peak_rss_mb']:>7.0f} MB"
         )
-    floor = results[0]["join_floor_s"]
-    print(f"broker floor: a bare in-process consumer joining the same busy group takes {floor:.2f}s (median)")
     for r in results[1:]:
         print(f"{r['backend']} / {results[0]['backend']} median: {r['median_s'] / results[0]['median_s']:.2f}x")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -182,12 +182,16 @@ class Assigner:
             return
         if self.chunks_newest[0] != newest:
             self.chunks_newest = (newest, time.monotonic())
-        if time.monotonic() - self.chunks_newest[1] >= generations.SOURCE_ROTATE_SECONDS:
-            kafka.create_generation(self.admin, self.topics, newest + 1)
-            log.info(
-                "%s started: source windows' partials go to the next generation",
-                generations.topic(self.topics.chunks, newest + 1),
-            )
+        if time.monotonic() - self.chunks_newest[1] < generations.SOURCE_ROTATE_SECONDS:
+            return
+        partials = generations.topic(self.topics.partials, newest)
+        if not any(end for _, end in kafka.topic_extents(self.connection, [partials], timeout=10).values()):
+            return  # nothing to drop: every new generation changes the aggregator's subscription
+        kafka.create_generation(self.admin, self.topics, newest + 1)
+        log.info(
+            "%s started: source windows' partials go to the next generation",
+            generations.topic(self.topics.chunks, newest + 1),
+        )
 
     def rotate_status(self, names: set[str]) -> None:
         """Start the next status generation every STATUS_ROTATE_SECONDS, copying the crash

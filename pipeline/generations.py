@@ -11,7 +11,7 @@ pipeline/aggregator/partials_topics.py):
 
 1. writers create partials.gN, then chunks.gN, and write to it until they rotate; a
    writer lists in its lease every generation it may still write (an upload in progress);
-   while source topics are counted, the assigner also starts one every
+   while source windows are published, the assigner also starts one every
    SOURCE_ROTATE_SECONDS: their windows' partials go to the newest partials generation,
    which without uploads no writer would ever supersede;
 2. once a newer generation exists, no writer's lease names N, no open receipt points
@@ -44,7 +44,7 @@ from collections.abc import Iterable
 
 _GENERATION = re.compile(r"(.+)\.g(\d+)")
 RETIRING = ".retiring"
-SOURCE_ROTATE_SECONDS = 60.0  # while source topics are counted (pipeline/assigner.py)
+SOURCE_ROTATE_SECONDS = 300.0  # while source windows are published (pipeline/assigner.py)
 STATUS_ROTATE_SECONDS = 600.0
 STATUS_DELETE_AFTER = 60.0  # readers and writers look at the topics every few seconds
 

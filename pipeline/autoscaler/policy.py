@@ -218,7 +218,10 @@ def decide(policy: Policy, state: State, m: Metrics) -> tuple[Decision, State]:
         return decision, State(new_state.recommendations, m.at)
 
     new_state = state
-    if m.lag is None or m.arrival_rate is None or m.age > policy.stale_after_seconds:
+    stale = m.lag is None or m.arrival_rate is None or m.age > policy.stale_after_seconds
+    # The floor needs no metrics: a fresh stack's first workers start on its first tick, not
+    # once two lag samples give a rate.
+    if stale and m.workers >= floor:
         why = "missing" if m.lag is None or m.arrival_rate is None else f"{m.age:.0f} s old"
         return hold("stale", f"metrics {why}: holding at {m.workers}")
 

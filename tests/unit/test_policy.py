@@ -89,7 +89,7 @@ def test_invariants_hold_for_any_metric_sequence(policy, partitions, ticks):
         if d.recommendation is not None:
             window = [(a, n) for a, n in window if at - a < policy.stabilization_seconds] + [(at, d.recommendation)]
         if m.lag is None or m.arrival_rate is None or m.age > policy.stale_after_seconds:
-            assert d.action == "hold", "acted on stale or missing metrics"
+            assert d.action == "hold" or (d.reason == "bounds" and workers < floor), "acted on stale or missing metrics"
         if d.action != "hold":
             assert floor <= d.desired <= ceiling
             assert d.desired in (floor, 0) or adds_capacity(partitions, d.desired), (
@@ -162,6 +162,13 @@ def test_lag_from_a_group_without_commits_counts_and_stale_metrics_hold():
     assert d.action == "hold" and d.reason == "stale"
     d, _ = decide(Policy(), State(), metrics(lag=None))
     assert d.action == "hold" and d.reason == "stale"
+
+
+def test_the_floor_is_kept_before_any_metrics():
+    d, _ = decide(Policy(min_workers=2), State(), metrics(workers=0, lag=None, arrival_rate=None))
+    assert (d.action, d.desired, d.reason) == ("up", 2, "bounds")
+    d, _ = decide(Policy(max_workers=2), State(), metrics(workers=5, lag=None, arrival_rate=None))
+    assert d.action == "hold" and d.reason == "stale", "a ceiling read from stale partitions must not scale down"
 
 
 def test_scale_to_zero_and_activation():

@@ -12,6 +12,7 @@ client.count("whale")
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import tempfile
 import time
@@ -201,11 +202,21 @@ class Client:
         return self._request("GET", path, base, params=params)
 
     def _request(self, method: str, path: str, base: str | None = None, **kwargs: Any) -> dict:
+        """One call; a read that meets a rebalance (503 with Retry-After) is asked again,
+        for up to `timeout` seconds, as the answer says."""
         base = base or self.results_url
-        try:
-            response = self.http.request(method, base + path, timeout=self.timeout, **kwargs)
-        except requests.ConnectionError as exc:
-            raise RequestFailed(0, "unreachable", f"{base}: {exc}") from None
+        deadline = time.monotonic() + self.timeout
+        for attempt in itertools.count(1):
+            try:
+                response = self.http.request(method, base + path, timeout=self.timeout, **kwargs)
+            except requests.ConnectionError as exc:
+                raise RequestFailed(0, "unreachable", f"{base}: {exc}") from None
+            wait = _retry_after(response, attempt)
+            if response.status_code != 503 or "Retry-After" not in response.headers:
+                break
+            if time.monotonic() + wait > deadline:
+                break
+            time.sleep(wait)
         return _json(response)
 
     def close(self) -> None:

@@ -13,7 +13,9 @@
     GET /                   a live dashboard
     GET /health  /metrics  /openapi.json
 
-An instance answers for the shards it owns; `status.complete` says whether that is all of them.
+An answer is the whole's or none: while some shards are being recovered or moved between
+instances, every view of the counts answers 503 with Retry-After (`status` and `progress`
+answer, and `status.complete` says whether every shard is read).
 It reads the aggregator through `Counted` and computes its answers with views.py; the
 receipts reader, the lag watch and the broker watch are handed to it at start-up (app.py: main).
 """
@@ -74,7 +76,11 @@ class Counted(Protocol):
     words_replayed: int  # in the parts replayed: counted once, not again
 
     def owned(self) -> dict[int, ShardState]:
-        """The states of the shards owned and recovered here; {} while rebalancing."""
+        """The states of the shards recovered here (while rebalancing, as they were when revoked)."""
+        ...
+
+    def owned_shards(self) -> list[int]:
+        """The shards owned and recovered here; [] while rebalancing."""
         ...
 
     def ranked(self) -> Ranking:
@@ -187,10 +193,26 @@ class ResultsApi:
         return views.status(self.counted.owned(), self.settings.topics.partial_partitions, ingested, self.lag.view())
 
     def top_k(self, k: int) -> dict:
-        return views.top(self.counted.owned(), self.counted.ranked(), k)
+        return views.top(self.whole(), self.counted.ranked(), k)
 
     def counts(self, words: list[str]) -> dict[str, int]:
-        return views.counts(self.counted.owned(), self.counted.router, words)
+        return views.counts(self.whole(), self.counted.router, words)
+
+    def whole(self) -> dict[int, ShardState]:
+        """Every shard's state, or a 503: counts from some of the shards are not the totals."""
+        shards = self.counted.owned()
+        self.require_every_shard(len(shards))
+        return shards
+
+    def require_every_shard(self, read: int) -> None:
+        partitions = self.settings.topics.partial_partitions
+        if read < partitions:
+            raise HttpError(
+                503,
+                "rebalancing",
+                f"{partitions - read} of {partitions} shards are being recovered or moved between instances; ask again",
+                headers={"Retry-After": "1"},
+            )
 
     # -- handlers --------------------------------------------------------------
 
@@ -255,11 +277,15 @@ class ResultsApi:
         k = int_param(request, "k", 10, 1, MAX_K)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
-        last, idle, event_id = None, 0.0, 0
+        last: str | None = None
+        idle, event_id = 0.0, 0
         try:
             while True:
-                top = self.top_k(k)
-                payload = json.dumps({**top, "status": self.status()}, ensure_ascii=False)
+                payload: str | None
+                try:
+                    payload = json.dumps({**self.top_k(k), "status": self.status()}, ensure_ascii=False)
+                except HttpError:  # shards moving: the next event is the whole's
+                    payload = last
                 if payload != last:
                     event_id += 1
                     await response.write(f"id: {event_id}\nevent: top\ndata: {payload}\n\n".encode())
@@ -276,7 +302,7 @@ class ResultsApi:
     async def totals(self, request: web.Request) -> web.Response:
         limit = int_param(request, "limit", 1000, 1, MAX_PAGE)
         cursor = query_of(request).get("cursor", "")
-        shards = self.counted.owned()
+        shards = self.whole()
         version = views.vocabulary_version(shards)
         if self.words_version != version:
             self.words = sorted(views.totals(shards))
@@ -290,7 +316,7 @@ class ResultsApi:
 
     async def windows(self, request: web.Request) -> web.Response:
         """The top k of one tumbling window (default: the newest)."""
-        shards, seconds = self.counted.owned(), self.settings.aggregator.window_seconds
+        shards, seconds = self.whole(), self.settings.aggregator.window_seconds
         k = int_param(request, "k", 10, 1, MAX_K)
         starts = views.window_starts(shards)
         # Unix seconds, as the spec bounds them
@@ -316,6 +342,8 @@ class ResultsApi:
         """One word's total in each kept tumbling window."""
         raw = request.match_info["word"]
         word = self._word(raw, tokenized(self.tokenizer, raw))
+        # The windowed table is faust's: read only from shards owned now, never parked ones.
+        self.require_every_shard(len(self.counted.owned_shards()))
         per_window = self.counted.windowed_totals(word)
         return web.json_response(
             {

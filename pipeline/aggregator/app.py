@@ -28,6 +28,7 @@ from pathlib import Path
 
 import faust
 from aiohttp import web
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from confluent_kafka import KafkaException, Producer
 from faust.stores.memory import Store as MemoryStore
 from faust.tables import TableManager
@@ -54,12 +55,32 @@ GENERATIONS_EVERY = 5.0  # seconds between looks at the partials generations (pa
 
 
 class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
-    """faust hard-codes fetch_max_wait_ms=1500; Tansu holds every fetch that long."""
+    """faust hard-codes fetch_max_wait_ms=1500; Tansu holds every fetch that long. And a
+    rebalance (every change of partials generations is one) can take a partition between
+    faust's look at the assignment and its use of it: faust then crashed the aggregator
+    (aiokafka's "Partition is not assigned" in the fetcher, "No partitions assigned" at a
+    commit). Such a commit is skipped as one a rebalance overtook (the records are read
+    again and recognised as replays), and the fetcher's highwater, a metric, is the last known."""
 
     def _create_worker_consumer(self, transport: faust_kafka.Transport):
         assert isinstance(transport, _Transport)  # only our _Transport's _Consumer makes this thread
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = transport.fetch_max_wait_ms  # read when the consumer starts
+        commit, highwater = consumer.commit, consumer.highwater
+        highwaters: dict = {}
+
+        async def commit_unless_rebalanced(offsets=None):
+            try:
+                return await commit(offsets)
+            except IllegalStateError as exc:
+                raise CommitFailedError() from exc  # "already rebalanced": faust returns False
+
+        def last_highwater(tp):
+            if tp in consumer.assignment():
+                highwaters[tp] = highwater(tp)
+            return highwaters.get(tp)
+
+        consumer.commit, consumer.highwater = commit_unless_rebalanced, last_highwater
         return consumer
 
 
@@ -276,7 +297,12 @@ class Aggregator:
             self.ranking.update(state.counts)
 
     def owned(self) -> dict[int, ShardState]:
-        """The states of the shards owned and recovered here, for the views; {} while rebalancing."""
+        """The states of the shards owned and recovered here, for the views. While a rebalance
+        runs, those it revoked are read as they were when revoked (flushed first): a lone
+        instance gets them all back, as at every change of partials generations, and its
+        answers have no gap meanwhile."""
+        if self.app.rebalancing:
+            return {**{shard: state for shard, (state, _) in self.parked.items()}, **self.shards}
         return {shard: self.shards[shard] for shard in self.owned_shards()}
 
     def owned_shards(self) -> list[int]:

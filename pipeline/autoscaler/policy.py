@@ -236,6 +236,7 @@ def decide(policy: Policy, state: State, m: Metrics) -> tuple[Decision, State]:
             )
         target = round_down_to_useful(m.partitions, min(max(m.workers, floor), ceiling), floor)
         return act(target, "bounds", f"{m.workers} workers is outside [{floor}, {ceiling}]: going to {target}", None)
+    assert m.lag is not None and m.arrival_rate is not None  # stale metrics held above, within bounds
 
     rate = m.worker_rate if m.worker_rate and m.worker_rate > 0 else policy.assumed_worker_rate
     # A growing lag is evidence: size for what arrives now. Otherwise size for the trend,

@@ -14,12 +14,13 @@ import time
 from collections import Counter
 
 import pytest
+import requests
 from confluent_kafka.admin import AdminClient
 
 from pipeline import generations, kafka, tokenize
 from pipeline.client import RequestFailed
 from pipeline.stack import Stack
-from tests.e2e.test_state_dir import client_of, stack_in, stack_settings
+from tests.e2e.test_state_dir import TOKEN, client_of, stack_in, stack_settings
 from tests.helpers import SAMPLE, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -57,10 +58,34 @@ def answered(ask, timeout: float = 120):
             time.sleep(0.5)
 
 
+class Reader(threading.Thread):
+    """A consumer asking for the top word every 50 ms: what each answer said."""
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__(daemon=True)
+        self.url, self.headers = stack.urls["results"] + "/v1/top?k=1", {"Authorization": f"Bearer {TOKEN}"}
+        self.totals: list[int] = []  # total_words of each 200
+        self.refusals: list[requests.Response] = []  # each 503
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            reply = requests.get(self.url, headers=self.headers, timeout=30)
+            if reply.status_code == 503:
+                self.refusals.append(reply)
+            else:
+                self.totals.append(reply.json()["total_words"])
+
+
 def test_counted_generations_are_deleted_and_the_counts_stay_exact(tmp_path):
+    """... and every answer of the results API meanwhile is the whole's: each change of
+    partials generations is a rebalance of the aggregator, which once answered from none
+    of its shards (0 words) while it lasted."""
     stack = stack_in(tmp_path / "logs", stack_settings(None, generation_bytes=GENERATION))
+    reader = Reader(stack)
     try:
         client = client_of(stack)
+        reader.start()
         for i in range(6):
             client.ingest(UPLOAD, name=f"upload-{i}")
         client.wait_counted(timeout=120)
@@ -71,7 +96,14 @@ def test_counted_generations_are_deleted_and_the_counts_stay_exact(tmp_path):
         inputs = {name for shard in progress.values() for name in shard}
         newest = f"chunks.g{generations.newest(topic_names(stack), 'chunks')}:"
         assert all(name.startswith(newest) for name in inputs), inputs  # the deleted ones' windows forgotten
+        reader.done.set()
+        reader.join()
+        went_back = [(a, b) for a, b in zip(reader.totals, reader.totals[1:], strict=False) if b < a]
+        assert not went_back, f"the total words went back while generations changed: {went_back[:5]}"
+        assert reader.totals[-1] == sum(expected(6).values())
+        assert all(r.json()["error"] == "rebalancing" and int(r.headers["Retry-After"]) for r in reader.refusals)
     finally:
+        reader.done.set()
         stack.stop()
 
 

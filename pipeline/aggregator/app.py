@@ -353,7 +353,9 @@ class Aggregator:
             self.partials_applied += 1
         else:
             self.partials_replayed += 1
-            words = sum(sum(counts.values()) for counts in part.buckets.values())
+            # An upload's words come held for their document's verdict: replayed all the same.
+            buckets = [*part.buckets.values(), *(c for held in part.held.values() for c in held.buckets.values())]
+            words = sum(sum(counts.values()) for counts in buckets)
             self.words_replayed += words
             self.metric_words_replayed.inc(words)
         self.metric_parts.labels("applied" if applied else "replayed").inc()

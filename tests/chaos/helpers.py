@@ -9,6 +9,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import requests
+
 from pipeline.ingest.sources import Source
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
@@ -26,6 +28,28 @@ def scaled(short: int, long: int) -> int:
 def grown(after: Counter, before: Counter) -> Counter:
     """What the totals gained between two reads (totals never shrink)."""
     return Counter({word: n - before[word] for word, n in after.items() if n != before[word]})
+
+
+class ReplayedWords:
+    """Words the aggregator recognised as replays and did not count again, over all its
+    instances: each counts its own, so an instance's count is read just before it is killed
+    (what it recognises after that read goes unsummed: the sum is never too high)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline, self.earlier = pipeline, 0
+
+    def now(self) -> int:
+        p = self.pipeline
+        try:
+            return int(p.http.get(p.results_url + "/v1/stats", timeout=5).json()["words_replayed"])
+        except (requests.RequestException, ValueError, KeyError):
+            return 0  # restarting: it has recognised nothing yet
+
+    def before_kill(self) -> None:
+        self.earlier += self.now()
+
+    def total(self) -> int:
+        return self.earlier + self.now()
 
 
 def corpus(directory: Path, megabytes: int) -> list[Source]:

@@ -13,7 +13,7 @@ from requests.utils import quote
 from pipeline import config
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
-from tests.chaos.helpers import corpus, kill_while_working, scaled
+from tests.chaos.helpers import ReplayedWords, corpus, kill_while_working, scaled
 from tests.e2e.scenario import (
     mixed_documents,
     no_process_left,
@@ -51,7 +51,9 @@ def test_workers_sigkilled_every_few_seconds(tmp_path, trial):
         kill_while_working(
             p, corpus(tmp_path, scaled(6, 60)), trial, sigkill_worker, scaled((0.5, 1.5), (1.0, 3.0)), scaled(3, 15)
         )
-        trial.notes.append(f"{stats(p)['words_replayed']} words were replayed and ignored as already counted")
+        replayed = stats(p)["words_replayed"]
+        trial.notes.append(f"{replayed} words were replayed and ignored as already counted")
+        assert replayed > 0, "no word was replayed, so none was deduplicated"
         pids += killed + [p.workers.pid(w.id) for w in p.workers.list()]
     no_process_left(pids)
 
@@ -64,8 +66,10 @@ def test_aggregator_sigkilled_twice(tmp_path, trial):
     with Pipeline(settings(totals_interval=0.5)) as p:  # the totals topic too (off by default when embedded)
         pids = [p.broker.proc.pid]
         thread, result = trickle(p, documents, pause=1.0)
+        replayed = ReplayedWords(p)
         for delay in (2.0, 6.0):  # the second once the first replacement has taken over and applied parts
             time.sleep(delay)
+            replayed.before_kill()
             pids.append(victim := p.aggregator.pid)
             os.kill(victim, signal.SIGKILL)
             last_fault = time.monotonic()
@@ -90,9 +94,8 @@ def test_aggregator_sigkilled_twice(tmp_path, trial):
             reply = p.http.get(f"{p.results_url}/v1/windows/{quote(word, safe='')}", timeout=5)
             windows = reply.json()["windows"]
             assert sum(w["count"] for w in windows) == totals[word], f"the windowed mirror of {word!r}"
-        trial.notes.append(
-            f"after the second restart {stats(p)['words_replayed']} words were replayed and ignored as already counted"
-        )
+        trial.notes.append(f"{replayed.total()} words were replayed and ignored as already counted")
+        assert replayed.total() > 0, "no word was replayed, so none was deduplicated"
         pids.append(p.aggregator.pid)
     no_process_left(pids)
 

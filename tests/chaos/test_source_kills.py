@@ -16,7 +16,7 @@ from pipeline.ingest.publisher import IngestReport
 from pipeline.ingest.sources import Source
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
-from tests.chaos.helpers import scaled
+from tests.chaos.helpers import ReplayedWords, scaled
 from tests.e2e.scenario import mixed_documents, no_process_left
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
@@ -79,11 +79,12 @@ def test_source_fed_while_workers_and_aggregator_are_sigkilled(tmp_path, trial):
         pids = [p.broker.proc.pid]
         feeder = Feeder(p.connection.bootstrap, lines)
         feeder.start()
-        kills = 0
+        kills, replayed = 0, ReplayedWords(p)
         while feeder.is_alive():
             time.sleep(rng.uniform(0.8, 2.0))
             p.supervise()
             if kills % 4 == 3:
+                replayed.before_kill()
                 pids.append(victim := p.aggregator.pid)
                 what = f"SIGKILL aggregator (pid {victim})"
             else:
@@ -101,19 +102,21 @@ def test_source_fed_while_workers_and_aggregator_are_sigkilled(tmp_path, trial):
         trial.recovered(last_fault)
         assert kills >= 3, "the feed ended before the kills"
         assert p.restarts["workers"] >= 1 and p.restarts["aggregator"] >= 1
+        trial.notes.append(f"{replayed.total()} words were replayed and ignored as already counted")
+        assert replayed.total() > 0, "no word was replayed, so none was deduplicated"
         pids += [p.aggregator.pid] + [p.workers.pid(w.id) for w in p.workers.list()]
     no_process_left(pids)
 
 
 @pytest.mark.parametrize(
-    "fault",
+    "fault, replays",
     [
-        "worker.after_recorded_end=3",  # an idle window's end recorded, its partials not published
-        "worker.idle_window_published=3",  # an idle window's partials acknowledged, its end not committed
-        "worker.before_commit=3",  # partials published (idle or full windows), offsets not committed
+        ("worker.after_recorded_end=3", False),  # an idle window's end recorded, its partials not published
+        ("worker.idle_window_published=3", True),  # an idle window's partials acknowledged, its end not committed
+        ("worker.before_commit=3", True),  # partials published (idle or full windows), offsets not committed
     ],
 )
-def test_source_worker_dies_at_its_worst_instant(tmp_path, fault, monkeypatch, trial):
+def test_source_worker_dies_at_its_worst_instant(tmp_path, fault, replays, monkeypatch, trial):
     """A source topic's worker dies at its worst instant (fault point)"""
     trial.title = f"Source worker dies at `{fault.split('=')[0]}`"
     lines = lines_of(tmp_path, 3)
@@ -128,6 +131,10 @@ def test_source_worker_dies_at_its_worst_instant(tmp_path, fault, monkeypatch, t
         counted_up_to_now(p, lines, trial, tmp_path)
         trial.fault(f"{fault}: every first worker exits 137 the 3rd time it passes that point")
         assert p.restarts["workers"] >= 1, "the fault never fired"
+        replayed = ReplayedWords(p).total()
+        trial.notes.append(f"{replayed} words were replayed and ignored as already counted")
+        if replays:
+            assert replayed > 0, "no word was replayed, so none was deduplicated"
 
 
 POISON = b"wordpipe-poison-record"

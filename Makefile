@@ -33,7 +33,7 @@ chaos: setup  # the long chaos suite (~6 min on 2 cores): 50+ MB per scenario; w
 soak: setup  # the long soaks (~20 min each on 2 cores; not in `make test`): write docs/soak/ and docs/soak-source/
 	status=0; \
 	$(BIN)/python bench/soak.py --mb 2000 --rate 2 --state-dir --set windows_kept=4 --out docs/soak || status=1; \
-	$(BIN)/python bench/soak.py --source --minutes 20 --rate 2 --out docs/soak-source || status=1; \
+	$(BIN)/python bench/soak.py --source --minutes 20 --rate 2 --set windows_kept=4 --out docs/soak-source || status=1; \
 	exit $$status
 
 bench: setup

@@ -135,14 +135,16 @@ class Pipeline:
             self.broker, self._connection = broker_mod.start_kafka(s, self.log_dir, reached=self._owns_topics)
             self.env = s.to_env(self._connection)
             self.workers = open_backend(s, self.env, self.run_id, self.log_dir, owner_pid=os.getpid())
+            # The processes first: they import and join (the aggregator's group join takes a
+            # second on Tansu) while the rest is made here.
+            self.start_aggregator()
+            self.launch_workers(s.worker.count)
             self.roster = Roster(self._connection, s.topics)
             self.assigner = Assigner(self._connection, s.topics, s.worker)
             self._reporter = CrashReporter(self._connection, s.topics)
             self.supervisor.report = self._reporter.publish
             # Made now, its producer's id is granted while the services start (half a second on Tansu).
             self._publisher = ChunkPublisher(self._connection, s)
-            self.start_aggregator()
-            self.launch_workers(s.worker.count)
             if ready:
                 self.wait_ready()
         except BaseException as exc:
@@ -182,9 +184,9 @@ class Pipeline:
         return self.workers, self.roster
 
     def launch_workers(self, count: int) -> None:
-        self._started()[0].launch(
-            count, Resources(self.settings.cluster.worker_cpus, self.settings.cluster.worker_mem_mb)
-        )
+        if self.workers is None:
+            raise RunError("this pipeline is not started")
+        self.workers.launch(count, Resources(self.settings.cluster.worker_cpus, self.settings.cluster.worker_mem_mb))
 
     def start_aggregator(self) -> None:
         self.supervisor.spawn("aggregator", [sys.executable, "-m", "pipeline.aggregator"], {**os.environ, **self.env})

@@ -215,7 +215,8 @@ class Aggregator:
             for state, changelog in loaded:
                 self.shards[state.shard], self.changelogs[state.shard] = state, changelog
                 # A crash may have kept totals from the topic; a clean stop published them all.
-                self.unpublished[state.shard] = set() if state.published else set(state.counts)
+                publishes = self.settings.aggregator.totals_interval and not state.published
+                self.unpublished[state.shard] = set(state.counts) if publishes else set()
                 self.unmirrored[state.shard] = {start: set(counts) for start, counts in state.windows.items()}
                 self.ranking.update(state.counts)
                 self.recovering.pop(state.shard).set_result(state)
@@ -437,10 +438,15 @@ class Aggregator:
         """Hand what changed since the last batch to the readers (the ranking, the totals
         topic, the windowed mirror) before a batch takes it."""
         self.ranking.update_words(state.changed, state.counts)
-        self.unpublished.setdefault(shard, set()).update(state.changed)
+        if self.settings.aggregator.totals_interval:  # no totals topic: nothing to publish, nothing to track
+            self.unpublished.setdefault(shard, set()).update(state.changed)
         unmirrored = self.unmirrored.setdefault(shard, {})
         for start, words in state.changed_windows.items():
             unmirrored.setdefault(start, set()).update(words)
+        # A window that fell out of retention before anyone read the mirror: nothing to copy.
+        # (Kept, these sets grew with every window ever counted: ~12 MB a GB in the soak.)
+        for start in [start for start in unmirrored if start not in state.windows]:
+            del unmirrored[start]
 
     def mirror_windows(self, shard: int) -> None:
         """Copy changed (word, window) totals into the faust windowed table, and drop the

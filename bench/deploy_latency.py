@@ -13,6 +13,12 @@ the first fetch; no group rebalance: workers follow the assignment).
 Each newcomer is then stopped gracefully and the resident takes its partitions back;
 the next launch comes 0.5-3 s later, at a random moment as scale decisions do.
 
+Scale events pause no one (issue 34): a partition that keeps its owner through a launch
+and the stop that follows must go on being counted. Its windows' partials are read as they
+are published (their record times), and the *gap* of an event is the longest time between
+two windows of any unmoved partition from the launch request to the resident's takeover;
+the usual gap, between windows when nothing moves, is printed beside it.
+
 Peak RSS per worker comes from the workers' own reports (getrusage), after two workers
 counted --load-mb MB of shakespeare. The Docker and Mesos backends need the engine and
 the image; this script starts / builds them as the tests do (both cached). There is no
@@ -39,7 +45,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from confluent_kafka import Producer  # noqa: E402
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 from e2e_throughput import corpus_text  # noqa: E402
 
 from pipeline import codec, generations, kafka, tokenize  # noqa: E402
@@ -65,6 +71,46 @@ def trickle(connection: Connection, settings: Settings, stop: threading.Event) -
     producer.flush(10)
 
 
+class Published(threading.Thread):
+    """When each chunks partition's windows were published: the record times of their parts."""
+
+    def __init__(self, connection: Connection, s: Settings) -> None:
+        super().__init__(daemon=True)
+        self.consumer = Consumer(kafka.consumer_config(connection, "bench-published"))  # assigned: no group
+        topic = generations.topic(s.topics.partials, 1)
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(s.topics.partial_partitions)])
+        self.times: dict[int, set[float]] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for msg in self.consumer.consume(500, 0.2):
+                parts = None if msg.error() else codec.decode_partials(msg.value(), msg.partition())
+                for part in parts if isinstance(parts, list) else []:
+                    partition = int(str(part.source[0]).rpartition(":")[2])
+                    self.times.setdefault(partition, set()).add(msg.timestamp()[1] / 1000)
+        self.consumer.close()
+
+    def gap(self, partitions: set[int], start: float, end: float) -> float:
+        """The longest time without a window of any of `partitions` within [start, end]."""
+        longest = 0.0
+        for p in partitions:
+            times = sorted(self.times.get(p, ()))
+            # From the last window before `start` to the first one after `end`.
+            before, after = [t for t in times if t <= start][-1:], [t for t in times if t >= end][:1]
+            inside = (before or [start]) + [t for t in times if start < t < end] + (after or [end])
+            longest = max([longest] + [b - a for a, b in zip(inside, inside[1:], strict=False)])
+        return longest
+
+    def usual(self, partitions: set[int], start: float, end: float) -> float:
+        """The median time between windows of `partitions` within [start, end]."""
+        steps = []
+        for p in partitions:
+            times = sorted(t for t in self.times.get(p, ()) if start <= t <= end)
+            steps += [b - a for a, b in zip(times, times[1:], strict=False)]
+        return statistics.median(steps) if steps else math.nan
+
+
 def first_generation(settings: Settings) -> str:
     return generations.topic(settings.topics.chunks, 1)
 
@@ -80,7 +126,8 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
     with contextlib.ExitStack() as stack:
         broker = stack.enter_context(EmbeddedBroker(log_file=log_dir / f"broker-{name}.log"))
         connection = broker.connection()  # and the session `wordpipe run` gives workers on it
-        s = Settings(backend=name, image=image)
+        # Small windows: a partition's windows are published every ~0.5 s under the trickle.
+        s = Settings(backend=name, image=image, window_chunks=4)
         if name == "mesos":
             from tests.mesos_double.agent import DockerAgent
             from tests.mesos_double.master import MasterDouble
@@ -94,6 +141,8 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
         stop = threading.Event()
         producer = threading.Thread(target=trickle, args=(connection, s, stop))
         producer.start()
+        published = Published(connection, s)
+        published.start()
         try:
             [resident] = backend.launch(1, Resources())
             everything = tuple(range(s.topics.chunk_partitions))
@@ -115,17 +164,7 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
                     lambda st, w=newcomer: w in st and st[w].first_chunk_at, 60, f"{newcomer}'s first chunk", roster
                 )
                 status = roster.statuses[newcomer]
-                rows.append(
-                    {
-                        "latency": status.first_chunk_at - requested,
-                        "start": status.started_at - requested,
-                        "assign": status.first_chunk_at - status.started_at,
-                    }
-                )
-                print(
-                    f"  {name}: {rows[-1]['latency']:.2f} s (start {rows[-1]['start']:.2f} s, assign {rows[-1]['assign']:.2f} s)",
-                    flush=True,
-                )
+                moved = set(status.partitions)
                 backend.kill([newcomer], grace=20)
                 wait_for(
                     lambda st, w=newcomer: w not in st and st[resident].partitions == everything,
@@ -133,8 +172,28 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
                     "the resident's takeover",
                     roster,
                 )
+                time.sleep(1.0)  # the windows that end the last gaps are read
+                unmoved = set(everything) - moved
+                rows.append(
+                    {
+                        "latency": status.first_chunk_at - requested,
+                        "start": status.started_at - requested,
+                        "assign": status.first_chunk_at - status.started_at,
+                        "gap": published.gap(unmoved, requested, time.time() - 1.0),
+                        "usual_gap": published.usual(unmoved, requested - 5, requested),
+                    }
+                )
+                r = rows[-1]
+                print(
+                    f"  {name}: {r['latency']:.2f} s (start {r['start']:.2f} s, assign {r['assign']:.2f} s); "
+                    f"longest gap of the {len(unmoved)} unmoved partitions {r['gap']:.2f} s "
+                    f"(usually {r['usual_gap']:.2f} s between windows)",
+                    flush=True,
+                )
             stop.set()
             producer.join()
+            published.stop.set()
+            published.join()
             rss = load_peak_rss(backend, roster, connection, s, load_mb, resident)
         finally:
             stop.set()
@@ -149,6 +208,9 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
         "p90_s": latencies[max(0, math.ceil(0.9 * len(latencies)) - 1)],  # nearest rank
         "median_start_s": statistics.median(r["start"] for r in rows),
         "median_assign_s": statistics.median(r["assign"] for r in rows),
+        "max_gap_s": max(r["gap"] for r in rows),  # in any unmoved partition, over every event
+        "median_gap_s": statistics.median(r["gap"] for r in rows),
+        "usual_gap_s": statistics.median(r["usual_gap"] for r in rows),
         "peak_rss_mb": rss,
         "runs": rows,
     }
@@ -208,11 +270,13 @@ def main() -> None:
         for name in backends:
             results.append(measure_backend(name, args.launches, args.load_mb, image, Path(tmp)))
     print(f"\ndeploy latency: launch request -> first chunk counted, {args.launches} launches each")
-    print(f"{'backend':<8} {'median':>8} {'p90':>8} {'start':>8} {'assign':>8} {'peak RSS':>10}")
+    print(
+        f"{'backend':<8} {'median':>8} {'p90':>8} {'start':>8} {'assign':>8} {'max gap':>8} {'usual':>8} {'peak RSS':>10}"
+    )
     for r in results:
         print(
             f"{r['backend']:<8} {r['median_s']:>7.2f}s {r['p90_s']:>7.2f}s {r['median_start_s']:>7.2f}s "
-            f"{r['median_assign_s']:>7.2f}s {r['peak_rss_mb']:>7.0f} MB"
+            f"{r['median_assign_s']:>7.2f}s {r['max_gap_s']:>7.2f}s {r['usual_gap_s']:>7.2f}s {r['peak_rss_mb']:>7.0f} MB"
         )
     for r in results[1:]:
         print(f"{r['backend']} / {results[0]['backend']} median: {r['median_s'] / results[0]['median_s']:.2f}x")

@@ -44,7 +44,7 @@ from collections.abc import Iterable
 
 _GENERATION = re.compile(r"(.+)\.g(\d+)")
 RETIRING = ".retiring"
-SOURCE_ROTATE_SECONDS = 300.0  # while source windows are published (pipeline/assigner.py)
+SOURCE_ROTATE_SECONDS = 60.0  # while source windows are published (pipeline/assigner.py): what the broker holds of them
 STATUS_ROTATE_SECONDS = 600.0
 STATUS_DELETE_AFTER = 60.0  # readers and writers look at the topics every few seconds
 

@@ -23,7 +23,7 @@ import logging
 import os
 import tempfile
 import time
-from itertools import repeat
+from collections.abc import MutableMapping
 from pathlib import Path
 
 import faust
@@ -146,11 +146,10 @@ class Aggregator:
             value_serializer="raw",
             partitions=s.topics.partial_partitions,
         )
-        # Windowed totals, mirrored from the exact state with absolute values before every
-        # read (`windowed_totals`, its only reader): a replay rewrites the same values, so the
-        # mirror never counts twice, and a (word, window) changed many times between reads is
-        # copied once. In memory only: the shards' changelogs hold every window durably,
-        # and a recovered shard mirrors all of its windows again.
+        # Windowed totals, mirrored from the exact state with absolute values, a word's
+        # windows as it is read (`windowed_totals`, the only reader): a replay rewrites the
+        # same values, so the mirror never counts twice. In memory only: the shards'
+        # changelogs hold every window durably.
         self.windowed = self.app.Table(
             "windowed",
             default=int,
@@ -178,7 +177,6 @@ class Aggregator:
         self.kept_windows: dict[int, set[int]] = {}
         self.ranking = Ranking()
         self.unpublished: dict[int, set[str]] = {}  # by shard: words whose total changed since it was published
-        self.unmirrored: dict[int, dict[int, set[str]]] = {}  # by shard: window start -> words, not mirrored yet
         self.next_publication = 0.0  # monotonic time before which the totals timer skips its tick
         self.metric_parts = Counter(
             "wordpipe_aggregator_parts", "Partial parts by outcome", ["outcome"], registry=registry
@@ -217,7 +215,6 @@ class Aggregator:
                 # A crash may have kept totals from the topic; a clean stop published them all.
                 publishes = self.settings.aggregator.totals_interval and not state.published
                 self.unpublished[state.shard] = set(state.counts) if publishes else set()
-                self.unmirrored[state.shard] = {start: set(counts) for start, counts in state.windows.items()}
                 self.ranking.update(state.counts)
                 self.recovering.pop(state.shard).set_result(state)
         except BaseException as exc:
@@ -289,7 +286,7 @@ class Aggregator:
 
     def forget_shards(self, shards: list[int]) -> None:
         for shard in shards:
-            for kept in (self.shards, self.changelogs, self.kept_windows, self.unpublished, self.unmirrored):
+            for kept in (self.shards, self.changelogs, self.kept_windows, self.unpublished):
                 kept.pop(shard, None)
             self.fragments.pop(shard, None)  # unacked: the next owner reads them again
         self.fragment_events = {k: v for k, v in self.fragment_events.items() if k[0] not in shards}
@@ -436,51 +433,39 @@ class Aggregator:
 
     def fold_changes(self, shard: int, state: ShardState) -> None:
         """Hand what changed since the last batch to the readers (the ranking, the totals
-        topic, the windowed mirror) before a batch takes it."""
+        topic) before a batch takes it."""
         self.ranking.update_words(state.changed, state.counts)
         if self.settings.aggregator.totals_interval:  # no totals topic: nothing to publish, nothing to track
             self.unpublished.setdefault(shard, set()).update(state.changed)
-        unmirrored = self.unmirrored.setdefault(shard, {})
-        for start, words in state.changed_windows.items():
-            unmirrored.setdefault(start, set()).update(words)
-        # A window that fell out of retention before anyone read the mirror: nothing to copy.
-        # (Kept, these sets grew with every window ever counted: ~12 MB a GB in the soak.)
-        for start in [start for start in unmirrored if start not in state.windows]:
-            del unmirrored[start]
-
-    def mirror_windows(self, shard: int) -> None:
-        """Copy changed (word, window) totals into the faust windowed table, and drop the
-        windows the state no longer keeps."""
-        state = self.shards.get(shard)
-        if state is None:
-            return
-        self.fold_changes(shard, state)  # idempotent: absolute values, kept until the next batch
-        table = self.windowed.table
-        # The memory store's own dict (store="memory://" above), filled in C: a faust
-        # __setitem__ per (word, window) cost more than counting the word.
-        store = table.data
-        assert isinstance(store, MemoryStore)
-        data = store.data
-        changed, self.unmirrored[shard] = self.unmirrored.get(shard, {}), {}
-        for start, words in changed.items():
-            counts = state.windows.get(start)
-            if counts:  # None once the window fell out of retention
-                window = self.window_range(start)
-                data.update(zip(zip(words, repeat(window)), map(counts.__getitem__, words), strict=True))
-        kept, known = state.window_starts(), self.kept_windows.get(shard)
-        if known is None or not kept >= known:  # new here (faust may have recovered stale windows), or one expired
-            self.kept_windows[shard] = kept
-            for key in [k for k in table.data if int(k[1][0]) not in kept and self.router.route(k[0])[0] == shard]:
-                del table.data[key]
-        elif kept != known:  # only a new window: nothing to forget
-            self.kept_windows[shard] = kept
 
     def windowed_totals(self, word: str) -> dict[int, int]:
-        """A word's total per kept window (start in Unix seconds), from the faust windowed table."""
-        for shard in self.owned_shards():
-            self.mirror_windows(shard)
+        """A word's total per kept window (start in Unix seconds), from the faust windowed
+        table. The word's windows are copied there from the exact state when it is asked for
+        (absolute values), so counting tracks nothing for the table (it once kept every
+        changed word of every window until a read: ~12 MB a GB); windows the state no longer
+        keeps leave it."""
+        shard = self.router.route(word)[0]
+        state = self.shards[shard]  # owned: the API asks only then
+        store = self.windowed.table.data
+        # The memory store's own dict (store="memory://" above): no faust __setitem__ per window.
+        assert isinstance(store, MemoryStore)
+        self.forget_windows(shard, state, store.data)
+        for start, counts in state.windows.items():
+            key = (word, self.window_range(start))
+            if word in counts:
+                store.data[key] = counts[word]
+            else:
+                store.data.pop(key, None)
         starts = views.window_starts(self.owned())
         return {start: self.windowed[word][self.window_range(start)] for start in starts}
+
+    def forget_windows(self, shard: int, state: ShardState, data: MutableMapping) -> None:
+        """Drop from the table the windows of `shard` that its state no longer keeps."""
+        kept, known = state.window_starts(), self.kept_windows.get(shard)
+        if known is None or not kept >= known:  # new here (faust may have recovered stale windows), or one expired
+            for key in [k for k in data if int(k[1][0]) not in kept and self.router.route(k[0])[0] == shard]:
+                del data[key]
+        self.kept_windows[shard] = kept
 
     def ranked(self) -> Ranking:
         """The ranking, with every change applied so far folded in (for the top-K view)."""

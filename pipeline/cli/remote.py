@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from pipeline import config
 from pipeline.cli import options
 from pipeline.cli.counting import format_counts
-from pipeline.client import Client
+
+if TYPE_CHECKING:
+    from pipeline.client import Client
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -65,6 +68,8 @@ def _client_flags(sp: argparse.ArgumentParser, ingest: bool = False) -> None:
 
 def _client(args: argparse.Namespace) -> Client:
     """The stack the flags name, else the environment's, else the default one (pipeline.client.Client)."""
+    from pipeline.client import Client  # requests: not for every process this CLI starts (a worker)
+
     return Client(
         ingest_url=getattr(args, "url", None), results_url=getattr(args, "results_url", None), token=args.token
     )

@@ -60,14 +60,13 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
     faust's look at the assignment and its use of it: faust then crashed the aggregator
     (aiokafka's "Partition is not assigned" in the fetcher, "No partitions assigned" at a
     commit). Such a commit is skipped as one a rebalance overtook (the records are read
-    again and recognised as replays), and the fetcher's highwater, a metric, is the last known."""
+    again and recognised as replays), and the fetcher's highwater, a metric, is unknown (None)."""
 
     def _create_worker_consumer(self, transport: faust_kafka.Transport):
         assert isinstance(transport, _Transport)  # only our _Transport's _Consumer makes this thread
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = transport.fetch_max_wait_ms  # read when the consumer starts
         commit, highwater = consumer.commit, consumer.highwater
-        highwaters: dict = {}
 
         async def commit_unless_rebalanced(offsets=None):
             try:
@@ -75,12 +74,10 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
             except IllegalStateError as exc:
                 raise CommitFailedError() from exc  # "already rebalanced": faust returns False
 
-        def last_highwater(tp):
-            if tp in consumer.assignment():
-                highwaters[tp] = highwater(tp)
-            return highwaters.get(tp)
+        def highwater_if_assigned(tp):
+            return highwater(tp) if tp in consumer.assignment() else None  # None: not known, as before a fetch
 
-        consumer.commit, consumer.highwater = commit_unless_rebalanced, last_highwater
+        consumer.commit, consumer.highwater = commit_unless_rebalanced, highwater_if_assigned
         return consumer
 
 

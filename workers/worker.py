@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import socket
 import threading
@@ -51,7 +52,7 @@ PREFETCH_KIB = 8192
 # text (peak RSS 315 MB; with these bounds 216 MB, and 94 -> 75 MB on shakespeare, same speed).
 FETCH_MAX_BYTES = 2 << 20
 PARTITION_FETCH_MAX_BYTES = 512 << 10
-HELD, RELEASED = 1, 0  # resume marks: an owner holds the input, or let go of it cleanly
+RELEASED = 0  # a resume mark: the input's owner let go of it cleanly; a positive one is its holder's token
 LOOK_SECONDS = 1.0  # how often a worker looks for new and retiring chunks generations
 
 
@@ -108,11 +109,12 @@ class Worker:
             Consumer(kafka.consumer_config(connection, f"{settings.worker.group}.ends")) if self.sources else None
         )
         # Whether each input's owner let go of it cleanly, as the committed offsets of a group of
-        # their own: HELD while an owner has it, RELEASED after a clean hand-over. Finding it held,
+        # their own: the holder's token while an owner has it, RELEASED after a clean hand-over. Finding it held,
         # the previous owner died, maybe on a record just past its last commit, so we read that
         # input's records in a child until a window there is committed (workers/isolation.py).
         self.resume_marks = Consumer(kafka.consumer_config(connection, f"{settings.worker.group}.resumes"))
         self.careful: set[Input] = set()
+        self.token = secrets.randbelow(1 << 62) + 1  # our resume mark while we hold an input
         self.isolation = Isolation()
         self.stopping = False
         self.epoch = 0  # of the assignment we follow
@@ -198,7 +200,7 @@ class Worker:
         owner died holding them."""
         marks = self.resume_marks.committed([TopicPartition(tp.topic, tp.partition) for tp in positions], timeout=30)
         for at, mark in zip(positions, marks, strict=True):
-            if mark.offset == HELD:
+            if mark.offset > RELEASED:
                 name = input_of(at.topic, at.partition)
                 self.careful.add(name)
                 log.warning(
@@ -208,7 +210,7 @@ class Worker:
                     at.offset,
                 )
         self.resume_marks.commit(
-            offsets=[TopicPartition(tp.topic, tp.partition, HELD) for tp in positions], asynchronous=False
+            offsets=[TopicPartition(tp.topic, tp.partition, self.token) for tp in positions], asynchronous=False
         )
 
     def resume_sources(self, positions: list[TopicPartition]) -> None:
@@ -232,8 +234,12 @@ class Worker:
     def release(self, partitions: list[TopicPartition]) -> None:
         """A clean hand-over: the next owner need not read carefully, except where we still do
         (a record that killed a reader may lie in what we did not commit)."""
-        clean = [TopicPartition(tp.topic, tp.partition, RELEASED) for tp in partitions]
+        clean = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
         clean = [tp for tp in clean if input_of(tp.topic, tp.partition) not in self.careful]
+        # Only a mark that is still ours: a new owner that took the input before we let go
+        # marked it with its token, and overwriting that with RELEASED would hide its death.
+        marks = self.resume_marks.committed(clean, timeout=30) if clean else []
+        clean = [TopicPartition(m.topic, m.partition, RELEASED) for m in marks if m.offset == self.token]
         if clean:
             self.resume_marks.commit(offsets=clean, asynchronous=False)
 

@@ -433,7 +433,7 @@ class Aggregator:
     def fold_changes(self, shard: int, state: ShardState) -> None:
         """Hand what changed since the last batch to the readers (the ranking, the totals
         topic) before a batch takes it."""
-        self.ranking.update_words(state.changed, state.counts)
+        self.ranking.update(state.changed)
         if self.settings.aggregator.totals_interval:  # no totals topic: nothing to publish, nothing to track
             self.unpublished.setdefault(shard, set()).update(state.changed)
 
@@ -469,7 +469,7 @@ class Aggregator:
     def ranked(self) -> Ranking:
         """The ranking, with every change applied so far folded in (for the top-K view)."""
         for state in self.shards.values():
-            self.ranking.update_words(state.changed, state.counts)  # idempotent: absolute values
+            self.ranking.update(state.changed)  # idempotent: absolute values
         return self.ranking
 
     def publish_totals(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Mapping
+from itertools import compress
 
 
 def rank(items: Mapping[str, int], k: int) -> list[tuple[str, int]]:
@@ -29,11 +30,12 @@ class Ranking:
 
     def update_words(self, words: Iterable[str], totals: Mapping[str, int]) -> None:
         """Fold in the totals of `words`, read from `totals` (idempotent: absolute values)."""
-        kept, floor = self.kept, self.floor
-        for word in words:
-            count = totals[word]
-            if count > floor or word in kept:
-                kept[word] = count
+        # A kept word's total is at least the floor and only grows: a word whose total changed
+        # is kept iff its total is now above the floor (C loops pick them: a million a flush).
+        words = list(words)
+        rising = list(compress(words, map(self.floor.__lt__, map(totals.__getitem__, words))))
+        kept = self.kept
+        kept.update(zip(rising, map(totals.__getitem__, rising), strict=True))
         if len(kept) > 2 * self.keep:
             ranked = rank(kept, self.keep + 1)  # not a sort of them all: a million, at first
             self.floor = max(self.floor, ranked[self.keep][1])

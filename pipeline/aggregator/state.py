@@ -24,6 +24,8 @@ it answers 202.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import add
 
 import msgpack
 
@@ -144,9 +146,10 @@ class ShardState:
     windows: dict[int, dict[str, int]] = field(default_factory=dict)  # window start (Unix s) -> counts in it
     total_words: int = 0  # the sum of `counts`
     newest_window: int = 0
-    # What changed since the last batch was taken (`take_batch`).
-    changed: set[str] = field(default_factory=set)
-    changed_windows: dict[int, set[str]] = field(default_factory=dict)
+    # What changed since the last batch was taken (`take_batch`), with the new values: the
+    # delta batch itself, so taking it looks nothing up again.
+    changed: dict[str, int] = field(default_factory=dict)
+    changed_windows: dict[int, dict[str, int]] = field(default_factory=dict)
     changed_pending: dict[str, set[str]] = field(default_factory=dict)
     settled: set[str] = field(default_factory=set)  # documents no longer parked
     dropped_windows: set[int] = field(default_factory=set)
@@ -189,17 +192,20 @@ class ShardState:
         return True
 
     def _count(self, words: dict[str, int], at_ms: int) -> None:
-        _add(self.counts, words)
+        totals = _sums(self.counts, words)
+        self.counts.update(totals)
+        self.changed.update(totals)
         self.total_words += sum(words.values())
-        self.changed.update(words)
         start = self.window_of(at_ms)
         if start > self.newest_window:
             self.newest_window = start
             self._expire_windows()
         if start < self.oldest_window:
             return  # in the totals; its window is past retention
-        _add(self.windows.setdefault(start, {}), words)
-        self.changed_windows.setdefault(start, set()).update(words)
+        window = self.windows.setdefault(start, {})
+        totals = _sums(window, words)
+        window.update(totals)
+        self.changed_windows.setdefault(start, {}).update(totals)
 
     @property
     def oldest_window(self) -> int:
@@ -265,8 +271,8 @@ class ShardState:
         else:
             batch = {
                 "kind": DELTA,
-                "counts": {w: counts[w] for w in self.changed},
-                "windows": {s: {w: windows[s][w] for w in ws} for s, ws in self.changed_windows.items()},
+                "counts": self.changed,
+                "windows": self.changed_windows,
                 "dropped_windows": sorted(self.dropped_windows),
                 "pending": {d: {w: pending[d][w] for w in ws} for d, ws in self.changed_pending.items()},
                 "settled": sorted(self.settled),
@@ -279,7 +285,7 @@ class ShardState:
                 "published": published,
             }
         )
-        self.changed, self.changed_windows, self.changed_pending = set(), {}, {}
+        self.changed, self.changed_windows, self.changed_pending = {}, {}, {}
         self.settled, self.dropped_windows, self.moved = set(), set(), False
         return batch
 
@@ -341,6 +347,10 @@ def unpack(blob: bytes) -> dict:
 
 
 def _add(counts: dict[str, int], words: dict[str, int]) -> None:
-    get = counts.get
-    for word, n in words.items():
-        counts[word] = get(word, 0) + n
+    counts.update(_sums(counts, words))
+
+
+def _sums(counts: dict[str, int], words: dict[str, int]) -> dict[str, int]:
+    """counts[w] + n for each (w, n) of words (counts unchanged), by C loops: the aggregator's
+    hot path, a million entries a second with a large vocabulary."""
+    return dict(zip(words, map(add, map(counts.get, words, repeat(0)), words.values()), strict=True))

@@ -15,10 +15,13 @@ on any failure.
     python bench/soak.py --mb 600 --state-dir                                # also the state directory's size
 
 In `--source` mode the broker holds the user's topic, which wordpipe never touches, so its
-raw RSS must grow. A twin broker (the same Tansu, started by this script) takes the same
-records and nothing else: its growth is what the topic costs a broker, and `broker-source`
-(the stack's broker minus that growth) is what is checked instead. With `--state-dir`, the
-directory's size on disk (du) is sampled beside the broker and checked the same way.
+raw RSS must grow. Once the run is over, a broker of the script's own takes the very same
+records again, batch for batch, and nothing else, and is sampled at each sample's MB sent:
+`source-topic` is what the topic costs a broker, and `broker-source` (the stack's broker
+minus that) is what is checked instead. Two cross-checks are printed: what deleting the topic
+from the stack's broker gave back, and the bytes each of wordpipe's own topics holds then.
+With `--state-dir`, the directory's size on disk (du) is sampled beside the broker and
+checked the same way.
 """
 
 from __future__ import annotations
@@ -135,7 +138,7 @@ def du_mb(path: Path, leave_out: Path | None = None) -> float:
     return sum(f.stat().st_blocks * 512 for f in files) / 1e6
 
 
-# -- the stack, the feed, the twin ---------------------------------------------------------
+# -- the stack and the feed ---------------------------------------------------------------
 
 
 def _stop_with_parent() -> None:  # in `up`, between fork and exec
@@ -188,29 +191,6 @@ class Stack:
                     except ProcessLookupError:
                         pass
                 self.proc.wait()
-
-
-class Twin:
-    """A broker of our own that takes the same source records and nothing else: its growth
-    is what the source topic costs a Tansu broker, measured, not guessed from byte counts
-    (Tansu holds a record of 1 to 8 lines of the corpus in 2.4 to 1.9 times its length)."""
-
-    def __init__(self, stack: Stack) -> None:
-        from kafka.admin import KafkaAdminClient, NewTopic
-
-        admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap)
-        partitions = len(admin.describe_topics([SOURCE])[0]["partitions"])  # as the stack made it
-        admin.close()
-        self.broker = EmbeddedBroker(log_file=stack.log.parent / "twin-broker.log").start()
-        admin = KafkaAdminClient(bootstrap_servers=self.broker.bootstrap)
-        admin.create_topics([NewTopic(SOURCE, partitions, 1)])
-        admin.close()
-        assert self.broker.proc is not None
-        self.pid, self.bootstrap = self.broker.proc.pid, self.broker.bootstrap
-        self.empty = rss_mb(self.pid) or 0.0
-
-    def cost(self) -> float:
-        return round((rss_mb(self.pid) or 0.0) - self.empty, 1)
 
 
 class Feed(threading.Thread):
@@ -271,9 +251,9 @@ def uploads(stack: Stack, text: bytes) -> tuple[list[list[bytes]], Send, None]:
     return [[text]], send, None
 
 
-def records(stack: Stack, twin: Twin, text: bytes, lines: int) -> tuple[list[list[bytes]], Send, Callable[[], None]]:
+def records(bootstrap: str, text: bytes, lines: int) -> tuple[list[list[bytes]], Send, Callable[[], None]]:
     """Lines of the corpus, `lines` to a record (no empty one), in blocks of ~256 KB: each block
-    goes to the stack's source topic and the twin, and is flushed (acks=all) before it counts."""
+    goes to the source topic and is flushed (acks=all) before it counts."""
     from kafka import KafkaProducer
 
     all_lines = text.splitlines()
@@ -283,24 +263,18 @@ def records(stack: Stack, twin: Twin, text: bytes, lines: int) -> tuple[list[lis
         if sum(map(len, blocks[-1])) > 256_000:
             blocks.append([])
         blocks[-1].append(value)
-    # The twin must store what the stack's broker stores, batch for batch (Tansu's overhead is
-    # per batch: random partitions and batches cut by the clock once differed by 10% of the
-    # topic, more than wordpipe's own footprint). So partitions go round-robin, and a batch
-    # ends only when full or at the block's flush, never when a linger runs out.
-    producers = [
-        KafkaProducer(bootstrap_servers=b, linger_ms=60_000, acks="all") for b in (stack.bootstrap, twin.bootstrap)
-    ]
-    partitions = len(producers[0].partitions_for(SOURCE))
+    # Round-robin partitions and batches cut only when full or at the block's flush: the
+    # calibration stores the same batches (Tansu's cost is per batch).
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=60_000, acks="all")
+    partitions = len(producer.partitions_for(SOURCE))
     futures: list = []  # of the block being sent
     sent = itertools.count()
 
     def send(value: bytes) -> None:
-        partition = next(sent) % partitions
-        futures.extend(p.send(SOURCE, value, partition=partition) for p in producers)
+        futures.append(producer.send(SOURCE, value, partition=next(sent) % partitions))
 
     def flush() -> None:
-        for p in producers:
-            p.flush()
+        producer.flush()
         failed = [f.exception for f in futures if f.failed()]
         futures.clear()
         if failed:
@@ -312,16 +286,13 @@ def records(stack: Stack, twin: Twin, text: bytes, lines: int) -> tuple[list[lis
 # -- a run ---------------------------------------------------------------------------------
 
 
-def sample(stack: Stack, feed: Feed, started: float, twin: Twin | None, state: Path | None) -> dict:
-    """One row: seconds, MB sent, each process's RSS (MB), and what is derived from them."""
+def sample(stack: Stack, feed: Feed, started: float, source: bool, state: Path | None) -> dict:
+    """One row: seconds, MB sent, each process's RSS (MB), and the state directory's size."""
     row: dict = {"seconds": round(time.monotonic() - started), "mb": round(feed.sent / 1e6, 1)}
     row |= stack.census.rss()
-    if twin is not None:
-        row["source-topic"] = twin.cost()
-        row["broker-source"] = round(row.get("broker", 0.0) - row["source-topic"], 1)
     if state is not None and state.exists():
         row["state-dir"] = round(du_mb(state), 1)
-        if twin is not None:  # the journal keeps the source topic too, in a file of its own
+        if source:  # the journal keeps the source topic too, in a file of its own
             row["state-dir-source"] = round(du_mb(state, leave_out=state / "journal" / f"{SOURCE}.log"), 1)
     return row
 
@@ -342,22 +313,88 @@ def wait_counted(stack: Stack, source: bool) -> None:
         time.sleep(1)
 
 
+def holdings(bootstrap: str) -> dict[str, tuple[int, float]]:
+    """(records, MB of keys and values) of every topic but the source topic, read whole."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_bytes=8_000_000)
+    out = {}
+    for topic in sorted(consumer.topics() - {SOURCE}):
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        consumer.seek_to_beginning()
+        ends, n, size = consumer.end_offsets(tps), 0, 0
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            for batch in consumer.poll(timeout_ms=1000).values():
+                n += len(batch)
+                size += sum(len(r.value or b"") + len(r.key or b"") for r in batch)
+        out[topic] = (n, size / 1e6)
+    consumer.close()
+    return out
+
+
+def source_partitions(bootstrap: str) -> int:
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return len(admin.describe_topics([SOURCE])[0]["partitions"])
+    finally:
+        admin.close()
+
+
+def delete_source(stack: Stack) -> float:
+    """Deletes the source topic from the stack's broker, as its owner would: the MB it gave back."""
+    from kafka.admin import KafkaAdminClient
+
+    before = stack.census.rss()["broker"]
+    admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    admin.delete_topics([SOURCE])
+    admin.close()
+    time.sleep(5)
+    return before - stack.census.rss()["broker"]
+
+
+def calibrate(args: argparse.Namespace, text: bytes, partitions: int, rows: list[dict], work: Path) -> None:
+    """The same records again, batch for batch, to a broker that holds nothing else: its growth
+    at each row's MB sent is that row's `source-topic`."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    broker = EmbeddedBroker(log_file=work / "calibration-broker.log").start()
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        admin.create_topics([NewTopic(SOURCE, partitions, 1)])
+        admin.close()
+        assert broker.proc is not None
+        empty = rss_mb(broker.proc.pid) or 0.0
+        blocks, send, flush = records(broker.bootstrap, text, args.lines)
+        sent, block = 0, itertools.cycle(blocks)
+        for row in rows:
+            while round(sent / 1e6, 1) < row["mb"]:
+                for value in (piece := next(block)):
+                    send(value)
+                flush()
+                sent += sum(map(len, piece))
+            row["source-topic"] = round((rss_mb(broker.proc.pid) or 0.0) - empty, 1)
+            row["broker-source"] = round(row["broker"] - row["source-topic"], 1)
+    finally:
+        broker.stop()
+
+
 def soak(args: argparse.Namespace, work: Path) -> tuple[list[dict], bool, Feed]:
     """The stack fed and sampled until everything sent is counted; its totals checked."""
     text = CORPUS.read_bytes() if CORPUS.exists() else (ROOT / "samples" / "sample.txt").read_bytes()
     stack = Stack(args, work)
-    twin: Twin | None = None
     try:
         if args.source:
-            twin = Twin(stack)
-            feed = Feed(args, *records(stack, twin, text, args.lines))
+            feed = Feed(args, *records(stack.bootstrap, text, args.lines))
         else:
             feed = Feed(args, *uploads(stack, text))
         started, state = time.monotonic(), work / "state" if args.state_dir else None
         rows: list[dict] = []
 
         def take(note: str = "") -> None:
-            rows.append(row := sample(stack, feed, started, twin, state))
+            rows.append(row := sample(stack, feed, started, args.source, state))
             print(f"{row['seconds']:>5} s {row['mb']:>8,.1f} MB  {rss_line(row)}{note}", flush=True)
 
         take(" (before anything is sent)")
@@ -374,11 +411,16 @@ def soak(args: argparse.Namespace, work: Path) -> tuple[list[dict], bool, Feed]:
             differ = sorted(w for w in got.keys() | want.keys() if got[w] != want[w])
             print(f"totals DIFFER from the reference for {len(differ)} words, e.g. {differ[:5]}: "
                   f"{sum(got.values()):,} words counted, {sum(want.values()):,} sent")  # fmt: skip
-        return rows, got == want, feed
+        if args.source:
+            held = holdings(stack.bootstrap)
+            print("wordpipe's own topics at the end (records, MB):", held, flush=True)
+            partitions = source_partitions(stack.bootstrap)
+            args.gave_back, args.held = delete_source(stack), sum(mb for _, mb in held.values())
     finally:
         stack.stop()
-        if twin is not None:
-            twin.broker.stop()
+    if args.source:
+        calibrate(args, text, partitions, rows, work)
+    return rows, got == want, feed
 
 
 def rss_line(row: dict) -> str:
@@ -390,7 +432,7 @@ def rss_line(row: dict) -> str:
 
 def verdicts(args: argparse.Namespace, base: dict, end: dict) -> list[tuple[str, float | None, float | None, str]]:
     """(label, at the baseline, at the end, verdict) for every label in either row."""
-    info = {"source-topic": "info: the twin's growth"}
+    info = {"source-topic": "info: what the same records cost a broker of their own"}
     if args.source:
         info |= {"broker": "info: holds the source topic", "state-dir": "info: holds the source topic"}
     out = []
@@ -444,9 +486,12 @@ def report(args: argparse.Namespace, rows: list[dict], exact: bool, feed: Feed) 
         f"**{'PASS' if ok else 'FAIL'}**.",
     ]
     if args.source:
-        summary += ["", "`source-topic`: what the same records grew a twin Tansu broker that holds nothing else "
-                    "(its RSS minus its RSS with the topic empty). `broker-source`: the stack's broker minus that, "
-                    "what wordpipe keeps there."]  # fmt: skip
+        summary += ["", "`source-topic`: what the same records, batch for batch, grew a Tansu broker that held "
+                    "nothing else (sampled at each row's MB sent, after the run). `broker-source`: the stack's broker "
+                    "minus that, what wordpipe keeps there. Cross-checks at the end: deleting the source topic from "
+                    f"the stack's broker gave back {args.gave_back:,.1f} MB (the calibration: "
+                    f"{end['source-topic']:,.1f} MB); wordpipe's own topics then held {args.held:,.1f} MB of keys "
+                    "and values."]  # fmt: skip
     if args.state_dir:
         summary += ["", "`state-dir`: the state directory's size on disk (du), in MB, checked like RSS"
                     + ("; `state-dir-source`: without the source topic's journal." if args.source else ".")]  # fmt: skip
@@ -506,7 +551,7 @@ def main() -> int:
     p.add_argument(
         "--lines", type=int, default=8,
         help="lines of the corpus a source record (default 8, ~220 bytes: kafka-python spends ~20 us of CPU a "
-        "record, so 28-byte lines at 2 MB/s, to the topic and to the twin, would take ~3 cores)",
+        "record, so 28-byte lines at 2 MB/s would take more than a core)",
     )  # fmt: skip
     p.add_argument("--state-dir", action="store_true", help="up --state-dir, its size (du) sampled too")
     p.add_argument(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -273,8 +274,14 @@ class AggregatorSettings:
     """The aggregator (pipeline/aggregator/): its state, its flushes and the results API."""
 
     id: str = setting("wordpipe-aggregator", "aggregator_id")
+    # Instances `wordpipe run` and `wordpipe up` start (one group: faust spreads the shards
+    # over them, and any of them answers for all: pipeline/aggregator/peers.py).
+    count: int = setting(1, "aggregators")
     host: str = setting("127.0.0.1", "aggregator_host")
     port: int = setting(8081, "aggregator_port")
+    # Where the other instances reach this one's results API (each asks the others for the
+    # shards they own); default http://host:port, with this machine's name for host 0.0.0.0.
+    url: str | None = setting(None, "aggregator_url")
     datadir: str | None = setting(None, "aggregator_datadir")  # faust's; default <tmp>/wordpipe-faust/<id>
     flush_interval: float = 0.5  # seconds between durable state snapshots
     # Seconds between publications to the totals topic; 0: none (`wordpipe run`, whose topics
@@ -295,6 +302,9 @@ class AggregatorSettings:
 
     def __post_init__(self) -> None:
         _port("aggregator_port", self.port)
+        _at_least("aggregators", self.count, 1)
+        if self.url is not None and not re.fullmatch(r"https?://[^/\s]+", self.url):
+            raise ConfigError(f"aggregator_url: expected http://host:port, got {self.url!r:.100}")
         _at_least("checkpoint_min_bytes", self.checkpoint_min_bytes, 1)
         _positive("flush_interval", self.flush_interval)
         if self.totals_interval is not None and self.totals_interval < 0:
@@ -303,6 +313,13 @@ class AggregatorSettings:
             raise ConfigError(f"totals_format: {self.totals_format!r} is not one of msgpack, json")
         _at_least("window_seconds", self.window_seconds, 1)
         _at_least("windows_kept", self.windows_kept, 1)
+
+    @property
+    def peer_url(self) -> str:
+        """The URL the other instances reach this one's results API at."""
+        if self.url:
+            return self.url
+        return f"http://{socket.gethostname() if self.host in ('0.0.0.0', '::', '') else self.host}:{self.port}"
 
 
 @dataclass(frozen=True)

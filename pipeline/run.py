@@ -30,6 +30,7 @@ import requests
 
 from pipeline import broker as broker_mod
 from pipeline import codec, kafka, processes
+from pipeline.aggregator import instances as aggregator_instances
 from pipeline.assigner import Assigner
 from pipeline.client import Client, RequestFailed
 from pipeline.cluster import (
@@ -84,6 +85,7 @@ class Pipeline:
                 aggregator_port=broker_mod.free_port(settings.aggregator.host),
             )
         self.settings = settings
+        self.instances = aggregator_instances(settings.aggregator)
         self.broker: broker_mod.EmbeddedBroker | None = None
         self._connection: Connection | None = None  # once the broker is up
         self._publisher: ChunkPublisher | None = None
@@ -99,7 +101,7 @@ class Pipeline:
         self.http = self.results.http  # the results API's session, token included: progress and stats too
         self.counted_at: float | None = None
         self._awaited: IngestReport | None = None  # what wait_counted last saw counted ...
-        self._counted_by: subprocess.Popen | None = None  # ... and by which aggregator process
+        self._counted_by: tuple[subprocess.Popen | None, ...] = ()  # ... and by which aggregator processes
         self._created_topics = False
 
     @property
@@ -114,8 +116,14 @@ class Pipeline:
 
     @property
     def aggregator(self) -> subprocess.Popen | None:
-        child = self.supervisor.children.get("aggregator")
-        return child.proc if child else None
+        """The first instance's process (the only one unless `aggregators` is set)."""
+        return self.aggregators[0]
+
+    @property
+    def aggregators(self) -> tuple[subprocess.Popen | None, ...]:
+        """Each instance's process now (a relaunch is another)."""
+        children = [self.supervisor.children.get(name) for name, _ in self.instances]
+        return tuple(child.proc if child else None for child in children)
 
     @property
     def restarts(self) -> dict[str, int]:
@@ -137,7 +145,7 @@ class Pipeline:
             self.workers = open_backend(s, self.env, self.run_id, self.log_dir, owner_pid=os.getpid())
             # The processes first: they import and join (the aggregator's group join takes a
             # second on Tansu) while the rest is made here.
-            self.start_aggregator()
+            self.start_aggregators()
             self.launch_workers(s.worker.count)
             self.roster = Roster(self._connection, s.topics)
             self.assigner = Assigner(self._connection, s.topics, s.worker)
@@ -188,8 +196,10 @@ class Pipeline:
             raise RunError("this pipeline is not started")
         self.workers.launch(count, Resources(self.settings.cluster.worker_cpus, self.settings.cluster.worker_mem_mb))
 
-    def start_aggregator(self) -> None:
-        self.supervisor.spawn("aggregator", [sys.executable, "-m", "pipeline.aggregator"], {**os.environ, **self.env})
+    def start_aggregators(self) -> None:
+        for name, port in self.instances:
+            env = {**os.environ, **self.env, "WORDPIPE_AGGREGATOR_PORT": str(port)}
+            self.supervisor.spawn(name, [sys.executable, "-m", "pipeline.aggregator"], env)
 
     def stop(self) -> None:
         # A one-shot run stops once its answer is out (or it failed): nothing is left to drain,
@@ -284,7 +294,7 @@ class Pipeline:
         extents = extents or {}
         while True:
             self.supervise()
-            asked = self.aggregator
+            asked = self.aggregators
             progress = self.progress()
             if progress is not None:
                 if on_counted:
@@ -329,9 +339,10 @@ class Pipeline:
         workers, roster = self._started()
         statuses = roster.refresh(timeout=0.5)
         live = {w.id for w in workers.list() if w.state == "running"}
-        if self.aggregator is None:
-            raise RunError("the aggregator is not running")
-        cpu, rss = processes.usage(self.aggregator.pid)
+        if None in self.aggregators:
+            raise RunError("an aggregator is not running")
+        usage = [processes.usage(proc.pid) for proc in self.aggregators if proc is not None]
+        cpu, rss = sum(cpu for cpu, _ in usage), max(rss for _, rss in usage)
         return {
             "workers": [
                 {
@@ -360,8 +371,8 @@ class Pipeline:
         and replays the rest: it is waited for again."""
         while True:
             self.supervise()
-            asked = self.aggregator
-            if self._awaited is not None and asked is not self._counted_by:
+            asked = self.aggregators
+            if self._awaited is not None and asked != self._counted_by:
                 self.wait_counted(self._awaited, timeout=120)
                 continue
             try:
@@ -372,5 +383,5 @@ class Pipeline:
                 time.sleep(0.05)  # it died while answering: the next loop waits for its successor
                 continue
             self.supervise()
-            if self.aggregator is asked:
+            if self.aggregators == asked:
                 return answer

@@ -24,6 +24,7 @@ from pathlib import Path
 import requests
 
 from pipeline import broker as broker_mod
+from pipeline.aggregator import instances as aggregator_instances
 from pipeline.aggregator.changelog import topics_prefix
 from pipeline.config import ConfigError, Connection, Settings
 from pipeline.crash_reports import CrashReporter
@@ -43,6 +44,7 @@ class StackError(UnavailableError):
 class Stack:
     def __init__(self, settings: Settings, log_dir: Path, policy: str | None = None) -> None:
         self.settings = settings.resolved()
+        self.instances = aggregator_instances(self.settings.aggregator)  # (name, results port)
         self.log_dir = log_dir
         self.policy = policy
         self.broker: broker_mod.EmbeddedBroker | None = None
@@ -64,6 +66,12 @@ class Stack:
     @property
     def services(self) -> list[Child]:
         return list(self.supervisor.children.values())
+
+    @property
+    def other_results(self) -> dict[str, str]:
+        """The results API of each aggregator instance beside the first, by instance name."""
+        host = self.settings.aggregator.host
+        return {name: f"http://{host}:{port}" for name, port in self.instances[1:]}
 
     @property
     def urls(self) -> dict[str, str]:
@@ -141,14 +149,16 @@ class Stack:
         # Ctrl-C stops the workers too; a restarted autoscaler adopts them instead.
         autoscale = [*cli, "autoscale", "run", "--stop-workers", "--log-dir", str(self.log_dir / "workers")]
         autoscale += ["--policy", self.policy] if self.policy else []
-        services = {"aggregator": [*cli, "aggregator"], "ingest": [*cli, "ingest-server"], "autoscaler": autoscale}
-        for name, args in services.items():
+        for name, port in self.instances:
+            self.supervisor.spawn(name, [*cli, "aggregator", "--port", str(port)], env, own_session=True)
+        for name, args in {"ingest": [*cli, "ingest-server"], "autoscaler": autoscale}.items():
             self.supervisor.spawn(name, args, env, own_session=True)
 
     def _wait_healthy(self, timeout: float) -> None:
         urls = self.urls
         pending = {
             "aggregator": urls["results"] + "/health",
+            **{name: url + "/health" for name, url in self.other_results.items()},
             "ingest": urls["ingest"] + "/health",
             "autoscaler": urls["autoscaler"].replace("/v1/status", "/health"),
         }

@@ -10,12 +10,16 @@
     GET /v1/windows/{word}  one word's total per kept window (from the faust windowed table)
     GET /v1/status          documents and chunks ingested and counted (wait for completeness)
     GET /v1/progress        counted offsets per shard (`wordpipe run` waits on it)
+    POST /v1/shards         this instance's part of an answer, for the shards it owns (peers.py)
     GET /                   a live dashboard
     GET /health  /metrics  /openapi.json
 
+Any instance answers for every shard: its own part, and its peers' parts (POST
+/v1/shards to the instances that own the other shards: peers.py), merged (views.py).
 An answer is the whole's or none: while some shards are being recovered or moved between
-instances, every view of the counts answers 503 with Retry-After (`status` and `progress`
-answer, and `status.complete` says whether every shard is read).
+instances, or a peer does not answer, every view of the counts answers 503 with
+Retry-After (`status` and `progress` answer, and `status.complete` says whether every
+shard is read). /health and /metrics are this instance's own.
 It reads the aggregator through `Counted` and computes its answers with views.py; the
 receipts reader, the lag watch and the broker watch are handed to it at start-up (app.py: main).
 """
@@ -23,10 +27,11 @@ receipts reader, the lag watch and the broker watch are handed to it at start-up
 from __future__ import annotations
 
 import asyncio
-import bisect
 import json
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
@@ -35,7 +40,8 @@ from pipeline import tokenize
 from pipeline.aggregator import views
 from pipeline.aggregator.lookup import BadBody, Tokenized, tokenized, words_in
 from pipeline.aggregator.lookup_process import LookupProcess
-from pipeline.aggregator.ranking import Ranking, rank
+from pipeline.aggregator.peers import Peers
+from pipeline.aggregator.ranking import Ranking
 from pipeline.aggregator.state import ShardState
 from pipeline.config import Settings
 from pipeline.sharding import Router
@@ -89,6 +95,10 @@ class Counted(Protocol):
 
     def windowed_totals(self, word: str) -> dict[int, int]: ...
 
+    def peers(self) -> dict[int, str]:
+        """The results API of the instance that owns each shard not owned here; {} while rebalancing."""
+        ...
+
 
 class Ingested(Protocol):
     """What ingest accepted (pipeline/ingest/receipts.py: Accepted)."""
@@ -134,6 +144,7 @@ class ResultsApi:
         self.tokens = tokens_of(settings.service)  # no token configured and auth on: refuse to start
         self.tokenizer = tokenize.Tokenizer.load(settings.text.tokenizer_user_dict)  # the workers' definition of a word
         self.heavy = LookupProcess(settings.text.tokenizer_user_dict)  # started on the first heavy lookup
+        self.peers = Peers(self.tokens[0] if self.tokens else None)
         self.words: list[str] = []  # sorted, for paging; rebuilt when the vocabulary grew
         self.words_version: tuple[tuple[int, ...], int] | None = None
         self._gauges()
@@ -158,7 +169,7 @@ class ResultsApi:
             "wordpipe_aggregator_documents_counted",
             "Uploads counted in every owned shard",
             registry=self.registry,
-        ).set_function(lambda: self.status()["documents_counted"])
+        ).set_function(lambda: views.status(self.counted.owned(), 0, (0, 0), {})["documents_counted"])
         Gauge(
             "wordpipe_aggregator_shards_owned",
             "Partials partitions owned and recovered",
@@ -182,27 +193,86 @@ class ResultsApi:
         ):
             app.router.add_get(path, handler)
         app.router.add_post("/v1/words", self.lookup)
+        app.router.add_post("/v1/shards", self.shards)
         app[TOO_LONG_HINT] = 'a word too long for a URL is looked up with POST /v1/words and {"words": [...]}'
         app.on_cleanup.append(lambda app: self.heavy.close())  # the lookup process ends with the API
+        app.on_cleanup.append(lambda app: self.peers.close())
         return app
 
-    # -- views -----------------------------------------------------------------
+    # -- views: this instance's part, and the whole's from every part ---------------
 
-    def status(self) -> dict:
+    def part(self, question: dict) -> dict:
+        """This instance's part of an answer (views.py), for the shards it owns now."""
+        shards, view = self.counted.owned(), question["view"]
+        if view == "top":
+            part = views.top_part(shards, self.counted.ranked(), question["k"])
+        elif view == "counts":
+            part = {"counts": views.counts(shards, self.counted.router, question["words"])}
+        elif view == "page":
+            part = views.page_part(self.vocabulary(shards), shards, self.counted.router, *question["after_limit"])
+        elif view == "windows":
+            part = views.window_part(shards, question.get("start"), question.get("k", 10))
+        elif view == "word_windows":  # faust's windowed table: owned shards only, never parked ones
+            shards = {s: shards[s] for s in self.counted.owned_shards()}
+            owns = self.counted.router.route(question["word"])[0] in shards
+            windows = list(self.counted.windowed_totals(question["word"]).items()) if owns else []
+            part = {"starts": views.window_starts(shards), "windows": windows}
+        elif view == "ledgers":
+            part = {"ledgers": views.ledger_part(shards)}
+        else:  # "progress" (`checked` knows no other)
+            part = {"progress": views.progress_part(shards)}
+        return {**part, "shards": sorted(shards)}
+
+    async def parts(self, question: dict, whole: bool = True) -> list[dict]:
+        """This instance's part and its peers' parts; with `whole`, a 503 unless they hold every
+        shard exactly once (a part from some of the shards is not the whole's)."""
+        urls = sorted(set(self.counted.peers().values()))
+        asked = await asyncio.gather(*(self.peers.ask(url, question) for url in urls), return_exceptions=not whole)
+        parts = [self.part(question), *(p for p in asked if isinstance(p, dict))]
+        if whole:
+            held = Counter(shard for p in parts for shard in p["shards"])
+            doubled = any(n > 1 for n in held.values())  # moving: two instances said they own it
+            self.require_every_shard(0 if doubled else len(held))
+        return parts
+
+    def vocabulary(self, shards: dict[int, ShardState]) -> list[str]:
+        """The owned shards' words, sorted (kept until the vocabulary changes), for paging."""
+        version = views.vocabulary_version(shards)
+        if self.words_version != version:
+            self.words = sorted(views.totals(shards))
+            self.words_version = version
+        return self.words
+
+    async def status(self) -> dict:
+        parts = await self.parts({"view": "ledgers"}, whole=False)  # answers, complete or not
+        ledgers = [p["ledgers"] for p in parts]
         ingested = self.receipts.documents, self.receipts.chunks
-        return views.status(self.counted.owned(), self.settings.topics.partial_partitions, ingested, self.lag.view())
+        return views.merged_status(ledgers, self.settings.topics.partial_partitions, ingested, self.lag.view())
 
-    def top_k(self, k: int) -> dict:
-        return views.top(self.whole(), self.counted.ranked(), k)
+    async def top_k(self, k: int) -> dict:
+        return views.merged_top(await self.parts({"view": "top", "k": k}), k)
 
-    def counts(self, words: list[str]) -> dict[str, int]:
-        return views.counts(self.whole(), self.counted.router, words)
-
-    def whole(self) -> dict[int, ShardState]:
-        """Every shard's state, or a 503: counts from some of the shards are not the totals."""
-        shards = self.counted.owned()
-        self.require_every_shard(len(shards))
-        return shards
+    async def counts(self, words: list[str]) -> dict[str, int]:
+        """Each word's total, asked of the instance that owns its shard."""
+        shards, peers, router = self.counted.owned(), self.counted.peers(), self.counted.router
+        out = views.counts(
+            shards, router, [w for w, s in zip(words, router.shards_of(words), strict=True) if s in shards]
+        )
+        elsewhere: dict[str, list[str]] = {}
+        for word, shard in zip(words, router.shards_of(words), strict=True):
+            if shard not in shards:
+                if shard not in peers:
+                    self.require_every_shard(0)
+                elsewhere.setdefault(peers[shard], []).append(word)
+        urls = sorted(elsewhere)
+        asked = await asyncio.gather(
+            *(self.peers.ask(url, {"view": "counts", "words": elsewhere[url]}) for url in urls)
+        )
+        for url, part in zip(urls, asked, strict=True):
+            if not set(router.shards_of(elsewhere[url])) <= set(part["shards"]):
+                self.require_every_shard(0)  # it let go of a shard since the assignment said so
+            out.update(part["counts"])
+        return {word: out[word] for word in words}
 
     def require_every_shard(self, read: int) -> None:
         partitions = self.settings.topics.partial_partitions
@@ -210,7 +280,8 @@ class ResultsApi:
             raise HttpError(
                 503,
                 "rebalancing",
-                f"{partitions - read} of {partitions} shards are being recovered or moved between instances; ask again",
+                f"{partitions - max(read, 0)} of {partitions} shards are being recovered or moved between instances; "
+                "ask again",
                 headers={"Retry-After": "1"},
             )
 
@@ -225,9 +296,9 @@ class ResultsApi:
             {"ok": problem is None, "broker": problem or "up", "shards": owned}, status=200 if problem is None else 503
         )
 
-    def _word(self, raw: str, found: Tokenized) -> str:
+    async def _word(self, raw: str, found: Tokenized) -> str:
         """The word `raw` is by the tokenizer (`found`); an HttpError unless it is exactly one."""
-        if found.run is not None and self.counts([found.run])[found.run]:
+        if found.run is not None and (await self.counts([found.run]))[found.run]:
             return found.run  # counted as one word in context, though cut apart when asked alone
         if found.word is None:
             raise HttpError(
@@ -239,8 +310,8 @@ class ResultsApi:
 
     async def word(self, request: web.Request) -> web.Response:
         raw = request.match_info["word"]  # a URL holds ~8 KB: cheap enough for the loop
-        word = self._word(raw, tokenized(self.tokenizer, raw))
-        return web.json_response({"word": word, "count": self.counts([word])[word]})
+        word = await self._word(raw, tokenized(self.tokenizer, raw))
+        return web.json_response({"word": word, "count": (await self.counts([word]))[word]})
 
     async def lookup(self, request: web.Request) -> web.Response:
         """Up to MAX_LOOKUP words, each answered as GET /v1/words/{word} would, in order; one
@@ -249,10 +320,10 @@ class ResultsApi:
         answers: list[dict] = []
         for raw, tokens in zip(asked, found, strict=True):
             try:
-                answers.append({"asked": raw, "word": self._word(raw, tokens)})
+                answers.append({"asked": raw, "word": await self._word(raw, tokens)})
             except HttpError as exc:
                 answers.append({"asked": raw, "word": None, "count": 0, "error": exc.code, "detail": exc.detail})
-        counts = self.counts([a["word"] for a in answers if a["word"] is not None])
+        counts = await self.counts([a["word"] for a in answers if a["word"] is not None])
         for answer in answers:
             if answer["word"] is not None:
                 answer["count"] = counts[answer["word"]]
@@ -270,7 +341,7 @@ class ResultsApi:
         return asked, await self.heavy.tokenized(asked)
 
     async def top(self, request: web.Request) -> web.Response:
-        return web.json_response(self.top_k(int_param(request, "k", 10, 1, MAX_K)))
+        return web.json_response(await self.top_k(int_param(request, "k", 10, 1, MAX_K)))
 
     async def top_events(self, request: web.Request) -> web.StreamResponse:
         """An event whenever the top k changes (checked every 0.5 s), and a comment every 15 s to keep proxies open."""
@@ -283,7 +354,7 @@ class ResultsApi:
             while True:
                 payload: str | None
                 try:
-                    payload = json.dumps({**self.top_k(k), "status": self.status()}, ensure_ascii=False)
+                    payload = json.dumps({**await self.top_k(k), "status": await self.status()}, ensure_ascii=False)
                 except HttpError:  # shards moving: the next event is the whole's
                     payload = last
                 if payload != last:
@@ -302,23 +373,14 @@ class ResultsApi:
     async def totals(self, request: web.Request) -> web.Response:
         limit = int_param(request, "limit", 1000, 1, MAX_PAGE)
         cursor = query_of(request).get("cursor", "")
-        shards = self.whole()
-        version = views.vocabulary_version(shards)
-        if self.words_version != version:
-            self.words = sorted(views.totals(shards))
-            self.words_version = version
-        start = bisect.bisect_right(self.words, cursor) if cursor else 0
-        page = self.words[start : start + limit]
-        more = start + limit < len(self.words)
-        return web.json_response(
-            {"totals": views.counts(shards, self.counted.router, page), "next": page[-1] if more and page else None}
-        )
+        parts = await self.parts({"view": "page", "after_limit": [cursor, limit]})
+        return web.json_response(views.merged_page(parts, limit))
 
     async def windows(self, request: web.Request) -> web.Response:
         """The top k of one tumbling window (default: the newest)."""
-        shards, seconds = self.whole(), self.settings.aggregator.window_seconds
+        seconds = self.settings.aggregator.window_seconds
         k = int_param(request, "k", 10, 1, MAX_K)
-        starts = views.window_starts(shards)
+        starts = views.merged_starts(await self.parts({"view": "windows"}))
         # Unix seconds, as the spec bounds them
         start = int_param(request, "start", starts[-1] if starts else 0, 0, 10**15)
         if starts and start not in starts:
@@ -327,38 +389,51 @@ class ResultsApi:
                 "no_such_window",
                 f"no kept window starts at {start}; kept: {starts[0]}..{starts[-1]} every {seconds} s",
             )
-        counts = views.window_top(shards, start) if starts else {}
+        parts = await self.parts({"view": "windows", "start": start, "k": k}) if starts else []
+        top = views.merged_top([{**p, "distinct_words": 0} for p in parts], k)
         return web.json_response(
             {
                 "window_seconds": seconds,
                 "start": start,
                 "starts": starts,
-                "total_words": sum(counts.values()),
-                "counts": dict(rank(counts, k)),
+                "total_words": top["total_words"],
+                "counts": top["counts"],
             }
         )
 
     async def word_windows(self, request: web.Request) -> web.Response:
         """One word's total in each kept tumbling window."""
         raw = request.match_info["word"]
-        word = self._word(raw, tokenized(self.tokenizer, raw))
-        # The windowed table is faust's: read only from shards owned now, never parked ones.
-        self.require_every_shard(len(self.counted.owned_shards()))
-        per_window = self.counted.windowed_totals(word)
+        word = await self._word(raw, tokenized(self.tokenizer, raw))
+        parts = await self.parts({"view": "word_windows", "word": word})
+        shard = self.counted.router.route(word)[0]
+        mine = dict(next(p["windows"] for p in parts if shard in p["shards"]))
         return web.json_response(
             {
                 "word": word,
                 "window_seconds": self.settings.aggregator.window_seconds,
-                "windows": [{"start": start, "count": n} for start, n in per_window.items()],
+                "windows": [{"start": start, "count": mine.get(start, 0)} for start in views.merged_starts(parts)],
             }
         )
 
     async def get_status(self, request: web.Request) -> web.Response:
         await asyncio.to_thread(self.receipts.catch_up)
-        return web.json_response(self.status())
+        return web.json_response(await self.status())
 
     async def progress(self, request: web.Request) -> web.Response:
-        return web.json_response(views.progress(self.counted.owned(), self.settings.topics.partial_partitions))
+        parts = await self.parts({"view": "progress"}, whole=False)  # what is counted so far, where it is
+        return web.json_response(
+            views.merged_progress([p["progress"] for p in parts], self.settings.topics.partial_partitions)
+        )
+
+    async def shards(self, request: web.Request) -> web.Response:
+        """This instance's part of an answer, for a peer that gathers the whole's (peers.py)."""
+        try:
+            question = json.loads(await request.read())
+            checked(question)
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
+            raise HttpError(400, "bad_question", f"not a question for POST /v1/shards: {exc!s:.200}") from None
+        return web.json_response(self.part(question))
 
     async def stats(self, request: web.Request) -> web.Response:
         c = self.counted
@@ -369,3 +444,51 @@ class ResultsApi:
                 "words_replayed": c.words_replayed,
             }
         )
+
+
+def _is_k(v: object) -> bool:
+    return type(v) is int and 1 <= v <= MAX_K
+
+
+# What each view of POST /v1/shards takes: field -> (required, check).
+QUESTIONS: dict[str, dict[str, tuple[bool, Callable[[Any], bool]]]] = {
+    "top": {"k": (True, _is_k)},
+    "counts": {
+        "words": (True, lambda v: isinstance(v, list) and len(v) <= MAX_PAGE and all(type(w) is str for w in v))
+    },
+    "page": {
+        "after_limit": (
+            True,
+            lambda v: (
+                isinstance(v, list)
+                and len(v) == 2
+                and type(v[0]) is str
+                and type(v[1]) is int
+                and 1 <= v[1] <= MAX_PAGE
+            ),
+        )
+    },  # fmt: skip
+    "windows": {"start": (False, lambda v: type(v) is int and v >= 0), "k": (False, _is_k)},
+    "word_windows": {"word": (True, lambda v: type(v) is str)},
+    "ledgers": {},
+    "progress": {},
+}
+
+
+def checked(question: object) -> None:
+    """ValueError naming what is wrong with a question for POST /v1/shards (integral
+    numbers made ints in place)."""
+    if not isinstance(question, dict) or not isinstance(question.get("view"), str) or question["view"] not in QUESTIONS:
+        raise ValueError(f'expected {{"view": one of {", ".join(QUESTIONS)}, ...}}, got {question!r:.80}')
+    fields = QUESTIONS[question["view"]]
+    for name, value in question.items():  # JSON's 10.0 is the integer 10
+        if type(value) is float and value.is_integer():
+            question[name] = int(value)
+        elif isinstance(value, list):
+            question[name] = [int(v) if type(v) is float and v.is_integer() else v for v in value]
+    for name, value in question.items():
+        if name != "view" and (name not in fields or not fields[name][1](value)):
+            raise ValueError(f"{question['view']}: {name!r:.40} is not a field it takes, or not a valid one")
+    missing = [name for name, (required, _) in fields.items() if required and name not in question]
+    if missing:
+        raise ValueError(f"{question['view']}: missing {', '.join(missing)}")

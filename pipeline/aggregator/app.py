@@ -30,6 +30,7 @@ import faust
 from aiohttp import web
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from confluent_kafka import KafkaException, Producer
+from faust.assignor import PartitionAssignor
 from faust.stores.memory import Store as MemoryStore
 from faust.tables import TableManager
 from faust.transport.drivers import aiokafka as faust_kafka
@@ -122,7 +123,8 @@ class Aggregator:
             store="memory://",
             # faust makes (empty, with the memory store) directories here; not in the caller's cwd.
             datadir=str(datadir),
-            web_enabled=False,  # the results API is ours (pipeline/aggregator/api.py)
+            web_enabled=False,  # the results API is ours (pipeline/aggregator/api.py)...
+            canonical_url=s.aggregator.peer_url,  # ...and faust hands every member the others' URLs (`peers`)
             topic_partitions=s.topics.partial_partitions,
             topic_replication_factor=s.topics.replication_factor,
             broker_session_timeout=session_ms / 1000,
@@ -299,6 +301,23 @@ class Aggregator:
         if self.app.rebalancing:
             return {**{shard: state for shard, (state, _) in self.parked.items()}, **self.shards}
         return {shard: self.shards[shard] for shard in self.owned_shards()}
+
+    def peers(self) -> dict[int, str]:
+        """The results API of the instance that owns each shard not owned here, from the
+        group's last assignment (faust gives every member all of it, URLs included); {}
+        while rebalancing."""
+        if self.app.rebalancing:
+            return {}
+        mine = str(self.app.conf.canonical_url)
+        assignor = self.app.assignor
+        assert isinstance(assignor, PartitionAssignor)  # faust's own; its interface type lacks the map
+        return {
+            partition: url
+            for url, topics in assignor.external_topic_distribution.items()
+            if url != mine
+            for partitions in topics.values()
+            for partition in partitions
+        }
 
     def owned_shards(self) -> list[int]:
         """Partials partitions this instance owns and has recovered; [] while rebalancing."""

@@ -4,13 +4,20 @@ Every view takes `shards`, the owned and recovered shards' states by shard (part
 partition); the faust app (app.py) hands them over and the results API (api.py) serves
 what these return. No faust, no Kafka, no I/O: unit tests build ShardState objects and
 drive the views directly.
+
+With several aggregator instances, an answer is gathered from parts: each instance's
+`*_part` over the shards it owns, and a `merged_*` of the parts (api.py asks the peers).
+Shards hold disjoint words, so every merge is exact: a word's total comes from its one
+shard, top k of the whole is top k of the parts' top k, a page of the whole is the first
+of the parts' pages merged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import bisect
+from collections.abc import Iterable, Mapping
 
-from pipeline.aggregator.ranking import Ranking
+from pipeline.aggregator.ranking import Ranking, rank
 from pipeline.aggregator.state import ShardState
 from pipeline.sharding import Router
 
@@ -49,8 +56,36 @@ def vocabulary_version(shards: Shards) -> tuple[tuple[int, ...], int]:
 def top(shards: Shards, ranking: Ranking, k: int) -> dict:
     """The k most frequent words, shaped like `wordpipe run --json`; `ranking` must have
     folded in every change applied to `shards`."""
+    return merged_top([top_part(shards, ranking, k)], k)
+
+
+def top_part(shards: Shards, ranking: Ranking, k: int) -> dict:
     shown = ranking.top(k, lambda: totals(shards))
-    return {"total_words": total_words(shards), "distinct_words": distinct_words(shards), "counts": dict(shown)}
+    return {"total_words": total_words(shards), "distinct_words": distinct_words(shards), "counts": shown}
+
+
+def merged_top(parts: list[dict], k: int) -> dict:
+    return {
+        "total_words": sum(p["total_words"] for p in parts),
+        "distinct_words": sum(p["distinct_words"] for p in parts),
+        "counts": dict(rank({word: n for p in parts for word, n in p["counts"]}, k)),
+    }
+
+
+def page_part(words: list[str], shards: Shards, router: Router, after: str, limit: int) -> dict:
+    """The first `limit` of `words` (sorted: the owned shards' vocabulary) after `after`,
+    with their totals, and whether more follow."""
+    start = bisect.bisect_right(words, after) if after else 0
+    page = words[start : start + limit]
+    return {"totals": list(counts(shards, router, page).items()), "more": start + limit < len(words)}
+
+
+def merged_page(parts: list[dict], limit: int) -> dict:
+    """A page of the whole, shaped as GET /v1/totals answers, from the parts' pages."""
+    items = sorted((tuple(item) for p in parts for item in p["totals"]), key=lambda item: item[0])
+    page = items[:limit]
+    more = len(items) > limit or any(p["more"] for p in parts)
+    return {"totals": dict(page), "next": page[-1][0] if more and page else None}
 
 
 def window_starts(shards: Shards) -> list[int]:
@@ -66,25 +101,58 @@ def window_top(shards: Shards, start: int) -> dict[str, int]:
     return out
 
 
+def window_part(shards: Shards, start: int | None, k: int) -> dict:
+    """The kept windows' starts, and (given a start) the top k of that window and its words."""
+    part: dict = {"starts": window_starts(shards)}
+    if start is not None:
+        counts = window_top(shards, start)
+        part |= {"total_words": sum(counts.values()), "counts": rank(counts, k)}
+    return part
+
+
+def merged_starts(parts: Iterable[dict]) -> list[int]:
+    return sorted({start for p in parts for start in p["starts"]})
+
+
 def progress(shards: Shards, partitions: int) -> dict:
     """Counted source offsets per shard (`wordpipe run` waits on them)."""
-    counted = {str(s): {str(p): r.to_list() for p, r in shards[s].progress().items()} for s in sorted(shards)}
-    return {"partitions": partitions, "shards": counted}
+    return merged_progress([progress_part(shards)], partitions)
+
+
+def progress_part(shards: Shards) -> dict:
+    return {str(s): {str(p): r.to_list() for p, r in shards[s].progress().items()} for s in sorted(shards)}
+
+
+def merged_progress(parts: list[dict], partitions: int) -> dict:
+    counted = {shard: offsets for p in parts for shard, offsets in p.items()}
+    return {"partitions": partitions, "shards": dict(sorted(counted.items(), key=lambda item: int(item[0])))}
 
 
 def status(shards: Shards, partitions: int, ingested: tuple[int, int], pipeline: dict) -> dict:
     """Documents and chunks counted in every owned shard beside `ingested` (documents,
     chunks), so a client can wait for completeness; `pipeline` is the lag watch's view."""
-    owned = sorted(shards)
-    ledgers = [shards[s].documents for s in owned]
+    return merged_status([ledger_part(shards)], partitions, ingested, pipeline)
+
+
+def ledger_part(shards: Shards) -> dict:
+    """Per owned shard: documents committed, their chunks, documents aborted, documents open."""
+    return {
+        str(s): [d.committed, d.committed_chunks, d.aborted, len(d.open)]
+        for s, d in ((s, shards[s].documents) for s in sorted(shards))
+    }
+
+
+def merged_status(parts: list[dict], partitions: int, ingested: tuple[int, int], pipeline: dict) -> dict:
+    ledgers = {int(shard): ledger for p in parts for shard, ledger in p.items()}
+    owned = sorted(ledgers)
     documents, chunks = ingested
     return {
         "documents_ingested": documents,
         "chunks_ingested": chunks,
-        "documents_counted": min((d.committed for d in ledgers), default=0),
-        "chunks_counted": min((d.committed_chunks for d in ledgers), default=0),
-        "documents_aborted": min((d.aborted for d in ledgers), default=0),
-        "documents_open": max((len(d.open) for d in ledgers), default=0),
+        "documents_counted": min((ledger[0] for ledger in ledgers.values()), default=0),
+        "chunks_counted": min((ledger[1] for ledger in ledgers.values()), default=0),
+        "documents_aborted": min((ledger[2] for ledger in ledgers.values()), default=0),
+        "documents_open": max((ledger[3] for ledger in ledgers.values()), default=0),
         "shards": {"owned": owned, "total": partitions},
         "complete": len(owned) == partitions,
         "pipeline": pipeline,

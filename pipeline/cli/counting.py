@@ -23,6 +23,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     options.cluster(run)
     options.source(run, "count its records up to the end they have when the run starts, then exit (needs --bootstrap)")
     run.add_argument("--workers", type=options.positive, metavar="N", help="worker processes (default 2)")
+    options.aggregators(run)
     run.add_argument("--chunk-size", type=options.positive, metavar="BYTES", help="chunk size in bytes (default 65536)")
     options.backend(run, "default local processes; docker containers or mesos tasks")
     run.add_argument("--timeout", type=float, metavar="SECONDS", help="give up if counting takes longer")
@@ -101,6 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args,
         totals_interval=0,
         workers=args.workers,
+        aggregators=args.aggregators,
         chunk_size=args.chunk_size,
         **options.backend_choice(args),
         **options.source_choice(args),

@@ -28,6 +28,15 @@ def cluster(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--config", help=CONFIG_HELP)
 
 
+def aggregators(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--aggregators",
+        type=positive,
+        metavar="N",
+        help="aggregator instances, each with its own results port; any of them answers for all (default 1)",
+    )
+
+
 def backend(sp: argparse.ArgumentParser, default_note: str = "default local") -> None:
     """--backend, --image and --mesos-master."""
     sp.add_argument("--backend", choices=config.BACKENDS, help=f"where workers run ({default_note})")

@@ -24,6 +24,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--tokenizer-user-dict", metavar="PATH", help=options.USER_DICT_HELP)
     up.add_argument("--ingest-port", type=int, help="ingest API port (default 8080)")
     up.add_argument("--results-port", type=int, help="results API and dashboard port (default 8081)")
+    options.aggregators(up)
     up.add_argument("--autoscaler-port", type=int, help="autoscaler status port (default 8082)")
     up.add_argument("--log-dir", help="where the services' logs go (default: a new temporary directory)")
     up.add_argument(
@@ -85,6 +86,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         state_dir=options.path(args.state_dir),
         ingest_port=args.ingest_port,
         aggregator_port=args.results_port,
+        aggregators=args.aggregators,
         autoscaler_port=args.autoscaler_port,
         tokenizer_user_dict=options.path(args.tokenizer_user_dict),
     )
@@ -109,6 +111,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         for name in ("ingest", "results", "dashboard", "autoscaler"):
             print(f"  {name:<11}{urls[name]}")
+        for name, url in stack.other_results.items():  # each answers for all, as `results` does
+            print(f"  {'results':<11}{url} ({name})")
         bootstrap = stack.connection.bootstrap if stack.connection else ""
         for source in s.topics.source_list:
             print(f"  source     {source.spec} (topic {source.topic} at {bootstrap})")

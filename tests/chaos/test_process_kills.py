@@ -8,9 +8,11 @@ import time
 from collections import Counter
 
 import pytest
+import requests
 from requests.utils import quote
 
 from pipeline import config
+from pipeline.client import Client
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
 from tests.chaos.helpers import ReplayedWords, corpus, kill_while_working, scaled
@@ -97,6 +99,53 @@ def test_aggregator_sigkilled_twice(tmp_path, trial):
         trial.notes.append(f"{replayed.total()} words were replayed and ignored as already counted")
         assert replayed.total() > 0, "no word was replayed, so none was deduplicated"
         pids.append(p.aggregator.pid)
+    no_process_left(pids)
+
+
+def answers_again(p: Pipeline, url: str, since: float, timeout: float = 120.0) -> float:
+    """Seconds from `since` until the instance at `url` answers for every shard again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        p.supervise()  # relaunches the killed instance
+        try:
+            if p.http.get(f"{url}/v1/top", params={"k": 1}, timeout=5).status_code == 200:
+                return time.monotonic() - since
+        except requests.RequestException:
+            pass  # killed, or starting again
+        time.sleep(0.05)
+    raise AssertionError(f"{url} did not answer for every shard within {timeout:.0f} s")
+
+
+def test_one_of_two_aggregators_sigkilled_then_the_other(tmp_path, trial):
+    """One of two aggregators SIGKILLed while text flows, then the other"""
+    documents = corpus(tmp_path, scaled(6, 30))
+    trial.input_bytes = sum(d.path.stat().st_size for d in documents)
+    trial.expected = count_sources(documents)
+    with Pipeline(settings(aggregators=2)) as p:
+        urls = [f"http://127.0.0.1:{port}" for _, port in p.instances]
+        pids = [p.broker.proc.pid]
+        thread, result = trickle(p, documents, pause=1.0)
+        for victim_index, delay in ((0, 2.0), (1, 6.0)):
+            time.sleep(delay)
+            pids.append(victim := p.aggregators[victim_index].pid)
+            os.kill(victim, signal.SIGKILL)
+            last_fault = time.monotonic()
+            trial.fault(f"SIGKILL {p.instances[victim_index][0]} (pid {victim}), one of 2 instances")
+            again = [answers_again(p, url, last_fault) for url in urls]
+            trial.notes.append(
+                f"after the kill of {p.instances[victim_index][0]}, each instance answered for every shard again "
+                f"{again[0]:.1f} s and {again[1]:.1f} s after it"
+            )
+        thread.join()
+        p.wait_counted(result["report"], timeout=600)
+        trial.recovered(last_fault)
+        trial.counted = Counter(p.totals())
+        assert trial.counted == trial.expected
+        assert p.restarts["aggregator"] == 1 and p.restarts["aggregator-2"] == 1
+        for url in urls:  # either instance: the same exact answers
+            client = Client(results_url=url, token=p.settings.service.token_list[0])
+            assert Counter(dict(client.totals())) == trial.expected
+        pids += [proc.pid for proc in p.aggregators if proc is not None]
     no_process_left(pids)
 
 

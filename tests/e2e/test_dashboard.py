@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,7 +35,8 @@ from tests.helpers import REPO, SAMPLE, debian_tool, wait_for, wordpipe
 pytestmark = pytest.mark.e2e
 
 TOKEN = "dashboard-token"
-SHIPPED_PORTS = {8080: "ingest", 8081: "results", 8082: "autoscaler"}  # deploy/prometheus.yml's targets
+# deploy/prometheus.yml's targets; 8083: docker-compose's second aggregator instance
+SHIPPED_PORTS = {8080: "ingest", 8081: "results", 8082: "autoscaler", 8083: "results-2"}
 DASHBOARD = REPO / "deploy/grafana/dashboards/wordpipe.json"
 
 
@@ -69,9 +71,10 @@ def panel_queries() -> list[tuple[str, str, str]]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[dict[str, int]]:
-    """`wordpipe up`, its autoscaler deciding every second (the decisions panel has some): its ports."""
+    """`wordpipe up` with two aggregator instances (as docker-compose runs), its autoscaler
+    deciding every second (the decisions panel has some): its ports."""
     logs = tmp_path_factory.mktemp("up")
-    ports = {name: free_port() for name in SHIPPED_PORTS.values()}
+    ports = {name: free_port() for name in ("ingest", "results", "autoscaler")}
     env = {
         **os.environ,
         "XDG_STATE_HOME": str(logs / "state"),
@@ -79,7 +82,7 @@ def stack(tmp_path_factory) -> Iterator[dict[str, int]]:
         "WORDPIPE_AUTOSCALE_INTERVAL": "1",
     }
     up = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "up", "--log-dir", str(logs / "logs")]
+        [sys.executable, "-m", "pipeline.cli", "up", "--aggregators", "2", "--log-dir", str(logs / "logs")]
         + [f"--{name}-port={port}" for name, port in ports.items()],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -93,6 +96,7 @@ def stack(tmp_path_factory) -> Iterator[dict[str, int]]:
             line = up.stdout.readline()
             assert line, "wordpipe up exited early:\n" + printed
             printed += line
+        ports["results-2"] = int(re.search(r"results +http://[\d.]+:(\d+) \(aggregator-2\)", printed)[1])
         yield ports
     finally:
         up.send_signal(signal.SIGINT)

@@ -44,12 +44,14 @@ def test_the_compose_file_is_valid_and_runs_the_autoscaler_on_mesos(compose):
         "mesos-agent",
         "topics",
         "aggregator",
+        "aggregator-2",
         "ingest",
         "autoscaler",
         "prometheus",
         "grafana",
     } <= set(services)
     assert re.search(r"- ingest-server", done.stdout)
+    assert done.stdout.count("WORDPIPE_AGGREGATOR_PORT") == 2 and "WORDPIPE_AGGREGATOR_PORT: '8083'" in done.stdout
     text = done.stdout
     assert "KAFKA_PROCESS_ROLES: broker,controller" in text  # KRaft, no ZooKeeper
     assert "MESOS_CONTAINERIZERS: docker,mesos" in text

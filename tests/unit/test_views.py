@@ -121,3 +121,37 @@ def test_status_while_rebalancing_owns_nothing_and_is_incomplete():
     assert status["shards"] == {"owned": [], "total": 2}
     assert status["complete"] is False
     assert status["documents_counted"] == status["documents_open"] == 0
+
+
+def ranking_of(shards: dict[int, ShardState]) -> Ranking:
+    ranking = Ranking(keep=1)  # keeps 1 word past 2: the ranking's fallback to the totals is in play
+    for state in shards.values():
+        ranking.update(state.counts)
+    return ranking
+
+
+def test_parts_of_two_instances_merge_into_the_whole():
+    """Each instance's part covers its shards; merged, they answer as one instance owning both."""
+    shards = both_shards()
+    parts = [{0: shards[0]}, {1: shards[1]}]
+    for k in (1, 2, 3, 6):
+        merged = views.merged_top([views.top_part(p, ranking_of(p), k) for p in parts], k)
+        assert merged == views.top(shards, ranking_of(shards), k)
+    whole_words = sorted(WORDS)
+    for limit in (1, 2, 4, 10):
+        after, pages = "", []
+        while True:  # a whole walk of the pages, as GET /v1/totals pages
+            page = views.merged_page(
+                [views.page_part(sorted(views.totals(p)), p, ROUTER, after, limit) for p in parts], limit
+            )
+            pages.append(page["totals"])
+            if page["next"] is None:
+                break
+            after = page["next"]
+        assert [w for page in pages for w in page] == whole_words
+        assert all(len(page) == limit for page in pages[:-1])
+    assert views.merged_progress([views.progress_part(p) for p in parts], 2) == views.progress(shards, 2)
+    ledgers = [views.ledger_part(p) for p in parts]
+    assert views.merged_status(ledgers, 2, (4, 12), {}) == views.status(shards, 2, (4, 12), {})
+    assert views.merged_status(ledgers[:1], 2, (4, 12), {})["complete"] is False
+    assert views.merged_starts([views.window_part(p, None, 3) for p in parts]) == views.window_starts(shards)

@@ -84,8 +84,8 @@ class Instance:
             return None
 
     def owned(self) -> set[int]:
-        progress = self.get("/v1/progress")
-        return {int(s) for s in progress["shards"]} if progress else set()
+        health = self.get("/health")  # its own shards (any instance's /v1/progress covers them all)
+        return set(health["shards"]) if health else set()
 
     def applied(self) -> int:
         stats = self.get("/v1/stats")

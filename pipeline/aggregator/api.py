@@ -239,7 +239,7 @@ class ResultsApi:
         """The owned shards' words, sorted (kept until the vocabulary changes), for paging."""
         version = views.vocabulary_version(shards)
         if self.words_version != version:
-            self.words = sorted(views.totals(shards))
+            self.words = views.vocabulary(shards)
             self.words_version = version
         return self.words
 

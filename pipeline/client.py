@@ -23,8 +23,7 @@ from typing import Any, BinaryIO
 
 import requests
 
-from pipeline.config import ConfigError
-from pipeline.errors import UnavailableError
+from pipeline.errors import ConfigError, UnavailableError
 
 DEFAULT_INGEST_PORT = 8080  # the default stack's: its token file is named by it
 DEFAULT_INGEST_URL = f"http://127.0.0.1:{DEFAULT_INGEST_PORT}"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import UsageError
+from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
     from pipeline.source_topics import SourceTopic
@@ -30,10 +30,6 @@ CLUSTER_TOTALS_INTERVAL = 2.0
 
 
 MAX_CHUNK_SIZE = 960 * 1024  # librdkafka's message.max.bytes is 1,000,000 by default
-
-
-class ConfigError(UsageError):
-    """A bad setting; the message names the setting, where it came from, and what is wrong."""
 
 
 def setting(default: Any, flat: str | None = None, secret: bool = False) -> Any:

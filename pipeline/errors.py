@@ -2,7 +2,7 @@
 
     WordpipeError
      ├── UsageError (exit 2): what was asked is wrong; fix it and ask again
-     │    ├── ConfigError          a setting                       (config.py)
+     │    ├── ConfigError          a setting                       (config.py, here)
      │    │    └── TokenizerError  the tokenizer's user dictionary (tokenize.py)
      │    ├── SourceError          input paths                     (ingest/sources.py)
      │    ├── SourceTopicError     a source topic's spec           (source_topics.py)
@@ -51,6 +51,11 @@ class UsageError(WordpipeError, ValueError):
     """What was asked is wrong: a setting, an input, a policy. The message says what and where."""
 
     exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A bad setting; the message names the setting, where it came from, and what is wrong.
+    Here rather than in config.py, so that what config.py imports may raise it."""
 
 
 class UnavailableError(WordpipeError, RuntimeError):

@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 import regex
 
-from pipeline.config import ConfigError
+from pipeline.errors import ConfigError
 
 NAME = "unicode"
 VERSION = 2

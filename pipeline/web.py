@@ -25,7 +25,8 @@ from prometheus_client import (
 )
 
 import schemas
-from pipeline.config import ConfigError, ServiceSettings
+from pipeline.config import ServiceSettings
+from pipeline.errors import ConfigError
 from pipeline.webserver import REFUSED, error_response
 
 log = logging.getLogger("wordpipe.web")

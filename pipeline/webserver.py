@@ -31,8 +31,7 @@ from aiohttp.http_exceptions import (
 )
 from aiohttp.web_protocol import RequestHandler
 
-from pipeline.config import ConfigError
-from pipeline.errors import UnavailableError
+from pipeline.errors import ConfigError, UnavailableError
 
 log = logging.getLogger("wordpipe.web")
 

@@ -9,7 +9,7 @@ Otherwise `top` falls back to the full totals it is given.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from itertools import compress
 
 
@@ -25,17 +25,12 @@ class Ranking:
         self.floor = 0
 
     def update(self, changed: Mapping[str, int]) -> None:
-        """Fold in the new totals of changed words."""
-        self.update_words(changed, changed)
-
-    def update_words(self, words: Iterable[str], totals: Mapping[str, int]) -> None:
-        """Fold in the totals of `words`, read from `totals` (idempotent: absolute values)."""
+        """Fold in the new totals of changed words (idempotent: absolute values)."""
         # A kept word's total is at least the floor and only grows: a word whose total changed
         # is kept iff its total is now above the floor (C loops pick them: a million a flush).
-        words = list(words)
-        rising = list(compress(words, map(self.floor.__lt__, map(totals.__getitem__, words))))
+        rising = list(compress(changed, map(self.floor.__lt__, changed.values())))
         kept = self.kept
-        kept.update(zip(rising, map(totals.__getitem__, rising), strict=True))
+        kept.update(zip(rising, map(changed.__getitem__, rising), strict=True))
         if len(kept) > 2 * self.keep:
             ranked = rank(kept, self.keep + 1)  # not a sort of them all: a million, at first
             self.floor = max(self.floor, ranked[self.keep][1])

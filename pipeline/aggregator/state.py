@@ -150,7 +150,7 @@ class ShardState:
     # delta batch itself, so taking it looks nothing up again.
     changed: dict[str, int] = field(default_factory=dict)
     changed_windows: dict[int, dict[str, int]] = field(default_factory=dict)
-    changed_pending: dict[str, set[str]] = field(default_factory=dict)
+    changed_pending: dict[str, dict[str, int]] = field(default_factory=dict)
     settled: set[str] = field(default_factory=set)  # documents no longer parked
     dropped_windows: set[int] = field(default_factory=set)
     moved: bool = False  # applied windows or the ledger changed
@@ -175,10 +175,9 @@ class ShardState:
             self._count(words, partial.at)
         for doc, held in partial.held.items():
             parked = self.pending.setdefault(doc, {})
-            changed = self.changed_pending.setdefault(doc, set())
+            changed = self.changed_pending.setdefault(doc, {})
             for words in held.buckets.values():
-                _add(parked, words)
-                changed.update(words)
+                _fold(parked, changed, words)
         for doc, commit in verdicts.items():
             if doc not in self.pending:
                 continue
@@ -192,9 +191,7 @@ class ShardState:
         return True
 
     def _count(self, words: dict[str, int], at_ms: int) -> None:
-        totals = _sums(self.counts, words)
-        self.counts.update(totals)
-        self.changed.update(totals)
+        _fold(self.counts, self.changed, words)
         self.total_words += sum(words.values())
         start = self.window_of(at_ms)
         if start > self.newest_window:
@@ -202,10 +199,7 @@ class ShardState:
             self._expire_windows()
         if start < self.oldest_window:
             return  # in the totals; its window is past retention
-        window = self.windows.setdefault(start, {})
-        totals = _sums(window, words)
-        window.update(totals)
-        self.changed_windows.setdefault(start, {}).update(totals)
+        _fold(self.windows.setdefault(start, {}), self.changed_windows.setdefault(start, {}), words)
 
     @property
     def oldest_window(self) -> int:
@@ -264,17 +258,16 @@ class ShardState:
         """What changed since the last batch (or, as a checkpoint, everything), with absolute
         values; afterwards nothing has changed. `published`: the totals topic holds every
         total now. Pack it with `pack`."""
-        counts, windows, pending = self.counts, self.windows, self.pending
         batch: dict[str, object]
         if checkpoint:
-            batch = {"kind": CHECKPOINT, "counts": counts, "windows": windows, "pending": pending}
+            batch = {"kind": CHECKPOINT, "counts": self.counts, "windows": self.windows, "pending": self.pending}
         else:
             batch = {
                 "kind": DELTA,
                 "counts": self.changed,
                 "windows": self.changed_windows,
                 "dropped_windows": sorted(self.dropped_windows),
-                "pending": {d: {w: pending[d][w] for w in ws} for d, ws in self.changed_pending.items()},
+                "pending": self.changed_pending,
                 "settled": sorted(self.settled),
             }
         batch.update(
@@ -346,11 +339,10 @@ def unpack(blob: bytes) -> dict:
     return batch
 
 
-def _add(counts: dict[str, int], words: dict[str, int]) -> None:
-    counts.update(_sums(counts, words))
-
-
-def _sums(counts: dict[str, int], words: dict[str, int]) -> dict[str, int]:
-    """counts[w] + n for each (w, n) of words (counts unchanged), by C loops: the aggregator's
-    hot path, a million entries a second with a large vocabulary."""
-    return dict(zip(words, map(add, map(counts.get, words, repeat(0)), words.values()), strict=True))
+def _fold(counts: dict[str, int], changed: dict[str, int], words: dict[str, int]) -> None:
+    """Add `words` into `counts`, and note their new values in `changed` (a delta batch's
+    part), by C loops: the aggregator's hot path, a million entries a second with a large
+    vocabulary."""
+    totals = dict(zip(words, map(add, map(counts.get, words, repeat(0)), words.values()), strict=True))
+    counts.update(totals)
+    changed.update(totals)

@@ -255,15 +255,15 @@ class ResultsApi:
     async def counts(self, words: list[str]) -> dict[str, int]:
         """Each word's total, asked of the instance that owns its shard."""
         shards, peers, router = self.counted.owned(), self.counted.peers(), self.counted.router
-        out = views.counts(
-            shards, router, [w for w, s in zip(words, router.shards_of(words), strict=True) if s in shards]
-        )
+        out: dict[str, int] = {}
         elsewhere: dict[str, list[str]] = {}
         for word, shard in zip(words, router.shards_of(words), strict=True):
-            if shard not in shards:
-                if shard not in peers:
-                    self.require_every_shard(0)
+            if shard in shards:
+                out[word] = shards[shard].count(word)
+            elif shard in peers:
                 elsewhere.setdefault(peers[shard], []).append(word)
+            else:
+                self.require_every_shard(0)
         urls = sorted(elsewhere)
         asked = await asyncio.gather(
             *(self.peers.ask(url, {"view": "counts", "words": elsewhere[url]}) for url in urls)

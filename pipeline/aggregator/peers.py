@@ -28,8 +28,12 @@ class Peers:
         try:
             async with self.session.post(f"{url}/v1/shards", json=question) as response:
                 if response.status == 200:
-                    return await response.json()
-                why = f"answered {response.status}: {(await response.text())[:200]}"
+                    part = await response.json()
+                    if isinstance(part, dict) and isinstance(part.get("shards"), list):
+                        return part
+                    why = f"answered with what is not a part: {str(part)[:200]}"
+                else:
+                    why = f"answered {response.status}: {(await response.text())[:200]}"
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             why = f"did not answer ({type(exc).__name__}: {exc})"
         raise HttpError(503, "peer_unavailable", f"the aggregator at {url} {why}; ask again", {"Retry-After": "1"})

@@ -56,18 +56,15 @@ def vocabulary_version(shards: Shards) -> tuple[tuple[int, ...], int]:
     return tuple(sorted(shards)), distinct_words(shards)
 
 
-def top(shards: Shards, ranking: Ranking, k: int) -> dict:
-    """The k most frequent words, shaped like `wordpipe run --json`; `ranking` must have
-    folded in every change applied to `shards`."""
-    return merged_top([top_part(shards, ranking, k)], k)
-
-
 def top_part(shards: Shards, ranking: Ranking, k: int) -> dict:
+    """The k most frequent words of `shards`; `ranking` must have folded in every change
+    applied to them."""
     shown = ranking.top(k, lambda: totals(shards))
     return {"total_words": total_words(shards), "distinct_words": distinct_words(shards), "counts": shown}
 
 
 def merged_top(parts: list[dict], k: int) -> dict:
+    """The k most frequent words of the whole, shaped like `wordpipe run --json`."""
     return {
         "total_words": sum(p["total_words"] for p in parts),
         "distinct_words": sum(p["distinct_words"] for p in parts),
@@ -126,11 +123,6 @@ def merged_starts(parts: Iterable[dict]) -> list[int]:
     return sorted({start for p in parts for start in p["starts"]})
 
 
-def progress(shards: Shards, partitions: int) -> dict:
-    """Counted source offsets per shard (`wordpipe run` waits on them)."""
-    return merged_progress([progress_part(shards)], partitions)
-
-
 def progress_part(shards: Shards) -> dict:
     return {str(s): {str(p): r.to_list() for p, r in shards[s].progress().items()} for s in sorted(shards)}
 
@@ -138,12 +130,6 @@ def progress_part(shards: Shards) -> dict:
 def merged_progress(parts: list[dict], partitions: int) -> dict:
     counted = {shard: offsets for p in parts for shard, offsets in p.items()}
     return {"partitions": partitions, "shards": dict(sorted(counted.items(), key=lambda item: int(item[0])))}
-
-
-def status(shards: Shards, partitions: int, ingested: tuple[int, int], pipeline: dict) -> dict:
-    """Documents and chunks counted in every owned shard beside `ingested` (documents,
-    chunks), so a client can wait for completeness; `pipeline` is the lag watch's view."""
-    return merged_status([ledger_part(shards)], partitions, ingested, pipeline)
 
 
 def ledger_part(shards: Shards) -> dict:

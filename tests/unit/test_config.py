@@ -70,6 +70,8 @@ def test_settings_come_in_sections_under_their_flat_names():
         ({"env": {"WORDPIPE_CHUNK_SIZE": "2000000"}}, "chunk_size: 2000000 bytes; a chunk and its envelope must fit"),
         ({"env": {"WORDPIPE_CHUNK_SIZE": "1000000"}}, "message limit, so at most 983040 (960 KiB)"),
         ({"env": {"WORDPIPE_FLUSH_INTERVAL": "0"}}, "flush_interval: must be > 0"),
+        ({"env": {"WORDPIPE_AGGREGATORS": "0"}}, "aggregators: must be >= 1"),
+        ({"env": {"WORDPIPE_AGGREGATOR_URL": "127.0.0.1:8081/x"}}, "aggregator_url: expected http://host:port"),
         ({"overrides": {"partial_partitions": 0}}, "partial_partitions: must be >= 1"),
         ({"overrides": {"totals_topic": "chunks"}}, "topic names must be distinct"),
         ({"overrides": {"nope": 1}}, "nope: unknown setting"),

@@ -64,7 +64,7 @@ def test_top_k_is_exact_with_ties_in_word_order():
     ranking = Ranking()
     for state in shards.values():
         ranking.update(state.counts)
-    assert views.top(shards, ranking, 4) == {
+    assert views.merged_top([views.top_part(shards, ranking, 4)], 4) == {
         "total_words": 21,
         "distinct_words": 6,
         "counts": {"fig": 7, "apple": 5, "banana": 3, "cherry": 3},
@@ -77,7 +77,7 @@ def test_top_k_falls_back_to_the_totals_when_the_ranking_dropped_words():
     for word, n in sorted(WORDS.items()):  # one at a time: the ranking trims and raises its floor
         ranking.update({word: n})
     assert ranking.floor > 0
-    assert views.top(shards, ranking, 3)["counts"] == {"fig": 7, "apple": 5, "banana": 3}
+    assert views.merged_top([views.top_part(shards, ranking, 3)], 3)["counts"] == {"fig": 7, "apple": 5, "banana": 3}
 
 
 def test_windows_over_every_owned_shard():
@@ -92,10 +92,10 @@ def test_windows_over_every_owned_shard():
 def test_progress_lists_the_counted_offsets_per_shard():
     shards = both_shards()
     count(shards, {"apple": 1}, offset=1, at_ms=1_000)
-    progress = views.progress({1: shards[1], 0: shards[0]}, 2)
+    progress = views.merged_progress([views.progress_part({1: shards[1], 0: shards[0]})], 2)
     assert progress == {"partitions": 2, "shards": {"0": {"0": [[0, 2]]}, "1": {"0": [[0, 2]]}}}
     assert list(progress["shards"]) == ["0", "1"]  # in shard order, whatever order they came in
-    assert views.progress({}, 2) == {"partitions": 2, "shards": {}}
+    assert views.merged_progress([views.progress_part({})], 2) == {"partitions": 2, "shards": {}}
 
 
 def test_status_counts_a_document_once_every_owned_shard_counted_it():
@@ -103,7 +103,7 @@ def test_status_counts_a_document_once_every_owned_shard_counted_it():
     shards[0].documents = Documents({}, committed=3, committed_chunks=9, aborted=1)
     shards[1].documents = Documents({"d": OpenDocument(0, 5, 1)}, committed=2, committed_chunks=7, aborted=1)
     pipeline = {"lag": 0, "workers": 2, "arrival_rate": None, "processing_rate": None}
-    assert views.status(shards, 2, (4, 12), pipeline) == {
+    assert views.merged_status([views.ledger_part(shards)], 2, (4, 12), pipeline) == {
         "documents_ingested": 4,
         "chunks_ingested": 12,
         "documents_counted": 2,
@@ -117,7 +117,7 @@ def test_status_counts_a_document_once_every_owned_shard_counted_it():
 
 
 def test_status_while_rebalancing_owns_nothing_and_is_incomplete():
-    status = views.status({}, 2, (0, 0), {})
+    status = views.merged_status([views.ledger_part({})], 2, (0, 0), {})
     assert status["shards"] == {"owned": [], "total": 2}
     assert status["complete"] is False
     assert status["documents_counted"] == status["documents_open"] == 0
@@ -136,7 +136,7 @@ def test_parts_of_two_instances_merge_into_the_whole():
     parts = [{0: shards[0]}, {1: shards[1]}]
     for k in (1, 2, 3, 6):
         merged = views.merged_top([views.top_part(p, ranking_of(p), k) for p in parts], k)
-        assert merged == views.top(shards, ranking_of(shards), k)
+        assert merged == views.merged_top([views.top_part(shards, ranking_of(shards), k)], k)
     whole_words = sorted(WORDS)
     for limit in (1, 2, 4, 10):
         after, pages = "", []
@@ -150,8 +150,12 @@ def test_parts_of_two_instances_merge_into_the_whole():
             after = page["next"]
         assert [w for page in pages for w in page] == whole_words
         assert all(len(page) == limit for page in pages[:-1])
-    assert views.merged_progress([views.progress_part(p) for p in parts], 2) == views.progress(shards, 2)
+    assert views.merged_progress([views.progress_part(p) for p in parts], 2) == views.merged_progress(
+        [views.progress_part(shards)], 2
+    )
     ledgers = [views.ledger_part(p) for p in parts]
-    assert views.merged_status(ledgers, 2, (4, 12), {}) == views.status(shards, 2, (4, 12), {})
+    assert views.merged_status(ledgers, 2, (4, 12), {}) == views.merged_status(
+        [views.ledger_part(shards)], 2, (4, 12), {}
+    )
     assert views.merged_status(ledgers[:1], 2, (4, 12), {})["complete"] is False
     assert views.merged_starts([views.window_part(p, None, 3) for p in parts]) == views.window_starts(shards)

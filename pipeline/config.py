@@ -194,6 +194,16 @@ class WorkerSettings:
         _positive("status_interval", self.status_interval)
         _positive("source_idle_seconds", self.source_idle_seconds)
 
+    @property
+    def ends_group(self) -> str:
+        """The group whose offsets are idle source windows' recorded ends (workers/worker.py)."""
+        return f"{self.group}.ends"
+
+    @property
+    def resumes_group(self) -> str:
+        """The group whose offsets say who last held each input, and whether it let go cleanly."""
+        return f"{self.group}.resumes"
+
 
 @dataclass(frozen=True)
 class IngestSettings:

@@ -125,7 +125,9 @@ class Stack:
         if cut is not None and not cut.clean:
             cut = self.directory.compact(cut)  # what a crash left after its last cut goes
         levels = Levels(self.settings.topics, topics_prefix(self.settings.aggregator.id))
-        self.journal = Journal(self.directory, connection, levels, groups_of(self.settings), cut).start()
+        self.journal = Journal(
+            self.directory, connection, levels, groups_of(self.settings), self.settings.worker.ends_group, cut
+        ).start()
         log.info("%s", self.state_line())
 
     def state_line(self) -> str:
@@ -218,9 +220,10 @@ class Stack:
 
 
 def groups_of(settings: Settings) -> list[str]:
-    """The consumer groups whose offsets a cut of a stack holds."""
-    group = settings.worker.group
-    return [group, f"{group}.ends", f"{group}.resumes", settings.aggregator.id]
+    """The consumer groups whose offsets a cut of a stack holds, in the order a round reads
+    them: idle source windows' recorded ends before the workers' offsets (statedir/journal.py)."""
+    worker = settings.worker
+    return [worker.ends_group, worker.group, worker.resumes_group, settings.aggregator.id]
 
 
 def _healthy(url: str) -> bool:

@@ -106,13 +106,13 @@ class Worker:
         self.warned_invalid: set[str] = set()  # source topics whose invalid UTF-8 was logged
         # Where idle source windows ended, kept as the committed offsets of a group of their own.
         self.recorded_ends = (
-            Consumer(kafka.consumer_config(connection, f"{settings.worker.group}.ends")) if self.sources else None
+            Consumer(kafka.consumer_config(connection, settings.worker.ends_group)) if self.sources else None
         )
         # Whether each input's owner let go of it cleanly, as the committed offsets of a group of
         # their own: the holder's token while an owner has it, RELEASED after a clean hand-over. Finding it held,
         # the previous owner died, maybe on a record just past its last commit, so we read that
         # input's records in a child until a window there is committed (workers/isolation.py).
-        self.resume_marks = Consumer(kafka.consumer_config(connection, f"{settings.worker.group}.resumes"))
+        self.resume_marks = Consumer(kafka.consumer_config(connection, settings.worker.resumes_group))
         self.careful: set[Input] = set()
         self.token = secrets.randbelow(1 << 62) + 1  # our resume mark while we hold an input
         self.isolation = Isolation()

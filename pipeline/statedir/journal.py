@@ -11,7 +11,13 @@ level from what is derived to what it is derived from:
     0  chunks and source topics                          (what producers wrote)
 
 A level's ends are asked of the broker only once the level above is fixed, so each record a
-cut holds has its causes in it too, and each group offset what it vouches for. Restored, a
+cut holds has its causes in it too, and each group offset what it vouches for. One group
+is the other way round: the recorded end of an idle source window (workers/worker.py) is
+a cause of that window's partials, and a worker that resumes the partition must see it to
+cut the window again where the aggregator applied it. So those marks are read first, and
+read again once the partials' ends are fixed: if one moved meanwhile (a window closed
+idle during the round), the round starts over, and a cut never holds an idle window's
+partials without its end. Restored, a
 cut is a state the stack was in, or one a crash would have left: counting resumes from it
 exactly. The round then syncs every file it wrote (one fdatasync a file, however many
 records: many uploads share one) and appends the cut to cuts.log, synced, and publishes the
@@ -43,6 +49,7 @@ log = logging.getLogger("wordpipe.state")
 BATCH = 10_000  # records taken from the consumer at a time
 GROUPS_EVERY = 0.5  # seconds: group offsets read again (older ones vouch for less, never for more)
 CATCH_UP_TIMEOUT = 30.0
+ATTEMPTS = 3  # rounds started over because a window closed idle during them, before one is skipped
 JOURNAL_READER = "journal"  # its name in its reader reports
 
 
@@ -147,12 +154,19 @@ class Files:
 
 class Journal:
     def __init__(
-        self, directory: Directory, connection: Connection, levels: Levels, groups: list[str], cut: Cut | None
+        self,
+        directory: Directory,
+        connection: Connection,
+        levels: Levels,
+        groups: list[str],
+        marks: str,
+        cut: Cut | None,
     ) -> None:
         self.directory = directory
         self.connection = connection
         self.levels = levels
-        self.groups = groups
+        self.groups = groups  # read in this order
+        self.marks = marks  # the group of idle windows' recorded ends (the docstring above)
         self.admin = AdminClient(kafka.client_config(connection))
         self.consumer = Consumer(
             kafka.consumer_config(
@@ -237,14 +251,15 @@ class Journal:
         if time.monotonic() - self.groups_at > GROUPS_EVERY or clean:
             self.group_offsets = self._read_groups()
             self.groups_at = time.monotonic()
-        ends: dict[str, int] = {}
-        asked: dict[str, int] = {}
-        for level in (3, 2, 1, 0):
-            names = [n for n in self._inputs() if self.levels.of(split_input(n)[0]) == level]
-            if names:
-                asked.update(broker := self._broker_ends(names))
-                self._catch_up({n: end for n, end in broker.items() if split_input(n)[0] not in self.released})
-                ends.update({n: self.positions.get(n, 0) for n in names})
+        for _ in range(ATTEMPTS):
+            ends, asked = self._fix_ends()
+            if self._read_group(self.marks, sources=True) == self.group_offsets.get(self.marks, {}):
+                break
+            self.group_offsets = self._read_groups()  # a window closed idle meanwhile: again, from its mark
+            self.groups_at = time.monotonic()
+        else:
+            log.info("idle source windows closed during %d rounds in a row; the next round cuts", ATTEMPTS)
+            return
         self.fresh = False
         sizes = self.files.sync()
         cut = Cut(
@@ -268,6 +283,18 @@ class Journal:
         self._release(asked)
         self._report()
         self.round_seconds.append(time.monotonic() - started)
+
+    def _fix_ends(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Every partition's end in the cut, level by level, and what the broker said its end was."""
+        ends: dict[str, int] = {}
+        asked: dict[str, int] = {}
+        for level in (3, 2, 1, 0):
+            names = [n for n in self._inputs() if self.levels.of(split_input(n)[0]) == level]
+            if names:
+                asked.update(broker := self._broker_ends(names))
+                self._catch_up({n: end for n, end in broker.items() if split_input(n)[0] not in self.released})
+                ends.update({n: self.positions.get(n, 0) for n in names})
+        return ends, asked
 
     def _report(self) -> None:
         """Say which chunks generations we still read: the assigner deletes a retiring one
@@ -373,15 +400,17 @@ class Journal:
         return len(messages)
 
     def _read_groups(self) -> dict[str, dict[str, int]]:
-        partitions = [TopicPartition(t, p) for t, n in self.partitions.items() for p in range(n)]
-        offsets = {}
-        for group in self.groups:
-            reader = self.readers.get(group)
-            if reader is None:
-                reader = self.readers[group] = Consumer(kafka.consumer_config(self.connection, group))
-            committed = reader.committed(partitions, timeout=10) if partitions else []
-            offsets[group] = {input_of(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0}
-        return offsets
+        return {group: self._read_group(group) for group in self.groups}
+
+    def _read_group(self, group: str, sources: bool = False) -> dict[str, int]:
+        """A group's committed offsets on every partition tailed, or only on source topics'."""
+        wanted = {s.topic for s in self.levels.topics.source_list} if sources else self.partitions
+        partitions = [TopicPartition(t, p) for t, n in self.partitions.items() if t in wanted for p in range(n)]
+        reader = self.readers.get(group)
+        if reader is None:
+            reader = self.readers[group] = Consumer(kafka.consumer_config(self.connection, group))
+        committed = reader.committed(partitions, timeout=10) if partitions else []
+        return {input_of(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0}
 
 
 def restore(directory: Directory, contents: Contents, connection: Connection, topics: TopicSettings) -> int:

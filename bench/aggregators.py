@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pipeline import codec, generations, kafka, processes  # noqa: E402
-from pipeline.broker import EmbeddedBroker, free_port  # noqa: E402
 from pipeline.config import Connection, Settings  # noqa: E402
+from pipeline.kafka.broker import EmbeddedBroker, free_port  # noqa: E402
 from pipeline.sharding import Router  # noqa: E402
 
 WORD_BYTES = 9  # an 8-letter word and its space

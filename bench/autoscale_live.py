@@ -45,8 +45,8 @@ from pipeline.autoscaler.simulate import (  # noqa: E402
     plot,
     simulate,
 )
-from pipeline.broker import free_port  # noqa: E402
 from pipeline.client import Client  # noqa: E402
+from pipeline.kafka.broker import free_port  # noqa: E402
 from pipeline.stack import Stack  # noqa: E402
 from tests.chaos.report import machine  # noqa: E402
 

@@ -50,9 +50,9 @@ from e2e_throughput import corpus_text  # noqa: E402
 
 from pipeline import codec, generations, kafka, tokenize  # noqa: E402
 from pipeline.assigner import Assigner  # noqa: E402
-from pipeline.broker import EmbeddedBroker  # noqa: E402
 from pipeline.cluster import Resources, open_backend  # noqa: E402
 from pipeline.config import Connection, Settings  # noqa: E402
+from pipeline.kafka.broker import EmbeddedBroker  # noqa: E402
 from pipeline.roster import Roster  # noqa: E402
 
 

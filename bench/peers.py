@@ -69,9 +69,9 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from e2e_throughput import CORPUS, SAMPLE, repeat_to, time_pipeline, time_reference  # noqa: E402
 
 from pipeline import kafka  # noqa: E402
-from pipeline.broker import EmbeddedBroker, free_port  # noqa: E402
 from pipeline.chunking import DEFAULT_CHUNK_SIZE, iter_chunks  # noqa: E402
 from pipeline.config import Connection  # noqa: E402
+from pipeline.kafka.broker import EmbeddedBroker, free_port  # noqa: E402
 
 PARTITIONS = 12
 INPUT_TOPIC = "peers-chunks"

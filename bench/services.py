@@ -38,9 +38,9 @@ sys.path.insert(0, str(REPO))
 from e2e_throughput import CORPUS  # noqa: E402
 
 from pipeline import config, processes  # noqa: E402
-from pipeline.broker import free_port  # noqa: E402
 from pipeline.ingest.publisher import ChunkPublisher  # noqa: E402
 from pipeline.ingest.sources import Source  # noqa: E402
+from pipeline.kafka.broker import free_port  # noqa: E402
 from pipeline.run import Pipeline  # noqa: E402
 
 TOKEN = "bench-token"

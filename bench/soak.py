@@ -44,8 +44,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.broker import EmbeddedBroker, free_port
 from pipeline.client import Client
+from pipeline.kafka.broker import EmbeddedBroker, free_port
 from pipeline.reference import count_stream
 
 ROOT = Path(__file__).resolve().parents[1]

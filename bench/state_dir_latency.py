@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from pipeline import config
-from pipeline.broker import free_port
 from pipeline.client import Client
+from pipeline.kafka.broker import free_port
 from pipeline.stack import Stack
 
 TOKEN = "bench"

@@ -14,15 +14,13 @@ import logging
 import threading
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
-
 from pipeline import codec, generations, kafka
 from pipeline.assignment import Assignment, decide
 from pipeline.config import Connection, TopicSettings, WorkerSettings
 from pipeline.crash_reports import KEY_PREFIX as CRASHES_PREFIX
 from pipeline.ingest.chunk_topics import LEASE_SECONDS
 from pipeline.ingest.receipts import Accepted
+from pipeline.kafka import TopicPartition
 from pipeline.roster import READER_PREFIX, Roster
 from pipeline.source_topics import input_of, split_input
 
@@ -47,9 +45,9 @@ class Assigner:
         self.connection = connection
         self.topics = topics
         self.stale = max(3.0, STALE_REPORTS * workers.status_interval)
-        self.admin = AdminClient(kafka.client_config(connection))
-        self.producer = Producer(kafka.producer_config(connection))
-        self.offsets = Consumer(kafka.consumer_config(connection, workers.group))  # committed offsets only
+        self.admin = kafka.admin(connection)
+        self.producer = kafka.producer(connection)
+        self.offsets = kafka.consumer(connection, workers.group)  # committed offsets only
         self.roster = Roster(connection, topics)
         self.accepted = Accepted(connection, topics)
         published = kafka.read_partition(connection, topics.assignments)  # epochs go on from the last

@@ -14,8 +14,6 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping
 
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from pipeline import codec, generations, kafka
@@ -58,8 +56,8 @@ class CrashReporter:
     def __init__(self, connection: Connection, topics: TopicSettings) -> None:
         self.base = topics.status
         self.topic = generations.status_current((), topics.status)
-        self.admin = AdminClient(kafka.client_config(connection))
-        self.producer = Producer(kafka.producer_config(connection))
+        self.admin = kafka.admin(connection)
+        self.producer = kafka.producer(connection)
 
     def publish(self, role: str, loop: CrashLoop) -> None:
         value = codec.encode_crashes(report_of(role, loop))

@@ -16,13 +16,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
-
 from pipeline import codec, generations, kafka
 from pipeline.config import Connection, TopicSettings
 from pipeline.crash_reports import KEY_PREFIX, CrashMetrics
 from pipeline.ingest.chunk_topics import LEASE_PREFIX
+from pipeline.kafka import OFFSET_BEGINNING, TopicPartition
 
 log = logging.getLogger(__name__)
 LOOK_SECONDS = 1.0  # how often the status generations are looked for
@@ -32,8 +30,8 @@ READER_PREFIX = "reader:"  # a state directory's journal: the chunks generations
 class Roster:
     def __init__(self, connection: Connection, topics: TopicSettings) -> None:
         # A group id that is never joined nor committed: partitions are assigned.
-        self.consumer = Consumer(kafka.consumer_config(connection, "wordpipe-roster"))
-        self.admin = AdminClient(kafka.client_config(connection))
+        self.consumer = kafka.consumer(connection, "wordpipe-roster")
+        self.admin = kafka.admin(connection)
         self.base = topics.status
         self.reading: list[str] = []  # the status generations read (pipeline/generations.py)
         self.next_look = 0.0

@@ -28,7 +28,6 @@ from typing import TypeVar
 
 import requests
 
-from pipeline import broker as broker_mod
 from pipeline import codec, kafka, processes
 from pipeline.aggregator import instances as aggregator_instances
 from pipeline.assigner import Assigner
@@ -45,6 +44,7 @@ from pipeline.crash_reports import CrashReporter
 from pipeline.errors import UnavailableError
 from pipeline.ingest.publisher import ChunkPublisher, IngestReport
 from pipeline.ingest.sources import Source
+from pipeline.kafka import broker as broker_mod
 from pipeline.progress import Extents, all_counted, chunks_counted, records_counted, sources_counted
 from pipeline.roster import Roster
 from pipeline.supervisor import Supervisor
@@ -222,10 +222,9 @@ class Pipeline:
         self.results.close()
 
     def _delete_run_topics(self) -> None:
-        from confluent_kafka.admin import AdminClient
 
         s = self.settings
-        admin = AdminClient(kafka.client_config(self.connection))
+        admin = kafka.admin(self.connection)
         prefix = s.topics.chunks.rsplit(".", 1)[0]
         topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
         for future in admin.delete_topics(topics, operation_timeout=10).values():

@@ -26,7 +26,7 @@ def chromium() -> str:
 
 @pytest.fixture
 def broker():
-    from pipeline.broker import EmbeddedBroker
+    from pipeline.kafka.broker import EmbeddedBroker
 
     with EmbeddedBroker() as b:
         yield b

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import requests
 
-from pipeline.broker import free_port
 from pipeline.client import Client
 from pipeline.config import Connection, Settings
 from pipeline.ingest.service import IngestService
+from pipeline.kafka.broker import free_port
 from pipeline.run import Pipeline
 from pipeline.webserver import serve
 from tests.helpers import wait_for

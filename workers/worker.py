@@ -32,12 +32,10 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
-
 from pipeline import codec, faults, generations, kafka, processes, tokenize
 from pipeline.config import Connection, Settings
 from pipeline.health import Heartbeat
+from pipeline.kafka import KafkaError, KafkaException, TopicPartition
 from pipeline.sharding import Router
 from pipeline.source_topics import Input, SourceTopic, input_of, split_input
 from workers import reading
@@ -78,25 +76,23 @@ class Worker:
         self.router = Router(settings.topics.partial_partitions, settings.topics.buckets)
         # The group only keeps our offsets: inputs are assigned by the assigner, never by a
         # group rebalance (pipeline/assignment.py), so no one pauses when workers come and go.
-        self.consumer = Consumer(
-            kafka.consumer_config(
-                connection,
-                settings.worker.group,
-                **{
-                    "on_commit": self.on_commit,
-                    # librdkafka prefetches up to 64 MiB by default; a quarter second's work never
-                    # runs dry and bounds a worker's memory. Its default 1 s pause once the
-                    # queue is full would starve the worker (Tansu holds every fetch anyway).
-                    "queued.max.messages.kbytes": PREFETCH_KIB,
-                    "fetch.queue.backoff.ms": 10,
-                    "fetch.max.bytes": FETCH_MAX_BYTES,
-                    "max.partition.fetch.bytes": PARTITION_FETCH_MAX_BYTES,
-                },
-            )
+        self.consumer = kafka.consumer(
+            connection,
+            settings.worker.group,
+            **{
+                "on_commit": self.on_commit,
+                # librdkafka prefetches up to 64 MiB by default; a quarter second's work never
+                # runs dry and bounds a worker's memory. Its default 1 s pause once the
+                # queue is full would starve the worker (Tansu holds every fetch anyway).
+                "queued.max.messages.kbytes": PREFETCH_KIB,
+                "fetch.queue.backoff.ms": 10,
+                "fetch.max.bytes": FETCH_MAX_BYTES,
+                "max.partition.fetch.bytes": PARTITION_FETCH_MAX_BYTES,
+            },
         )
-        self.producer = Producer(kafka.producer_config(connection))
+        self.producer = kafka.producer(connection)
         self.assignments = kafka.Follower(connection, settings.topics.assignments)
-        self.admin = AdminClient(kafka.client_config(connection))
+        self.admin = kafka.admin(connection)
         self.status_topic = generations.status_current((), settings.topics.status)  # followed in `follow`
         self.pending: deque[PendingCommit] = deque()  # in publication order
         self.windows = Windows(settings.worker.window_chunks, settings.worker.window_max_words)
@@ -105,14 +101,12 @@ class Worker:
         self.last_record: dict[Input, float] = {}  # source input -> when its open window last grew
         self.warned_invalid: set[str] = set()  # source topics whose invalid UTF-8 was logged
         # Where idle source windows ended, kept as the committed offsets of a group of their own.
-        self.recorded_ends = (
-            Consumer(kafka.consumer_config(connection, settings.worker.ends_group)) if self.sources else None
-        )
+        self.recorded_ends = kafka.consumer(connection, settings.worker.ends_group) if self.sources else None
         # Whether each input's owner let go of it cleanly, as the committed offsets of a group of
         # their own: the holder's token while an owner has it, RELEASED after a clean hand-over. Finding it held,
         # the previous owner died, maybe on a record just past its last commit, so we read that
         # input's records in a child until a window there is committed (workers/isolation.py).
-        self.resume_marks = Consumer(kafka.consumer_config(connection, settings.worker.resumes_group))
+        self.resume_marks = kafka.consumer(connection, settings.worker.resumes_group)
         self.careful: set[Input] = set()
         self.token = secrets.randbelow(1 << 62) + 1  # our resume mark while we hold an input
         self.isolation = Isolation()
@@ -303,10 +297,8 @@ class Worker:
                     self.epoch,
                 )
             )
-        try:
-            self.producer.produce(self.status_topic, value, key=self.id.encode(), partition=0)
-        except BufferError:
-            pass  # reports are periodic; the next one says the same and more
+        # A full queue: reports are periodic; the next one says the same and more.
+        kafka.try_produce(self.producer, self.status_topic, value, 0, self.id.encode())
 
     def keep_reporting(self) -> None:
         """Report while a long batch keeps the loop busy: silence means gone to the assigner,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.broker import free_port
 from pipeline.config import AggregatorSettings
+from pipeline.kafka.broker import free_port
 
 
 def instances(aggregator: AggregatorSettings) -> list[tuple[str, int]]:

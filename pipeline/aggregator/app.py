@@ -29,7 +29,6 @@ from pathlib import Path
 import faust
 from aiohttp import web
 from aiokafka.errors import CommitFailedError, IllegalStateError
-from confluent_kafka import KafkaException, Producer
 from faust.assignor import PartitionAssignor
 from faust.stores.memory import Store as MemoryStore
 from faust.tables import TableManager
@@ -47,6 +46,7 @@ from pipeline.autoscaler.monitor import Watch
 from pipeline.config import Connection, Settings
 from pipeline.health import Heartbeat
 from pipeline.ingest.receipts import Accepted
+from pipeline.kafka import KafkaException
 from pipeline.roster import RosterMetrics
 from pipeline.sharding import Router
 from pipeline.webserver import ServerLimits, serve
@@ -154,7 +154,7 @@ class Aggregator:
             default=int,
             partitions=s.topics.partial_partitions,  # faust's default serializers: json
         ).tumbling(s.aggregator.window_seconds, expires=s.aggregator.window_seconds * s.aggregator.windows_kept)
-        self.producer = Producer(kafka.producer_config(connection))  # changelogs, totals and dead letters
+        self.producer = kafka.producer(connection)  # changelogs, totals and dead letters
         self.deliveries = kafka.DeliveryTracker()
         self.shards: dict[int, ShardState] = {}  # recovered and owned
         self.changelogs: dict[int, Changelog] = {}

@@ -23,13 +23,11 @@ import logging
 import time
 from collections.abc import Iterable
 
-from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient
-
 from pipeline import codec, faults, kafka
 from pipeline import generations as topic_generations
 from pipeline.aggregator.state import CHECKPOINT, unpack
 from pipeline.config import Connection
+from pipeline.kafka import KafkaError, KafkaException, Producer
 
 log = logging.getLogger("wordpipe.aggregator")
 RETIRE_AFTER = 10.0  # seconds a superseded generation stays, for its readers to let go of it
@@ -91,7 +89,7 @@ class Changelog:
         self.shard = shard
         self.replication_factor = replication_factor
         self.producer = producer
-        self.admin = AdminClient(kafka.client_config(connection))
+        self.admin = kafka.admin(connection)
         self.generation = 0  # the one written now (0: none yet)
         self.batch = 0  # the next batch's id in it
         # A checkpoint once the deltas since the last one hold as many bytes as it did (or

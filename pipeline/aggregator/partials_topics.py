@@ -17,11 +17,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
-
 from pipeline import generations, kafka
 from pipeline.config import Connection, TopicSettings
+from pipeline.kafka import TopicPartition
 from pipeline.source_topics import input_of
 
 log = logging.getLogger("wordpipe.aggregator")
@@ -44,8 +42,8 @@ class PartialsTopics:
     def __init__(self, connection: Connection, topics: TopicSettings, group: str) -> None:
         self.connection = connection
         self.topics = topics
-        self.admin = AdminClient(kafka.client_config(connection))
-        self.offsets = Consumer(kafka.consumer_config(connection, group))  # committed offsets only
+        self.admin = kafka.admin(connection)
+        self.offsets = kafka.consumer(connection, group)  # committed offsets only
         self.subscribed: set[int] = set()
         self.newer_since: dict[int, float] = {}  # N -> time.monotonic() a generation newer than N was first seen
         self.deletions: dict[str, float] = {}  # dropped topic -> when it may be deleted

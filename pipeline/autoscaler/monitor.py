@@ -20,11 +20,10 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-
 from pipeline import crash_reports, generations, kafka
 from pipeline.autoscaler.policy import Metrics
 from pipeline.config import Connection, Settings
+from pipeline.kafka import KafkaException, TopicPartition
 from pipeline.roster import Roster
 
 log = logging.getLogger(__name__)
@@ -99,7 +98,7 @@ class LagMonitor:
         self.offset_reset = offset_reset
         self.window = window
         # The workers' group id, to read its commits; never joins, never commits.
-        self.consumer = Consumer(kafka.consumer_config(connection, settings.worker.group))
+        self.consumer = kafka.consumer(connection, settings.worker.group)
         self.roster = Roster(connection, settings.topics)
         self.samples: deque[Sample] = deque()
         self.last_read_at: float | None = None

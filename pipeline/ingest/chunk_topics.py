@@ -18,11 +18,9 @@ import logging
 import time
 from collections import Counter
 
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
-
 from pipeline import codec, generations, kafka
 from pipeline.config import Connection, TopicSettings
+from pipeline.kafka import Producer
 
 log = logging.getLogger("wordpipe.ingest")
 
@@ -39,7 +37,7 @@ class Fenced(kafka.KafkaUnavailable):
 class ChunkTopics:
     def __init__(self, connection: Connection, topics: TopicSettings, writer: str, producer: Producer) -> None:
         self.topics = topics
-        self.admin = AdminClient(kafka.client_config(connection))
+        self.admin = kafka.admin(connection)
         self.writer = writer
         self.producer = producer  # the writer's own: its lease goes out beside its chunks
         self.current = 0  # N of the generation new documents go to
@@ -140,13 +138,7 @@ class ChunkTopics:
                 self.renewed = max(self.renewed, sent)
 
         lease = codec.encode_lease(codec.WriterLease(self.writer, held, time.time()))
-        try:
-            self.producer.produce(
-                self.status_topic,
-                lease,
-                key=(LEASE_PREFIX + self.writer).encode(),
-                partition=0,
-                on_delivery=on_delivery,
-            )
-        except BufferError:
-            pass  # renewed next second; a lapse fences us, which is safe
+        # A full queue: renewed next second; a lapse fences us, which is safe.
+        kafka.try_produce(
+            self.producer, self.status_topic, lease, 0, (LEASE_PREFIX + self.writer).encode(), on_delivery
+        )

@@ -10,8 +10,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Producer
-
 from pipeline import codec, kafka, tokenize
 from pipeline.chunking import iter_chunks
 from pipeline.config import Connection, Settings
@@ -35,8 +33,8 @@ class IngestReport:
 class ChunkPublisher:
     def __init__(self, connection: Connection, settings: Settings) -> None:
         self.settings = settings
-        self.producer = Producer(
-            kafka.producer_config(connection, **{"linger.ms": 20, "batch.size": 1 << 20, "compression.type": "lz4"})
+        self.producer = kafka.producer(
+            connection, **{"linger.ms": 20, "batch.size": 1 << 20, "compression.type": "lz4"}
         )
         self.report = IngestReport()
         self.tokenizer = tokenize.Tokenizer.load(settings.text.tokenizer_user_dict).id  # named in every chunk
@@ -97,13 +95,8 @@ class ChunkPublisher:
 
     def _produce(self, topic: str, value: bytes, key: bytes | None, partition: int) -> None:
         self.topics.check(topic)
-        while True:
-            try:
-                self.producer.produce(topic, value, key=key, partition=partition, on_delivery=self._on_delivery)
-                self.producer.poll(0)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+        kafka.produce(self.producer, topic, value, partition, key, self._on_delivery, poll=0.05)
+        self.producer.poll(0)
 
     def mark_flush(self) -> None:
         """A flush marker on every partition of the generations written since the last one:

@@ -16,10 +16,9 @@ import logging
 import threading
 import time
 
-from confluent_kafka import Consumer, TopicPartition
-
 from pipeline import codec, kafka
 from pipeline.config import Connection, Settings, TopicSettings
+from pipeline.kafka import TopicPartition
 
 log = logging.getLogger("wordpipe.ingest")
 
@@ -42,7 +41,7 @@ def read_all(connection: Connection, topics: TopicSettings, timeout: float = 30.
 def find_verdict(connection: Connection, settings: Settings, receipt: codec.Receipt, upto: int) -> bool:
     """Whether the log commits `receipt`'s document: its first end in [first, upto], judged
     as the aggregator judges it (blocking: run it in a thread)."""
-    consumer = Consumer(kafka.consumer_config(connection, "wordpipe-receipts"))
+    consumer = kafka.consumer(connection, "wordpipe-receipts")
     try:
         consumer.assign([TopicPartition(receipt.topic, receipt.partition, receipt.first)])
         deadline = time.monotonic() + 60
@@ -119,9 +118,9 @@ class Accepted:
     upload still `open` (kept until it is settled), following the receipts topic in a thread."""
 
     def __init__(self, connection: Connection, topics: TopicSettings) -> None:
-        self.consumer = Consumer(kafka.consumer_config(connection, "wordpipe-receipts"))
+        self.consumer = kafka.consumer(connection, "wordpipe-receipts")
         self.consumer.assign([TopicPartition(topics.documents, 0, 0)])
-        self.ends = Consumer(kafka.consumer_config(connection, "wordpipe-receipts"))  # watermarks only
+        self.ends = kafka.consumer(connection, "wordpipe-receipts")  # watermarks only
         self.topic = topics.documents
         self.committed: dict[bytes, int] = {}  # receipt key -> chunks
         self.open: dict[bytes, str] = {}  # receipt key -> the generation of an upload still open

@@ -30,7 +30,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from aiohttp import web
-from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pipeline import codec, faults, kafka, tokenize
@@ -41,6 +40,7 @@ from pipeline.health import Heartbeat
 from pipeline.ingest.chunk_topics import RENEW_SECONDS, ChunkTopics, Fenced
 from pipeline.ingest.durability import Durability, NotDurable
 from pipeline.ingest.receipts import Receipts
+from pipeline.kafka import TopicPartition
 from pipeline.statedir.directory import Directory
 from pipeline.web import HttpError, make_app, query_of, tokens_of
 from pipeline.webserver import ServerLimits, serve
@@ -344,15 +344,13 @@ class IngestService:
 
     async def _start(self, app: web.Application) -> None:
         self._producer = kafka.AsyncProducer(
-            kafka.producer_config(
-                self.connection,
-                **{
-                    "linger.ms": 5,
-                    "compression.type": "lz4",
-                    "message.timeout.ms": 30_000,
-                    "queue.buffering.max.kbytes": 64 * 1024,
-                },
-            )
+            self.connection,
+            {
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "message.timeout.ms": 30_000,
+                "queue.buffering.max.kbytes": 64 * 1024,
+            },
         )
         self._receipts = Receipts(self.connection, self.settings, self.producer)
         writer = f"ingest-{socket.gethostname()}-{os.getpid()}"
@@ -447,7 +445,7 @@ class IngestService:
 
     async def partition_end(self, topic: str, partition: int) -> int:
         def read() -> int:
-            consumer = Consumer(kafka.consumer_config(self.connection, "wordpipe-ingest"))
+            consumer = kafka.consumer(self.connection, "wordpipe-ingest")
             try:
                 return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
             finally:

@@ -34,12 +34,10 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
-
 from pipeline import codec, generations, kafka
 from pipeline.config import Connection, TopicSettings
 from pipeline.errors import UnavailableError
+from pipeline.kafka import Consumer, KafkaError, KafkaException, OffsetSpec, Producer, TopicPartition
 from pipeline.roster import READER_PREFIX
 from pipeline.source_topics import input_of, split_input
 from pipeline.statedir.directory import Contents, Directory
@@ -167,13 +165,11 @@ class Journal:
         self.levels = levels
         self.groups = groups  # read in this order
         self.marks = marks  # the group of idle windows' recorded ends (the docstring above)
-        self.admin = AdminClient(kafka.client_config(connection))
-        self.consumer = Consumer(
-            kafka.consumer_config(
-                connection,
-                "wordpipe-journal",  # assigned, never subscribed: the group is only a name
-                **{"fetch.wait.max.ms": 5, "queued.max.messages.kbytes": 32768},
-            )
+        self.admin = kafka.admin(connection)
+        self.consumer = kafka.consumer(
+            connection,
+            "wordpipe-journal",  # assigned, never subscribed: the group is only a name
+            **{"fetch.wait.max.ms": 5, "queued.max.messages.kbytes": 32768},
         )
         self.readers: dict[str, Consumer] = {}  # a consumer per group whose offsets a cut holds
         self.cut = cut  # the last durable one
@@ -188,7 +184,7 @@ class Journal:
         self.fresh = False  # records taken since the last cut
         self.problem: str | None = None
         self.round_seconds: deque[float] = deque(maxlen=10_000)
-        self.reports = Producer(kafka.producer_config(connection))  # which chunks generations we read
+        self.reports = kafka.producer(connection)  # which chunks generations we read
         self.status_topic = generations.status_current((), levels.topics.status)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="state-journal", daemon=True)
@@ -303,10 +299,8 @@ class Journal:
         read = [t for t in self.partitions if t not in self.released]
         held = tuple(sorted(found[1] for t in read if (found := generations.of(t)) is not None and found[0] == base))
         value = codec.encode_lease(codec.WriterLease(JOURNAL_READER, held, time.time()))
-        try:
-            self.reports.produce(self.status_topic, value, key=(READER_PREFIX + JOURNAL_READER).encode(), partition=0)
-        except BufferError:
-            pass  # said again next round
+        # A full queue: said again next round.
+        kafka.try_produce(self.reports, self.status_topic, value, 0, (READER_PREFIX + JOURNAL_READER).encode())
         self.reports.poll(0)
 
     def _release(self, asked: dict[str, int]) -> None:
@@ -408,7 +402,7 @@ class Journal:
         partitions = [TopicPartition(t, p) for t, n in self.partitions.items() if t in wanted for p in range(n)]
         reader = self.readers.get(group)
         if reader is None:
-            reader = self.readers[group] = Consumer(kafka.consumer_config(self.connection, group))
+            reader = self.readers[group] = kafka.consumer(self.connection, group)
         committed = reader.committed(partitions, timeout=10) if partitions else []
         return {input_of(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0}
 
@@ -419,7 +413,7 @@ def restore(directory: Directory, contents: Contents, connection: Connection, to
     cut = contents.cut
     if cut is None:
         return 0
-    admin = AdminClient(kafka.client_config(connection))
+    admin = kafka.admin(connection)
     specs = {spec.topic: spec for spec in kafka.topic_specs(topics)}
     new = [specs.get(t) or kafka.new_topic(t, n, topics.replication_factor) for t, n in cut.topics.items()]
     if new:
@@ -431,7 +425,7 @@ def restore(directory: Directory, contents: Contents, connection: Connection, to
         kafka.wait_for_topics(admin, cut.topics)
     # Records as large as the broker took them (a source's may pass our own limit).
     limit = max(kafka.PRODUCER_MAX_BYTES, contents.largest + (64 << 10))
-    producer = Producer(kafka.producer_config(connection, **{"linger.ms": 20, "message.max.bytes": limit}))
+    producer = kafka.producer(connection, **{"linger.ms": 20, "message.max.bytes": limit})
     deliveries = kafka.DeliveryTracker()
     last: dict[tuple[str, int], Record] = {}
     written = 0
@@ -454,7 +448,7 @@ def restore(directory: Directory, contents: Contents, connection: Connection, to
     for group, offsets in cut.groups.items():
         held = [TopicPartition(*split_input(n), o) for n, o in offsets.items() if split_input(n)[0] in cut.topics]
         if held:
-            consumer = Consumer(kafka.consumer_config(connection, group))
+            consumer = kafka.consumer(connection, group)
             try:
                 consumer.commit(offsets=held, asynchronous=False)
             finally:

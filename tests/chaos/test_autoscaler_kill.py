@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from pipeline import config
-from pipeline.broker import free_port
 from pipeline.client import Client
+from pipeline.kafka.broker import free_port
 from pipeline.reference import count_sources
 from pipeline.stack import Stack
 from tests.chaos.helpers import corpus, scaled

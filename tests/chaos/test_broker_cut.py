@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from pipeline import config, health, tokenize
-from pipeline.broker import free_port
 from pipeline.client import Client
+from pipeline.kafka.broker import free_port
 from pipeline.stack import Stack
 from tests.chaos.helpers import grown
 from tests.helpers import SAMPLE, wait_for

@@ -12,9 +12,9 @@ from collections import Counter
 import pytest
 
 from pipeline import config, tokenize
-from pipeline.broker import free_port
 from pipeline.client import Client, RequestFailed
 from pipeline.ingest.receipts import read_all
+from pipeline.kafka.broker import free_port
 from pipeline.run import Pipeline
 from tests.chaos.helpers import grown
 from tests.helpers import SAMPLE

@@ -22,8 +22,8 @@ import requests
 from kafka import KafkaProducer
 
 from pipeline import codec, config, kafka, tokenize
-from pipeline.broker import free_port
 from pipeline.client import Client
+from pipeline.kafka.broker import free_port
 from pipeline.stack import Stack
 from tests.chaos.helpers import scaled
 from tests.helpers import SAMPLE

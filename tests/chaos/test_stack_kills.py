@@ -24,9 +24,9 @@ import pytest
 from kafka import KafkaProducer
 
 from pipeline import kafka, tokenize
-from pipeline.broker import free_port
 from pipeline.client import Client, RequestFailed
 from pipeline.config import Connection, KafkaSettings
+from pipeline.kafka.broker import free_port
 from pipeline.progress import sources_counted
 from tests.chaos.helpers import scaled
 from tests.helpers import SAMPLE

@@ -14,7 +14,7 @@ import time
 
 import aiohttp
 
-from pipeline.broker import free_port
+from pipeline.kafka.broker import free_port
 
 FLAGS = [
     "--headless",

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from pipeline import config, kafka
-from pipeline.broker import free_port
+from pipeline.kafka.broker import free_port
 from tests.helpers import wordpipe
 
 pytestmark = pytest.mark.e2e

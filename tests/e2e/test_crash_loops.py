@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import requests
 
-from pipeline.broker import free_port
+from pipeline.kafka.broker import free_port
 from schemas import load
 from tests.e2e.browser import render
 from tests.e2e.test_up import _running, descendants

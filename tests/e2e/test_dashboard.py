@@ -29,7 +29,7 @@ import pytest
 import requests
 import yaml
 
-from pipeline.broker import free_port
+from pipeline.kafka.broker import free_port
 from tests.helpers import REPO, SAMPLE, debian_tool, wait_for, wordpipe
 
 pytestmark = pytest.mark.e2e

@@ -135,7 +135,7 @@ def test_the_autoscaler_sees_each_source_topics_lag(broker):
     says each topic's part."""
     from pipeline import config
     from pipeline.autoscaler.monitor import LagMonitor
-    from pipeline.broker import start_kafka
+    from pipeline.kafka.broker import start_kafka
 
     settings = config.Settings(bootstrap=broker.bootstrap, sources="feed,other:$.text")
     KafkaAdminClient(bootstrap_servers=broker.bootstrap).create_topics(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.broker import free_port
+from pipeline.kafka.broker import free_port
 from tests.helpers import wordpipe
 from tests.leaks import OwnProcesses
 

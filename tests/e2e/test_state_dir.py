@@ -24,8 +24,8 @@ import pytest
 import requests
 
 from pipeline import config
-from pipeline.broker import free_port
 from pipeline.client import Client
+from pipeline.kafka.broker import free_port
 from pipeline.stack import Stack
 from pipeline.statedir.directory import Directory
 from tests.helpers import SAMPLE, wordpipe

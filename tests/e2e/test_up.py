@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.broker import free_port
+from pipeline.kafka.broker import free_port
 from tests.e2e.browser import render
 from tests.helpers import SAMPLE, wait_for, wordpipe
 

@@ -9,9 +9,9 @@ import pytest
 import requests
 
 from pipeline import config, kafka
-from pipeline.broker import free_port
 from pipeline.cluster import BackendError, Resources
 from pipeline.cluster.docker import DockerBackend
+from pipeline.kafka.broker import free_port
 from pipeline.roster import Roster
 from tests.helpers import docker_leftovers
 

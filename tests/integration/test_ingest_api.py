@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from pipeline import codec, config, tokenize
-from pipeline.broker import free_port
+from pipeline.kafka.broker import free_port
 from tests.helpers import SAMPLE, wait_for
 from tests.services import TOKEN, IngestThread
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from pipeline import config, kafka
-from pipeline.broker import free_port
+from pipeline.kafka.broker import free_port
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e

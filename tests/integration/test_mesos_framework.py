@@ -141,7 +141,7 @@ def test_a_non_leading_master_redirects_to_the_leader(settings, mesos_master):
 
 
 def test_the_next_master_is_tried_when_one_is_unreachable(settings, mesos_master):
-    from pipeline.broker import free_port
+    from pipeline.kafka.broker import free_port
 
     backend = open_mesos(settings.replace(mesos_master=f"http://127.0.0.1:{free_port('127.0.0.1')},{mesos_master.url}"))
     try:
@@ -161,8 +161,8 @@ def test_an_unavailable_master_is_waited_for(settings, mesos_master, caplog):
 
 
 def test_no_master_at_all_is_a_clear_error(settings, monkeypatch):
-    from pipeline.broker import free_port
     from pipeline.cluster import mesos
+    from pipeline.kafka.broker import free_port
 
     monkeypatch.setattr(mesos, "SUBSCRIBE_TIMEOUT", 2.0)
     url = f"http://127.0.0.1:{free_port('127.0.0.1')}"

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from pipeline import config
-from pipeline.broker import free_port
 from pipeline.cli.main import parser
 from pipeline.cli.remote import _client
 from pipeline.client import Client, RequestFailed, default_token, save_token, token_file
+from pipeline.kafka.broker import free_port
 
 VARIABLES = {
     "ingest_url": "WORDPIPE_INGEST_URL",

@@ -7,7 +7,7 @@ import pytest
 from aiohttp import web
 
 from pipeline.aggregator.peers import Peers
-from pipeline.broker import free_port
+from pipeline.kafka.broker import free_port
 from pipeline.web import HttpError
 
 

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline import kafka, processes
+from pipeline import processes
 from pipeline.config import Connection, KafkaSettings, Settings
 from pipeline.errors import UnavailableError
+from pipeline.kafka.topics import check_reachable, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +125,13 @@ def start_kafka(
     broker = None
     if settings.kafka.bootstrap:
         connection = Connection.to(settings.kafka)
-        kafka.check_reachable(connection)
+        check_reachable(connection)
     else:
         broker = EmbeddedBroker(log_file=log_dir / "broker.log").start()
         connection = broker.connection(settings.kafka)
     try:
         reached(connection)
-        kafka.ensure_topics(connection, settings.topics, with_sources=broker is not None)
+        ensure_topics(connection, settings.topics, with_sources=broker is not None)
     except BaseException:
         if broker is not None:
             broker.stop()

@@ -135,7 +135,7 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
             master = stack.enter_context(MasterDouble(DockerAgent(cpus=8, mem_mb=8192)))
             s = s.replace(mesos_master=master.url, mesos_state_file=str(log_dir / "mesos.json"))
         kafka.ensure_topics(connection, s.topics)
-        backend = open_backend(s, s.to_env(connection), f"bench-{name}", log_dir)
+        backend = open_backend(s.cluster, s.mesos, s.worker_env(connection), f"bench-{name}", log_dir)
         roster = Roster(connection, s.topics)
         stack.enter_context(contextlib.closing(Assigner(connection, s.topics, s.worker)))  # as in the autoscaler
         stop = threading.Event()

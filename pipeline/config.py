@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline import tokenize
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -408,6 +409,11 @@ SECTIONS: dict[str, type] = {
 FLAT: dict[str, tuple[str, str]] = {
     f.metadata.get("flat", f.name): (section, f.name) for section, cls in SECTIONS.items() for f in fields(cls)
 }
+# The settings a worker reads (Settings.worker_env), and the health file its image checks.
+WORKER_SECTIONS = ("kafka", "topics", "text", "worker")
+WORKER_VARIABLES = frozenset(
+    ENV_PREFIX + flat.upper() for flat, (section, _) in FLAT.items() if section in WORKER_SECTIONS
+) | {ENV_PREFIX + "HEALTH_FILE"}
 
 
 @dataclass(frozen=True, init=False)
@@ -458,6 +464,15 @@ class Settings:
             if value is not None:
                 out[ENV_PREFIX + flat.upper()] = str(value)
         return {**out, **connection.to_env()} if connection is not None else out
+
+    def worker_env(self, connection: Connection | None = None) -> dict[str, str]:
+        """What a worker is handed, whatever runs it: the variables of the settings it reads
+        (the APIs' tokens and the framework's secrets stay put), and the words of the user
+        dictionary, whose file is the launcher's."""
+        env = {k: v for k, v in self.to_env(connection).items() if k in WORKER_VARIABLES}
+        if self.text.tokenizer_user_dict:
+            env[ENV_PREFIX + "TOKENIZER_USER_DICT"] = tokenize.as_data_uri(self.text.tokenizer_user_dict)
+        return env
 
 
 @dataclass(frozen=True)

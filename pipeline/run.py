@@ -142,7 +142,9 @@ class Pipeline:
         try:
             self.broker, self._connection = broker_mod.start_kafka(s, self.log_dir, reached=self._owns_topics)
             self.env = s.to_env(self._connection)
-            self.workers = open_backend(s, self.env, self.run_id, self.log_dir, owner_pid=os.getpid())
+            self.workers = open_backend(
+                s.cluster, s.mesos, s.worker_env(self._connection), self.run_id, self.log_dir, owner_pid=os.getpid()
+            )
             # The processes first: they import and join (the aggregator's group join takes a
             # second on Tansu) while the rest is made here.
             self.start_aggregators()

@@ -3,39 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline import tokenize
-from pipeline.cluster.backend import (
-    Backend,
-    BackendError,
-    Resources,
-    WorkerInfo,
-    forget_exited,
-    worker_env,
-)
-from pipeline.config import Settings
+from pipeline.cluster.backend import Backend, BackendError, Resources, WorkerInfo, forget_exited
 
-__all__ = ["Backend", "BackendError", "Resources", "WorkerInfo", "forget_exited", "open_backend", "worker_env"]
+if TYPE_CHECKING:  # sections handed in; a backend needs nothing else of the settings
+    from pipeline.config import ClusterSettings, MesosSettings
+
+__all__ = ["Backend", "BackendError", "Resources", "WorkerInfo", "forget_exited", "open_backend"]
 
 
 def open_backend(
-    settings: Settings, env: dict[str, str], pipeline: str, log_dir: Path, owner_pid: int | None = None
+    cluster: ClusterSettings,
+    mesos: MesosSettings,
+    env: dict[str, str],
+    pipeline: str,
+    log_dir: Path,
+    owner_pid: int | None = None,
 ) -> Backend:
-    """The backend `settings.cluster.backend` names, for the workers of `pipeline`, with `env` for each worker.
+    """The backend `cluster.backend` names, for the workers of `pipeline`, each handed `env`
+    (a worker's: Settings.worker_env).
 
     `owner_pid`: the workers are this process's alone and must not outlive it (`wordpipe run`).
     """
-    env = worker_env(env)
-    if settings.text.tokenizer_user_dict:  # the file is the launcher's: its words travel with each worker
-        env["WORDPIPE_TOKENIZER_USER_DICT"] = tokenize.as_data_uri(settings.text.tokenizer_user_dict)
-    if settings.cluster.backend == "mesos":
+    if cluster.backend == "mesos":
         from pipeline.cluster.mesos import MesosBackend
 
-        return MesosBackend(settings, env, pipeline, one_shot=owner_pid is not None)
-    if settings.cluster.backend == "docker":
+        return MesosBackend(mesos, cluster, env, pipeline, one_shot=owner_pid is not None)
+    if cluster.backend == "docker":
         from pipeline.cluster.docker import DockerBackend
 
-        return DockerBackend(settings.cluster.image, env, pipeline, log_dir, owner_pid)
+        return DockerBackend(cluster.image, env, pipeline, log_dir, owner_pid)
     from pipeline.cluster.local import LocalBackend
 
     return LocalBackend(env, log_dir)

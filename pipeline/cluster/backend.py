@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from pipeline.config import FLAT
 from pipeline.errors import UnavailableError
 
 log = logging.getLogger(__name__)
@@ -74,11 +73,9 @@ def forget_exited(backend: Backend) -> list[WorkerInfo]:
     return gone
 
 
-# A worker's environment is built from allow-lists, whatever the backend: the settings a
-# worker reads, and (for a local process) what any process needs from its parent's. The
-# APIs' tokens, the framework's secrets and whatever else the launcher's shell held stay put.
-WORKER_SECTIONS = ("kafka", "topics", "text", "worker")
-WORKER_SETTINGS = frozenset(flat for flat, (section, _) in FLAT.items() if section in WORKER_SECTIONS) | {"health_file"}
+# A worker's environment is built from allow-lists: the settings it reads (Settings.worker_env)
+# and, for a local process, what any process needs from its parent's. Whatever else the
+# launcher's shell held stays put.
 INHERITED = (
     "PATH",
     "HOME",
@@ -94,12 +91,6 @@ INHERITED = (
     "SSL_CERT_DIR",
     "WORDPIPE_FAULTS",
 )  # and LC_*; WORDPIPE_FAULTS: chaos tests' fault points
-
-
-def worker_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The WORDPIPE_* variables of `env` that name worker settings."""
-    allowed = {"WORDPIPE_" + name.upper() for name in WORKER_SETTINGS}
-    return {k: v for k, v in env.items() if k in allowed}
 
 
 def inherited(environ: Mapping[str, str] = os.environ) -> dict[str, str]:

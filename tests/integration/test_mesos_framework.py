@@ -34,7 +34,7 @@ def settings(broker, mesos_master, tmp_path):
 
 
 def open_mesos(s: config.Settings, name: str = "test", one_shot: bool = False) -> MesosBackend:
-    return MesosBackend(s, s.to_env(), name, one_shot=one_shot)
+    return MesosBackend(s.mesos, s.cluster, s.worker_env(), name, one_shot=one_shot)
 
 
 def running(backend: MesosBackend) -> list[str]:

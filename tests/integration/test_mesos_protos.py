@@ -49,7 +49,7 @@ def test_every_call_the_framework_sends_is_a_valid_call(protos, broker, mesos_ma
         mesos_state_file=str(tmp_path / "state.json"),
     )
     kafka.ensure_topics(broker.connection(), s.topics)
-    backend = MesosBackend(s, s.to_env(), "protos")
+    backend = MesosBackend(s.mesos, s.cluster, s.worker_env(), "protos")
     try:
         ids = backend.launch(2, Resources(0.5, 200))
         wait_for(lambda: sum("TASK_RUNNING" in w.detail for w in backend.list()) == 2, what="two running tasks")

@@ -13,7 +13,6 @@ import pytest
 
 from pipeline import config, kafka
 from pipeline.cluster import open_backend
-from pipeline.cluster.backend import WORKER_SETTINGS
 
 REPO = Path(__file__).resolve().parents[2]
 SASL = {
@@ -121,7 +120,7 @@ def test_every_kafka_client_is_built_from_the_shared_config():
 def test_secrets_stay_out_of_reprs_and_workers_environments(tmp_path):
     s = config.Settings(**SASL, tokens="api-token", mesos_principal="p", mesos_secret="mesos-pw")
     assert not any(secret in repr(s) for secret in ("s3cret-sasl", "api-token", "mesos-pw"))
-    backend = open_backend(s, s.to_env(), "test", tmp_path)
+    backend = open_backend(s.cluster, s.mesos, s.worker_env(), "test", tmp_path)
     try:
         env = backend.env
     finally:
@@ -137,7 +136,7 @@ def test_a_local_worker_inherits_only_the_allowed_variables(tmp_path, monkeypatc
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "cloud-secret")
     monkeypatch.setenv("LC_ALL", "C.UTF-8")
     s = config.Settings(tokens="api-token")
-    backend = open_backend(s, s.to_env(), "test", tmp_path)
+    backend = open_backend(s.cluster, s.mesos, s.worker_env(), "test", tmp_path)
     try:
         env = backend.env
     finally:
@@ -160,4 +159,5 @@ def test_every_setting_a_worker_reads_reaches_it():
             else:
                 read.add(section)
     assert len(read) > 10, "the scan finds few settings read: it is broken"
-    assert read <= WORKER_SETTINGS, read - WORKER_SETTINGS
+    variables = {config.ENV_PREFIX + name.upper() for name in read}
+    assert variables <= config.WORKER_VARIABLES, variables - config.WORKER_VARIABLES

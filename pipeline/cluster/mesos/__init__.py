@@ -11,11 +11,14 @@ import dataclasses
 import getpass
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.cluster.backend import BackendError, Resources, WorkerInfo, new_worker_id
 from pipeline.cluster.mesos.calls import GONE_STATES, Framework, WorkerTask
 from pipeline.cluster.mesos.scheduler import PENDING, Scheduler, exit_code
-from pipeline.config import Settings
+
+if TYPE_CHECKING:  # sections handed in; a backend needs nothing else of the settings
+    from pipeline.config import ClusterSettings, MesosSettings
 
 SUBSCRIBE_TIMEOUT = 30.0
 OUT_OF_MEMORY = "REASON_CONTAINER_LIMITATION_MEMORY"  # a task's reason when its container outgrew its memory
@@ -30,28 +33,30 @@ class MesosBackend:
     a restarted process adopts its running tasks.
     """
 
-    def __init__(self, settings: Settings, env: dict[str, str], pipeline: str, one_shot: bool = False) -> None:
+    def __init__(
+        self, mesos: MesosSettings, cluster: ClusterSettings, env: dict[str, str], pipeline: str, one_shot: bool = False
+    ) -> None:
         self.one_shot = one_shot
         framework = Framework(
             name=f"wordpipe-{pipeline}",
-            user=settings.mesos.user or getpass.getuser(),
-            role=settings.mesos.role,
-            failover_timeout=0.0 if one_shot else settings.mesos.failover_timeout,
-            principal=settings.mesos.principal,
+            user=mesos.user or getpass.getuser(),
+            role=mesos.role,
+            failover_timeout=0.0 if one_shot else mesos.failover_timeout,
+            principal=mesos.principal,
         )
-        state_file = None if one_shot else Path(settings.mesos.state_file or _default_state_file(pipeline))
+        state_file = None if one_shot else Path(mesos.state_file or _default_state_file(pipeline))
         auth = None
-        if settings.mesos.principal:
-            assert settings.mesos.secret is not None  # Settings takes both or neither
-            auth = (settings.mesos.principal, settings.mesos.secret)
-        masters = [m.strip() for m in settings.mesos.master.split(",")]
+        if mesos.principal:
+            assert mesos.secret is not None  # Settings takes both or neither
+            auth = (mesos.principal, mesos.secret)
+        masters = [m.strip() for m in mesos.master.split(",")]
         try:
             self.scheduler = Scheduler(
                 masters,
                 framework,
-                WorkerTask(settings.cluster.worker_cpus, settings.cluster.worker_mem_mb, settings.cluster.image, env),
+                WorkerTask(cluster.worker_cpus, cluster.worker_mem_mb, cluster.image, env),
                 state_file,
-                settings.mesos.refuse_seconds,
+                mesos.refuse_seconds,
                 auth,
             )
         except ValueError as exc:

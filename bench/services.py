@@ -104,7 +104,7 @@ def main() -> None:
                 time.sleep(0.2)
 
             # 1. Baseline: the same bytes straight into Kafka, then over HTTP.
-            publisher = ChunkPublisher(pipeline.connection, s)
+            publisher = ChunkPublisher(pipeline.connection, s.topics, s.text)
             path = pipeline.log_dir / "upload.txt"
             path.write_bytes(per_upload)
             started = time.perf_counter()

@@ -140,7 +140,9 @@ class Pipeline:
             raise RunError("this pipeline is already started")
         s = self.settings
         try:
-            self.broker, self._connection = broker_mod.start_kafka(s, self.log_dir, reached=self._owns_topics)
+            self.broker, self._connection = broker_mod.start_kafka(
+                s.kafka, s.topics, self.log_dir, reached=self._owns_topics
+            )
             self.env = s.to_env(self._connection)
             self.workers = open_backend(
                 s.cluster, s.mesos, s.worker_env(self._connection), self.run_id, self.log_dir, owner_pid=os.getpid()
@@ -154,7 +156,7 @@ class Pipeline:
             self._reporter = CrashReporter(self._connection, s.topics)
             self.supervisor.report = self._reporter.publish
             # Made now, its producer's id is granted while the services start (half a second on Tansu).
-            self._publisher = ChunkPublisher(self._connection, s)
+            self._publisher = ChunkPublisher(self._connection, s.topics, s.text)
             if ready:
                 self.wait_ready()
         except BaseException as exc:

@@ -25,7 +25,7 @@ import requests
 
 from pipeline.aggregator import instances as aggregator_instances
 from pipeline.aggregator.changelog import topics_prefix
-from pipeline.config import Connection, Settings
+from pipeline.config import Connection, Settings, WorkerSettings
 from pipeline.crash_reports import CrashReporter
 from pipeline.errors import ConfigError, UnavailableError
 from pipeline.kafka import broker as broker_mod
@@ -100,7 +100,9 @@ class Stack:
     def start(self, timeout: float = 120.0) -> Stack:
         self.claim()
         try:
-            self.broker, self.connection = broker_mod.start_kafka(self.settings, self.log_dir, reached=self._restore)
+            self.broker, self.connection = broker_mod.start_kafka(
+                self.settings.kafka, self.settings.topics, self.log_dir, reached=self._restore
+            )
             self.reporter = CrashReporter(self.connection, self.settings.topics)
             self.supervisor.report = self.reporter.publish
             self.roster = Roster(self.connection, self.settings.topics)
@@ -126,7 +128,12 @@ class Stack:
             cut = self.directory.compact(cut)  # what a crash left after its last cut goes
         levels = Levels(self.settings.topics, topics_prefix(self.settings.aggregator.id))
         self.journal = Journal(
-            self.directory, connection, levels, groups_of(self.settings), self.settings.worker.ends_group, cut
+            self.directory,
+            connection,
+            levels,
+            groups_of(self.settings.worker, self.settings.aggregator.id),
+            self.settings.worker.ends_group,
+            cut,
         ).start()
         log.info("%s", self.state_line())
 
@@ -219,11 +226,10 @@ class Stack:
             self.directory.unlock()
 
 
-def groups_of(settings: Settings) -> list[str]:
+def groups_of(worker: WorkerSettings, aggregator_id: str) -> list[str]:
     """The consumer groups whose offsets a cut of a stack holds, in the order a round reads
     them: idle source windows' recorded ends before the workers' offsets (statedir/journal.py)."""
-    worker = settings.worker
-    return [worker.ends_group, worker.group, worker.resumes_group, settings.aggregator.id]
+    return [worker.ends_group, worker.group, worker.resumes_group, aggregator_id]
 
 
 def _healthy(url: str) -> bool:

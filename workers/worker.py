@@ -33,7 +33,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from pipeline import codec, faults, generations, kafka, processes, tokenize
-from pipeline.config import Connection, Settings
+from pipeline.config import Connection, Settings, TopicSettings, WorkerSettings
 from pipeline.health import Heartbeat
 from pipeline.kafka import KafkaError, KafkaException, TopicPartition
 from pipeline.sharding import Router
@@ -69,16 +69,24 @@ class PendingCommit:
 
 
 class Worker:
-    def __init__(self, connection: Connection, settings: Settings) -> None:
-        self.settings = settings
-        self.tokenizer = tokenize.Tokenizer.load(settings.text.tokenizer_user_dict)
+    def __init__(
+        self,
+        connection: Connection,
+        worker: WorkerSettings,
+        topics: TopicSettings,
+        user_dict: str | None = None,
+        health_file: str | None = None,
+    ) -> None:
+        self.config = worker
+        self.topics = topics
+        self.tokenizer = tokenize.Tokenizer.load(user_dict)
         self.foreign_tokenizers: set[str] = set()  # ids of refused chunks, each logged once
-        self.router = Router(settings.topics.partial_partitions, settings.topics.buckets)
+        self.router = Router(topics.partial_partitions, topics.buckets)
         # The group only keeps our offsets: inputs are assigned by the assigner, never by a
         # group rebalance (pipeline/assignment.py), so no one pauses when workers come and go.
         self.consumer = kafka.consumer(
             connection,
-            settings.worker.group,
+            worker.group,
             **{
                 "on_commit": self.on_commit,
                 # librdkafka prefetches up to 64 MiB by default; a quarter second's work never
@@ -91,22 +99,22 @@ class Worker:
             },
         )
         self.producer = kafka.producer(connection)
-        self.assignments = kafka.Follower(connection, settings.topics.assignments)
+        self.assignments = kafka.Follower(connection, topics.assignments)
         self.admin = kafka.admin(connection)
-        self.status_topic = generations.status_current((), settings.topics.status)  # followed in `follow`
+        self.status_topic = generations.status_current((), topics.status)  # followed in `follow`
         self.pending: deque[PendingCommit] = deque()  # in publication order
-        self.windows = Windows(settings.worker.window_chunks, settings.worker.window_max_words)
-        self.sources = {source.topic: source for source in settings.topics.source_list}
-        self.source_windows = Windows(settings.worker.source_window_records, settings.worker.window_max_words)
+        self.windows = Windows(worker.window_chunks, worker.window_max_words)
+        self.sources = {source.topic: source for source in topics.source_list}
+        self.source_windows = Windows(worker.source_window_records, worker.window_max_words)
         self.last_record: dict[Input, float] = {}  # source input -> when its open window last grew
         self.warned_invalid: set[str] = set()  # source topics whose invalid UTF-8 was logged
         # Where idle source windows ended, kept as the committed offsets of a group of their own.
-        self.recorded_ends = kafka.consumer(connection, settings.worker.ends_group) if self.sources else None
+        self.recorded_ends = kafka.consumer(connection, worker.ends_group) if self.sources else None
         # Whether each input's owner let go of it cleanly, as the committed offsets of a group of
         # their own: the holder's token while an owner has it, RELEASED after a clean hand-over. Finding it held,
         # the previous owner died, maybe on a record just past its last commit, so we read that
         # input's records in a child until a window there is committed (workers/isolation.py).
-        self.resume_marks = kafka.consumer(connection, settings.worker.resumes_group)
+        self.resume_marks = kafka.consumer(connection, worker.resumes_group)
         self.careful: set[Input] = set()
         self.token = secrets.randbelow(1 << 62) + 1  # our resume mark while we hold an input
         self.isolation = Isolation()
@@ -117,7 +125,7 @@ class Worker:
         self.newest = 0  # the newest chunks generation: source windows' partials go to its partials
         self.next_look = 0.0
         # What the status topic hears about us (pipeline/roster.py).
-        self.id = settings.worker.id or f"{socket.gethostname()}-{os.getpid()}"
+        self.id = worker.id or f"{socket.gethostname()}-{os.getpid()}"
         self.started_at = time.time()
         self.first_chunk_at: float | None = None
         self.chunks_counted = 0
@@ -125,7 +133,7 @@ class Worker:
         self.next_report = 0.0
         self.report_lock = threading.Lock()
         self.reported_stop = False
-        self.heartbeat = Heartbeat(settings.service.health_file)
+        self.heartbeat = Heartbeat(health_file)
         self.broker = kafka.BrokerWatch(connection)
 
     def follow(self) -> None:
@@ -137,8 +145,8 @@ class Worker:
             return
         self.next_look = time.monotonic() + LOOK_SECONDS
         names = kafka.topic_names(self.admin)
-        self.status_topic = generations.status_current(names, self.settings.topics.status)
-        base = self.settings.topics.chunks
+        self.status_topic = generations.status_current(names, self.topics.status)
+        base = self.topics.chunks
         live = generations.live(names, base)
         self.newest = live[-1] if live else self.newest
         wanted: set[str] = set()
@@ -214,7 +222,7 @@ class Worker:
         fresh = [tp for tp in positions if tp.offset < 0]
         for tp in fresh:
             low, high = self.consumer.get_watermark_offsets(tp, timeout=30)
-            tp.offset = low if self.settings.topics.source_start == "earliest" else high
+            tp.offset = low if self.topics.source_start == "earliest" else high
         if fresh:
             self.consumer.commit(offsets=fresh, asynchronous=False)
         assert self.recorded_ends is not None
@@ -251,7 +259,7 @@ class Worker:
 
     def is_chunks(self, topic: str) -> bool:
         found = generations.of(topic)
-        return found is not None and found[0] == self.settings.topics.chunks
+        return found is not None and found[0] == self.topics.chunks
 
     def topic_partition(self, name: Input, offset: int) -> TopicPartition:
         topic, partition = split_input(str(name))
@@ -262,8 +270,8 @@ class Worker:
         window) the newest generation's."""
         topic, _ = split_input(str(name))
         if self.is_chunks(topic):
-            return generations.partials_of(topic, self.settings.topics.partials)
-        return generations.topic(self.settings.topics.partials, self.newest)
+            return generations.partials_of(topic, self.topics.partials)
+        return generations.topic(self.topics.partials, self.newest)
 
     def on_commit(self, err, partitions) -> None:
         if err is not None:
@@ -277,7 +285,7 @@ class Worker:
                 self._report(stopped)
 
     def _report(self, stopped: bool) -> None:
-        self.next_report = time.monotonic() + self.settings.worker.status_interval
+        self.next_report = time.monotonic() + self.config.status_interval
         self.heartbeat.beat(self.broker.problem)
         value = None
         held = sorted(tuple(self.held))  # one C call: safe beside the loop's changes
@@ -303,7 +311,7 @@ class Worker:
     def keep_reporting(self) -> None:
         """Report while a long batch keeps the loop busy: silence means gone to the assigner,
         which hands our inputs to others (pipeline/assigner.py)."""
-        interval = self.settings.worker.status_interval
+        interval = self.config.status_interval
         while not self.stopping:
             time.sleep(interval)
             if time.monotonic() > self.next_report + interval:
@@ -314,8 +322,7 @@ class Worker:
         faults.point("worker.draining")
 
     def run(self) -> None:
-        s = self.settings
-        log.info("worker %s following %s, offsets in group %s", self.id, s.topics.assignments, s.worker.group)
+        log.info("worker %s following %s, offsets in group %s", self.id, self.topics.assignments, self.config.group)
         self.report_status()  # ready: the assigner gives inputs to workers that reported
         threading.Thread(target=self.keep_reporting, name="status", daemon=True).start()
         try:
@@ -346,11 +353,11 @@ class Worker:
 
     def next_batch(self) -> list:
         """Up to worker_batch chunks: whatever is fetched already, else wait for the first."""
-        batch = self.consumer.consume(num_messages=self.settings.worker.batch, timeout=0)
+        batch = self.consumer.consume(num_messages=self.config.batch, timeout=0)
         if not batch:
             batch = self.consumer.consume(num_messages=1, timeout=0.5)
             if batch:
-                batch += self.consumer.consume(num_messages=self.settings.worker.batch - 1, timeout=0)
+                batch += self.consumer.consume(num_messages=self.config.batch - 1, timeout=0)
         return batch
 
     def process(self, batch: list) -> None:
@@ -465,7 +472,7 @@ class Worker:
         counts show: their ends are recorded durably before their partials go out."""
         if not self.last_record:
             return
-        quiet_since = time.monotonic() - self.settings.worker.source_idle_seconds
+        quiet_since = time.monotonic() - self.config.source_idle_seconds
         idle = [name for name, at in self.last_record.items() if at <= quiet_since]
         if not idle:
             return
@@ -558,7 +565,7 @@ class Worker:
         failures: list[str] = []
         kafka.produce(
             self.producer,
-            self.settings.topics.deadletter,
+            self.topics.deadletter,
             codec.encode_deadletter(letter),
             0,
             on_delivery=lambda err, m: failures.append(err.str()) if err else None,
@@ -568,7 +575,13 @@ class Worker:
 
 
 def main(settings: Settings) -> int:
-    worker = Worker(Connection.to(settings.kafka, why="workers need a bootstrap address"), settings)
+    worker = Worker(
+        Connection.to(settings.kafka, why="workers need a bootstrap address"),
+        settings.worker,
+        settings.topics,
+        settings.text.tokenizer_user_dict,
+        settings.service.health_file,
+    )
     signal.signal(signal.SIGTERM, worker.request_stop)
     signal.signal(signal.SIGINT, worker.request_stop)
     started = time.monotonic()

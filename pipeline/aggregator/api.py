@@ -43,9 +43,8 @@ from pipeline.aggregator.lookup_process import LookupProcess
 from pipeline.aggregator.peers import Peers
 from pipeline.aggregator.ranking import Ranking
 from pipeline.aggregator.state import ShardState
-from pipeline.config import Settings
 from pipeline.sharding import Router
-from pipeline.web import HttpError, int_param, make_app, query_of, tokens_of
+from pipeline.web import HttpError, int_param, make_app, query_of
 from pipeline.webserver import TOO_LONG_HINT
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")
@@ -128,22 +127,28 @@ class BrokerHealth(Protocol):
 class ResultsApi:
     def __init__(
         self,
-        settings: Settings,
         counted: Counted,
         registry: CollectorRegistry,
         receipts: Ingested,
         lag: LagWatch,
         broker: BrokerHealth,
+        tokens: list[str] | None,
+        user_dict: str | None,
+        partitions: int,
+        window_seconds: float,
     ) -> None:
-        self.settings = settings
+        """`tokens`: the API's (None: no auth); `user_dict`: the workers' extra words;
+        `partitions`: the shards; `window_seconds`: the windows' length."""
+        self.partitions = partitions
+        self.window_seconds = window_seconds
         self.counted = counted
         self.registry = registry
         self.receipts = receipts
         self.lag = lag
         self.broker = broker
-        self.tokens = tokens_of(settings.service)  # no token configured and auth on: refuse to start
-        self.tokenizer = tokenize.Tokenizer.load(settings.text.tokenizer_user_dict)  # the workers' definition of a word
-        self.heavy = LookupProcess(settings.text.tokenizer_user_dict)  # started on the first heavy lookup
+        self.tokens = tokens
+        self.tokenizer = tokenize.Tokenizer.load(user_dict)  # the workers' definition of a word
+        self.heavy = LookupProcess(user_dict)  # started on the first heavy lookup
         self.peers = Peers(self.tokens[0] if self.tokens else None)
         self.words: list[str] = []  # sorted, for paging; rebuilt when the vocabulary grew
         self.words_version: tuple[tuple[int, ...], int] | None = None
@@ -247,7 +252,7 @@ class ResultsApi:
         parts = await self.parts({"view": "ledgers"}, whole=False)  # answers, complete or not
         ledgers = [p["ledgers"] for p in parts]
         ingested = self.receipts.documents, self.receipts.chunks
-        return views.merged_status(ledgers, self.settings.topics.partial_partitions, ingested, self.lag.view())
+        return views.merged_status(ledgers, self.partitions, ingested, self.lag.view())
 
     async def top_k(self, k: int) -> dict:
         return views.merged_top(await self.parts({"view": "top", "k": k}), k)
@@ -275,7 +280,7 @@ class ResultsApi:
         return {word: out[word] for word in words}
 
     def require_every_shard(self, read: int) -> None:
-        partitions = self.settings.topics.partial_partitions
+        partitions = self.partitions
         if read < partitions:
             raise HttpError(
                 503,
@@ -378,7 +383,7 @@ class ResultsApi:
 
     async def windows(self, request: web.Request) -> web.Response:
         """The top k of one tumbling window (default: the newest)."""
-        seconds = self.settings.aggregator.window_seconds
+        seconds = self.window_seconds
         k = int_param(request, "k", 10, 1, MAX_K)
         starts = views.merged_starts(await self.parts({"view": "windows"}))
         # Unix seconds, as the spec bounds them
@@ -411,7 +416,7 @@ class ResultsApi:
         return web.json_response(
             {
                 "word": word,
-                "window_seconds": self.settings.aggregator.window_seconds,
+                "window_seconds": self.window_seconds,
                 "windows": [{"start": start, "count": mine.get(start, 0)} for start in views.merged_starts(parts)],
             }
         )
@@ -422,9 +427,7 @@ class ResultsApi:
 
     async def progress(self, request: web.Request) -> web.Response:
         parts = await self.parts({"view": "progress"}, whole=False)  # what is counted so far, where it is
-        return web.json_response(
-            views.merged_progress([p["progress"] for p in parts], self.settings.topics.partial_partitions)
-        )
+        return web.json_response(views.merged_progress([p["progress"] for p in parts], self.partitions))
 
     async def shards(self, request: web.Request) -> web.Response:
         """This instance's part of an answer, for a peer that gathers the whole's (peers.py)."""

@@ -43,12 +43,13 @@ from pipeline.aggregator.partials_topics import PartialsTopics
 from pipeline.aggregator.ranking import Ranking
 from pipeline.aggregator.state import OverlapError, ShardState, pack
 from pipeline.autoscaler.monitor import Watch
-from pipeline.config import Connection, Settings
+from pipeline.config import AggregatorSettings, Connection, Settings, TopicSettings
 from pipeline.health import Heartbeat
 from pipeline.ingest.receipts import Accepted
 from pipeline.kafka import KafkaException
 from pipeline.roster import RosterMetrics
 from pipeline.sharding import Router
+from pipeline.web import tokens_of
 from pipeline.webserver import ServerLimits, serve
 
 log = logging.getLogger("wordpipe.aggregator")
@@ -106,27 +107,35 @@ class _TableManager(TableManager):
 
 class Aggregator:
     def __init__(
-        self, connection: Connection, settings: Settings, broker: kafka.BrokerWatch, registry: CollectorRegistry
+        self,
+        connection: Connection,
+        aggregator: AggregatorSettings,
+        topics: TopicSettings,
+        document_max_span: int,
+        broker: kafka.BrokerWatch,
+        registry: CollectorRegistry,
+        health_file: str | None = None,
     ) -> None:
-        self.settings = settings
+        self.config = aggregator
+        self.topics = topics
+        self.document_max_span = document_max_span  # ingest's: how far a held document's end may lie
         self.connection = connection
-        s = settings
-        datadir = Path(s.aggregator.datadir or Path(tempfile.gettempdir()) / "wordpipe-faust" / s.aggregator.id)
+        datadir = Path(aggregator.datadir or Path(tempfile.gettempdir()) / "wordpipe-faust" / aggregator.id)
         datadir.parent.mkdir(parents=True, exist_ok=True)
         # The workers' session: Tansu holds a join for half of it, so the cluster's 6 s took
         # 3 s of every start on the embedded broker.
         session_ms = connection.session_timeout_ms
         self.app = faust.App(
-            s.aggregator.id,
+            aggregator.id,
             broker=f"kafka://{connection.bootstrap}",
             broker_credentials=kafka.faust_credentials(connection.kafka),
             store="memory://",
             # faust makes (empty, with the memory store) directories here; not in the caller's cwd.
             datadir=str(datadir),
             web_enabled=False,  # the results API is ours (pipeline/aggregator/api.py)...
-            canonical_url=s.aggregator.peer_url,  # ...and faust hands every member the others' URLs (`peers`)
-            topic_partitions=s.topics.partial_partitions,
-            topic_replication_factor=s.topics.replication_factor,
+            canonical_url=aggregator.peer_url,  # ...and faust hands every member the others' URLs (`peers`)
+            topic_partitions=topics.partial_partitions,
+            topic_replication_factor=topics.replication_factor,
             broker_session_timeout=session_ms / 1000,
             broker_heartbeat_interval=session_ms / 6000,
             consumer_auto_offset_reset="earliest",
@@ -138,12 +147,12 @@ class Aggregator:
         )
         self.app.transport = _Transport(self.app.conf.broker, self.app, fetch_max_wait_ms=connection.fetch_max_wait_ms)
         # The partials generations consumed change as generations come and go (partials_topics.py).
-        self.partials_topics = PartialsTopics(connection, s.topics, s.aggregator.id)
+        self.partials_topics = PartialsTopics(connection, topics, aggregator.id)
         self.partials = self.app.topic(
             *self.partials_topics.start(),
             key_serializer="raw",
             value_serializer="raw",
-            partitions=s.topics.partial_partitions,
+            partitions=topics.partial_partitions,
         )
         # Windowed totals, mirrored from the exact state with absolute values, a word's
         # windows as it is read (`windowed_totals`, the only reader): a replay rewrites the
@@ -152,8 +161,8 @@ class Aggregator:
         self.windowed = self.app.Table(
             "windowed",
             default=int,
-            partitions=s.topics.partial_partitions,  # faust's default serializers: json
-        ).tumbling(s.aggregator.window_seconds, expires=s.aggregator.window_seconds * s.aggregator.windows_kept)
+            partitions=topics.partial_partitions,  # faust's default serializers: json
+        ).tumbling(aggregator.window_seconds, expires=aggregator.window_seconds * aggregator.windows_kept)
         self.producer = kafka.producer(connection)  # changelogs, totals and dead letters
         self.deliveries = kafka.DeliveryTracker()
         self.shards: dict[int, ShardState] = {}  # recovered and owned
@@ -170,9 +179,9 @@ class Aggregator:
         self.partials_applied = 0
         self.partials_replayed = 0
         self.words_replayed = 0  # in parts recognised as already applied
-        self.heartbeat = Heartbeat(s.service.health_file)
+        self.heartbeat = Heartbeat(health_file)
         self.broker = broker
-        self.router = Router(s.topics.partial_partitions, s.topics.buckets)
+        self.router = Router(topics.partial_partitions, topics.buckets)
         self.kept_windows: dict[int, set[int]] = {}
         self.ranking = Ranking()
         self.unpublished: dict[int, set[str]] = {}  # by shard: words whose total changed since it was published
@@ -212,7 +221,7 @@ class Aggregator:
             for state, changelog in loaded:
                 self.shards[state.shard], self.changelogs[state.shard] = state, changelog
                 # A crash may have kept totals from the topic; a clean stop published them all.
-                publishes = self.settings.aggregator.totals_interval and not state.published
+                publishes = self.config.totals_interval and not state.published
                 self.unpublished[state.shard] = set(state.counts) if publishes else set()
                 self.ranking.update(state.counts)
                 self.recovering.pop(state.shard).set_result(state)
@@ -224,18 +233,17 @@ class Aggregator:
             raise
 
     def _load(self, shard: int) -> tuple[ShardState, Changelog]:
-        s = self.settings
         changelog = Changelog(
             self.connection,
-            s.aggregator.id,
+            self.config.id,
             shard,
-            s.topics.replication_factor,
+            self.topics.replication_factor,
             self.producer,
-            s.aggregator.checkpoint_min_bytes,
+            self.config.checkpoint_min_bytes,
         )
         batches = changelog.recover()
         state = ShardState.load(
-            shard, batches, s.ingest.document_max_span, s.aggregator.window_seconds, s.aggregator.windows_kept
+            shard, batches, self.document_max_span, self.config.window_seconds, self.config.windows_kept
         )
         changelog.start_generation(pack(state.take_batch(checkpoint=True)), self.deliveries)
         log.info(
@@ -380,7 +388,7 @@ class Aggregator:
         letter = codec.DeadLetter(message.topic, message.partition, message.offset, reason, message.value or b"")
         kafka.produce(
             self.producer,
-            self.settings.topics.deadletter,
+            self.topics.deadletter,
             codec.encode_deadletter(letter),
             0,
             on_delivery=self.deliveries,
@@ -453,7 +461,7 @@ class Aggregator:
         """Hand what changed since the last batch to the readers (the ranking, the totals
         topic) before a batch takes it."""
         self.ranking.update(state.changed)
-        if self.settings.aggregator.totals_interval:  # no totals topic: nothing to publish, nothing to track
+        if self.config.totals_interval:  # no totals topic: nothing to publish, nothing to track
             self.unpublished.setdefault(shard, set()).update(state.changed)
 
     def windowed_totals(self, word: str) -> dict[int, int]:
@@ -492,7 +500,7 @@ class Aggregator:
         return self.ranking
 
     def publish_totals(self) -> None:
-        topic, fmt = self.settings.topics.totals, self.settings.aggregator.totals_format
+        topic, fmt = self.topics.totals, self.config.totals_format
         for shard, state in list(self.shards.items()):
             self.fold_changes(shard, state)
             words, self.unpublished[shard] = self.unpublished.get(shard, set()), set()
@@ -517,7 +525,7 @@ class Aggregator:
             "the total of a word of %d characters is not published on %s: a record of it would pass Kafka's "
             "message limit (the results API has it)",
             len(word),
-            self.settings.topics.totals,
+            self.topics.totals,
         )
 
     def _wire(self) -> None:
@@ -528,7 +536,7 @@ class Aggregator:
             async for event in stream.noack().events():
                 await self.on_event(event)
 
-        @app.timer(self.settings.aggregator.flush_interval, name="flush")
+        @app.timer(self.config.flush_interval, name="flush")
         async def flush_timer() -> None:
             await self.flush()
             await self.retire_superseded()
@@ -538,9 +546,9 @@ class Aggregator:
         async def generations_timer() -> None:
             await self.follow_generations()
 
-        if self.settings.aggregator.totals_interval:
+        if self.config.totals_interval:
 
-            @app.timer(self.settings.aggregator.totals_interval, name="publish-totals")
+            @app.timer(self.config.totals_interval, name="publish-totals")
             async def totals_timer() -> None:
                 if time.monotonic() < self.next_publication:
                     return
@@ -563,7 +571,7 @@ class Aggregator:
         @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
         async def on_shutdown(app, **kwargs) -> None:
             await self.flush()  # a clean stop leaves nothing to replay
-            if self.settings.aggregator.totals_interval:
+            if self.config.totals_interval:
                 self.publish_totals()
                 await self.flush_producers()
                 self.mark_published()
@@ -587,19 +595,14 @@ def _crash_reason(exc: BaseException) -> str:
     return f"the record made its decoder fail ({type(exc).__name__}: {str(exc)[:300]})"
 
 
-def serve_results(app: faust.App, api: ResultsApi, settings: Settings) -> None:
+def serve_results(app: faust.App, api: ResultsApi, host: str, port: int, limits: ServerLimits) -> None:
     """Serve the results API from the faust worker's event loop, until it shuts down."""
     runner: web.AppRunner | None = None
 
     @app.task
     async def start_serving() -> None:
         nonlocal runner
-        runner = await serve(
-            api.app(),
-            settings.aggregator.host,
-            settings.aggregator.port,
-            ServerLimits(settings.service.http_idle_seconds),
-        )
+        runner = await serve(api.app(), host, port, limits)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
     async def stop_serving(app, **kwargs) -> None:
@@ -611,12 +614,25 @@ def main(settings: Settings) -> int:
     settings = settings.resolved()
     connection = Connection.to(settings.kafka, why="the aggregator needs a bootstrap address")
     broker = kafka.BrokerWatch(connection)
-    watch = Watch(connection, settings)
+    watch = Watch(connection, settings.topics, settings.worker.group)
     registry = CollectorRegistry()
     registry.register(RosterMetrics(watch.monitor.roster))  # the workers' own figures
-    aggregator = Aggregator(connection, settings, broker, registry)
-    api = ResultsApi(settings, aggregator, registry, Accepted(connection, settings.topics), watch, broker)
-    serve_results(aggregator.app, api, settings)
+    s = settings
+    aggregator = Aggregator(
+        connection, s.aggregator, s.topics, s.ingest.document_max_span, broker, registry, s.service.health_file
+    )
+    api = ResultsApi(
+        aggregator,
+        registry,
+        Accepted(connection, s.topics),
+        watch,
+        broker,
+        tokens_of(s.service),
+        s.text.tokenizer_user_dict,
+        s.topics.partial_partitions,
+        s.aggregator.window_seconds,
+    )
+    serve_results(aggregator.app, api, s.aggregator.host, s.aggregator.port, ServerLimits(s.service.http_idle_seconds))
     worker = faust.Worker(aggregator.app, loglevel="WARNING", quiet=True)
     worker.execute_from_commandline()
     return 0

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from pipeline import crash_reports, generations, kafka
 from pipeline.autoscaler.policy import Metrics
-from pipeline.config import Connection, Settings
+from pipeline.config import Connection, TopicSettings
 from pipeline.kafka import KafkaException, TopicPartition
 from pipeline.roster import Roster
 
@@ -92,14 +92,20 @@ class Totals:
 
 class LagMonitor:
     def __init__(
-        self, connection: Connection, settings: Settings, offset_reset: str = "earliest", window: float = RATE_WINDOW
+        self,
+        connection: Connection,
+        topics: TopicSettings,
+        group: str,
+        offset_reset: str = "earliest",
+        window: float = RATE_WINDOW,
     ) -> None:
-        self.settings = settings
+        """The lag of the workers' `group` over the chunks and source `topics`."""
+        self.topics = topics
         self.offset_reset = offset_reset
         self.window = window
         # The workers' group id, to read its commits; never joins, never commits.
-        self.consumer = kafka.consumer(connection, settings.worker.group)
-        self.roster = Roster(connection, settings.topics)
+        self.consumer = kafka.consumer(connection, group)
+        self.roster = Roster(connection, topics)
         self.samples: deque[Sample] = deque()
         self.last_read_at: float | None = None
         self.lag_by_topic: dict[str, int] = {}  # as of the last read that answered
@@ -112,9 +118,8 @@ class LagMonitor:
         alike: a worker's rate is records per busy second over both); `lag_by_topic` keeps
         each topic's part, for views."""
         now = time.time() if now is None else now
-        s = self.settings
-        base = s.topics.chunks
-        resets = {src.topic: s.topics.source_start for src in s.topics.source_list}
+        base = self.topics.chunks
+        resets = {src.topic: self.topics.source_start for src in self.topics.source_list}
         try:
             listed = self.consumer.list_topics(timeout=5).topics
             resets |= {t: self.offset_reset for t in generations_of(listed, base)}
@@ -123,11 +128,11 @@ class LagMonitor:
             }
         except KafkaException as exc:
             log.warning("cannot read the group's offsets: %s", exc)
-            return self._stale(now, len(workers), self.settings.topics.chunk_partitions)
+            return self._stale(now, len(workers), self.topics.chunk_partitions)
         known = {topic: parts for topic, parts in offsets.items() if parts is not None}
         sources = [t for t in known if t not in generations_of(known, base)]
         # A worker reads a chunks partition in every generation: capacity counts partitions once.
-        partitions = s.topics.chunk_partitions + sum(len(known[t]) for t in sources)
+        partitions = self.topics.chunk_partitions + sum(len(known[t]) for t in sources)
         if not generations_of(offsets, base) or len(known) < len(offsets):
             return self._stale(now, len(workers), partitions)
         by_topic = {
@@ -176,7 +181,7 @@ class LagMonitor:
     def deadletters(self) -> int | None:
         """Records on the dead-letter topic (None: Kafka did not answer)."""
         try:
-            marks = self.consumer.get_watermark_offsets(TopicPartition(self.settings.topics.deadletter, 0), timeout=5)
+            marks = self.consumer.get_watermark_offsets(TopicPartition(self.topics.deadletter, 0), timeout=5)
         except KafkaException:
             return None
         return None if marks is None else marks[1] - marks[0]
@@ -203,8 +208,8 @@ class Watch:
     """`LagMonitor.read` every `interval` seconds on a thread, for views that must not block
     on Kafka (the results API's status and dashboard); the crash reports come with it."""
 
-    def __init__(self, connection: Connection, settings: Settings, interval: float = 2.0) -> None:
-        self.monitor = LagMonitor(connection, settings)
+    def __init__(self, connection: Connection, topics: TopicSettings, group: str, interval: float = 2.0) -> None:
+        self.monitor = LagMonitor(connection, topics, group)
         self.interval = interval
         self.latest: Metrics | None = None
         self.deadletters: int | None = None

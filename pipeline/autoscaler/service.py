@@ -31,7 +31,7 @@ def run(s: Settings, policy: str | None, log_dir: Path, stop_workers: bool = Fal
     current = policy_file.PolicyFile(policy).current if policy else Policy
     log_dir.mkdir(parents=True, exist_ok=True)
     backend = open_backend(s.cluster, s.mesos, s.worker_env(connection), s.worker.group, log_dir)
-    monitor = LagMonitor(connection, s, offset_reset=current().offset_reset)
+    monitor = LagMonitor(connection, s.topics, s.worker.group, offset_reset=current().offset_reset)
     assigner = Assigner(connection, s.topics, s.worker)  # who reads what: workers never rebalance
     reporter = CrashReporter(connection, s.topics)
     controller = Controller(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from pipeline import codec, kafka, tokenize
 from pipeline.chunking import iter_chunks
-from pipeline.config import Connection, Settings
+from pipeline.config import Connection, TextSettings, TopicSettings
 from pipeline.ingest.chunk_topics import ChunkTopics
 from pipeline.ingest.sources import Source
 from pipeline.offsets import OffsetRanges
@@ -31,16 +31,17 @@ class IngestReport:
 
 
 class ChunkPublisher:
-    def __init__(self, connection: Connection, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, connection: Connection, topics: TopicSettings, text: TextSettings) -> None:
+        self.partitions = topics.chunk_partitions
+        self.chunk_size = text.chunk_size
         self.producer = kafka.producer(
             connection, **{"linger.ms": 20, "batch.size": 1 << 20, "compression.type": "lz4"}
         )
         self.report = IngestReport()
-        self.tokenizer = tokenize.Tokenizer.load(settings.text.tokenizer_user_dict).id  # named in every chunk
+        self.tokenizer = tokenize.Tokenizer.load(text.tokenizer_user_dict).id  # named in every chunk
         self._failures: list[str] = []
         self._next_partition = 0
-        self.topics = ChunkTopics(connection, settings.topics, f"run-{os.getpid()}", self.producer)
+        self.topics = ChunkTopics(connection, topics, f"run-{os.getpid()}", self.producer)
         self.written: set[str] = set()  # generations written since the last flush marker
         for n in self.topics.start():  # close any window a crashed predecessor left open
             self.written.add(self.topics.topic(n))
@@ -56,7 +57,6 @@ class ChunkPublisher:
     def publish(self, source: Source, on_bytes: Callable[[int], None] | None = None) -> str:
         """Chunk and send one document; returns its id. Call `flush()` to make it durable."""
         doc = uuid.uuid4().hex
-        s = self.settings
         if self.topics.lapsed:  # idle a while: renewed, and acknowledged, before writing again
             self.topics.tick(force=True)
             self.producer.flush(30)
@@ -69,17 +69,17 @@ class ChunkPublisher:
             log.warning(
                 "%s: a run without whitespace or CJK punctuation longer than %d bytes cut at byte %d",
                 source.name,
-                s.text.chunk_size,
+                self.chunk_size,
                 offset,
             )
 
         with source.open() as stream:
-            for seq, chunk in enumerate(iter_chunks(stream, s.text.chunk_size, on_forced_cut=forced_cut)):
+            for seq, chunk in enumerate(iter_chunks(stream, self.chunk_size, on_forced_cut=forced_cut)):
                 value = codec.encode_chunk(
                     codec.ChunkMessage(doc, seq, source.name, chunk.offset, chunk.data, self.tokenizer)
                 )
                 partition = self._next_partition
-                self._next_partition = (partition + 1) % s.topics.chunk_partitions
+                self._next_partition = (partition + 1) % self.partitions
                 self._produce(topic, value, doc.encode(), partition)
                 self.topics.wrote(len(chunk.data))
                 self.topics.tick()
@@ -107,7 +107,7 @@ class ChunkPublisher:
         """
         marker = codec.encode_flush()
         for topic in sorted(self.written):
-            for partition in range(self.settings.topics.chunk_partitions):
+            for partition in range(self.partitions):
                 self._produce(topic, marker, None, partition)
         self.written = {self.topics.topic()}
 

@@ -17,7 +17,7 @@ import threading
 import time
 
 from pipeline import codec, kafka
-from pipeline.config import Connection, Settings, TopicSettings
+from pipeline.config import Connection, TopicSettings
 from pipeline.kafka import TopicPartition
 
 log = logging.getLogger("wordpipe.ingest")
@@ -38,9 +38,9 @@ def read_all(connection: Connection, topics: TopicSettings, timeout: float = 30.
     return out
 
 
-def find_verdict(connection: Connection, settings: Settings, receipt: codec.Receipt, upto: int) -> bool:
+def find_verdict(connection: Connection, receipt: codec.Receipt, upto: int, max_span: int) -> bool:
     """Whether the log commits `receipt`'s document: its first end in [first, upto], judged
-    as the aggregator judges it (blocking: run it in a thread)."""
+    as the aggregator judges it, spanning fewer than `max_span` offsets (blocking: run it in a thread)."""
     consumer = kafka.consumer(connection, "wordpipe-receipts")
     try:
         consumer.assign([TopicPartition(receipt.topic, receipt.partition, receipt.first)])
@@ -59,11 +59,7 @@ def find_verdict(connection: Connection, settings: Settings, receipt: codec.Rece
                 except codec.CodecError:
                     continue
                 if isinstance(record, codec.DocumentEnd) and record.doc == receipt.document:
-                    return (
-                        record.commit
-                        and record.chunks == receipt.chunks
-                        and offset - receipt.first < settings.ingest.document_max_span
-                    )
+                    return record.commit and record.chunks == receipt.chunks and offset - receipt.first < max_span
         raise kafka.KafkaUnavailable(f"could not read {receipt.topic}[{receipt.partition}] up to {upto}")
     finally:
         consumer.close()
@@ -72,21 +68,24 @@ def find_verdict(connection: Connection, settings: Settings, receipt: codec.Rece
 class Receipts:
     """The receipts of keyed uploads, in memory, and writes to the topic."""
 
-    def __init__(self, connection: Connection, settings: Settings, producer: kafka.AsyncProducer) -> None:
+    def __init__(
+        self, connection: Connection, topics: TopicSettings, max_span: int, producer: kafka.AsyncProducer
+    ) -> None:
         self.connection = connection
-        self.settings = settings
+        self.topics = topics
+        self.max_span = max_span  # a document's offsets at most (ingest.document_max_span)
         self.producer = producer
         self.by_key: dict[str, codec.Receipt] = {}
         self.offsets: dict[str, int] = {}  # key -> its receipt's offset (a 202 waits for it to be durable)
 
     async def load(self) -> None:
-        for receipt, offset in await asyncio.to_thread(read_all, self.connection, self.settings.topics):
+        for receipt, offset in await asyncio.to_thread(read_all, self.connection, self.topics):
             if receipt.key is not None:
                 self.by_key[receipt.key], self.offsets[receipt.key] = receipt, offset
 
     async def write(self, receipt: codec.Receipt) -> int:
         """Write a receipt; returns its offset."""
-        topic = self.settings.topics.documents
+        topic = self.topics.documents
         offset = await self.producer.send(topic, codec.encode_receipt(receipt), receipt_key(receipt), 0)
         if receipt.key is not None:
             self.by_key[receipt.key], self.offsets[receipt.key] = receipt, offset
@@ -96,7 +95,7 @@ class Receipts:
         """Decide an `open` receipt once and for all; returns it `committed` or `aborted`."""
         end = codec.encode_end(codec.DocumentEnd(receipt.document, receipt.chunks, commit=False))
         upto = await self.producer.send(receipt.topic, end, receipt.document.encode(), receipt.partition)
-        committed = await asyncio.to_thread(find_verdict, self.connection, self.settings, receipt, upto)
+        committed = await asyncio.to_thread(find_verdict, self.connection, receipt, upto, self.max_span)
         settled = codec.Receipt(
             receipt.document,
             receipt.key,

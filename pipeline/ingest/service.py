@@ -352,7 +352,9 @@ class IngestService:
                 "queue.buffering.max.kbytes": 64 * 1024,
             },
         )
-        self._receipts = Receipts(self.connection, self.settings, self.producer)
+        self._receipts = Receipts(
+            self.connection, self.settings.topics, self.settings.ingest.document_max_span, self.producer
+        )
         writer = f"ingest-{socket.gethostname()}-{os.getpid()}"
         self._chunk_topics = ChunkTopics(self.connection, self.settings.topics, writer, self.producer.producer)
         self._tasks = [

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline import processes
-from pipeline.config import Connection, KafkaSettings, Settings
+from pipeline.config import Connection, KafkaSettings, TopicSettings
 from pipeline.errors import UnavailableError
 from pipeline.kafka.topics import check_reachable, ensure_topics
 
@@ -112,10 +112,13 @@ class EmbeddedBroker:
 
 
 def start_kafka(
-    settings: Settings, log_dir: Path, reached: Callable[[Connection], None] = lambda connection: None
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    log_dir: Path,
+    reached: Callable[[Connection], None] = lambda connection: None,
 ) -> tuple[EmbeddedBroker | None, Connection]:
-    """The embedded broker started (logging to log_dir/broker.log) unless `settings` name a
-    bootstrap address, which must answer; then wordpipe's topics ensured there, and on the
+    """The embedded broker started (logging to log_dir/broker.log) unless `kafka` names a
+    bootstrap address, which must answer; then wordpipe's `topics` ensured there, and on the
     embedded broker (which starts empty) the source topics too, for producers to fill.
 
     Returns the broker (None: the given cluster) and the connection to it. `reached` is
@@ -123,15 +126,15 @@ def start_kafka(
     a stack with a state directory restores its topics then).
     """
     broker = None
-    if settings.kafka.bootstrap:
-        connection = Connection.to(settings.kafka)
+    if kafka.bootstrap:
+        connection = Connection.to(kafka)
         check_reachable(connection)
     else:
         broker = EmbeddedBroker(log_file=log_dir / "broker.log").start()
-        connection = broker.connection(settings.kafka)
+        connection = broker.connection(kafka)
     try:
         reached(connection)
-        ensure_topics(connection, settings.topics, with_sources=broker is not None)
+        ensure_topics(connection, topics, with_sources=broker is not None)
     except BaseException:
         if broker is not None:
             broker.stop()

@@ -37,7 +37,7 @@ def trickle(pipeline: Pipeline, sources, pause: float):
     result = {}
 
     def run():
-        publisher = ChunkPublisher(pipeline.connection, pipeline.settings)
+        publisher = ChunkPublisher(pipeline.connection, pipeline.settings.topics, pipeline.settings.text)
         for source in sources:
             publisher.publish(source)
             result["report"] = publisher.flush()

@@ -36,7 +36,7 @@ def test_a_burst_scales_up_idleness_scales_down_and_counts_stay_exact(tmp_path):
     expected = count_sources(sources)
     s = config.Settings(workers=1, chunk_size=16 * 1024, window_chunks=8)
     with Pipeline(s) as p:
-        monitor = LagMonitor(p.connection, p.settings, window=4)
+        monitor = LagMonitor(p.connection, p.settings.topics, p.settings.worker.group, window=4)
         controller = Controller(p.workers, monitor, lambda: EAGER, Resources(), interval=0.5, grace=20)
         server = serve_status(controller, "127.0.0.1", port := free_port("127.0.0.1"), tokens=None)
         try:

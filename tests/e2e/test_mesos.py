@@ -52,7 +52,7 @@ def test_the_autoscaler_scales_mesos_tasks_up_and_down_and_counts_stay_exact(mes
         worker_mem_mb=200,
     )
     with Pipeline(s) as p:
-        monitor = LagMonitor(p.connection, p.settings, window=4)
+        monitor = LagMonitor(p.connection, p.settings.topics, p.settings.worker.group, window=4)
         controller = Controller(p.workers, monitor, lambda: EAGER, Resources(0.5, 200), interval=0.5, grace=20)
         try:
             peak, counted_at = burst_until_scaled_down(

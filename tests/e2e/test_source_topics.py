@@ -141,13 +141,13 @@ def test_the_autoscaler_sees_each_source_topics_lag(broker):
     KafkaAdminClient(bootstrap_servers=broker.bootstrap).create_topics(
         [NewTopic("feed", 3, 1), NewTopic("other", 2, 1)]
     )
-    _, connection = start_kafka(settings, Path("."))  # wordpipe's topics on that cluster
+    _, connection = start_kafka(settings.kafka, settings.topics, Path("."))  # wordpipe's topics on that cluster
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
     for i in range(7):
         producer.send("feed", b"words", partition=i % 3)
         producer.flush()  # a batch each: Tansu's high watermark is its last batch's base + 1
     producer.close()
-    monitor = LagMonitor(connection, settings)
+    monitor = LagMonitor(connection, settings.topics, settings.worker.group)
     try:
         metrics = monitor.read([])
         assert monitor.lag_by_topic == {"chunks": 0, "feed": 7, "other": 0}

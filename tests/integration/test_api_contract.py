@@ -82,7 +82,7 @@ def test_results_api_honours_its_spec(services, method, path, mode):
 @pytest.fixture(scope="module")
 def autoscaler_url(services, tmp_path_factory):
     """An autoscaler of the services' workers: at most one more, which the lag the ingest fuzzing left may ask for."""
-    monitor = LagMonitor(services.connection, services.settings)
+    monitor = LagMonitor(services.connection, services.settings.topics, services.settings.worker.group)
     backend = LocalBackend(services.settings.to_env(services.connection), tmp_path_factory.mktemp("workers"))
     policy = Policy(min_workers=0, max_workers=1, scale_to_zero=True)
     controller = Controller(backend, monitor, lambda: policy, Resources(), interval=0.5)

@@ -36,7 +36,7 @@ def test_a_source_window_closed_idle_during_a_round_is_cut_with_its_recorded_end
     directory = Directory(tmp_path / "state")
     directory.initialize()
     levels = Levels(s.topics, topics_prefix(s.aggregator.id))
-    journal = Journal(directory, connection, levels, groups_of(s), s.worker.ends_group, None)
+    journal = Journal(directory, connection, levels, groups_of(s.worker, s.aggregator.id), s.worker.ends_group, None)
     partials = generations.topic(s.topics.partials, 1)
     broker_ends = journal._broker_ends
     raced = []

@@ -39,7 +39,7 @@ def partials_of_first_generation(settings):
 def test_worker_commits_what_it_published_reports_itself_and_drains_on_sigterm(broker):
     s = config.Settings(bootstrap=broker.bootstrap, chunk_partitions=2, window_chunks=4, chunk_size=8192)
     kafka.ensure_topics(broker.connection(), s.topics)
-    publisher = ChunkPublisher(broker.connection(), s)
+    publisher = ChunkPublisher(broker.connection(), s.topics, s.text)
     publisher.publish(Source("sample", SAMPLE))
     report = publisher.flush()
     env = {**s.to_env(), "WORDPIPE_WORKER_ID": "w-test", "PATH": ""}
@@ -103,10 +103,10 @@ def test_worker_refuses_chunks_for_another_tokenizer_loudly(broker, tmp_path):
     theirs.write_text("他来到了网易杭研大厦。" * 300, encoding="utf-8")
     ours = tmp_path / "ours.txt"
     ours.write_text("数据处理 " * 500, encoding="utf-8")
-    other = ChunkPublisher(broker.connection(), s)  # no user dictionary: another tokenizer
+    other = ChunkPublisher(broker.connection(), s.topics, s.text)  # no user dictionary: another tokenizer
     other.publish(Source("theirs", theirs))
     refused = other.flush().chunks
-    same = ChunkPublisher(broker.connection(), s.replace(tokenizer_user_dict=str(user_dict)))
+    same = ChunkPublisher(broker.connection(), s.topics, s.replace(tokenizer_user_dict=str(user_dict)).text)
     same.publish(Source("ours", ours))
     same.flush()
     env = {**s.to_env(), "WORDPIPE_TOKENIZER_USER_DICT": str(user_dict), "WORDPIPE_WORKER_ID": "w-dict", "PATH": ""}
@@ -155,7 +155,9 @@ def test_a_run_whose_chunks_were_refused_fails_instead_of_printing_short_counts(
     text.write_text("他来到了网易杭研大厦。\n" * 100, encoding="utf-8")
     with Pipeline(config.Settings(workers=1)) as p:
         p.check_nothing_refused()  # nothing yet
-        stranger = ChunkPublisher(p.connection, p.settings.replace(tokenizer_user_dict=str(user_dict)))
+        stranger = ChunkPublisher(
+            p.connection, p.settings.topics, p.settings.replace(tokenizer_user_dict=str(user_dict)).text
+        )
         stranger.publish(Source("stranger", text))
         p.wait_counted(stranger.flush(), timeout=120)
         with pytest.raises(

@@ -35,7 +35,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pipeline import config  # noqa: E402
-from pipeline.autoscaler.monitor import RATE_WINDOW  # noqa: E402
 from pipeline.autoscaler.policy import Policy  # noqa: E402
 from pipeline.autoscaler.simulate import (  # noqa: E402
     KedaStyle,
@@ -47,6 +46,7 @@ from pipeline.autoscaler.simulate import (  # noqa: E402
 )
 from pipeline.client import Client  # noqa: E402
 from pipeline.kafka.broker import free_port  # noqa: E402
+from pipeline.observe.lag import RATE_WINDOW  # noqa: E402
 from pipeline.stack import Stack  # noqa: E402
 from tests.chaos.report import machine  # noqa: E402
 

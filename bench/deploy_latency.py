@@ -6,7 +6,7 @@ Deploy latency is the time from the launch request to the new worker counting it
 chunk, taken as the autoscaler sees a scale-up: one resident worker consumes a steady
 trickle of chunks, a second is launched, the assigner (pipeline/assigner.py, running here
 as in the autoscaler) hands it half the partitions once it reports, and the time runs until
-the newcomer's status report (pipeline/roster.py) says it counted a chunk. It splits into
+the newcomer's status report (pipeline/observe/roster.py) says it counted a chunk. It splits into
 *start* (launch request -> the worker process running its code: process or container
 start plus imports) and *assign* (-> first chunk: its first report, the assignment and
 the first fetch; no group rebalance: workers follow the assignment).
@@ -53,7 +53,7 @@ from pipeline.assigner import Assigner  # noqa: E402
 from pipeline.cluster import Resources, open_backend  # noqa: E402
 from pipeline.config import Connection, Settings  # noqa: E402
 from pipeline.kafka.broker import EmbeddedBroker  # noqa: E402
-from pipeline.roster import Roster  # noqa: E402
+from pipeline.observe.roster import Roster  # noqa: E402
 
 
 def trickle(connection: Connection, settings: Settings, stop: threading.Event) -> None:

@@ -17,11 +17,11 @@ import time
 from pipeline import codec, generations, kafka
 from pipeline.assignment import Assignment, decide
 from pipeline.config import Connection, TopicSettings, WorkerSettings
-from pipeline.crash_reports import KEY_PREFIX as CRASHES_PREFIX
 from pipeline.ingest.chunk_topics import LEASE_SECONDS
-from pipeline.ingest.receipts import Accepted
 from pipeline.kafka import TopicPartition
-from pipeline.roster import READER_PREFIX, Roster
+from pipeline.observe.accepted import Accepted
+from pipeline.observe.crash_reports import KEY_PREFIX as CRASHES_PREFIX
+from pipeline.observe.roster import READER_PREFIX, Roster
 from pipeline.source_topics import input_of, split_input
 
 log = logging.getLogger("wordpipe.assigner")

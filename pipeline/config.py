@@ -99,7 +99,7 @@ class TopicSettings:
     partials: str = setting("partials", "partials_topic")
     totals: str = setting("totals", "totals_topic")
     deadletter: str = setting("deadletter", "deadletter_topic")
-    status: str = setting("workers", "status_topic")  # workers' status reports (pipeline/roster.py)
+    status: str = setting("workers", "status_topic")  # workers' status reports (pipeline/observe/roster.py)
     documents: str = setting("documents", "documents_topic")  # ingest's receipts: accepted uploads, idempotency keys
     assignments: str = setting("assignments", "assignments_topic")  # which worker reads what (pipeline/assigner.py)
     chunk_partitions: int = 12

@@ -35,7 +35,7 @@
           └── RequestFailed        an HTTP API answered an error, or nothing (client.py)
 
 `cli.main` catches the two branches. A handler's `web.HttpError` is not in the tree: it is
-an HTTP answer on its way out (pipeline/web.py), never raised to a caller.
+an HTTP answer on its way out (pipeline/web/app.py), never raised to a caller.
 """
 
 from __future__ import annotations

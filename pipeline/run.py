@@ -40,13 +40,13 @@ from pipeline.cluster import (
     open_backend,
 )
 from pipeline.config import Connection, Settings
-from pipeline.crash_reports import CrashReporter
 from pipeline.errors import UnavailableError
 from pipeline.ingest.publisher import ChunkPublisher, IngestReport
 from pipeline.ingest.sources import Source
 from pipeline.kafka import broker as broker_mod
+from pipeline.observe.crash_reports import CrashReporter
+from pipeline.observe.roster import Roster
 from pipeline.progress import Extents, all_counted, chunks_counted, records_counted, sources_counted
-from pipeline.roster import Roster
 from pipeline.supervisor import Supervisor
 
 log = logging.getLogger("wordpipe.run")

@@ -26,10 +26,10 @@ import requests
 from pipeline.aggregator import instances as aggregator_instances
 from pipeline.aggregator.changelog import topics_prefix
 from pipeline.config import Connection, Settings, WorkerSettings
-from pipeline.crash_reports import CrashReporter
 from pipeline.errors import ConfigError, UnavailableError
 from pipeline.kafka import broker as broker_mod
-from pipeline.roster import Roster
+from pipeline.observe.crash_reports import CrashReporter
+from pipeline.observe.roster import Roster
 from pipeline.statedir.directory import Contents, Directory
 from pipeline.statedir.journal import Journal, Levels, restore
 from pipeline.supervisor import Child, Supervisor

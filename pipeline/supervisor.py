@@ -21,7 +21,7 @@ The crash-loop rule, for every role alike (workers, aggregator, ingest, autoscal
   loops: a worker every ~10 s, the aggregator every ~25 s).
 * Showing it. Two crashes in a row (LOOP_AFTER) are a crash loop. Every crash is logged, a
   loop with the role's last log lines; supervisors report each role's crashes on the status
-  topic (pipeline/crash_reports.py), read by the results API (`/v1/status`: pipeline.crashes,
+  topic (pipeline/observe/crash_reports.py), read by the results API (`/v1/status`: pipeline.crashes,
   the dashboard, `wordpipe_service_*` metrics) and the autoscaler (its status and metrics).
 * Giving up (CRASH_LOOP_CRASHES, 5). `wordpipe run` fails at a role's 5th crash in the run,
   however far apart: a one-shot run has no time to wait a loop out, and a slow loop is still
@@ -132,7 +132,7 @@ class CrashLoop:
         return (self.crashes if one_shot else self.in_a_row) >= CRASH_LOOP_CRASHES
 
 
-Report = Callable[[str, CrashLoop], None]  # where a role's crashes are shown (pipeline/crash_reports.py)
+Report = Callable[[str, CrashLoop], None]  # where a role's crashes are shown (pipeline/observe/crash_reports.py)
 
 
 @dataclass

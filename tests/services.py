@@ -19,7 +19,7 @@ from pipeline.config import Connection, Settings
 from pipeline.ingest.service import IngestService
 from pipeline.kafka.broker import free_port
 from pipeline.run import Pipeline
-from pipeline.webserver import serve
+from pipeline.web.server import serve
 from tests.helpers import wait_for
 
 TOKEN = "test-token"

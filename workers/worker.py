@@ -124,7 +124,7 @@ class Worker:
         self.held: set[str] = set()  # the partitions we read now: "chunks.g3:5", "tweets:0"
         self.newest = 0  # the newest chunks generation: source windows' partials go to its partials
         self.next_look = 0.0
-        # What the status topic hears about us (pipeline/roster.py).
+        # What the status topic hears about us (pipeline/observe/roster.py).
         self.id = worker.id or f"{socket.gethostname()}-{os.getpid()}"
         self.started_at = time.time()
         self.first_chunk_at: float | None = None

@@ -44,8 +44,8 @@ from pipeline.aggregator.peers import Peers
 from pipeline.aggregator.ranking import Ranking
 from pipeline.aggregator.state import ShardState
 from pipeline.sharding import Router
-from pipeline.web import HttpError, int_param, make_app, query_of
-from pipeline.webserver import TOO_LONG_HINT
+from pipeline.web.app import HttpError, int_param, make_app, query_of
+from pipeline.web.server import TOO_LONG_HINT
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 MAX_K = 10_000
@@ -112,7 +112,7 @@ class Ingested(Protocol):
 
 
 class LagWatch(Protocol):
-    """The pipeline's lag and rates (pipeline/autoscaler/monitor.py: Watch)."""
+    """The pipeline's lag and rates (pipeline/observe/lag.py: Watch)."""
 
     def view(self) -> dict: ...
 

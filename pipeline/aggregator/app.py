@@ -42,15 +42,15 @@ from pipeline.aggregator.changelog import Changelog, Superseded
 from pipeline.aggregator.partials_topics import PartialsTopics
 from pipeline.aggregator.ranking import Ranking
 from pipeline.aggregator.state import OverlapError, ShardState, pack
-from pipeline.autoscaler.monitor import Watch
 from pipeline.config import AggregatorSettings, Connection, Settings, TopicSettings
 from pipeline.health import Heartbeat
-from pipeline.ingest.receipts import Accepted
 from pipeline.kafka import KafkaException
-from pipeline.roster import RosterMetrics
+from pipeline.observe.accepted import Accepted
+from pipeline.observe.lag import Watch
+from pipeline.observe.roster import RosterMetrics
 from pipeline.sharding import Router
-from pipeline.web import tokens_of
-from pipeline.webserver import ServerLimits, serve
+from pipeline.web.app import tokens_of
+from pipeline.web.server import ServerLimits, serve
 
 log = logging.getLogger("wordpipe.aggregator")
 GENERATIONS_EVERY = 5.0  # seconds between looks at the partials generations (partials_topics.py)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from pipeline.web import HttpError
+from pipeline.web.app import HttpError
 
 TIMEOUT = 10.0  # seconds for a peer's part: a part is computed like a local answer
 

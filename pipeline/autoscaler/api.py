@@ -14,8 +14,8 @@ import threading
 from aiohttp import web
 
 from pipeline.autoscaler.controller import Controller
-from pipeline.web import make_app
-from pipeline.webserver import ServerLimits, serve
+from pipeline.web.app import make_app
+from pipeline.web.server import ServerLimits, serve
 
 
 def app(controller: Controller, tokens: list[str] | None) -> web.Application:

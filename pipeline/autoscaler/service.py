@@ -12,14 +12,14 @@ from pipeline.assigner import Assigner
 from pipeline.autoscaler import policy_file
 from pipeline.autoscaler.api import serve_status
 from pipeline.autoscaler.controller import Controller
-from pipeline.autoscaler.monitor import LagMonitor
 from pipeline.autoscaler.policy import Policy
 from pipeline.cluster import Resources, open_backend
 from pipeline.config import Connection, Settings
-from pipeline.crash_reports import CrashMetrics, CrashReporter
 from pipeline.health import Heartbeat
-from pipeline.web import tokens_of
-from pipeline.webserver import ServerLimits
+from pipeline.observe.crash_reports import CrashMetrics, CrashReporter
+from pipeline.observe.lag import LagMonitor
+from pipeline.web.app import tokens_of
+from pipeline.web.server import ServerLimits
 
 
 def run(s: Settings, policy: str | None, log_dir: Path, stop_workers: bool = False) -> None:

@@ -140,7 +140,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def _check_ports(s: config.Settings) -> None:
     """Before anything starts or is written: a port in use is one line naming it, not a
     banner and then a crash loop of the service that needed it."""
-    from pipeline.webserver import check_listen
+    from pipeline.web.server import check_listen
 
     listens = {
         "ingest": (s.ingest.host, s.ingest.port),

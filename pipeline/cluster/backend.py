@@ -2,7 +2,7 @@
 
 A backend only runs workers; it does not decide how many (the autoscaler does) nor
 know what they do. Workers report their own progress on the status topic
-(pipeline/roster.py), so nothing here depends on where a worker runs.
+(pipeline/observe/roster.py), so nothing here depends on where a worker runs.
 """
 
 from __future__ import annotations

@@ -42,8 +42,8 @@ from pipeline.ingest.durability import Durability, NotDurable
 from pipeline.ingest.receipts import Receipts
 from pipeline.kafka import TopicPartition
 from pipeline.statedir.directory import Directory
-from pipeline.web import HttpError, make_app, query_of, tokens_of
-from pipeline.webserver import ServerLimits, serve
+from pipeline.web.app import HttpError, make_app, query_of, tokens_of
+from pipeline.web.server import ServerLimits, serve
 
 log = logging.getLogger("wordpipe.ingest")
 

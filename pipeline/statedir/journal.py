@@ -38,7 +38,7 @@ from pipeline import codec, generations, kafka
 from pipeline.config import Connection, TopicSettings
 from pipeline.errors import UnavailableError
 from pipeline.kafka import Consumer, KafkaError, KafkaException, OffsetSpec, Producer, TopicPartition
-from pipeline.roster import READER_PREFIX
+from pipeline.observe.roster import READER_PREFIX
 from pipeline.source_topics import input_of, split_input
 from pipeline.statedir.directory import Contents, Directory
 from pipeline.statedir.frames import Cut, Record, record_frame

@@ -9,10 +9,10 @@ import requests
 from pipeline import config
 from pipeline.autoscaler.api import serve_status
 from pipeline.autoscaler.controller import Controller
-from pipeline.autoscaler.monitor import LagMonitor
 from pipeline.autoscaler.policy import Policy
 from pipeline.cluster import Resources
 from pipeline.kafka.broker import free_port
+from pipeline.observe.lag import LagMonitor
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
 from tests.e2e.scenario import burst_until_scaled_down, mixed_documents

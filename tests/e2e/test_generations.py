@@ -159,8 +159,8 @@ def test_status_reports_go_by_generations_and_the_unread_ones_are_deleted(monkey
     older than the newest two deleted; the roster still sees every worker and every crash
     report (copied forward), and the counting does not notice."""
     from pipeline import config
-    from pipeline.crash_reports import CrashReporter
     from pipeline.ingest.sources import Source
+    from pipeline.observe.crash_reports import CrashReporter
     from pipeline.run import Pipeline
     from pipeline.supervisor import CrashLoop
 

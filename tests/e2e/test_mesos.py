@@ -15,10 +15,10 @@ import pytest
 
 from pipeline import config, kafka, tokenize
 from pipeline.autoscaler.controller import Controller
-from pipeline.autoscaler.monitor import LagMonitor
 from pipeline.autoscaler.policy import Policy
 from pipeline.cluster import Resources
 from pipeline.kafka.broker import free_port
+from pipeline.observe.lag import LagMonitor
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
 from tests.chinese import USER_WORDS, user_dict_case, user_dict_reference

@@ -134,8 +134,8 @@ def test_the_autoscaler_sees_each_source_topics_lag(broker):
     """The lag monitor adds the source topics' records waiting to the chunks topic's, and
     says each topic's part."""
     from pipeline import config
-    from pipeline.autoscaler.monitor import LagMonitor
     from pipeline.kafka.broker import start_kafka
+    from pipeline.observe.lag import LagMonitor
 
     settings = config.Settings(bootstrap=broker.bootstrap, sources="feed,other:$.text")
     KafkaAdminClient(bootstrap_servers=broker.bootstrap).create_topics(

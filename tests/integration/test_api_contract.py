@@ -20,11 +20,11 @@ from schemathesis import GenerationMode
 import schemas
 from pipeline.autoscaler.api import serve_status
 from pipeline.autoscaler.controller import Controller
-from pipeline.autoscaler.monitor import LagMonitor
 from pipeline.autoscaler.policy import Policy
 from pipeline.cluster import Resources
 from pipeline.cluster.local import LocalBackend
 from pipeline.kafka.broker import free_port
+from pipeline.observe.lag import LagMonitor
 from tests.services import TOKEN
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from pipeline import config, kafka
 from pipeline.cluster import BackendError, Resources
 from pipeline.cluster.docker import DockerBackend
 from pipeline.kafka.broker import free_port
-from pipeline.roster import Roster
+from pipeline.observe.roster import Roster
 from tests.helpers import docker_leftovers
 
 pytestmark = pytest.mark.docker

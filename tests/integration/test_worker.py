@@ -13,8 +13,8 @@ from pipeline import codec, config, generations, kafka
 from pipeline.assigner import Assigner
 from pipeline.ingest.publisher import ChunkPublisher
 from pipeline.ingest.sources import Source
+from pipeline.observe.roster import Roster
 from pipeline.offsets import OffsetRanges
-from pipeline.roster import Roster
 from tests.helpers import SAMPLE
 
 pytestmark = pytest.mark.e2e

@@ -6,7 +6,8 @@ import jsonschema
 import msgpack
 import pytest
 
-from pipeline import codec, config, crash_reports, tokenize
+from pipeline import codec, config, tokenize
+from pipeline.observe import crash_reports
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from pipeline.autoscaler.controller import Controller
 from pipeline.autoscaler.policy import Metrics, Policy
 from pipeline.cluster.backend import Resources, WorkerInfo
-from pipeline.crash_reports import report_of
+from pipeline.observe.crash_reports import report_of
 from pipeline.supervisor import CrashLoop
 from tests.helpers import wait_for
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.autoscaler.monitor import Sample, Totals, partition_lag, position, rates
+from pipeline.observe.lag import Sample, Totals, partition_lag, position, rates
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from pipeline.aggregator.peers import Peers
 from pipeline.kafka.broker import free_port
-from pipeline.web import HttpError
+from pipeline.web.app import HttpError
 
 
 async def asked(answer: web.Response | None) -> dict:

@@ -150,7 +150,7 @@ def test_every_setting_a_worker_reads_reaches_it():
     """The workers' allow-list names every setting the worker's code reads."""
     flat = {path: name for name, path in config.FLAT.items()}
     read = set()
-    for path in [*REPO.glob("workers/*.py"), REPO / "pipeline" / "roster.py"]:
+    for path in [*REPO.glob("workers/*.py"), REPO / "pipeline" / "observe" / "roster.py"]:
         for section, attr in re.findall(r"\bsettings\.([a-z_]+)(?:\.([a-z_]+))?\b", path.read_text()):
             if (section, attr) in flat:
                 read.add(flat[section, attr])

@@ -1,6 +1,6 @@
 """What every wordpipe HTTP service shares: bearer-token auth, JSON errors, /metrics, /openapi.json.
 
-Every error, the framework's own (404, 405) and the HTTP parser's (pipeline/webserver.py)
+Every error, the framework's own (404, 405) and the HTTP parser's (pipeline/web/server.py)
 included, is a JSON body `{"error": <code>, "detail": <what was wrong>}`
 (schemas/*.openapi.json: Error). The service's OpenAPI document is also the edge's rule
 book: a query parameter it does not list for the route, or one given twice, is a 400, and
@@ -27,7 +27,7 @@ from prometheus_client import (
 import schemas
 from pipeline.config import ServiceSettings
 from pipeline.errors import ConfigError
-from pipeline.webserver import REFUSED, error_response
+from pipeline.web.server import REFUSED, error_response
 
 log = logging.getLogger("wordpipe.web")
 

@@ -20,11 +20,12 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pipeline import crash_reports, generations, kafka
+from pipeline import generations, kafka
 from pipeline.autoscaler.policy import Metrics
 from pipeline.config import Connection, TopicSettings
 from pipeline.kafka import KafkaException, TopicPartition
-from pipeline.roster import Roster
+from pipeline.observe import crash_reports
+from pipeline.observe.roster import Roster
 
 log = logging.getLogger(__name__)
 

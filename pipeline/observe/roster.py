@@ -5,7 +5,7 @@ Workers report their assignment, progress and peak memory to a compacted topic, 
 generations (pipeline/generations.py: the newest two are read), keyed by worker id (schemas/status.v1.json). Whatever the backend (process, container, Mesos
 task), this is how a controller learns that a worker is consuming, which partitions it
 owns, and how fast it works while busy. A clean stop leaves a tombstone. Supervisors
-report each role's crashes there too, keyed `crashes:<role>` (pipeline/crash_reports.py),
+report each role's crashes there too, keyed `crashes:<role>` (pipeline/observe/crash_reports.py),
 and writers their leases on chunks generations, keyed `writer:<id>` (pipeline/ingest/chunk_topics.py).
 """
 
@@ -18,9 +18,9 @@ from collections.abc import Callable
 
 from pipeline import codec, generations, kafka
 from pipeline.config import Connection, TopicSettings
-from pipeline.crash_reports import KEY_PREFIX, CrashMetrics
 from pipeline.ingest.chunk_topics import LEASE_PREFIX
 from pipeline.kafka import OFFSET_BEGINNING, TopicPartition
+from pipeline.observe.crash_reports import KEY_PREFIX, CrashMetrics
 
 log = logging.getLogger(__name__)
 LOOK_SECONDS = 1.0  # how often the status generations are looked for

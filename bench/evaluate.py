@@ -228,10 +228,10 @@ def stacks(collapsed: Path) -> list[tuple[list[str], int]]:
 
 
 def our_time(collapsed: Path, top: int = 8) -> list[tuple[str, float]]:
-    """Our functions (pipeline/, workers/) by the share of samples spent in them or below."""
+    """Our functions (pipeline/) by the share of samples spent in them or below."""
     counts: collections.Counter = collections.Counter()
     for frames, n in (found := stacks(collapsed)):
-        ours = {f.split(" (")[0] for f in frames if "(pipeline/" in f or "(workers/" in f}
+        ours = {f.split(" (")[0] for f in frames if "(pipeline/" in f}
         for function in ours - ENTRY_POINTS:
             counts[function] += n
     total = sum(n for _, n in found) or 1

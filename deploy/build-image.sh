@@ -25,7 +25,7 @@ while (($#)); do
     shift
 done
 
-inputs=(pyproject.toml README.md deploy/Dockerfile pipeline workers schemas)
+inputs=(pyproject.toml README.md deploy/Dockerfile pipeline schemas)
 source_hash=$( { echo "$base"; find "${inputs[@]}" -type f ! -path '*/__pycache__/*' | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-16)
 if [[ $(docker image inspect --format '{{ index .Config.Labels "wordpipe.source" }}' "$tag" 2>/dev/null) == "$source_hash" ]]; then
     exit 0

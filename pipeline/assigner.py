@@ -17,7 +17,6 @@ import time
 from pipeline import codec, generations, kafka
 from pipeline.assignment import Assignment, decide
 from pipeline.config import Connection, TopicSettings, WorkerSettings
-from pipeline.ingest.chunk_topics import LEASE_SECONDS
 from pipeline.kafka import TopicPartition
 from pipeline.observe.accepted import Accepted
 from pipeline.observe.crash_reports import KEY_PREFIX as CRASHES_PREFIX
@@ -164,7 +163,9 @@ class Assigner:
                 return
         for reader, report in self.roster.readers.items():  # a state directory's journal
             seen = self.roster.seen.get(READER_PREFIX + reader, 0.0)
-            if time.monotonic() - seen < LEASE_SECONDS and (seen < reported_after or n in report.generations):
+            if time.monotonic() - seen < generations.LEASE_SECONDS and (
+                seen < reported_after or n in report.generations
+            ):
                 return
         if topic in names:
             kafka.delete(self.admin, [topic])
@@ -214,12 +215,12 @@ class Assigner:
             log.info("status reports go to %s from now on", topic)
 
     def leased(self) -> set[int]:
-        """Generations a writer's lease named in the last LEASE_SECONDS."""
+        """Generations a writer's lease named in the last generations.LEASE_SECONDS."""
         now = time.monotonic()
         return {
             n
             for writer, lease in self.roster.leases.items()
-            if now - self.roster.seen.get(writer, 0.0) < LEASE_SECONDS
+            if now - self.roster.seen.get(writer, 0.0) < generations.LEASE_SECONDS
             for n in lease.generations
         }
 

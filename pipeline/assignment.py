@@ -1,5 +1,5 @@
 """Pure: which worker reads which input, decided by one assigner (pipeline/assigner.py) and
-followed by every worker (workers/worker.py), so that inputs change owner without stopping
+followed by every worker (pipeline/worker/worker.py), so that inputs change owner without stopping
 anyone: no consumer-group rebalance, and the inputs that do not move are read on.
 
 An input is a chunks partition ("chunks:5": partition 5 of every chunks generation, see

@@ -354,7 +354,7 @@ def decode_batch_fragment(data: bytes | None) -> Fragment:
 
 
 # -- partials --------------------------------------------------------------
-# One record carries, for one shard, the parts of several windows (see workers/windows.py):
+# One record carries, for one shard, the parts of several windows (see pipeline/worker/windows.py):
 # faust's cost is per record, and each part is a deterministic function of its window. A
 # part too large for a record (a window of huge words) travels as fragments instead, keyed
 # by its window; the aggregator applies it once whole.

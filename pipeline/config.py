@@ -168,12 +168,12 @@ class TextSettings:
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    """The workers (workers/worker.py): how many, their group, and how they batch."""
+    """The workers (pipeline/worker/worker.py): how many, their group, and how they batch."""
 
     count: int = setting(2, "workers")
     group: str = setting("wordpipe-workers", "worker_group")
     batch: int = setting(32, "worker_batch")  # records taken from the consumer at a time
-    # Chunks counted and published as one unit (workers/windows.py). Each window's partials
+    # Chunks counted and published as one unit (pipeline/worker/windows.py). Each window's partials
     # carry its vocabulary once: 256 (16 MiB of 64 KiB chunks) rather than 64 cut the
     # aggregator's CPU on shakespeare by 40%; a crash replays up to one window per partition.
     window_chunks: int = 256
@@ -181,7 +181,7 @@ class WorkerSettings:
     status_interval: float = 1.0  # seconds between a worker's status reports
     # A source topic's records are many and small, so its windows span more offsets; one
     # that receives nothing for `source_idle_seconds` closes at once, so counts from a quiet
-    # topic show within a second (its end is recorded first: workers/worker.py).
+    # topic show within a second (its end is recorded first: pipeline/worker/worker.py).
     source_window_records: int = 4096
     source_idle_seconds: float = 0.5
     id: str | None = setting(None, "worker_id")  # set by the backend for each worker it launches
@@ -197,7 +197,7 @@ class WorkerSettings:
 
     @property
     def ends_group(self) -> str:
-        """The group whose offsets are idle source windows' recorded ends (workers/worker.py)."""
+        """The group whose offsets are idle source windows' recorded ends (pipeline/worker/worker.py)."""
         return f"{self.group}.ends"
 
     @property
@@ -208,7 +208,7 @@ class WorkerSettings:
 
 @dataclass(frozen=True)
 class IngestSettings:
-    """The ingest service (pipeline/ingest/service.py): uploads over HTTP."""
+    """The ingest service (pipeline/ingest/api.py): uploads over HTTP."""
 
     host: str = setting("127.0.0.1", "ingest_host")
     port: int = setting(8080, "ingest_port")
@@ -339,7 +339,7 @@ class ClusterSettings:
     worker_cpus: float = 1.0
     # A container's (and Mesos task's) memory limit. One worker counting hostile text (scripts
     # without spaces: jieba's dictionary alone is 57 MB) peaked near 320 MB, 216 since its
-    # fetches are bounded (workers/worker.py); with 256 the limit killed it over and over
+    # fetches are bounded (pipeline/worker/worker.py); with 256 the limit killed it over and over
     # (Docker, 200 MB, 1 worker).
     worker_mem_mb: int = 512
 

@@ -20,7 +20,7 @@
           │    └── Fenced          a writer's lease on a chunks generation lapsed (ingest/chunk_topics.py)
           ├── ChangelogError       a shard's changelog does not replay (aggregator/state.py)
           ├── LookupProcessError   the results API's lookup process (aggregator/lookup_process.py)
-          ├── Crashed              a record killed the child reading it (workers/isolation.py)
+          ├── Crashed              a record killed the child reading it (pipeline/worker/isolation.py)
           ├── Saturated            Kafka takes records slower than they come (kafka.py)
           ├── BrokerError          the embedded broker             (broker.py)
           ├── BackendError         where workers run               (cluster/backend.py)
@@ -31,7 +31,7 @@
           ├── JournalError         the state directory's journal   (statedir/journal.py)
           ├── NotDurable           an upload the state directory did not take (ingest/durability.py)
           ├── PortUnavailable      a service's port is taken       (webserver.py)
-          ├── Abandoned            an upload held open too long    (ingest/service.py)
+          ├── Abandoned            an upload held open too long    (ingest/api.py)
           └── RequestFailed        an HTTP API answered an error, or nothing (client.py)
 
 `cli.main` catches the two branches. A handler's `web.HttpError` is not in the tree: it is

@@ -6,7 +6,7 @@ memory; on Apache Kafka, retention would do, and deleting does no harm).
     partials.g1, partials.g2, ...   the partials of the windows of chunks.gN go to partials.gN
     chunks.g1.retiring              chunks.g1 is counted and no writer holds it: readers let go
 
-The life of generation N (who does what: pipeline/assigner.py, workers/worker.py,
+The life of generation N (who does what: pipeline/assigner.py, pipeline/worker/worker.py,
 pipeline/aggregator/partials_topics.py):
 
 1. writers create partials.gN, then chunks.gN, and write to it until they rotate; a
@@ -47,6 +47,10 @@ RETIRING = ".retiring"
 SOURCE_ROTATE_SECONDS = 60.0  # while source windows are published (pipeline/assigner.py): what the broker holds of them
 STATUS_ROTATE_SECONDS = 600.0
 STATUS_DELETE_AFTER = 60.0  # readers and writers look at the topics every few seconds
+# A writer's lease on the generations it may still write (step 1 above): its key on the
+# status topic, and how long a lease not renewed still holds them.
+LEASE_PREFIX = "writer:"
+LEASE_SECONDS = 30.0
 
 
 def topic(base: str, n: int) -> str:

@@ -7,7 +7,7 @@ A source is a topic and, optionally, where its text lies in a JSON value:
     events:$.body[0]  ... a simple path: .name and [index] steps
 
 Workers consume source topics beside the chunks topic and count each record as it is,
-in windows of offsets like chunks (workers/windows.py). A source partition's windows
+in windows of offsets like chunks (pipeline/worker/windows.py). A source partition's windows
 are keyed apart from chunks partitions by their *input* name, "topic:partition"; a
 chunks partition's input is its number.
 

@@ -16,7 +16,7 @@ import requests
 
 from pipeline.client import Client
 from pipeline.config import Connection, Settings
-from pipeline.ingest.service import IngestService
+from pipeline.ingest.api import IngestService
 from pipeline.kafka.broker import free_port
 from pipeline.run import Pipeline
 from pipeline.web.server import serve

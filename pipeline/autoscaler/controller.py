@@ -26,11 +26,12 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pipeline import codec
-from pipeline.autoscaler.policy import Decision, Metrics, Policy, State, decide
+from pipeline.autoscaler.policy import Decision, Policy, State, decide
 from pipeline.cluster.backend import Backend, Resources, forget_exited
 from pipeline.health import Heartbeat
 from pipeline.observe import crash_reports
 from pipeline.observe.lag import LagMonitor
+from pipeline.observe.metrics import Metrics
 from pipeline.supervisor import CrashLoop, Report, log_tail
 
 log = logging.getLogger(__name__)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pipeline.errors import UsageError
+from pipeline.observe.metrics import Metrics
 
 DECISION_REASONS = (
     "stale",
@@ -104,22 +105,6 @@ class Policy:
                 raise PolicyError(f"{key}: expected {kind}, got {raw!r} (in {origin})")
             values[key] = float(raw) if kind == "float" else raw
         return cls(**values)
-
-
-@dataclass(frozen=True)
-class Metrics:
-    """What the monitor measured, at time `at` (seconds)."""
-
-    at: float
-    workers: int  # running now, as the backend lists them, or held back by the crash-loop back-off
-    partitions: int  # of the chunks topic
-    lag: float | None  # records not yet processed, summed over partitions
-    arrival_rate: float | None  # records/s into the topic, over the last tick
-    processing_rate: float | None  # records/s committed by the group
-    worker_rate: float | None = None  # records/s of one busy worker (DS2's true rate); None until measured
-    lag_growth: float | None = None  # records/s: how fast the lag changed lately
-    age: float = 0.0  # seconds since the newest of these was read
-    arrival_trend: float | None = None  # records/s into the topic over a longer window; None until measured
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from pipeline.autoscaler.policy import (
     Decision,
-    Metrics,
     Policy,
     State,
     capacity,
@@ -31,6 +30,7 @@ from pipeline.autoscaler.policy import (
     round_down_to_useful,
 )
 from pipeline.errors import UsageError
+from pipeline.observe.metrics import Metrics
 
 REVERSAL_WINDOW = 300.0  # an up then a down (or a down then an up) within this is a reversal
 SCENARIOS = ("step", "ramp", "spike", "noisy")

@@ -75,7 +75,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_autoscale_run(args: argparse.Namespace) -> int:
-    from pipeline.autoscaler.service import run
+    from pipeline.autoscaler.main import run
 
     faults.point("autoscaler.start")
     s = options.settings(args, autoscaler_port=args.port, **options.backend_choice(args))

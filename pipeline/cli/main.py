@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from pipeline.cli import autoscale, counting, remote, services, state
+from pipeline.cli import autoscale, counting, deployment, remote, state
 from pipeline.errors import UnavailableError, UsageError
 
 SERVICES = ("worker", "aggregator", "ingest-server", "up")  # and `autoscale run`: long-running, timestamped logs
@@ -19,7 +19,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wordpipe", description="Message-driven word counting on Kafka.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (counting, services, autoscale, remote, state):
+    for group in (counting, deployment, autoscale, remote, state):
         group.add_parsers(sub)
     return p
 

@@ -33,7 +33,7 @@ class LocalBackend:
             }
             with open(self.log_dir / f"{worker_id}.log", "ab") as out:
                 self.procs[worker_id] = processes.spawn(
-                    [sys.executable, "-m", "workers"], env=env, stdout=out, stderr=subprocess.STDOUT
+                    [sys.executable, "-m", "pipeline.worker"], env=env, stdout=out, stderr=subprocess.STDOUT
                 )
             ids.append(worker_id)
         return ids

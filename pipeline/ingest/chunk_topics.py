@@ -5,7 +5,7 @@ A document goes whole into one generation: its chunks and end share a partition.
 `generation_bytes` a writer creates the next generation (partials first, then chunks)
 and sends new documents there; an upload in progress finishes where it began. Every
 second the writer's lease names its generations on the status topic, and the assigner
-retires none a lease named in the last LEASE_SECONDS. A writer whose lease has not been
+retires none a lease named in the last LEASE_SECONDS (pipeline/generations.py). A writer whose lease has not been
 acknowledged for FENCE_SECONDS (a partition, a long pause) writes nothing until it is
 again, and then drops the documents of any generation retired meanwhile: their uploads
 fail and are retried, never written into a deleted topic (which the embedded broker
@@ -24,10 +24,8 @@ from pipeline.kafka import Producer
 
 log = logging.getLogger("wordpipe.ingest")
 
-LEASE_SECONDS = 30.0
 FENCE_SECONDS = 20.0
 RENEW_SECONDS = 1.0
-LEASE_PREFIX = "writer:"  # its key on the status topic
 
 
 class Fenced(kafka.KafkaUnavailable):
@@ -140,5 +138,5 @@ class ChunkTopics:
         lease = codec.encode_lease(codec.WriterLease(self.writer, held, time.time()))
         # A full queue: renewed next second; a lapse fences us, which is safe.
         kafka.try_produce(
-            self.producer, self.status_topic, lease, 0, (LEASE_PREFIX + self.writer).encode(), on_delivery
+            self.producer, self.status_topic, lease, 0, (generations.LEASE_PREFIX + self.writer).encode(), on_delivery
         )

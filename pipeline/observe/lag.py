@@ -21,10 +21,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pipeline import generations, kafka
-from pipeline.autoscaler.policy import Metrics
 from pipeline.config import Connection, TopicSettings
 from pipeline.kafka import KafkaException, TopicPartition
 from pipeline.observe import crash_reports
+from pipeline.observe.metrics import Metrics
 from pipeline.observe.roster import Roster
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 from pipeline import codec, generations, kafka
 from pipeline.config import Connection, TopicSettings
-from pipeline.ingest.chunk_topics import LEASE_PREFIX
 from pipeline.kafka import OFFSET_BEGINNING, TopicPartition
 from pipeline.observe.crash_reports import KEY_PREFIX, CrashMetrics
 
@@ -91,8 +90,8 @@ class Roster:
                 if name.startswith(KEY_PREFIX):
                     _keep(self.crashes, name.removeprefix(KEY_PREFIX), msg.value(), codec.decode_crashes)
                     continue
-                if name.startswith(LEASE_PREFIX):
-                    name = name.removeprefix(LEASE_PREFIX)
+                if name.startswith(generations.LEASE_PREFIX):
+                    name = name.removeprefix(generations.LEASE_PREFIX)
                     _keep(self.leases, name, msg.value(), codec.decode_lease)
                 elif name.startswith(READER_PREFIX):  # seen under its whole key: no worker is called so
                     _keep(self.readers, name.removeprefix(READER_PREFIX), msg.value(), codec.decode_lease)
@@ -108,8 +107,8 @@ class Roster:
             name = key.decode(errors="replace")
             if name.startswith(KEY_PREFIX):
                 self.crashes.pop(name.removeprefix(KEY_PREFIX), None)
-            elif name.startswith(LEASE_PREFIX):
-                self.leases.pop(name.removeprefix(LEASE_PREFIX), None)
+            elif name.startswith(generations.LEASE_PREFIX):
+                self.leases.pop(name.removeprefix(generations.LEASE_PREFIX), None)
             elif name.startswith(READER_PREFIX):
                 self.readers.pop(name.removeprefix(READER_PREFIX), None)
             else:

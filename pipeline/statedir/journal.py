@@ -12,7 +12,7 @@ level from what is derived to what it is derived from:
 
 A level's ends are asked of the broker only once the level above is fixed, so each record a
 cut holds has its causes in it too, and each group offset what it vouches for. One group
-is the other way round: the recorded end of an idle source window (workers/worker.py) is
+is the other way round: the recorded end of an idle source window (pipeline/worker/worker.py) is
 a cause of that window's partials, and a worker that resumes the partition must see it to
 cut the window again where the aggregator applied it. So those marks are read first, and
 read again once the partials' ends are fixed: if one moved meanwhile (a window closed

@@ -22,7 +22,7 @@ def commit(connection, group: str, topic: str, offset: int) -> None:
 
 
 def test_a_source_window_closed_idle_during_a_round_is_cut_with_its_recorded_end(broker, tmp_path):
-    """The sequence workers/worker.py follows to close an idle window (its start committed, its
+    """The sequence pipeline/worker/worker.py follows to close an idle window (its start committed, its
     end recorded, its partials published), run after the round read the groups and before it
     fixed the partials' ends: the cut must not hold those partials without that end, or a
     restored worker cuts the window elsewhere and the aggregator refuses it (words lost)."""

@@ -44,7 +44,7 @@ def test_worker_commits_what_it_published_reports_itself_and_drains_on_sigterm(b
     report = publisher.flush()
     env = {**s.to_env(), "WORDPIPE_WORKER_ID": "w-test", "PATH": ""}
     launched_at = time.time()
-    worker = subprocess.Popen([sys.executable, "-m", "workers"], env=env, stderr=subprocess.PIPE)
+    worker = subprocess.Popen([sys.executable, "-m", "pipeline.worker"], env=env, stderr=subprocess.PIPE)
     assigner = Assigner(broker.connection(), s.topics, s.worker)  # workers read what it assigns
     roster = Roster(broker.connection(), s.topics)
     try:
@@ -88,7 +88,7 @@ def test_worker_commits_what_it_published_reports_itself_and_drains_on_sigterm(b
 
 
 def test_worker_without_bootstrap_says_so():
-    done = subprocess.run([sys.executable, "-m", "workers"], env={"PATH": ""}, capture_output=True, timeout=30)
+    done = subprocess.run([sys.executable, "-m", "pipeline.worker"], env={"PATH": ""}, capture_output=True, timeout=30)
     assert done.returncode == 2
     assert b"workers need a bootstrap address" in done.stderr
 
@@ -110,7 +110,7 @@ def test_worker_refuses_chunks_for_another_tokenizer_loudly(broker, tmp_path):
     same.publish(Source("ours", ours))
     same.flush()
     env = {**s.to_env(), "WORDPIPE_TOKENIZER_USER_DICT": str(user_dict), "WORDPIPE_WORKER_ID": "w-dict", "PATH": ""}
-    worker = subprocess.Popen([sys.executable, "-m", "workers"], env=env, stderr=subprocess.PIPE)
+    worker = subprocess.Popen([sys.executable, "-m", "pipeline.worker"], env=env, stderr=subprocess.PIPE)
     assigner = Assigner(broker.connection(), s.topics, s.worker)
     c = Consumer(kafka.consumer_config(broker.connection(), "check"))
     c.assign([TopicPartition(s.topics.deadletter, 0, 0), *partials_of_first_generation(s)])

@@ -8,9 +8,10 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 from pipeline.autoscaler.controller import Controller
-from pipeline.autoscaler.policy import Metrics, Policy
+from pipeline.autoscaler.policy import Policy
 from pipeline.cluster.backend import Resources, WorkerInfo
 from pipeline.observe.crash_reports import report_of
+from pipeline.observe.metrics import Metrics
 from pipeline.supervisor import CrashLoop
 from tests.helpers import wait_for
 

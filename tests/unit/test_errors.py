@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 
 import pipeline
-import workers
 from pipeline import errors
 
 INTERNAL = {"HttpError", "Disconnected", "_Redirect"}  # answers on their way out, a scheduler's own signals
@@ -18,13 +17,12 @@ INTERNAL = {"HttpError", "Disconnected", "_Redirect"}  # answers on their way ou
 
 def exception_classes() -> dict[str, type[BaseException]]:
     found = {}
-    for package in (pipeline, workers):
-        for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-            if module.name.endswith("__main__"):
-                continue
-            for name, obj in inspect.getmembers(importlib.import_module(module.name), inspect.isclass):
-                if issubclass(obj, BaseException) and obj.__module__ == module.name:
-                    found[name] = obj
+    for module in pkgutil.walk_packages(pipeline.__path__, "pipeline."):
+        if module.name.endswith("__main__"):
+            continue
+        for name, obj in inspect.getmembers(importlib.import_module(module.name), inspect.isclass):
+            if issubclass(obj, BaseException) and obj.__module__ == module.name:
+                found[name] = obj
     return found
 
 
@@ -64,7 +62,7 @@ def _drawn_under(branch: str) -> set[str]:
 
 def test_no_two_classes_share_a_name():
     seen: dict[str, list[str]] = {}
-    for path in [*Path(pipeline.__file__).parent.rglob("*.py"), *Path(workers.__file__).parent.rglob("*.py")]:
+    for path in Path(pipeline.__file__).parent.rglob("*.py"):
         for name in re.findall(r"^class (\w+)", path.read_text(), re.M):
             seen.setdefault(name, []).append(str(path))
     assert not {name: paths for name, paths in seen.items() if len(paths) > 1}

@@ -1,6 +1,6 @@
 """Model test of the exactly-once design, without a broker.
 
-Workers (workers/windows.py, workers/counting.py) and the aggregator
+Workers (pipeline/worker/windows.py, pipeline/worker/partials.py) and the aggregator
 (pipeline/aggregator/state.py) run over in-memory logs and crash at random instants:
 a worker between publishing and committing, the aggregator in the middle of writing a
 batch of its changelog (a delta, or a new generation's checkpoint) and before acking. The logs interleave chunks that count at
@@ -20,8 +20,8 @@ from pipeline import codec
 from pipeline.aggregator.changelog import replay
 from pipeline.aggregator.state import ShardState, pack
 from pipeline.sharding import Router
-from workers.counting import partials_of
-from workers.windows import Windows
+from pipeline.worker.partials import partials_of
+from pipeline.worker.windows import Windows
 
 WORDS = ["a", "b", "c", "d", "e", "f", "g", "h"]
 MAX_SPAN = 12

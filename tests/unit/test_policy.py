@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from pipeline.autoscaler import policy_file
 from pipeline.autoscaler.policy import (
     DECISION_REASONS,
-    Metrics,
     Policy,
     PolicyError,
     State,
@@ -19,6 +18,7 @@ from pipeline.autoscaler.policy import (
     fewest_workers_for,
     round_up_to_useful,
 )
+from pipeline.observe.metrics import Metrics
 
 
 @st.composite

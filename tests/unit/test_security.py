@@ -100,7 +100,7 @@ def test_every_kafka_client_is_built_from_the_shared_config():
     code goes through kafka.client_config, producer_config or consumer_config, in the Kafka
     edge (pipeline/kafka/), and nothing else imports confluent_kafka."""
     offenders, seen, outside = [], 0, []
-    for path in [*REPO.glob("pipeline/**/*.py"), *REPO.glob("workers/*.py")]:
+    for path in REPO.glob("pipeline/**/*.py"):
         text = path.read_text()
         edge = path.is_relative_to(REPO / "pipeline" / "kafka")
         if not edge and "confluent_kafka" in text:
@@ -150,7 +150,7 @@ def test_every_setting_a_worker_reads_reaches_it():
     """The workers' allow-list names every setting the worker's code reads."""
     flat = {path: name for name, path in config.FLAT.items()}
     read = set()
-    for path in [*REPO.glob("workers/*.py"), REPO / "pipeline" / "observe" / "roster.py"]:
+    for path in [*REPO.glob("pipeline/worker/*.py"), REPO / "pipeline" / "observe" / "roster.py"]:
         for section, attr in re.findall(r"\bsettings\.([a-z_]+)(?:\.([a-z_]+))?\b", path.read_text()):
             if (section, attr) in flat:
                 read.add(flat[section, attr])

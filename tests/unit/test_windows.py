@@ -1,4 +1,4 @@
-from workers.windows import Windows
+from pipeline.worker.windows import Windows
 
 
 def test_windows_close_at_aligned_offsets_and_flush_markers():

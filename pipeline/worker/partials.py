@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.codec import HeldPart, PartialMessage
 from pipeline.sharding import Router
-from workers.windows import Window
+from pipeline.worker.windows import Window
 
 
 def partials_of(window: Window, router: Router) -> list[PartialMessage]:

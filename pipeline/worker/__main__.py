@@ -1,4 +1,4 @@
-"""`python -m workers`: the same as `wordpipe worker`."""
+"""`python -m pipeline.worker`: the same as `wordpipe worker`."""
 
 import sys
 

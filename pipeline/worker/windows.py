@@ -16,7 +16,7 @@ thus keep no state across their boundaries, and a replay stays exact.
 
 A source topic's partition (pipeline/source_topics.py) has no flush markers: nobody
 but its own producers writes it. Its worker closes a window that has been idle a while
-where it stands, and records that end durably first (workers/worker.py); a worker that
+where it stands, and records that end durably first (pipeline/worker/worker.py); a worker that
 resumes the partition before the window's end was committed is told it with `end_at`,
 and rebuilds the same window.
 

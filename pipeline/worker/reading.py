@@ -1,5 +1,5 @@
 """Pure: what a record holds to count, read the one way every reader reads it (the worker,
-and the child that counts a suspect record alone: workers/isolation.py).
+and the child that counts a suspect record alone: pipeline/worker/isolation.py).
 
 A chunk's text is decoded as files are (pipeline/tokenize.py: invalid UTF-8 becomes
 U+FFFD) and tokenized; a source record's value is read by its spec

@@ -372,7 +372,7 @@ class IngestService:
 
     async def _mark_flushes(self) -> None:
         """A flush marker shortly after document ends, so workers close the window holding
-        them (workers/windows.py) without waiting for it to fill; under load one marker
+        them (pipeline/worker/windows.py) without waiting for it to fill; under load one marker
         closes a window of many documents."""
         while True:
             await asyncio.sleep(FLUSH_DELAY)

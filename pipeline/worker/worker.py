@@ -8,7 +8,7 @@ chunks.gN go to partials.gN; source windows to the newest generation's partials.
 
 Offsets are committed only at the ends of windows whose partials the broker has
 acknowledged, so a crash replays chunks rather than losing them; a replayed window
-is identical to the original (workers/windows.py) and the aggregator recognises it
+is identical to the original (pipeline/worker/windows.py) and the aggregator recognises it
 by its offset range.
 
 Source topics (pipeline/source_topics.py) are consumed beside the chunks topic. A
@@ -38,10 +38,10 @@ from pipeline.health import Heartbeat
 from pipeline.kafka import KafkaError, KafkaException, TopicPartition
 from pipeline.sharding import Router
 from pipeline.source_topics import Input, SourceTopic, input_of, split_input
-from workers import reading
-from workers.counting import partials_of
-from workers.isolation import Crashed, Isolation
-from workers.windows import Window, Windows
+from pipeline.worker import reading
+from pipeline.worker.isolation import Crashed, Isolation
+from pipeline.worker.partials import partials_of
+from pipeline.worker.windows import Window, Windows
 
 log = logging.getLogger("wordpipe.worker")
 PREFETCH_KIB = 8192
@@ -113,7 +113,7 @@ class Worker:
         # Whether each input's owner let go of it cleanly, as the committed offsets of a group of
         # their own: the holder's token while an owner has it, RELEASED after a clean hand-over. Finding it held,
         # the previous owner died, maybe on a record just past its last commit, so we read that
-        # input's records in a child until a window there is committed (workers/isolation.py).
+        # input's records in a child until a window there is committed (pipeline/worker/isolation.py).
         self.resume_marks = kafka.consumer(connection, worker.resumes_group)
         self.careful: set[Input] = set()
         self.token = secrets.randbelow(1 << 62) + 1  # our resume mark while we hold an input

@@ -43,7 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     agg.add_argument("--port", type=int, help="HTTP port (default 8081)")
     agg.set_defaults(func=cmd_aggregator)
 
-    worker = sub.add_parser("worker", help="run one worker process (same as python -m workers)")
+    worker = sub.add_parser("worker", help="run one worker process (same as python -m pipeline.worker)")
     options.cluster(worker)
     worker.set_defaults(func=cmd_worker)
 
@@ -171,7 +171,7 @@ def _exports(urls: dict[str, str], token_path: Path | None) -> list[str]:
 def cmd_ingest_server(args: argparse.Namespace) -> int:
     import asyncio
 
-    from pipeline.ingest.service import run
+    from pipeline.ingest.api import run
 
     faults.point("ingest.start")
     s = options.settings(args, ingest_port=args.port)
@@ -192,7 +192,7 @@ def cmd_aggregator(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from workers.worker import main
+    from pipeline.worker.worker import main
 
     faults.point("worker.start")
     return main(options.settings(args))

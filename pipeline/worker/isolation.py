@@ -2,15 +2,15 @@
 native crash, an out-of-memory kill, a bug not found yet) kills the child, not the worker,
 and is named by it.
 
-A worker reads this way only where the previous owner of an input died (workers/worker.py:
+A worker reads this way only where the previous owner of an input died (pipeline/worker/worker.py:
 the resume marks, set while an owner holds an input and cleared by a clean release),
 and only until its first window there closes. So a record that kills every reader is
 dead-lettered after two deaths, the previous owner's and the child's, and everything
 around it is counted exactly; everywhere else records are read in the worker itself, at
 full speed.
 
-    parent (Isolation.read)                  child (python -m workers.isolation)
-    frame: (source spec or None, bytes) ->   reads it as workers/reading.py does
+    parent (Isolation.read)                  child (python -m pipeline.worker.isolation)
+    frame: (source spec or None, bytes) ->   reads it as pipeline/worker/reading.py does
                                   <- frame   the Reading
 Frames are a 4-byte length and a pickle. The child exits when its input closes, so it never
 outlives the worker.
@@ -31,7 +31,7 @@ from typing import IO
 from pipeline import config, faults, processes, tokenize
 from pipeline.errors import UnavailableError
 from pipeline.source_topics import SourceTopic
-from workers import reading
+from pipeline.worker import reading
 
 log = logging.getLogger("wordpipe.worker")
 LENGTH = struct.Struct(">I")

@@ -1,0 +1,1 @@
+"""The worker process: chunks in, partial counts out (`python -m pipeline.worker`)."""

@@ -1,1 +1,0 @@
-"""The worker process: chunks in, partial counts out (`python -m workers`)."""

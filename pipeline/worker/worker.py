@@ -11,12 +11,13 @@ acknowledged, so a crash replays chunks rather than losing them; a replayed wind
 is identical to the original (pipeline/worker/windows.py) and the aggregator recognises it
 by its offset range.
 
-Source topics (pipeline/source_topics.py) are consumed beside the chunks topic. A
-source window idle for `source_idle_seconds` closes where it stands, which the log
-alone cannot tell a successor: before its partials go out, every earlier window of the
+Chunks and source partitions are inputs of one interface (inputs.py): each kind owns its
+windows, decoding, partials topic and resume; this loop consumes, counts, publishes and
+commits them alike. A source window idle for `source_idle_seconds` closes where it stands,
+which the log alone cannot tell a successor: before its partials go out, every earlier window of the
 worker is committed and the idle window's end is committed as the offset of a second
 group, `<group>.ends` (Kafka's commit metadata would do, but Tansu drops it). A worker
-that takes the partition over reads it back (`resume_sources`) and closes its first
+that takes the partition over reads it back (`SourcePartitions.resume`) and closes its first
 window at the same end, so a replay is the same window.
 """
 
@@ -39,9 +40,10 @@ from pipeline.kafka import KafkaError, KafkaException, TopicPartition
 from pipeline.sharding import Router
 from pipeline.source_topics import Input, SourceTopic, input_of, split_input
 from pipeline.worker import reading
+from pipeline.worker.inputs import ChunkPartitions, CountedRecord, Inputs, SourcePartitions
 from pipeline.worker.isolation import Crashed, Isolation
 from pipeline.worker.partials import partials_of
-from pipeline.worker.windows import Window, Windows
+from pipeline.worker.windows import Window
 
 log = logging.getLogger("wordpipe.worker")
 PREFETCH_KIB = 8192
@@ -80,7 +82,6 @@ class Worker:
         self.config = worker
         self.topics = topics
         self.tokenizer = tokenize.Tokenizer.load(user_dict)
-        self.foreign_tokenizers: set[str] = set()  # ids of refused chunks, each logged once
         self.router = Router(topics.partial_partitions, topics.buckets)
         # The group only keeps our offsets: inputs are assigned by the assigner, never by a
         # group rebalance (pipeline/assignment.py), so no one pauses when workers come and go.
@@ -103,13 +104,11 @@ class Worker:
         self.admin = kafka.admin(connection)
         self.status_topic = generations.status_current((), topics.status)  # followed in `follow`
         self.pending: deque[PendingCommit] = deque()  # in publication order
-        self.windows = Windows(worker.window_chunks, worker.window_max_words)
-        self.sources = {source.topic: source for source in topics.source_list}
-        self.source_windows = Windows(worker.source_window_records, worker.window_max_words)
-        self.last_record: dict[Input, float] = {}  # source input -> when its open window last grew
-        self.warned_invalid: set[str] = set()  # source topics whose invalid UTF-8 was logged
         # Where idle source windows ended, kept as the committed offsets of a group of their own.
-        self.recorded_ends = kafka.consumer(connection, worker.ends_group) if self.sources else None
+        self.recorded_ends = kafka.consumer(connection, worker.ends_group) if topics.source_list else None
+        self.chunks = ChunkPartitions(topics, worker, self.tokenizer.id)
+        self.sources = SourcePartitions(topics, worker, self.consumer, self.recorded_ends)
+        self.kinds: tuple[Inputs, ...] = (self.chunks, self.sources)
         # Whether each input's owner let go of it cleanly, as the committed offsets of a group of
         # their own: the holder's token while an owner has it, RELEASED after a clean hand-over. Finding it held,
         # the previous owner died, maybe on a record just past its last commit, so we read that
@@ -177,9 +176,9 @@ class Worker:
         if not inputs:
             return
         positions = self.consumer.committed([self.topic_partition(name, 0) for name in inputs], timeout=30)
-        sources = [tp for tp in positions if not self.is_chunks(tp.topic)]
-        if sources:
-            self.resume_sources(sources)
+        for kind in self.kinds:
+            if mine := [tp for tp in positions if kind.owns(tp.topic)]:
+                kind.resume(mine)
         self.mark_resumed(positions)
         self.consumer.incremental_assign(positions)
         self.held.update(inputs)
@@ -215,24 +214,6 @@ class Worker:
             offsets=[TopicPartition(tp.topic, tp.partition, self.token) for tp in positions], asynchronous=False
         )
 
-    def resume_sources(self, positions: list[TopicPartition]) -> None:
-        """Where to read each source partition from, made durable on first use (a successor
-        must start where we did, not at a newer `latest`), and the recorded end of an idle
-        window published past it, which our first window there must share."""
-        fresh = [tp for tp in positions if tp.offset < 0]
-        for tp in fresh:
-            low, high = self.consumer.get_watermark_offsets(tp, timeout=30)
-            tp.offset = low if self.topics.source_start == "earliest" else high
-        if fresh:
-            self.consumer.commit(offsets=fresh, asynchronous=False)
-        assert self.recorded_ends is not None
-        recorded = self.recorded_ends.committed(
-            [TopicPartition(tp.topic, tp.partition) for tp in positions], timeout=30
-        )
-        for at, end in zip(positions, recorded, strict=True):
-            if end.offset > at.offset:
-                self.source_windows.end_at(input_of(at.topic, at.partition), end.offset)
-
     def release(self, partitions: list[TopicPartition]) -> None:
         """A clean hand-over: the next owner need not read carefully, except where we still do
         (a record that killed a reader may lie in what we did not commit)."""
@@ -248,18 +229,15 @@ class Worker:
     def forget(self, inputs: list[str]) -> None:
         """Drop every trace of inputs we no longer read: open windows and commits still pending."""
         self.held.difference_update(inputs)
-        self.windows.drop(inputs)
-        self.source_windows.drop(inputs)
+        for kind in self.kinds:
+            kind.forget(inputs)
         for commit in self.pending:
             for name in inputs:
                 commit.ends.pop(name, None)
-        for name in inputs:
-            self.last_record.pop(name, None)
         self.careful.difference_update(inputs)
 
-    def is_chunks(self, topic: str) -> bool:
-        found = generations.of(topic)
-        return found is not None and found[0] == self.topics.chunks
+    def input_for(self, topic: str) -> Inputs:
+        return self.chunks if self.chunks.owns(topic) else self.sources
 
     def topic_partition(self, name: Input, offset: int) -> TopicPartition:
         topic, partition = split_input(str(name))
@@ -269,9 +247,7 @@ class Worker:
         """Where a window's partials go: a chunks generation's own partials, or (a source
         window) the newest generation's."""
         topic, _ = split_input(str(name))
-        if self.is_chunks(topic):
-            return generations.partials_of(topic, self.topics.partials)
-        return generations.topic(self.topics.partials, self.newest)
+        return self.input_for(topic).partials_topic(topic, self.newest)
 
     def on_commit(self, err, partitions) -> None:
         if err is not None:
@@ -293,7 +269,7 @@ class Worker:
             value = codec.encode_status(
                 codec.WorkerStatus(
                     self.id,
-                    tuple(sorted({split_input(name)[1] for name in held if self.is_chunks(split_input(name)[0])})),
+                    tuple(sorted({split_input(name)[1] for name in held if self.chunks.owns(split_input(name)[0])})),
                     self.chunks_counted,
                     self.busy_seconds,
                     self.started_at,
@@ -378,49 +354,20 @@ class Worker:
         """One record into its window; returns the windows it closed. Nothing a record holds
         gets past here: whatever fails in reading or counting it (depth, size, encoding, a
         bug not found yet) dead-letters it with the reason, and it still takes up its offset."""
+        kind = self.input_for(msg.topic())
         try:
-            if self.is_chunks(msg.topic()):
-                return self.count_chunk(msg)
-            return self.count_source(msg)
+            counted = kind.count(msg, self.read)
         except (KafkaException, kafka.KafkaUnavailable):
             raise  # Kafka's failure, not the record's
         except Exception as exc:
-            self.dead_letter(msg, f"counting it failed ({type(exc).__name__}: {str(exc)[:300]})")
-            at = max(msg.timestamp()[1], 0)
-            name = input_of(msg.topic(), msg.partition())
-            if self.is_chunks(msg.topic()):
-                return self.windows.add(name, msg.offset(), at=at)
-            return self.add_source(name, msg.offset(), None, at)
-
-    def count_chunk(self, msg) -> list[Window]:
-        name, offset, at = input_of(msg.topic(), msg.partition()), msg.offset(), max(msg.timestamp()[1], 0)
-        try:
-            record = codec.decode_chunk(msg.value())
-            refusal = self.foreign(record) if isinstance(record, codec.ChunkMessage) else None
-        except codec.CodecError as exc:
-            refusal = str(exc)
-        if refusal is not None:
-            self.dead_letter(msg, refusal)
-            return self.windows.add(name, offset, at=at)  # it still takes up its offset
-        if isinstance(record, codec.FlushMarker):
-            return self.windows.add(name, offset, flush=True, at=at)
-        if isinstance(record, codec.DocumentEnd):
-            return self.windows.add(name, offset, end=(record.doc, record.chunks, record.commit), at=at)
-        assert isinstance(record, codec.ChunkMessage)
-        read = self.read(name, None, record.text)
-        if read.words is None:  # it crashed its readers
-            self.dead_letter(msg, read.refusal or "")
-            return self.windows.add(name, offset, at=at)
-        if read.invalid_bytes:
-            log.warning(
-                "%s: %d invalid UTF-8 byte sequence(s) replaced by U+FFFD in the chunk at byte %d",
-                record.source,
-                read.invalid_bytes,
-                record.offset,
-            )
-        closed = self.windows.add(name, offset, read.words, record.doc if record.held else None, at=at)
-        self.chunks_counted += 1
-        return closed
+            name, at = input_of(msg.topic(), msg.partition()), max(msg.timestamp()[1], 0)
+            refusal = f"counting it failed ({type(exc).__name__}: {str(exc)[:300]})"
+            counted = CountedRecord(kind.skip(name, msg.offset(), at), refusal)
+        if counted.refusal is not None:
+            self.dead_letter(msg, counted.refusal)  # it still took up its offset
+        elif counted.text:
+            self.chunks_counted += 1
+        return counted.closed
 
     def read(self, name: Input, spec: SourceTopic | None, value: bytes | None) -> reading.Reading:
         """A record's words, read here or, for an input its last owner died on, in a child."""
@@ -437,43 +384,10 @@ class Worker:
                 refusal=f"it crashed 2 workers: the last owner of {name} died before counting past it, and {exc}",
             )
 
-    def count_source(self, msg) -> list[Window]:
-        """A source topic's record, counted as it is (its timestamp is its event time)."""
-        source = self.sources[msg.topic()]
-        name, offset, at = input_of(msg.topic(), msg.partition()), msg.offset(), max(msg.timestamp()[1], 0)
-        read = self.read(name, source, msg.value())
-        if read.words is None:
-            self.dead_letter(msg, read.refusal or "")  # it still takes up its offset
-            return self.add_source(name, offset, None, at)
-        if read.invalid_bytes and source.topic not in self.warned_invalid:
-            self.warned_invalid.add(source.topic)  # once a topic: a feed of such lines would flood the log
-            log.warning(
-                "%s[%d]@%d: %d invalid UTF-8 byte sequence(s) replaced by U+FFFD (as in files; "
-                "further ones in %s are not logged)",
-                msg.topic(),
-                msg.partition(),
-                offset,
-                read.invalid_bytes,
-                msg.topic(),
-            )
-        self.chunks_counted += 1
-        return self.add_source(name, offset, read.words, at)
-
-    def add_source(self, name: str, offset: int, tokens: list[str] | None, at: int) -> list[Window]:
-        closed = self.source_windows.add(name, offset, tokens, at=at)
-        if name in self.source_windows.open:
-            self.last_record[name] = time.monotonic()
-        else:
-            self.last_record.pop(name, None)
-        return closed
-
     def close_idle_sources(self) -> None:
         """Close the source windows that received nothing for a while, so a quiet topic's
         counts show: their ends are recorded durably before their partials go out."""
-        if not self.last_record:
-            return
-        quiet_since = time.monotonic() - self.config.source_idle_seconds
-        idle = [name for name, at in self.last_record.items() if at <= quiet_since]
+        idle = self.sources.idle()
         if not idle:
             return
         # A successor learns one recorded end per partition, past its committed offset: so
@@ -481,15 +395,13 @@ class Worker:
         if self.producer.flush(30):
             raise kafka.KafkaUnavailable("partials not acknowledged within 30 s")
         self.commit_acknowledged(asynchronous=False)
-        starts = [self.topic_partition(name, self.source_windows.open[name].start) for name in idle]
+        starts = [self.topic_partition(name, self.sources.windows.open[name].start) for name in idle]
         try:
             self.consumer.commit(offsets=starts, asynchronous=False)
         except KafkaException as exc:  # a rebalance raced us: the next owner reads these windows again
             log.warning("could not close idle windows (%s); trying again", exc)
             return
-        closed = self.source_windows.close(idle)
-        for name in idle:
-            del self.last_record[name]
+        closed = self.sources.close(idle)
         assert self.recorded_ends is not None
         self.recorded_ends.commit(
             offsets=[self.topic_partition(w.partition, w.end) for w in closed], asynchronous=False
@@ -498,24 +410,6 @@ class Worker:
         self.publish(closed)
         self.producer.flush(30)  # idle anyway: out now, committed with the next commit pass
         faults.point("worker.idle_window_published")
-
-    def foreign(self, record: codec.ChunkMessage) -> str | None:
-        """Why a chunk for another tokenizer is refused (None: it is ours). Two definitions of a
-        word must never meet in one total; the first of each foreign id is also logged."""
-        if record.tokenizer == self.tokenizer.id:
-            return None
-        if record.tokenizer not in self.foreign_tokenizers:
-            self.foreign_tokenizers.add(record.tokenizer)
-            log.error(
-                "chunks name tokenizer %s; this worker counts with %s (another wordpipe version or user "
-                "dictionary): they are dead-lettered",
-                record.tokenizer,
-                self.tokenizer.id,
-            )
-        return (
-            f"tokenizer mismatch: the chunk of {record.source} at byte {record.offset} must be counted by "
-            f"{record.tokenizer}, this worker's tokenizer is {self.tokenizer.id}"
-        )
 
     def publish(self, closed: list[Window]) -> None:
         """Send the partials of the closed windows; their ends are committed once acknowledged."""

@@ -54,6 +54,10 @@ FETCH_MAX_BYTES = 2 << 20
 PARTITION_FETCH_MAX_BYTES = 512 << 10
 RELEASED = 0  # a resume mark: the input's owner let go of it cleanly; a positive one is its holder's token
 LOOK_SECONDS = 1.0  # how often a worker looks for new and retiring chunks generations
+# How long an idle worker waits for a record before it looks at the assignment again: a
+# new worker takes its first inputs, and any worker a handover, within this (0.5 s cost
+# every new worker 0.5-1.5 s of its deploy, in steps of 0.5 s).
+IDLE_WAIT_SECONDS = 0.05
 
 
 @dataclass
@@ -331,7 +335,7 @@ class Worker:
         """Up to worker_batch chunks: whatever is fetched already, else wait for the first."""
         batch = self.consumer.consume(num_messages=self.config.batch, timeout=0)
         if not batch:
-            batch = self.consumer.consume(num_messages=1, timeout=0.5)
+            batch = self.consumer.consume(num_messages=1, timeout=IDLE_WAIT_SECONDS)
             if batch:
                 batch += self.consumer.consume(num_messages=self.config.batch - 1, timeout=0)
         return batch

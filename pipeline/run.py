@@ -226,7 +226,6 @@ class Pipeline:
         self.results.close()
 
     def _delete_run_topics(self) -> None:
-
         s = self.settings
         admin = kafka.admin(self.connection)
         prefix = s.topics.chunks.rsplit(".", 1)[0]

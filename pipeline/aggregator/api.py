@@ -100,7 +100,7 @@ class Counted(Protocol):
 
 
 class Ingested(Protocol):
-    """What ingest accepted (pipeline/ingest/receipts.py: Accepted)."""
+    """What ingest accepted (pipeline/observe/accepted.py: Accepted)."""
 
     @property
     def documents(self) -> int: ...
@@ -118,7 +118,7 @@ class LagWatch(Protocol):
 
 
 class BrokerHealth(Protocol):
-    """Whether Kafka answers (pipeline/kafka.py: BrokerWatch)."""
+    """Whether Kafka answers (pipeline/kafka/topics.py: BrokerWatch)."""
 
     @property
     def problem(self) -> str | None: ...

@@ -8,13 +8,11 @@ its own client). Every other module reaches Kafka through what this one exports.
     broker.py     the embedded Tansu broker, and start_kafka for `run` and `up`
 """
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from pipeline.kafka.clients import (
-    LIBRDKAFKA_LOG,
     PRODUCER_MAX_BYTES,
-    TOPIC_MAX_BYTES,
     KafkaUnavailable,
     admin,
     client_config,
@@ -28,13 +26,7 @@ from pipeline.kafka.clients import (
 from pipeline.kafka.producing import AsyncProducer, DeliveryTracker, Saturated, produce, try_produce
 from pipeline.kafka.reading import Follower, read_partition, topic_extents
 from pipeline.kafka.topics import (
-    COMPACTED,
-    DEADLETTERS_KEPT_MS,
-    HOUR_MS,
-    RECEIPTS_KEPT_MS,
-    UNTIL_COUNTED,
     BrokerWatch,
-    check_reachable,
     create,
     create_generation,
     delete,
@@ -49,15 +41,8 @@ from pipeline.kafka.topics import (
 )
 
 __all__ = [
-    "COMPACTED",
-    "DEADLETTERS_KEPT_MS",
-    "HOUR_MS",
-    "LIBRDKAFKA_LOG",
     "OFFSET_BEGINNING",
     "PRODUCER_MAX_BYTES",
-    "RECEIPTS_KEPT_MS",
-    "TOPIC_MAX_BYTES",
-    "UNTIL_COUNTED",
     "AdminClient",
     "AsyncProducer",
     "BrokerWatch",
@@ -67,14 +52,12 @@ __all__ = [
     "KafkaError",
     "KafkaException",
     "KafkaUnavailable",
-    "Message",
     "NewTopic",
     "OffsetSpec",
     "Producer",
     "Saturated",
     "TopicPartition",
     "admin",
-    "check_reachable",
     "client_config",
     "consumer",
     "consumer_config",

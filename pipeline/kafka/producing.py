@@ -12,7 +12,8 @@ from confluent_kafka import KafkaError, Producer
 
 from pipeline.config import Connection
 from pipeline.errors import UnavailableError
-from pipeline.kafka.clients import KafkaUnavailable, producer
+from pipeline.kafka.clients import KafkaUnavailable
+from pipeline.kafka.clients import producer as new_producer  # `producer` names the argument below
 
 
 def try_produce(
@@ -71,7 +72,7 @@ class AsyncProducer:
     """
 
     def __init__(self, connection: Connection, extra: dict[str, Any], saturation_timeout: float = 5.0) -> None:
-        self.producer = producer(connection, **extra)  # `extra`: librdkafka settings over the shared ones
+        self.producer = new_producer(connection, **extra)  # `extra`: librdkafka settings over the shared ones
         self.saturation_timeout = saturation_timeout
         self.loop = asyncio.get_running_loop()
         self._closed = threading.Event()

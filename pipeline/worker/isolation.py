@@ -62,7 +62,7 @@ class Isolation:
 
     def _start(self) -> subprocess.Popen:
         self.proc = processes.spawn(
-            [sys.executable, "-m", "workers.isolation"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            [sys.executable, "-m", "pipeline.worker.isolation"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
         return self.proc
 

@@ -304,10 +304,8 @@ class AggregatorSettings:
     windows_kept: int = 60
     # A shard's changelog starts a new generation with a checkpoint once the deltas since the
     # last one hold as many bytes as it did, or this many while the state is smaller
-    # (pipeline/aggregator/changelog.py): the log stays under about twice the state. Small,
-    # since every live delta also keeps the embedded broker from giving back the memory of
-    # what was written around it (pipeline/generations.py: STATUS_ROTATE_SECONDS).
-    checkpoint_min_bytes: int = 1 << 20
+    # (pipeline/aggregator/changelog.py): the log stays under about twice the state.
+    checkpoint_min_bytes: int = 4 << 20
 
     def __post_init__(self) -> None:
         _port("aggregator_port", self.port)

@@ -323,15 +323,17 @@ class Pipeline:
                 f"records were dead-lettered (on {s.topics.deadletter}), so the counts would be wrong; the first: "
                 f"{ours[0].reason} (logs in {self.log_dir})"
             )
-        if letters:
+        # A window read again after its partition changed hands refuses its records again.
+        refused = list({(letter.topic, letter.partition, letter.offset): letter for letter in letters}.values())
+        if refused:
             log.warning(
                 "%d source record(s) held no text and went to %s; the first, %s[%d]@%d: %s",
-                len(letters),
+                len(refused),
                 s.topics.deadletter,
-                letters[0].topic,
-                letters[0].partition,
-                letters[0].offset,
-                letters[0].reason,
+                refused[0].topic,
+                refused[0].partition,
+                refused[0].offset,
+                refused[0].reason,
             )
 
     def resources(self) -> dict:

@@ -105,7 +105,9 @@ def test_up_serves_producers_and_consumers_until_ctrl_c(tmp_path, chromium):
         _a_source_topic_is_counted_as_it_is_fed(printed, ports, token)
 
         # Secrets stay put: not in the workers' environments, not in any answer.
-        workers = [pid for pid in descendants(up.pid) if b"-m\0workers" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        workers = [
+            pid for pid in descendants(up.pid) if b"-m\0pipeline.worker\0" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
         assert workers
         for pid in workers:
             environ = Path(f"/proc/{pid}/environ").read_bytes()

@@ -305,7 +305,7 @@ class AggregatorSettings:
     # A shard's changelog starts a new generation with a checkpoint once the deltas since the
     # last one hold as many bytes as it did, or this many while the state is smaller
     # (pipeline/aggregator/changelog.py): the log stays under about twice the state.
-    checkpoint_min_bytes: int = 4 << 20
+    checkpoint_min_bytes: int = 1 << 20
 
     def __post_init__(self) -> None:
         _port("aggregator_port", self.port)

@@ -39,7 +39,7 @@ from pipeline import codec, faults, kafka
 from pipeline.aggregator import views
 from pipeline.aggregator.api import ResultsApi
 from pipeline.aggregator.changelog import Changelog, Superseded
-from pipeline.aggregator.partials_topics import PartialsTopics
+from pipeline.aggregator.partials_topics import PartialsTopics, assigned_shards
 from pipeline.aggregator.ranking import Ranking
 from pipeline.aggregator.state import OverlapError, ShardState, pack
 from pipeline.config import AggregatorSettings, Connection, Settings, TopicSettings
@@ -331,7 +331,11 @@ class Aggregator:
         """Partials partitions this instance owns and has recovered; [] while rebalancing."""
         if self.app.rebalancing:
             return []
-        return sorted({tp.partition for tp in self.app.consumer.assignment() if tp.partition in self.shards})
+        return [
+            shard
+            for shard in assigned_shards(self.app.consumer.assignment(), self.topics.partials)
+            if shard in self.shards
+        ]
 
     async def on_event(self, event: faust.EventT) -> None:
         message = event.message
@@ -561,12 +565,12 @@ class Aggregator:
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
         async def on_assigned(app, assigned, **kwargs) -> None:
-            await self.recover(sorted({tp.partition for tp in assigned}))
+            await self.recover(assigned_shards(assigned, self.topics.partials))
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
         async def on_revoked(app, revoked, **kwargs) -> None:
             await self.flush()
-            self.park(sorted({tp.partition for tp in revoked}))
+            self.park(assigned_shards(revoked, self.topics.partials))
 
         @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode: handler(sender, *args, **kw)
         async def on_shutdown(app, **kwargs) -> None:
@@ -633,6 +637,8 @@ def main(settings: Settings) -> int:
         s.aggregator.window_seconds,
     )
     serve_results(aggregator.app, api, s.aggregator.host, s.aggregator.port, ServerLimits(s.service.http_idle_seconds))
-    worker = faust.Worker(aggregator.app, loglevel="WARNING", quiet=True)
+    for theirs in ("faust", "mode", "aiokafka"):  # warnings only: our shard moves are worth a line each
+        logging.getLogger(theirs).setLevel(logging.WARNING)
+    worker = faust.Worker(aggregator.app, loglevel="INFO", quiet=True)
     worker.execute_from_commandline()
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pipeline import generations, kafka
@@ -131,3 +132,11 @@ class PartialsTopics:
 
     def close(self) -> None:
         self.offsets.close()
+
+
+def assigned_shards(assigned: Iterable[tuple[str, int]], partials: str) -> list[int]:
+    """The shards among assigned (topic, partition)s: the partitions of partials generations.
+    faust assigns its own topics too (its leader topic's partition 0 to the group's leader
+    alone): read as a shard, the leader claimed shard 0 beside its owner, and with two
+    instances every whole answer was a 503 until the leader changed."""
+    return sorted({partition for topic, partition in assigned if (generations.of(topic) or ("",))[0] == partials})

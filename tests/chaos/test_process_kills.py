@@ -105,15 +105,18 @@ def test_aggregator_sigkilled_twice(tmp_path, trial):
 def answers_again(p: Pipeline, url: str, since: float, timeout: float = 120.0) -> float:
     """Seconds from `since` until the instance at `url` answers for every shard again."""
     deadline = time.monotonic() + timeout
+    last = "no reply"
     while time.monotonic() < deadline:
         p.supervise()  # relaunches the killed instance
         try:
-            if p.http.get(f"{url}/v1/top", params={"k": 1}, timeout=5).status_code == 200:
+            reply = p.http.get(f"{url}/v1/top", params={"k": 1}, timeout=5)
+            if reply.status_code == 200:
                 return time.monotonic() - since
-        except requests.RequestException:
-            pass  # killed, or starting again
+            last = f"{reply.status_code} {reply.text[:300]}"
+        except requests.RequestException as exc:
+            last = f"{exc}"  # killed, or starting again
         time.sleep(0.05)
-    raise AssertionError(f"{url} did not answer for every shard within {timeout:.0f} s")
+    raise AssertionError(f"{url} did not answer for every shard within {timeout:.0f} s; its last reply: {last}")
 
 
 def test_one_of_two_aggregators_sigkilled_then_the_other(tmp_path, trial):

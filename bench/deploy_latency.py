@@ -5,11 +5,12 @@
 Deploy latency is the time from the launch request to the new worker counting its first
 chunk, taken as the autoscaler sees a scale-up: one resident worker consumes a steady
 trickle of chunks, a second is launched, the assigner (pipeline/assigner.py, running here
-as in the autoscaler) hands it half the partitions once it reports, and the time runs until
+as in the autoscaler, told of the launch as the autoscaler tells it) hands it half the
+partitions at once, and the time runs until
 the newcomer's status report (pipeline/observe/roster.py) says it counted a chunk. It splits into
 *start* (launch request -> the worker process running its code: process or container
-start plus imports) and *assign* (-> first chunk: its first report, the assignment and
-the first fetch; no group rebalance: workers follow the assignment).
+start plus imports) and *assign* (-> first chunk: reading the assignment, the committed
+offsets and the first fetch; no group rebalance: workers follow the assignment).
 Each newcomer is then stopped gracefully and the resident takes its partitions back;
 the next launch comes 0.5-3 s later, at a random moment as scale decisions do.
 
@@ -137,7 +138,9 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
         kafka.ensure_topics(connection, s.topics)
         backend = open_backend(s.cluster, s.mesos, s.worker_env(connection), f"bench-{name}", log_dir)
         roster = Roster(connection, s.topics)
-        stack.enter_context(contextlib.closing(Assigner(connection, s.topics, s.worker)))  # as in the autoscaler
+        assigner = stack.enter_context(
+            contextlib.closing(Assigner(connection, s.topics, s.worker))
+        )  # as in the autoscaler
         stop = threading.Event()
         producer = threading.Thread(target=trickle, args=(connection, s, stop))
         producer.start()
@@ -145,6 +148,7 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
         published.start()
         try:
             [resident] = backend.launch(1, Resources())
+            assigner.expect([resident])  # as the autoscaler does at a launch
             everything = tuple(range(s.topics.chunk_partitions))
             wait_for(
                 lambda st: resident in st and st[resident].partitions == everything and st[resident].chunks,
@@ -160,6 +164,7 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
                 time.sleep(rng.uniform(0.5, 3.0))
                 requested = time.time()
                 [newcomer] = backend.launch(1, Resources())
+                assigner.expect([newcomer])
                 wait_for(
                     lambda st, w=newcomer: w in st and st[w].first_chunk_at, 60, f"{newcomer}'s first chunk", roster
                 )

@@ -30,6 +30,9 @@ RETIRE_STEP_SECONDS = 2.0
 # A worker silent this long is gone: its inputs go to others. Workers report every
 # status_interval from a thread of their own, however long a batch takes.
 STALE_REPORTS = 3
+# A worker just launched (`expect`) gets inputs before its first report, so it reads from its
+# first second; one that has not reported this long after its launch loses them again.
+EXPECT_SECONDS = 10.0
 RETIRE_AFTER = 3.0  # seconds from a generation's marker to its deletion, at the least
 KEY = b"assignment"
 
@@ -56,7 +59,10 @@ class Assigner:
         self.marked: dict[int, float] = {}  # retiring generation -> time.monotonic() we saw its marker
         self.next_retire = 0.0
         self.problem: str | None = None
+        self.expected: dict[str, float] = {}  # worker -> when it was launched (monotonic)
+        self._lock = threading.Lock()  # `expect` comes from the launching thread
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="assigner", daemon=True)
         self._thread.start()
 
@@ -72,7 +78,8 @@ class Assigner:
                 if self.problem is None:
                     log.warning("assigner: %s", exc)
                 self.problem = str(exc)
-            self._stop.wait(STEP_SECONDS)
+            self._wake.wait(STEP_SECONDS)
+            self._wake.clear()
 
     # -- assignment ------------------------------------------------------------
 
@@ -81,6 +88,21 @@ class Assigner:
         statuses = self.roster.refresh()
         now = time.monotonic()
         return {w: st for w, st in statuses.items() if now - self.roster.seen.get(w, 0.0) < self.stale}
+
+    def expect(self, workers: list[str]) -> None:
+        """Workers just launched: assign them inputs now, without waiting for their first report."""
+        with self._lock:
+            self.expected.update(dict.fromkeys(workers, time.monotonic()))
+        self._wake.set()
+
+    def awaited(self) -> list[str]:
+        """The launched workers that have not reported yet, for EXPECT_SECONDS."""
+        now = time.monotonic()
+        with self._lock:
+            for w, since in list(self.expected.items()):
+                if w in self.roster.seen or now - since > EXPECT_SECONDS:
+                    del self.expected[w]
+            return list(self.expected)
 
     def inputs(self, names: set[str]) -> list[str]:
         """Every chunks partition (of all generations) and every source partition."""
@@ -95,6 +117,7 @@ class Assigner:
         workers = self.live()
         base = self.topics.chunks
         holding = {w: {self.input_of(name) for name in st.inputs} for w, st in workers.items()}
+        holding.update((w, set()) for w in self.awaited())
         names = kafka.topic_names(self.admin)
         chosen = decide(self.assignment, self.inputs(names), holding, lambda i: split_input(i)[0] != base)
         if chosen is self.assignment:
@@ -237,6 +260,7 @@ class Assigner:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join()
         self.roster.close()
         self.accepted.close()

@@ -150,9 +150,10 @@ class Pipeline:
             # The processes first: they import and join (the aggregator's group join takes a
             # second on Tansu) while the rest is made here.
             self.start_aggregators()
-            self.launch_workers(s.worker.count)
+            launched = self.launch_workers(s.worker.count)
             self.roster = Roster(self._connection, s.topics)
             self.assigner = Assigner(self._connection, s.topics, s.worker)
+            self.assigner.expect(launched)
             self._reporter = CrashReporter(self._connection, s.topics)
             self.supervisor.report = self._reporter.publish
             # Made now, its producer's id is granted while the services start (half a second on Tansu).
@@ -195,10 +196,15 @@ class Pipeline:
             raise RunError("this pipeline is not started")
         return self.workers, self.roster
 
-    def launch_workers(self, count: int) -> None:
+    def launch_workers(self, count: int) -> list[str]:
         if self.workers is None:
             raise RunError("this pipeline is not started")
-        self.workers.launch(count, Resources(self.settings.cluster.worker_cpus, self.settings.cluster.worker_mem_mb))
+        launched = self.workers.launch(
+            count, Resources(self.settings.cluster.worker_cpus, self.settings.cluster.worker_mem_mb)
+        )
+        if self.assigner is not None:  # at start it comes next, and is told then
+            self.assigner.expect(launched)
+        return launched
 
     def start_aggregators(self) -> None:
         for name, port in self.instances:

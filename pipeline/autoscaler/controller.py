@@ -49,6 +49,7 @@ class Controller:
         heartbeat: Heartbeat | None = None,
         report: Report | None = None,
         log_dir: Path | None = None,  # where the backend keeps workers' logs, if on this machine
+        launched: Callable[[list[str]], None] | None = None,  # told the workers each launch started
     ) -> None:
         self.backend = backend
         self.monitor = monitor
@@ -58,6 +59,7 @@ class Controller:
         self.grace = grace
         self.heartbeat = heartbeat or Heartbeat(None)
         self.log_dir = log_dir
+        self.launched = launched or (lambda workers: None)  # the assigner gives them inputs at once
         self.report = report or (lambda role, loop: None)  # no broker to report to: status and metrics only
         self.crashes = CrashLoop(started_at=time.monotonic())  # the workers' (this thread's alone)
         self.crash_report = crash_reports.report_of("workers", self.crashes)  # what the API threads read
@@ -112,7 +114,7 @@ class Controller:
                 )
         due = self.crashes.due(now)
         if due:
-            self.backend.launch(due, self.resources)
+            self.launched(self.backend.launch(due, self.resources))
             self._replaced.inc(due)
         if changed or due:
             self._reported()
@@ -157,7 +159,7 @@ class Controller:
     def _scale(self, desired: int, live: list[str]) -> None:
         held = len(self.crashes.held)  # relaunches held back: workers already, to the policy
         if desired > len(live) + held:
-            self.backend.launch(desired - len(live) - held, self.resources)
+            self.launched(self.backend.launch(desired - len(live) - held, self.resources))
         elif desired < len(live) + held:
             if held:  # they go first
                 self.crashes.drop(len(live) + held - desired)

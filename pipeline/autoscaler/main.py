@@ -43,6 +43,7 @@ def run(s: Settings, policy: str | None, log_dir: Path, stop_workers: bool = Fal
         heartbeat=Heartbeat(s.service.health_file),
         report=reporter.publish,
         log_dir=log_dir,
+        launched=assigner.expect,
     )
     controller.registry.register(CrashMetrics(controller.crash_reports))  # every role's, as in its status
     server = serve_status(

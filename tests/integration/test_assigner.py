@@ -1,0 +1,47 @@
+"""The assigner on a real broker: a worker just launched gets inputs before its first
+report, and loses them if it never reports."""
+
+import time
+
+import pytest
+
+from pipeline import assigner as assigner_mod
+from pipeline import codec, config, kafka
+from pipeline.assigner import Assigner
+from pipeline.kafka.reading import Follower
+
+pytestmark = pytest.mark.e2e
+
+
+def owners_until(follower: Follower, wanted, timeout: float) -> dict[str, str]:
+    """The published owners once `wanted(owners)` holds (or the last seen, at the timeout)."""
+    deadline, owners = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        value = follower.latest()
+        if value is not None:
+            owners = codec.decode_assignment(value).owners
+            if wanted(owners):
+                break
+        time.sleep(0.05)
+    return owners
+
+
+def test_a_launched_worker_is_assigned_inputs_before_it_reports(broker, monkeypatch):
+    monkeypatch.setattr(assigner_mod, "EXPECT_SECONDS", 2.0)
+    s = config.Settings(bootstrap=broker.bootstrap, chunk_partitions=4)
+    kafka.ensure_topics(broker.connection(), s.topics)
+    inputs = {f"{s.topics.chunks}:{p}" for p in range(4)}
+    assigner = Assigner(broker.connection(), s.topics, s.worker)
+    follower = Follower(broker.connection(), s.topics.assignments)
+    try:
+        launched = time.monotonic()
+        assigner.expect(["launched"])  # it never reports: as if it were still starting
+        owners = owners_until(follower, lambda o: set(o) == inputs, timeout=5)
+        assert owners == dict.fromkeys(inputs, "launched"), owners
+        assert time.monotonic() - launched < 1.0, "not assigned at once"
+        owners = owners_until(follower, lambda o: not o, timeout=10)
+        assert owners == {}, "a launched worker that never reported kept its inputs"
+        assert time.monotonic() - launched >= 2.0
+    finally:
+        follower.close()
+        assigner.close()

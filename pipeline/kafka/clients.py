@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from pipeline.config import Connection, KafkaSettings
@@ -110,7 +110,27 @@ def consumer_config(connection: Connection, group: str, **extra: Any) -> dict[st
 
 
 def producer(connection: Connection, **extra: Any) -> Producer:
-    return Producer(producer_config(connection, **extra))
+    config = producer_config(connection, **extra)
+    made = Producer(config)
+    if config["enable.idempotence"]:
+        _connect_for_producer_id(made)
+    return made
+
+
+def _connect_for_producer_id(made: Producer) -> None:
+    """Have a broker connected before the idempotent producer asks for its id (~50 ms).
+
+    librdkafka looks for a connected broker to ask every 500 ms, the first time just after
+    the bootstrap connection gave way to the cluster's own brokers, when none is connected
+    yet: a producer's first record waited 0.5-1 s (a `wordpipe run`'s first chunk, a new
+    worker's first partials). Two metadata requests connect one: the second goes to a
+    broker of the cluster, and the id follows at once. Best effort: unreachable now, the
+    id comes when the broker does."""
+    for _ in range(2):
+        try:
+            made.list_topics(timeout=1.0)
+        except KafkaException:
+            return
 
 
 def consumer(connection: Connection, group: str, **extra: Any) -> Consumer:

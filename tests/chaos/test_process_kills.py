@@ -60,6 +60,39 @@ def test_workers_sigkilled_every_few_seconds(tmp_path, trial):
     no_process_left(pids)
 
 
+def test_workers_sigkilled_while_partitions_change_hands(tmp_path, trial):
+    """Workers SIGKILLed mid-handover at scale-ups (the newcomer or an old owner), then scaled down
+
+    At each event a worker is launched and its inputs move to it at once; 0.05-0.6 s later
+    the newcomer (taking over) or an old owner (handing over) is SIGKILLed, and a graceful
+    stop brings the count back."""
+    killed = []
+
+    def scale_and_kill(p: Pipeline, rng: random.Random) -> str | None:
+        before = [w.id for w in p.workers.list() if w.state == "running"]
+        if not before:
+            return None
+        [newcomer] = p.launch_workers(1)  # its inputs move to it at once (the assigner is told)
+        time.sleep(rng.uniform(0.05, 0.6))  # mid-handover: taking over, letting go
+        taking_over = rng.random() < 0.5
+        victim = newcomer if taking_over else rng.choice(before)
+        killed.append(pid := p.workers.pid(victim))
+        os.kill(pid, signal.SIGKILL)
+        role = "the newcomer, taking over" if taking_over else "an old owner, handing over"
+        survivors = [w.id for w in p.workers.list() if w.state == "running" and w.id != victim]
+        if len(survivors) > 2:  # scale back down, gracefully: its inputs handed over as it drains
+            p.workers.kill([rng.choice(survivors)], grace=20)
+        return f"scale-up, then SIGKILL {role} {victim} (pid {pid})"
+
+    with Pipeline(settings()) as p:
+        pids = [p.broker.proc.pid, p.aggregator.pid]
+        kill_while_working(
+            p, corpus(tmp_path, scaled(6, 60)), trial, scale_and_kill, scaled((0.5, 1.5), (1.0, 3.0)), scaled(3, 15)
+        )
+        pids += killed + [p.workers.pid(w.id) for w in p.workers.list()]
+    no_process_left(pids)
+
+
 def test_aggregator_sigkilled_twice(tmp_path, trial):
     """The aggregator SIGKILLed twice while text flows"""
     documents = corpus(tmp_path, scaled(6, 30))

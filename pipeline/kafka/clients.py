@@ -4,6 +4,7 @@ the builders of producers, consumers and admin clients (the only place they are 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
@@ -113,12 +114,13 @@ def producer(connection: Connection, **extra: Any) -> Producer:
     config = producer_config(connection, **extra)
     made = Producer(config)
     if config["enable.idempotence"]:
-        _connect_for_producer_id(made)
+        threading.Thread(target=_connect_for_producer_id, args=(made,), name="producer-id", daemon=True).start()
     return made
 
 
 def _connect_for_producer_id(made: Producer) -> None:
-    """Have a broker connected before the idempotent producer asks for its id (~50 ms).
+    """Have a broker connected before the idempotent producer asks for its id (~50 ms, on a
+    thread of its own: the caller goes on).
 
     librdkafka looks for a connected broker to ask every 500 ms, the first time just after
     the bootstrap connection gave way to the cluster's own brokers, when none is connected

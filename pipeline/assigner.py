@@ -30,9 +30,6 @@ RETIRE_STEP_SECONDS = 2.0
 # A worker silent this long is gone: its inputs go to others. Workers report every
 # status_interval from a thread of their own, however long a batch takes.
 STALE_REPORTS = 3
-# A worker just launched (`expect`) gets inputs before its first report, so it reads from its
-# first second; one that has not reported this long after its launch loses them again.
-EXPECT_SECONDS = 10.0
 RETIRE_AFTER = 3.0  # seconds from a generation's marker to its deletion, at the least
 KEY = b"assignment"
 
@@ -96,11 +93,13 @@ class Assigner:
         self._wake.set()
 
     def awaited(self) -> list[str]:
-        """The launched workers that have not reported yet, for EXPECT_SECONDS."""
+        """The launched workers that have not reported yet: live, until silent as long as a
+        live worker may be (a launch that failed, or a worker that died starting, then loses
+        its inputs as a dead worker does; one that is only slow gets them at its first report)."""
         now = time.monotonic()
         with self._lock:
             for w, since in list(self.expected.items()):
-                if w in self.roster.seen or now - since > EXPECT_SECONDS:
+                if w in self.roster.seen or now - since > self.stale:
                     del self.expected[w]
             return list(self.expected)
 

@@ -156,7 +156,7 @@ class Pipeline:
             self.assigner.expect(launched)
             self._reporter = CrashReporter(self._connection, s.topics)
             self.supervisor.report = self._reporter.publish
-            # Made now, its producer's id is granted while the services start (half a second on Tansu).
+            # Made now, its producer has its id (pipeline/kafka/clients.py) before the input is read.
             self._publisher = ChunkPublisher(self._connection, s.topics, s.text)
             if ready:
                 self.wait_ready()

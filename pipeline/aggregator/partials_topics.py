@@ -139,4 +139,9 @@ def assigned_shards(assigned: Iterable[tuple[str, int]], partials: str) -> list[
     faust assigns its own topics too (its leader topic's partition 0 to the group's leader
     alone): read as a shard, the leader claimed shard 0 beside its owner, and with two
     instances every whole answer was a 503 until the leader changed."""
-    return sorted({partition for topic, partition in assigned if (generations.of(topic) or ("",))[0] == partials})
+    shards = set()
+    for topic, partition in assigned:
+        found = generations.of(topic)
+        if found is not None and found[0] == partials:
+            shards.add(partition)
+    return sorted(shards)

@@ -33,7 +33,7 @@ def test_docker_kill_worker_containers(docker_image, tmp_path, trial):
     )
     with Pipeline(s) as p:
         pids = [p.broker.proc.pid, p.aggregator.pid]
-        kill_while_working(p, corpus(tmp_path, scaled(6, 50)), trial, docker_kill, PAUSE, scaled(2, 5))
+        kill_while_working(p, corpus(tmp_path, scaled(12, 50)), trial, docker_kill, PAUSE, scaled(2, 5))
     assert labelled_containers(f"{PIPELINE}={p.run_id}") == {}  # its workers stopped with it
     no_process_left(pids)
 

@@ -53,9 +53,11 @@ def test_workers_sigkilled_every_few_seconds(tmp_path, trial):
         kill_while_working(
             p, corpus(tmp_path, scaled(6, 60)), trial, sigkill_worker, scaled((0.5, 1.5), (1.0, 3.0)), scaled(3, 15)
         )
+        # Replays come only from a kill between a window's publication and its commit (a new
+        # worker now takes its partitions before it starts, when their owner has let go of
+        # them): random kills rarely land there, the worst-instant test below does every time.
         replayed = stats(p)["words_replayed"]
         trial.notes.append(f"{replayed} words were replayed and ignored as already counted")
-        assert replayed > 0, "no word was replayed, so none was deduplicated"
         pids += killed + [p.workers.pid(w.id) for w in p.workers.list()]
     no_process_left(pids)
 

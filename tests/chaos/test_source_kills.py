@@ -102,8 +102,9 @@ def test_source_fed_while_workers_and_aggregator_are_sigkilled(tmp_path, trial):
         trial.recovered(last_fault)
         assert kills >= 3, "the feed ended before the kills"
         assert p.restarts["workers"] >= 1 and p.restarts["aggregator"] >= 1
+        # Replays need a kill between a publication and its commit (or an ack and faust's
+        # commit): random kills land there by chance, the worst-instant tests below every time.
         trial.notes.append(f"{replayed.total()} words were replayed and ignored as already counted")
-        assert replayed.total() > 0, "no word was replayed, so none was deduplicated"
         pids += [p.aggregator.pid] + [p.workers.pid(w.id) for w in p.workers.list()]
     no_process_left(pids)
 

@@ -5,7 +5,6 @@ import time
 
 import pytest
 
-from pipeline import assigner as assigner_mod
 from pipeline import codec, config, kafka
 from pipeline.assigner import Assigner
 from pipeline.kafka.reading import Follower
@@ -26,8 +25,7 @@ def owners_until(follower: Follower, wanted, timeout: float) -> dict[str, str]:
     return owners
 
 
-def test_a_launched_worker_is_assigned_inputs_before_it_reports(broker, monkeypatch):
-    monkeypatch.setattr(assigner_mod, "EXPECT_SECONDS", 2.0)
+def test_a_launched_worker_is_assigned_inputs_before_it_reports(broker):
     s = config.Settings(bootstrap=broker.bootstrap, chunk_partitions=4)
     kafka.ensure_topics(broker.connection(), s.topics)
     inputs = {f"{s.topics.chunks}:{p}" for p in range(4)}
@@ -41,7 +39,7 @@ def test_a_launched_worker_is_assigned_inputs_before_it_reports(broker, monkeypa
         assert time.monotonic() - launched < 1.0, "not assigned at once"
         owners = owners_until(follower, lambda o: not o, timeout=10)
         assert owners == {}, "a launched worker that never reported kept its inputs"
-        assert time.monotonic() - launched >= 2.0
+        assert time.monotonic() - launched >= 3.0  # silent as long as a live worker may be
     finally:
         follower.close()
         assigner.close()

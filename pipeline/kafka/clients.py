@@ -111,9 +111,8 @@ def consumer_config(connection: Connection, group: str, **extra: Any) -> dict[st
 
 
 def producer(connection: Connection, **extra: Any) -> Producer:
-    config = producer_config(connection, **extra)
-    made = Producer(config)
-    if config["enable.idempotence"]:
+    made = Producer(producer_config(connection, **extra))
+    if extra.get("enable.idempotence", True):  # idempotent unless asked otherwise (producer_config)
         threading.Thread(target=_connect_for_producer_id, args=(made,), name="producer-id", daemon=True).start()
     return made
 

@@ -138,9 +138,8 @@ def measure_backend(name: str, launches: int, load_mb: float, image: str, log_di
         kafka.ensure_topics(connection, s.topics)
         backend = open_backend(s.cluster, s.mesos, s.worker_env(connection), f"bench-{name}", log_dir)
         roster = Roster(connection, s.topics)
-        assigner = stack.enter_context(
-            contextlib.closing(Assigner(connection, s.topics, s.worker))
-        )  # as in the autoscaler
+        # As in the autoscaler, which tells it of each launch.
+        assigner = stack.enter_context(contextlib.closing(Assigner(connection, s.topics, s.worker)))
         stop = threading.Event()
         producer = threading.Thread(target=trickle, args=(connection, s, stop))
         producer.start()

@@ -150,7 +150,7 @@ class ResultsApi:
         self.tokenizer = tokenize.Tokenizer.load(user_dict)  # the workers' definition of a word
         self.heavy = LookupProcess(user_dict)  # started on the first heavy lookup
         self.peers = Peers(self.tokens[0] if self.tokens else None)
-        self.words: list[str] = []  # sorted, for paging; rebuilt when the vocabulary grew
+        self.words: tuple[str, ...] = ()  # sorted, for paging; rebuilt when the vocabulary grew
         self.words_version: tuple[tuple[int, ...], int] | None = None
         self._gauges()
 
@@ -240,7 +240,7 @@ class ResultsApi:
             self.require_every_shard(0 if doubled else len(held))
         return parts
 
-    def vocabulary(self, shards: dict[int, ShardState]) -> list[str]:
+    def vocabulary(self, shards: dict[int, ShardState]) -> tuple[str, ...]:
         """The owned shards' words, sorted (kept until the vocabulary changes), for paging."""
         version = views.vocabulary_version(shards)
         if self.words_version != version:

@@ -1,6 +1,8 @@
 """The aggregator's read side over shard states built here, without a broker: what the
 results API serves for totals, counts, top-K, windows, progress and status."""
 
+import gc
+
 from pipeline.aggregator import views
 from pipeline.aggregator.ranking import Ranking
 from pipeline.aggregator.state import Documents, OpenDocument, ShardState
@@ -47,6 +49,15 @@ def test_a_word_of_a_shard_not_owned_counts_zero():
     assert views.counts(owned, ROUTER, gone) == dict.fromkeys(gone, 0)
     assert views.total_words(owned) == sum(n for word, n in WORDS.items() if word not in gone)
     assert set(views.totals(owned)) == set(WORDS) - set(gone)
+
+
+def test_the_paging_vocabulary_is_sorted_and_left_alone_by_the_garbage_collector():
+    """A million words in a container the collector tracks cost every full collection a walk
+    over them, and reading pages back sets off many."""
+    words = views.vocabulary(both_shards())
+    assert list(words) == sorted(WORDS)
+    gc.collect()
+    assert not gc.is_tracked(words)
 
 
 def test_the_vocabulary_version_changes_with_new_words_or_shards_only():

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pipeline import config
 from pipeline.cli import options
@@ -50,8 +53,29 @@ def _counting(sp: argparse.ArgumentParser, paths: str) -> None:
 
 
 def format_counts(counts: Counter[str], top: int | None, as_json: bool) -> str:
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    return format_ranked(ranked if top is None else ranked[:top], sum(counts.values()), len(counts), as_json)
+    # The words sorted, then by count (a stable sort: ties stay in word order), compare
+    # strings, then ints; one sort by (-count, word) makes and compares a tuple a word: 2x
+    # slower on a million words.
+    words = sorted(counts)
+    words.sort(key=counts.__getitem__, reverse=True)
+    shown = words if top is None else words[:top]
+    with _collector_paused():
+        ranked = list(zip(shown, map(counts.__getitem__, shown), strict=True))
+        return format_ranked(ranked, sum(counts.values()), len(counts), as_json)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A million tuples made at once (the pairs, then json's own) set off a full collection
+    every few thousand, each walking every list of them: 40% of the time formatting a
+    million counts. None of them is in a cycle; the collector runs again after."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def format_ranked(shown: list[tuple[str, int]], total: int, distinct: int, as_json: bool) -> str:

@@ -9,17 +9,17 @@ With several aggregator instances, an answer is gathered from parts: each instan
 `*_part` over the shards it owns, and a `merged_*` of the parts (api.py asks the peers).
 Shards hold disjoint words, so every merge is exact: a word's total comes from its one
 shard, top k of the whole is top k of the parts' top k, a page of the whole is the first
-of the parts' pages merged.
+of the parts' pages merged (in paging order: paging.py).
 """
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import itertools
 import operator
 from collections.abc import Iterable, Mapping, Sequence
 
+from pipeline.aggregator import paging
 from pipeline.aggregator.ranking import Ranking, rank
 from pipeline.aggregator.state import ShardState
 from pipeline.sharding import Router
@@ -73,9 +73,9 @@ def merged_top(parts: list[dict], k: int) -> dict:
 
 
 def page_part(words: Sequence[str], shards: Shards, router: Router, after: str, limit: int) -> dict:
-    """The first `limit` of `words` (sorted: the owned shards' vocabulary) after `after`,
-    with their totals, and whether more follow."""
-    start = bisect.bisect_right(words, after) if after else 0
+    """The first `limit` of `words` (the owned shards' vocabulary, in paging order) after the
+    cursor `after`, with their totals, and whether more follow."""
+    start = paging.position(words, after)
     page = words[start : start + limit]
     # Each word's total from its shard's table, by C loops: a page may hold 100,000 words.
     tables = {shard: state.counts for shard, state in shards.items()}
@@ -85,19 +85,23 @@ def page_part(words: Sequence[str], shards: Shards, router: Router, after: str, 
 
 def merged_page(parts: list[dict], limit: int) -> dict:
     """A page of the whole, shaped as GET /v1/totals answers, from the parts' pages (each in
-    word order)."""
-    items = list(itertools.islice(heapq.merge(*(p["totals"] for p in parts), key=operator.itemgetter(0)), limit + 1))
+    paging order)."""
+    pages = [p["totals"] for p in parts]
+    longest = max((max(map(len, map(operator.itemgetter(0), page)), default=0) for page in pages), default=0)
+    # Without a long word, paging order is word order: merged on the word itself, in C.
+    order = (lambda item: paging.key(item[0])) if longest > paging.CURSOR_CHARS else operator.itemgetter(0)
+    items = list(itertools.islice(heapq.merge(*pages, key=order), limit + 1))
     more = len(items) > limit or any(p["more"] for p in parts)
     page = items[:limit]
-    return {"totals": dict(page), "next": page[-1][0] if more and page else None}
+    return {"totals": dict(page), "next": paging.cursor(page[-1][0]) if more and page else None}
 
 
 def vocabulary(shards: Shards) -> tuple[str, ...]:
-    """Every word of the owned shards, sorted (for paging). A tuple: the garbage collector
+    """Every word of the owned shards, in paging order. A tuple: the garbage collector
     stops tracking a tuple of strings, where it walks a list of a million at every full
     collection, and a page's tuples set off several (1.7 s of 6 s reading back a million
     totals, measured)."""
-    return tuple(sorted(itertools.chain.from_iterable(state.counts for state in shards.values())))
+    return tuple(paging.ordered(itertools.chain.from_iterable(state.counts for state in shards.values())))
 
 
 def window_starts(shards: Shards) -> list[int]:

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from pipeline import tokenize
+from pipeline.aggregator import paging
 from pipeline.aggregator.ranking import rank
 from tests.chinese import chinese_bytes
 from tests.helpers import SAMPLE, wait_for, wordpipe
@@ -142,7 +143,7 @@ def test_windowed_totals_add_up_to_the_totals(services, counted):
 
 
 def test_chinese_words_are_looked_up_as_the_workers_count_them(services, counted):
-    """Last in this module: it adds to the totals the tests above compare with `counted`."""
+    """After the tests that compare with `counted`: it adds to the totals."""
     text = chinese_bytes(7, 30_000)
     expected = tokenize.count(tokenize.decode(text).text)
     before = services.client.count("数据")
@@ -159,3 +160,22 @@ def test_chinese_words_are_looked_up_as_the_workers_count_them(services, counted
     services.client.ingest("我们中出了一个叛徒。".encode(), name="in context")
     services.client.wait_counted(timeout=120)
     assert services.client.count("中出") == 1
+
+
+def test_totals_page_past_words_too_long_for_a_url(services, counted):
+    """A page may end on a word of 20,000 characters: its cursor still fits in the URL (a
+    client sends it back as a query parameter)."""
+    long = ["q" * 20_000, "q" * 300 + "a", "q" * 300 + "b", "q" * paging.CURSOR_CHARS + "é", "q" * paging.CURSOR_CHARS]
+    services.client.ingest(" ".join(long).encode(), name="long words")
+    services.client.wait_counted(timeout=120)
+    seen, cursor = [], "pzz"  # just before them: a client may start after any word
+    while len(seen) < len(long) + 1:
+        reply = requests.get(
+            services.results_url + "/v1/totals", params={"limit": 1, "cursor": cursor}, headers=services.auth()
+        )
+        assert reply.status_code == 200, reply.text[:300]
+        seen += reply.json()["totals"]
+        cursor = reply.json()["next"]
+        assert len(cursor) <= paging.CURSOR_CHARS + paging.DIGEST_CHARS
+    assert set(seen[: len(long)]) == set(long) and len(set(seen)) == len(seen)
+    assert not seen[-1].startswith("q" * 300)

@@ -1,0 +1,63 @@
+"""GET /v1/totals pages: every word once, whatever their lengths, with cursors that fit in a
+URL, from one instance or merged from several."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.aggregator import paging, views
+
+N = paging.CURSOR_CHARS
+WORDS = st.builds(
+    lambda stem, n, tail: stem * n + tail,
+    st.sampled_from(["a", "b", "ab", "é"]),
+    st.sampled_from([1, 3, N - 1, N, N + 1, 2 * N]),
+    st.text(alphabet="abé\U0001f600", max_size=3),
+)
+
+
+def pages_of(instances: list[tuple[str, ...]], limit: int) -> tuple[list[str], list[str]]:
+    """Every word, paged as the results API pages them; and the cursors it handed out."""
+    seen: list[str] = []
+    cursors: list[str] = []
+    after = ""
+    while True:
+        parts = []
+        for words in instances:
+            start = paging.position(words, after)
+            page = words[start : start + limit]
+            parts.append({"totals": [(w, 1) for w in page], "more": start + limit < len(words)})
+        page = views.merged_page(parts, limit)
+        seen += page["totals"]
+        if page["next"] is None:
+            return seen, cursors
+        after = page["next"]
+        cursors.append(after)
+
+
+@settings(max_examples=300, deadline=None)
+@given(words=st.sets(WORDS, max_size=40), limit=st.integers(1, 7), split=st.integers(1, 3))
+def test_every_word_once_in_paging_order_with_short_cursors(words, limit, split):
+    instances = [tuple(paging.ordered(w for i, w in enumerate(sorted(words)) if i % split == n)) for n in range(split)]
+    seen, cursors = pages_of(instances, limit)
+    assert seen == paging.ordered(words)
+    assert all(len(c) <= paging.CURSOR_CHARS + paging.DIGEST_CHARS for c in cursors)
+
+
+def test_word_order_unless_words_share_their_first_cursor_chars():
+    long = ["x" * N + "b", "x" * N + "a", "x" * N + "c"]
+    ordered = paging.ordered(["y", "x" * N, *long, "w"])
+    assert ordered[:2] == ["w", "x" * N] and ordered[-1] == "y"
+    assert ordered[2:5] == sorted(long, key=paging.digest)
+
+
+def test_a_cursor_is_the_word_or_its_head_and_digest():
+    assert paging.cursor("apple") == "apple"
+    word = "z" * 65_000
+    assert paging.cursor(word) == "z" * N + paging.digest(word)
+
+
+def test_a_client_may_start_after_any_word():
+    words = tuple(paging.ordered(["a", "c", "b" * 500, "b" * 600]))
+    assert words[paging.position(words, "b") :] == words[1:]
+    assert words[paging.position(words, words[1]) :] == words[2:]  # a long word given whole
+    assert paging.position(words, "d") == len(words)

@@ -87,10 +87,13 @@ def merged_page(parts: list[dict], limit: int) -> dict:
     """A page of the whole, shaped as GET /v1/totals answers, from the parts' pages (each in
     paging order)."""
     pages = [p["totals"] for p in parts]
-    longest = max((max(map(len, map(operator.itemgetter(0), page)), default=0) for page in pages), default=0)
-    # Without a long word, paging order is word order: merged on the word itself, in C.
-    order = (lambda item: paging.key(item[0])) if longest > paging.CURSOR_CHARS else operator.itemgetter(0)
-    items = list(itertools.islice(heapq.merge(*pages, key=order), limit + 1))
+    if len(pages) == 1:  # one instance's: in paging order already
+        items = pages[0][: limit + 1]
+    else:
+        longest = max(max(map(len, map(operator.itemgetter(0), page)), default=0) for page in pages)
+        # Without a long word, paging order is word order: merged on the word itself, in C.
+        order = (lambda item: paging.key(item[0])) if longest > paging.CURSOR_CHARS else operator.itemgetter(0)
+        items = list(itertools.islice(heapq.merge(*pages, key=order), limit + 1))
     more = len(items) > limit or any(p["more"] for p in parts)
     page = items[:limit]
     return {"totals": dict(page), "next": paging.cursor(page[-1][0]) if more and page else None}

@@ -89,7 +89,7 @@ def test_workers_sigkilled_while_partitions_change_hands(tmp_path, trial):
     with Pipeline(settings()) as p:
         pids = [p.broker.proc.pid, p.aggregator.pid]
         kill_while_working(
-            p, corpus(tmp_path, scaled(6, 100)), trial, scale_and_kill, scaled((0.5, 1.5), (1.0, 3.0)), scaled(3, 15)
+            p, corpus(tmp_path, scaled(6, 100)), trial, scale_and_kill, scaled((0.5, 1.5), (0.5, 2.0)), scaled(3, 15)
         )
         pids += killed + [p.workers.pid(w.id) for w in p.workers.list()]
     no_process_left(pids)

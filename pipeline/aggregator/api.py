@@ -150,7 +150,7 @@ class ResultsApi:
         self.tokenizer = tokenize.Tokenizer.load(user_dict)  # the workers' definition of a word
         self.heavy = LookupProcess(user_dict)  # started on the first heavy lookup
         self.peers = Peers(self.tokens[0] if self.tokens else None)
-        self.words: tuple[str, ...] = ()  # sorted, for paging; rebuilt when the vocabulary grew
+        self.words: tuple[str, ...] = ()  # in paging order; rebuilt when the vocabulary grew
         self.words_version: tuple[tuple[int, ...], int] | None = None
         self._gauges()
 
@@ -241,7 +241,7 @@ class ResultsApi:
         return parts
 
     def vocabulary(self, shards: dict[int, ShardState]) -> tuple[str, ...]:
-        """The owned shards' words, sorted (kept until the vocabulary changes), for paging."""
+        """The owned shards' words in paging order (kept until the vocabulary changes)."""
         version = views.vocabulary_version(shards)
         if self.words_version != version:
             self.words = views.vocabulary(shards)

@@ -61,3 +61,16 @@ def test_a_client_may_start_after_any_word():
     assert words[paging.position(words, "b") :] == words[1:]
     assert words[paging.position(words, words[1]) :] == words[2:]  # a long word given whole
     assert paging.position(words, "d") == len(words)
+
+
+def test_any_cursor_a_client_sends_is_a_place_to_start_never_an_error():
+    """Empty, a token's length with a tail that is not a digest, a lone surrogate, 100,000
+    characters: each is read as a word to start after."""
+    words = tuple(paging.ordered(["a", "b" * 300, "c"]))
+    assert paging.position(words, "") == 0
+    not_a_token = "b" * N + "z" * paging.DIGEST_CHARS  # read as the word it is: it pages among the b run
+    at = paging.position(words, not_a_token)
+    assert all(paging.key(w) <= paging.key(not_a_token) for w in words[:at])
+    assert all(paging.key(w) > paging.key(not_a_token) for w in words[at:]) and words[-1] == "c" and at < 3
+    assert paging.position(words, "\ud800") == len(words)
+    assert paging.position(words, "a" * 100_000) == 1

@@ -55,9 +55,9 @@ def position(words: Sequence[str], after: str) -> int:
     start = bisect.bisect_right(words, head)  # past every word that pages before `head`'s run
     if not tail:
         return start
-    end = start
-    while end < len(words) and words[end].startswith(head):  # the run: rare, and short
-        end += 1
+    # The run of words longer than `head` that start with it follows at once; bisected, as a
+    # hostile upload can make it as long as it likes.
+    end = bisect.bisect_left(words, True, start, key=lambda word: not word.startswith(head))
     return bisect.bisect_right(words, tail, start, end, key=digest)
 
 

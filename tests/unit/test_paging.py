@@ -74,3 +74,25 @@ def test_any_cursor_a_client_sends_is_a_place_to_start_never_an_error():
     assert all(paging.key(w) > paging.key(not_a_token) for w in words[at:]) and words[-1] == "c" and at < 3
     assert paging.position(words, "\ud800") == len(words)
     assert paging.position(words, "a" * 100_000) == 1
+
+
+class _Reads(tuple):
+    """Words that count how many of them are read."""
+
+    reads = 0
+
+    def __getitem__(self, index):
+        type(self).reads += 1
+        return super().__getitem__(index)
+
+
+def test_a_page_starts_among_long_words_sharing_a_head_by_bisection():
+    """An upload can make the run of words that share their first CURSOR_CHARS characters as
+    long as it likes: finding where a page starts in it reads a logarithmic few of them."""
+    head = "h" * N
+    words = _Reads(paging.ordered(["a", *(head + f"{i:05d}" for i in range(20_000)), "z"]))
+    middle = words[10_000]
+    _Reads.reads = 0
+    at = paging.position(words, paging.cursor(middle))
+    assert words[at - 1] == middle
+    assert _Reads.reads < 100

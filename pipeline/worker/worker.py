@@ -39,7 +39,7 @@ from pipeline.health import Heartbeat
 from pipeline.kafka import KafkaError, KafkaException, TopicPartition
 from pipeline.sharding import Router
 from pipeline.source_topics import Input, SourceTopic, input_of, split_input
-from pipeline.worker import reading
+from pipeline.worker import pacing, reading
 from pipeline.worker.inputs import ChunkPartitions, CountedRecord, Inputs, SourcePartitions
 from pipeline.worker.isolation import Crashed, Isolation
 from pipeline.worker.partials import partials_of
@@ -113,6 +113,9 @@ class Worker:
         self.chunks = ChunkPartitions(topics, worker, self.tokenizer.id)
         self.sources = SourcePartitions(topics, worker, self.consumer, self.recorded_ends)
         self.kinds: tuple[Inputs, ...] = (self.chunks, self.sources)
+        # Caught-up source partitions rest for half the idle time that closes their windows,
+        # so a steady topic's windows stay open (pipeline/worker/pacing.py).
+        self.pacing = pacing.Pacing(worker.source_idle_seconds / 2)
         # Whether each input's owner let go of it cleanly, as the committed offsets of a group of
         # their own: the holder's token while an owner has it, RELEASED after a clean hand-over. Finding it held,
         # the previous owner died, maybe on a record just past its last commit, so we read that
@@ -197,6 +200,8 @@ class Worker:
         partitions = [self.topic_partition(name, 0) for name in inputs]
         self.release(partitions)
         self.forget(inputs)
+        if resting := self.pacing.drop((tp.topic, tp.partition) for tp in partitions):
+            self.consumer.resume([TopicPartition(*p) for p in resting])  # taken again later, it is read at once
         self.consumer.incremental_unassign(partitions)
         log.info("let go of %s (assignment %d)", ", ".join(inputs), self.epoch)
 
@@ -308,11 +313,13 @@ class Worker:
         try:
             while not self.stopping:
                 self.follow()
+                self.wake_rested_sources()
                 batch = self.next_batch()
                 if batch:
                     busy_from = time.perf_counter()
                     self.process(batch)
                     self.busy_seconds += time.perf_counter() - busy_from
+                    self.rest_caught_up_sources(batch)
                 self.close_idle_sources()
                 self.producer.poll(0)  # delivery reports
                 self.commit_acknowledged()
@@ -339,6 +346,24 @@ class Worker:
             if batch:
                 batch += self.consumer.consume(num_messages=self.config.batch - 1, timeout=0)
         return batch
+
+    def rest_caught_up_sources(self, batch: list) -> None:
+        """Pause the source partitions this batch read up to their high watermark, for a rest
+        (pipeline/worker/pacing.py); a partition with a backlog goes on."""
+        read = {
+            (m.topic(), m.partition()): m.offset() + 1 for m in batch if not m.error() and self.sources.owns(m.topic())
+        }
+        highs = {}
+        for p in read:
+            marks = self.consumer.get_watermark_offsets(TopicPartition(*p), cached=True)  # from the last fetch
+            if marks is not None:
+                highs[p] = marks[1]
+        if resting := self.pacing.rest(pacing.caught_up(read, highs), time.monotonic()):
+            self.consumer.pause([TopicPartition(*p) for p in resting])
+
+    def wake_rested_sources(self) -> None:
+        if due := self.pacing.due(time.monotonic()):
+            self.consumer.resume([TopicPartition(*p) for p in due])
 
     def process(self, batch: list) -> None:
         closed: list[Window] = []

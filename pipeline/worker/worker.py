@@ -351,7 +351,9 @@ class Worker:
         """Pause the source partitions this batch read up to their high watermark, for a rest
         (pipeline/worker/pacing.py); a partition with a backlog goes on."""
         read = {
-            (m.topic(), m.partition()): m.offset() + 1 for m in batch if not m.error() and self.sources.owns(m.topic())
+            (m.topic(), m.partition()): m.offset() + 1
+            for m in batch
+            if not m.error() and self.sources.owns(m.topic()) and input_of(m.topic(), m.partition()) in self.held
         }
         highs = {}
         for p in read:

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from pipeline import config, faults
 from pipeline.cli import options
@@ -177,11 +180,31 @@ def cmd_ingest_server(args: argparse.Namespace) -> int:
     s = options.settings(args, ingest_port=args.port)
     connection = config.Connection.to(s.kafka, why="the ingest service needs a bootstrap address")
     print(f"wordpipe ingest: listening on http://{s.ingest.host}:{s.ingest.port}", file=sys.stderr)
-    try:
-        asyncio.run(run(connection, s))
-    except KeyboardInterrupt:
-        pass
+    if asyncio.run(_until_signalled(run(connection, s))) == signal.SIGTERM:
+        raise SystemExit(128 + signal.SIGTERM)
     return 0
+
+
+async def _until_signalled(serving: Coroutine[Any, Any, None]) -> int:
+    """Serve until SIGTERM or SIGINT, which the event loop takes between callbacks; returns
+    the signal. Raised from a plain signal handler, SystemExit could land inside aiohttp's
+    request parser, which took it for a broken request body and served on: a SIGTERM during
+    an upload went unheard."""
+    import asyncio
+    import contextlib
+
+    task = asyncio.ensure_future(serving)
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stop, signum)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return received[0] if received else 0
 
 
 def cmd_aggregator(args: argparse.Namespace) -> int:

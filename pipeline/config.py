@@ -205,6 +205,11 @@ class WorkerSettings:
         """The group whose offsets say who last held each input, and whether it let go cleanly."""
         return f"{self.group}.resumes"
 
+    @property
+    def letters_group(self) -> str:
+        """The group whose offsets say how far each input's refused records are dead-lettered."""
+        return f"{self.group}.letters"
+
 
 @dataclass(frozen=True)
 class IngestSettings:

@@ -229,7 +229,7 @@ class Stack:
 def groups_of(worker: WorkerSettings, aggregator_id: str) -> list[str]:
     """The consumer groups whose offsets a cut of a stack holds, in the order a round reads
     them: idle source windows' recorded ends before the workers' offsets (statedir/journal.py)."""
-    return [worker.ends_group, worker.group, worker.resumes_group, aggregator_id]
+    return [worker.ends_group, worker.group, worker.resumes_group, worker.letters_group, aggregator_id]
 
 
 def _healthy(url: str) -> bool:

@@ -122,6 +122,13 @@ class Worker:
         # input's records in a child until a window there is committed (pipeline/worker/isolation.py).
         self.resume_marks = kafka.consumer(connection, worker.resumes_group)
         self.careful: set[Input] = set()
+        # How far each input's refused records are dead-lettered, as the committed offsets of a
+        # group of their own: a window replayed after a hand-over or a death refuses its records
+        # again, and below the mark each was lettered already (every letter is delivered before
+        # the next record is read).
+        self.letter_marks = kafka.consumer(connection, worker.letters_group)
+        self.lettered: dict[Input, int] = {}  # input -> offset below which its refusals are lettered
+        self.letters_due: set[Input] = set()  # inputs whose mark moved since the last commit
         self.token = secrets.randbelow(1 << 62) + 1  # our resume mark while we hold an input
         self.isolation = Isolation()
         self.stopping = False
@@ -187,6 +194,8 @@ class Worker:
             if mine := [tp for tp in positions if kind.owns(tp.topic)]:
                 kind.resume(mine)
         self.mark_resumed(positions)
+        marks = self.letter_marks.committed([TopicPartition(tp.topic, tp.partition) for tp in positions], timeout=30)
+        self.lettered.update({input_of(m.topic, m.partition): m.offset for m in marks if m.offset > 0})
         self.consumer.incremental_assign(positions)
         self.held.update(inputs)
         log.info("reading %s (assignment %d)", ", ".join(inputs), self.epoch)
@@ -199,6 +208,7 @@ class Worker:
         self.commit_acknowledged(asynchronous=False)
         partitions = [self.topic_partition(name, 0) for name in inputs]
         self.release(partitions)
+        self.commit_letters(asynchronous=False)
         self.forget(inputs)
         if resting := self.pacing.drop((tp.topic, tp.partition) for tp in partitions):
             self.consumer.resume([TopicPartition(*p) for p in resting])  # taken again later, it is read at once
@@ -244,6 +254,8 @@ class Worker:
             for name in inputs:
                 commit.ends.pop(name, None)
         self.careful.difference_update(inputs)
+        for name in inputs:
+            self.lettered.pop(name, None)
 
     def input_for(self, topic: str) -> Inputs:
         return self.chunks if self.chunks.owns(topic) else self.sources
@@ -323,6 +335,7 @@ class Worker:
                 self.close_idle_sources()
                 self.producer.poll(0)  # delivery reports
                 self.commit_acknowledged()
+                self.commit_letters()
                 if time.monotonic() >= self.next_report:
                     self.report_status()
             self.let_go(sorted(self.held))  # drain: what was published gets committed
@@ -332,6 +345,7 @@ class Worker:
             if self.recorded_ends is not None:
                 self.recorded_ends.close()
             self.resume_marks.close()
+            self.letter_marks.close()
             self.isolation.close()
             self.broker.close()
         self.report_status(stopped=True)
@@ -484,6 +498,10 @@ class Worker:
                 log.warning("commit of %s failed (%s); those windows will be replayed", commit.ends, exc)
 
     def dead_letter(self, msg, reason: str) -> None:
+        name = input_of(msg.topic(), msg.partition())
+        if msg.offset() < self.lettered.get(name, 0):
+            log.info("%s[%d]@%d is dead-lettered already: %s", msg.topic(), msg.partition(), msg.offset(), reason)
+            return
         log.warning("dead-lettering %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), reason)
         letter = codec.DeadLetter(msg.topic(), msg.partition(), msg.offset(), reason, msg.value() or b"")
         # Rare, so delivered at once: it must be durable before any commit covers its offset.
@@ -497,6 +515,23 @@ class Worker:
         )
         if self.producer.flush(30) or failures:
             raise kafka.KafkaUnavailable(f"dead letter not delivered: {failures or 'timed out'}")
+        self.lettered[name] = msg.offset() + 1
+        self.letters_due.add(name)
+
+    def commit_letters(self, asynchronous: bool = True) -> None:
+        """Commit the marks of the inputs lettered since the last time: with the window
+        commits, and at once when letting go (a successor reads them as it takes over)."""
+        due = [self.topic_partition(name, self.lettered[name]) for name in self.letters_due if name in self.lettered]
+        self.letters_due.clear()
+        if not due:
+            return
+        try:
+            if asynchronous:
+                self.letter_marks.commit(offsets=due, asynchronous=True)
+            else:
+                self.letter_marks.commit(offsets=due, asynchronous=False)
+        except KafkaException as exc:  # synchronous only: a later replay may letter them again
+            log.warning("could not record how far %s are dead-lettered: %s", due, exc)
 
 
 def main(settings: Settings) -> int:

@@ -164,3 +164,54 @@ def test_a_run_whose_chunks_were_refused_fails_instead_of_printing_short_counts(
             RunError, match="records were dead-lettered.*tokenizer mismatch: the chunk of stranger at byte 0"
         ):
             p.check_nothing_refused()
+
+
+def test_a_window_replayed_after_a_hand_over_dead_letters_nothing_again(broker, tmp_path):
+    """Records refused in a window still open when its worker stops are dead-lettered once: the
+    next owner replays the window, and knows from the first one's mark that they were."""
+    s = config.Settings(bootstrap=broker.bootstrap, chunk_partitions=1, window_chunks=1000, chunk_size=8192)
+    connection = broker.connection()
+    kafka.ensure_topics(connection, s.topics)
+    (tmp_path / "a.txt").write_text("before the garbage\n")
+    (tmp_path / "b.txt").write_text("after the garbage\n")
+    publisher = ChunkPublisher(connection, s.topics, s.text)
+    publisher.publish(Source("a", tmp_path / "a.txt"))
+    publisher.flush()  # a closed window, and chunks.g1 exists
+    topic = generations.topic(s.topics.chunks, 1)
+    at = kafka.topic_extents(connection, [topic])[f"{topic}:0"][1]
+    producer = kafka.producer(connection)
+    for n in range(3):  # refused records in a window that nothing closes yet
+        kafka.produce(producer, topic, f"garbage {n}".encode(), 0)
+    producer.flush(10)
+    assigner = Assigner(connection, s.topics, s.worker)
+    env = {**s.to_env(), "PATH": ""}
+
+    def letters():
+        return [codec.decode_deadletter(m.value()) for m in kafka.read_partition(connection, s.topics.deadletter)]
+
+    workers: list[subprocess.Popen] = []
+    try:
+        workers.append(
+            subprocess.Popen([sys.executable, "-m", "pipeline.worker"], env={**env, "WORDPIPE_WORKER_ID": "w-1"})
+        )
+        deadline = time.monotonic() + 60
+        while len(letters()) < 3:
+            assert time.monotonic() < deadline, "the first worker did not dead-letter the garbage"
+        workers[0].send_signal(signal.SIGTERM)  # a clean hand-over: its open window is not committed
+        assert workers[0].wait(15) == 0
+        assert committed(connection, s) == {f"{topic}:0": at}, "the window of the garbage was committed"
+        workers.append(
+            subprocess.Popen([sys.executable, "-m", "pipeline.worker"], env={**env, "WORDPIPE_WORKER_ID": "w-2"})
+        )
+        publisher.publish(Source("b", tmp_path / "b.txt"))
+        publisher.flush()  # its flush marker closes the replayed window
+        end = kafka.topic_extents(connection, [topic])[f"{topic}:0"][1]
+        while committed(connection, s) != {f"{topic}:0": end}:
+            assert time.monotonic() < deadline + 60, f"committed {committed(connection, s)}, end {end}"
+            time.sleep(0.3)
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait(15)
+        assigner.close()
+    assert sorted(letter.offset for letter in letters()) == [at, at + 1, at + 2], "each refused record once"

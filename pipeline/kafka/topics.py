@@ -154,7 +154,7 @@ def describe_partitions(admin: AdminClient, timeout: float) -> dict[str, int]:
 def check_reachable(connection: Connection, timeout: float = 10.0, client: AdminClient | None = None) -> None:
     """Raises KafkaUnavailable unless a broker answers a metadata request within `timeout`."""
     try:
-        (client or admin(connection)).list_topics(timeout=timeout)
+        (client if client is not None else admin(connection)).list_topics(timeout=timeout)  # a client is falsy: len() 0
     except KafkaException:
         raise KafkaUnavailable(f"no Kafka broker answers at {connection.bootstrap} (waited {timeout:.0f} s)") from None
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from pipeline import generations, kafka
 from pipeline.config import Connection, TopicSettings
-from pipeline.kafka import KafkaException, TopicPartition
+from pipeline.kafka import KafkaError, KafkaException, OffsetSpec, TopicPartition
 from pipeline.observe import crash_reports
 from pipeline.observe.metrics import Metrics
 from pipeline.observe.roster import Roster
@@ -70,6 +70,9 @@ def rates(samples: list[Sample], window: float) -> tuple[float | None, float | N
 
 
 RATE_WINDOW = 120.0  # seconds of samples behind the arrival trend
+# A first offset moves only by retention (never on Tansu): read this often, a stale one
+# overstates a partition's lag only by records that retention dropped before they were counted.
+FIRST_OFFSETS_EVERY = 60.0
 
 
 def generations_of(topics: Iterable[str], base: str) -> list[str]:
@@ -106,6 +109,9 @@ class LagMonitor:
         self.window = window
         # The workers' group id, to read its commits; never joins, never commits.
         self.consumer = kafka.consumer(connection, group)
+        self.admin = kafka.admin(connection)
+        self.lows: dict[tuple[str, int], int] = {}  # each partition's first offset, as last asked
+        self.lows_due = 0.0
         self.roster = Roster(connection, topics)
         self.samples: deque[Sample] = deque()
         self.last_read_at: float | None = None
@@ -124,9 +130,7 @@ class LagMonitor:
         try:
             listed = self.consumer.list_topics(timeout=5).topics
             resets |= {t: self.offset_reset for t in generations_of(listed, base)}
-            offsets = {
-                topic: self._offsets(topic, sorted(listed[topic].partitions)) for topic in resets if topic in listed
-            }
+            offsets = self._offsets({topic: sorted(listed[topic].partitions) for topic in resets if topic in listed})
         except KafkaException as exc:
             log.warning("cannot read the group's offsets: %s", exc)
             return self._stale(now, len(workers), self.topics.chunk_partitions)
@@ -171,13 +175,39 @@ class LagMonitor:
             arrival_trend=trend,
         )
 
-    def _offsets(self, topic: str, partitions: list[int]) -> list[tuple[int, int, int]] | None:
-        """(low, high, the group's committed offset) of each partition; None if a mark is missing."""
-        committed = self.consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=5)
-        marks = [self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5) for p in partitions]
-        if any(m is None for m in marks):
-            return None
-        return [(m[0], m[1], c.offset) for m, c in zip(marks, committed, strict=True)]
+    def _offsets(self, partitions: dict[str, list[int]]) -> dict[str, list[tuple[int, int, int]] | None]:
+        """(low, high, the group's committed offset) of each partition of each topic; None for a
+        topic whose marks are missing (deleted meanwhile). One request for the commits and one
+        for the ends, whatever the partitions: on Tansu each partition asked costs a listing of
+        all its batches (a source topic only grows), so the first offsets, which only retention
+        moves, are asked again only every FIRST_OFFSETS_EVERY seconds."""
+        asked = [TopicPartition(topic, p) for topic, ps in partitions.items() for p in ps]
+        if not asked:
+            return {}
+        committed = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.committed(asked, timeout=5)}
+        highs = self._list(asked, OffsetSpec.latest())
+        now = time.monotonic()
+        if now >= self.lows_due or any((tp.topic, tp.partition) not in self.lows for tp in asked):
+            self.lows = {k: v for k, v in self._list(asked, OffsetSpec.earliest()).items() if v is not None}
+            self.lows_due = now + FIRST_OFFSETS_EVERY
+        out: dict[str, list[tuple[int, int, int]] | None] = {}
+        for topic, ps in partitions.items():
+            marks = [(self.lows.get((topic, p)), highs.get((topic, p)), committed[topic, p]) for p in ps]
+            known = [(low, high, c) for low, high, c in marks if low is not None and high is not None]
+            out[topic] = known if len(known) == len(ps) else None
+        return out
+
+    def _list(self, asked: list[TopicPartition], spec: OffsetSpec) -> dict[tuple[str, int], int | None]:
+        """Each partition's offset by `spec`; None where its topic is gone."""
+        found: dict[tuple[str, int], int | None] = {}
+        for tp, future in self.admin.list_offsets({tp: spec for tp in asked}, request_timeout=5).items():
+            try:
+                found[tp.topic, tp.partition] = future.result().offset
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise
+                found[tp.topic, tp.partition] = None
+        return found
 
     def deadletters(self) -> int | None:
         """Records on the dead-letter topic (None: Kafka did not answer)."""

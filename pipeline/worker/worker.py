@@ -490,10 +490,7 @@ class Worker:
                 if not self.careful:
                     self.isolation.close()
             try:
-                if asynchronous:
-                    self.consumer.commit(offsets=offsets, asynchronous=True)
-                else:
-                    self.consumer.commit(offsets=offsets, asynchronous=False)
+                _commit(self.consumer, offsets, asynchronous)
             except Exception as exc:  # synchronous only: a rebalance raced us
                 log.warning("commit of %s failed (%s); those windows will be replayed", commit.ends, exc)
 
@@ -526,12 +523,17 @@ class Worker:
         if not due:
             return
         try:
-            if asynchronous:
-                self.letter_marks.commit(offsets=due, asynchronous=True)
-            else:
-                self.letter_marks.commit(offsets=due, asynchronous=False)
+            _commit(self.letter_marks, due, asynchronous)
         except KafkaException as exc:  # synchronous only: a later replay may letter them again
             log.warning("could not record how far %s are dead-lettered: %s", due, exc)
+
+
+def _commit(consumer: kafka.Consumer, offsets: list[TopicPartition], asynchronous: bool) -> None:
+    # Two calls: confluent-kafka's stubs type `asynchronous` as one literal or the other.
+    if asynchronous:
+        consumer.commit(offsets=offsets, asynchronous=True)
+    else:
+        consumer.commit(offsets=offsets, asynchronous=False)
 
 
 def main(settings: Settings) -> int:

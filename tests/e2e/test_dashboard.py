@@ -124,7 +124,9 @@ def prometheus(stack, tmp_path_factory) -> Iterator[str]:
     """Prometheus scraping the stack, every target up: its address."""
     server = debian_tool("prometheus", "prometheus")
     home = tmp_path_factory.mktemp("prometheus")
-    (home / "prometheus.yml").write_text(yaml.safe_dump(scrape_config(stack)))
+    config = scrape_config(stack)
+    (home / "prometheus.yml").write_text(yaml.safe_dump(config))
+    targets = {t for job in config["scrape_configs"] for s in job["static_configs"] for t in s["targets"]}
     web = f"127.0.0.1:{free_port()}"
     with open(home / "prometheus.log", "wb") as log:
         proc = subprocess.Popen(
@@ -139,7 +141,7 @@ def prometheus(stack, tmp_path_factory) -> Iterator[str]:
         )
     try:
         wait_for(lambda: _ready(web), 60, "Prometheus to answer")
-        wait_for(lambda: sum(float(s["value"][1]) for s in query(web, "up")) == 3, 60, "every target scraped")
+        wait_for(lambda: up_targets(web) == targets, 60, lambda: f"every target up; down: {targets - up_targets(web)}")
         yield web
     finally:
         proc.terminate()
@@ -151,6 +153,11 @@ def _ready(web: str) -> bool:
         return requests.get(f"http://{web}/-/ready", timeout=5).ok
     except requests.ConnectionError:
         return False
+
+
+def up_targets(web: str) -> set[str]:
+    """The targets Prometheus scraped last time round."""
+    return {s["metric"]["instance"] for s in query(web, "up") if float(s["value"][1]) == 1}
 
 
 def query(web: str, expr: str) -> list:

@@ -27,6 +27,20 @@ def wait_for(condition, timeout: float = 60, what="condition"):
     return value
 
 
+def create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
+    """Create topics as another producer's tooling would (kafka-python), and close the client:
+    one left open reconnects to its broker's port for the rest of the session, long after
+    the broker is gone."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, count, 1) for name, count in partitions.items()])
+    finally:
+        admin.close()
+
+
 def debian_tool(command: str, package: str) -> str:
     """A Debian package's program (chromium, prometheus), installed when missing: CI starts
     from a bare machine."""

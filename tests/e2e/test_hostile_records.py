@@ -16,11 +16,10 @@ import string
 import time
 
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
+from kafka import KafkaProducer
 
 from pipeline.sharding import Router
-from tests.helpers import SAMPLE, wordpipe
+from tests.helpers import SAMPLE, create_topics, wordpipe
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +30,7 @@ FAST_FLUSH = {"WORDPIPE_FLUSH_INTERVAL": "0.05"}
 
 
 def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    KafkaAdminClient(bootstrap_servers=bootstrap).create_topics([NewTopic(topic, 4, 1)])
+    create_topics(bootstrap, {topic: 4})
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=16 << 20)
     for value in values:
         producer.send(topic, value)

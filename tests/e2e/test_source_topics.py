@@ -8,10 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
+from kafka import KafkaProducer
 
-from tests.helpers import CORPORA, SAMPLE, wordpipe
+from tests.helpers import CORPORA, SAMPLE, create_topics, wordpipe
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +26,7 @@ def corpus_lines() -> list[str]:
 
 
 def produce(bootstrap: str, topic: str, values: list[bytes | None]) -> None:
-    KafkaAdminClient(bootstrap_servers=bootstrap).create_topics([NewTopic(topic, 6, 1)])
+    create_topics(bootstrap, {topic: 6})
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     for value in values:
         producer.send(topic, value, key=None if value is not None else b"gone")  # a tombstone needs a key
@@ -64,7 +63,7 @@ def test_the_documented_producer_writes_lines_that_get_counted(broker, tmp_path)
     book = tmp_path / "book.txt"
     lines = corpus_lines()[:3000]  # the bundled sample has fewer, without the shared corpora
     book.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    KafkaAdminClient(bootstrap_servers=broker.bootstrap).create_topics([NewTopic("book", 6, 1)])
+    create_topics(broker.bootstrap, {"book": 6})
     example = REPO / "docs" / "examples" / "produce_lines.py"
     assert str(example.relative_to(REPO / "docs")) in (REPO / "docs" / "producing.md").read_text()
     wrote = subprocess.run(
@@ -116,7 +115,7 @@ def test_a_quiet_source_shows_within_seconds_by_its_records_event_time(broker):
 
     stamps = [1_700_000_000_000, 1_700_000_000_000 + 30 * 60_000]  # two windows of event time, both kept
     settings = config.Settings(bootstrap=broker.bootstrap, sources="quiet", window_seconds=60, totals_interval=0.2)
-    KafkaAdminClient(bootstrap_servers=broker.bootstrap).create_topics([NewTopic("quiet", 3, 1)])
+    create_topics(broker.bootstrap, {"quiet": 3})
     with Pipeline(settings) as p:
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
         for n, at in enumerate(stamps, start=1):
@@ -139,9 +138,7 @@ def test_the_autoscaler_sees_each_source_topics_lag(broker):
     from pipeline.observe.lag import LagMonitor
 
     settings = config.Settings(bootstrap=broker.bootstrap, sources="feed,other:$.text")
-    KafkaAdminClient(bootstrap_servers=broker.bootstrap).create_topics(
-        [NewTopic("feed", 3, 1), NewTopic("other", 2, 1)]
-    )
+    create_topics(broker.bootstrap, {"feed": 3, "other": 2})
     _, connection = start_kafka(settings.kafka, settings.topics, Path("."))  # wordpipe's topics on that cluster
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
     for i in range(7):

@@ -401,7 +401,10 @@ class IngestService:
     async def document(self, name: str, key: str | None) -> Document:
         """A new held document, in a new generation if this writer filled its own."""
         if self.chunk_topics.due:
-            await asyncio.to_thread(self.chunk_topics.rotate)
+            try:
+                await asyncio.to_thread(self.chunk_topics.rotate)
+            except kafka.KafkaUnavailable as exc:  # nothing of the upload is sent yet: a retry is safe
+                raise _as_api_error(exc) from None
         return Document(self, name, key, self.chunk_topics.begin())
 
     async def _watch_broker(self) -> None:
@@ -533,7 +536,10 @@ class IngestService:
             if key is not None:
                 known = self.receipts.by_key.get(key)
                 if known is not None and known.state == "open":
-                    known = await self.receipts.settle(known)
+                    try:
+                        known = await self.receipts.settle(known)
+                    except kafka.KafkaUnavailable as exc:  # still open: the next retry settles it
+                        raise _as_api_error(exc) from None
                     self.ended_on.add((known.topic, known.partition))  # its abort gets counted (as nothing) promptly
                 if known is not None and known.state == "committed":
                     await self._durable_replay(key)

@@ -26,6 +26,7 @@ from pipeline.source_topics import input_of, split_input
 log = logging.getLogger("wordpipe.assigner")
 
 STEP_SECONDS = 0.2
+SOURCES_SECONDS = 1.0  # how often a step looks for source topics and their partitions (a metadata request)
 RETIRE_STEP_SECONDS = 2.0
 # A worker silent this long is gone: its inputs go to others. Workers report every
 # status_interval from a thread of their own, however long a batch takes.
@@ -55,6 +56,7 @@ class Assigner:
         self.status_newest = (0, time.monotonic())  # the newest status generation, since when we know it
         self.marked: dict[int, float] = {}  # retiring generation -> time.monotonic() we saw its marker
         self.next_retire = 0.0
+        self.sources: tuple[float, list[str]] = (0.0, [])  # when to list them again, the source partitions
         self.problem: str | None = None
         self.expected: dict[str, float] = {}  # worker -> when it was launched (monotonic)
         self._lock = threading.Lock()  # `expect` comes from the launching thread
@@ -103,22 +105,21 @@ class Assigner:
                     del self.expected[w]
             return list(self.expected)
 
-    def inputs(self, names: set[str]) -> list[str]:
+    def inputs(self) -> list[str]:
         """Every chunks partition (of all generations) and every source partition."""
         out = [input_of(self.topics.chunks, p) for p in range(self.topics.chunk_partitions)]
-        sources = [s.topic for s in self.topics.source_list if s.topic in names]
-        if sources:
-            listed = self.admin.list_topics(timeout=10).topics
-            out += [input_of(t, p) for t in sources for p in sorted(listed[t].partitions)]
-        return out
+        if self.topics.source_list and time.monotonic() >= self.sources[0]:
+            partitions = kafka.describe_partitions(self.admin, 10)
+            listed = [input_of(s.topic, p) for s in self.topics.source_list for p in range(partitions.get(s.topic, 0))]
+            self.sources = (time.monotonic() + SOURCES_SECONDS, listed)
+        return out + self.sources[1]
 
     def step(self) -> None:
         workers = self.live()
         base = self.topics.chunks
         holding = {w: {self.input_of(name) for name in st.inputs} for w, st in workers.items()}
         holding.update((w, set()) for w in self.awaited())
-        names = kafka.topic_names(self.admin)
-        chosen = decide(self.assignment, self.inputs(names), holding, lambda i: split_input(i)[0] != base)
+        chosen = decide(self.assignment, self.inputs(), holding, lambda i: split_input(i)[0] != base)
         if chosen is self.assignment:
             return
         kafka.produce(self.producer, self.topics.assignments, codec.encode_assignment(chosen), 0, key=KEY)

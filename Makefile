@@ -27,7 +27,7 @@ lint: setup  # the gate: lint, format and types, before any test
 test-fast: setup  # no broker: the pure core only
 	$(BIN)/python -m pytest tests/unit
 
-chaos: setup  # the long chaos suite (~6 min on 2 cores): 50+ MB per scenario; writes docs/reliability.md
+chaos: setup  # the long chaos suite (~17 min on 2 cores): 50+ MB per scenario; writes docs/reliability.md
 	WORDPIPE_CHAOS=long WORDPIPE_CHAOS_REPORT=docs/reliability.md $(BIN)/python -m pytest tests/chaos
 
 soak: setup  # the long soaks (~20 min each on 2 cores; not in `make test`): write docs/soak/ and docs/soak-source/

@@ -72,7 +72,7 @@ class Assigner:
                 if time.monotonic() >= self.next_retire:
                     self.next_retire = time.monotonic() + RETIRE_STEP_SECONDS
                     self.retire()
-                self.problem = None
+                    self.problem = None  # a step may need no request: only a retire round says Kafka answers
             except Exception as exc:  # Kafka away, mostly: try again, workers read on meanwhile
                 if self.problem is None:
                     log.warning("assigner: %s", exc)

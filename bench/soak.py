@@ -44,11 +44,14 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.client import Client
-from pipeline.kafka.broker import EmbeddedBroker, free_port
-from pipeline.reference import count_stream
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.client import Client  # noqa: E402
+from pipeline.kafka.broker import EmbeddedBroker, free_port  # noqa: E402
+from pipeline.reference import count_stream  # noqa: E402
+from tests.helpers import logged_errors  # noqa: E402
+
 CORPUS = ROOT.parent / "shared" / "corpora" / "shakespeare.txt"
 TOKEN = "soak"
 SOURCE = "feed"  # the source topic, in --source mode
@@ -297,19 +300,6 @@ def sample(stack: Stack, feed: Feed, started: float, source: bool, state: Path |
     return row
 
 
-def stack_errors(logs: Path, most: int = 60) -> str:
-    """The stack's logged errors and their tracebacks (its services log what a 500 hides)."""
-    lines: list[str] = []
-    for log in sorted(logs.rglob("*.log")):
-        taking = False
-        for line in log.read_text(errors="replace").splitlines():
-            if re.match(r"\[?\d{4}-\d\d-\d\d ", line):  # a record starts; others continue it (tracebacks)
-                taking = " ERROR " in line or "[ERROR]" in line or " CRITICAL " in line
-            if taking:
-                lines.append(f"{log.relative_to(logs)}: {line}")
-    return "\n".join(lines[-most:]) or f"no errors in the logs under {logs}"
-
-
 def wait_counted(stack: Stack, source: bool) -> None:
     if not source:
         stack.client.wait_counted(timeout=1800)
@@ -415,7 +405,7 @@ def soak(args: argparse.Namespace, work: Path) -> tuple[list[dict], bool, Feed]:
         while not feed.done.wait(max(0.0, started + len(rows) * args.every - time.monotonic())):
             take()
         if feed.error is not None:
-            raise SystemExit(f"the feed failed: {feed.error!r}\n{stack_errors(work / 'logs')}")
+            raise SystemExit(f"the feed failed: {feed.error!r}\n{logged_errors(work / 'logs')}")
         wait_counted(stack, args.source)
         time.sleep(args.settle)  # what is dropped once counted has time to go
         take(" (the end)")

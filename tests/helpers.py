@@ -4,6 +4,7 @@ tools, Docker leftovers."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,20 @@ def wait_for(condition, timeout: float = 60, what="condition"):
         assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
         time.sleep(0.1)
     return value
+
+
+def logged_errors(logs: Path, most: int = 60) -> str:
+    """A stack's logged errors and their tracebacks, from every log under `logs` (its services
+    log what a 500 or a refused connection hides)."""
+    lines: list[str] = []
+    for log in sorted(logs.rglob("*.log")):
+        taking = False
+        for line in log.read_text(errors="replace").splitlines():
+            if re.match(r"\[?\d{4}-\d\d-\d\d ", line):  # a record starts; others continue it (tracebacks)
+                taking = " ERROR " in line or "[ERROR]" in line or " CRITICAL " in line
+            if taking:
+                lines.append(f"{log.relative_to(logs)}: {line}")
+    return "\n".join(lines[-most:]) or f"no errors in the logs under {logs}"
 
 
 def create_topics(bootstrap: str, partitions: dict[str, int]) -> None:

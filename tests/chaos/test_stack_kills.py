@@ -28,8 +28,9 @@ from pipeline.client import Client, RequestFailed
 from pipeline.config import Connection, KafkaSettings
 from pipeline.kafka.broker import free_port
 from pipeline.progress import sources_counted
+from pipeline.supervisor import log_tail
 from tests.chaos.helpers import scaled
-from tests.helpers import SAMPLE
+from tests.helpers import SAMPLE, logged_errors
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 TOKEN = "chaos-token"
@@ -42,8 +43,8 @@ LOSS_BOUND = 1.0
 @dataclass
 class Ledger:
     acknowledged: dict[str, bytes] = field(default_factory=dict)  # upload key -> its text, once a 202 came
-    records: list[tuple[bytes, float]] = field(default_factory=list)  # source records acknowledged, and when
-    kills: list[float] = field(default_factory=list)
+    # source records acknowledged: each with when, and by which stack's broker
+    records: list[tuple[bytes, float, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -54,34 +55,38 @@ class Stack:
         self.tmp_path = tmp_path
         self.ports = {"ingest": free_port(), "results": free_port(), "autoscaler": free_port()}
         self.proc: subprocess.Popen | None = None
-        self.bootstrap = ""
+        self.bootstrap = ""  # the broker of the stack running now
         self.banner = ""
+        self.output = tmp_path / "up.log"
+        # When each stack's broker was killed, by its address: its records acknowledged since
+        # were taken by that kill too (the broker dies with `up`, a moment after it).
+        self.killed: dict[str, float] = {}
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pipeline.cli",
-                "up",
-                "--state-dir",
-                str(self.tmp_path / "state"),
-                "--source",
-                "feed",
-            ]
-            + [f"--{name}-port={port}" for name, port in self.ports.items()]
-            + ["--log-dir", str(self.tmp_path / f"logs-{time.monotonic_ns()}")],
-            env={**os.environ, "WORDPIPE_TOKENS": TOKEN, "XDG_STATE_HOME": str(self.tmp_path / "xdg")},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.banner = ""
-        while "Ctrl-C" not in self.banner:
-            line = self.proc.stdout.readline() if self.proc.stdout else ""
-            assert line, f"wordpipe up exited early:\n{self.banner}"
-            self.banner += line
+        self.output = self.tmp_path / f"up-{len(self.killed)}.log"  # a file: a pipe nobody reads would fill
+        with open(self.output, "wb") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pipeline.cli",
+                    "up",
+                    "--state-dir",
+                    str(self.tmp_path / "state"),
+                    "--source",
+                    "feed",
+                ]
+                + [f"--{name}-port={port}" for name, port in self.ports.items()]
+                + ["--log-dir", str(self.tmp_path / f"logs-{len(self.killed)}")],
+                env={**os.environ, "WORDPIPE_TOKENS": TOKEN, "XDG_STATE_HOME": str(self.tmp_path / "xdg")},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        while "Ctrl-C" not in (banner := self.output.read_text(errors="replace")):
+            assert self.proc.poll() is None, f"wordpipe up exited early:\n{banner}"
+            time.sleep(0.05)
+        self.banner = banner
         self.bootstrap = next(
             line.split(" at ")[-1].rstrip(")") for line in self.banner.splitlines() if "(topic feed at" in line
         )
@@ -90,11 +95,12 @@ class Stack:
         assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+        self.killed[self.bootstrap] = time.monotonic()
 
     def stop(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGINT)
-        self.proc.communicate(timeout=120)
+        self.proc.wait(timeout=120)
 
     def client(self) -> Client:
         return Client(
@@ -125,8 +131,9 @@ def records(stack: Stack, ledger: Ledger, stop: threading.Event) -> None:
     """Source records to whichever broker the stack has now; each acknowledged one noted, with when."""
     rng, n = random.Random(31), 0
     while not stop.is_set():
+        bootstrap = stack.bootstrap
         try:
-            producer = KafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", request_timeout_ms=3000)
+            producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=3000)
         except Exception:
             time.sleep(0.2)
             continue
@@ -135,7 +142,7 @@ def records(stack: Stack, ledger: Ledger, stop: threading.Event) -> None:
                 value = f"record{n} {rng.choice(LINES)}".encode()
                 producer.send("feed", value).get(3)
                 with ledger.lock:
-                    ledger.records.append((value, time.monotonic()))
+                    ledger.records.append((value, time.monotonic(), bootstrap))
                 n += 1
                 time.sleep(0.01)
         except Exception:  # the broker is gone: a new one comes with the next stack
@@ -159,7 +166,6 @@ def test_whole_stack_sigkilled_again_and_again(tmp_path, trial):
     for _ in range(kills):
         time.sleep(rng.uniform(2.0, 6.0))
         stack.kill()
-        ledger.kills.append(time.monotonic())
         trial.fault("SIGKILL of the whole `wordpipe up` process group (broker, services, workers)")
         stack.start()
         assert "the last stop was not clean" in stack.banner, stack.banner
@@ -169,13 +175,16 @@ def test_whole_stack_sigkilled_again_and_again(tmp_path, trial):
         thread.join(60)
     try:
         check(stack, ledger, trial)
+    except BaseException:
+        print(f"{stack.output.name}, its end:\n{log_tail(stack.output)}\n\nerrors logged:\n{logged_errors(tmp_path)}")
+        raise
     finally:
         stack.stop()
 
 
 def check(stack: Stack, ledger: Ledger, trial) -> None:
     client = stack.client()
-    status = client.wait_counted(timeout=300)
+    status = wait_counted(client, timeout=300)
     held = topic_records(stack.bootstrap)
     extents = {f"feed:{p}": (0, len(values)) for p, values in held.items()}
     deadline = time.monotonic() + 300
@@ -187,9 +196,13 @@ def check(stack: Stack, ledger: Ledger, trial) -> None:
     trial.expected = sum((Counter(tokenize.count(tokenize.decode(t).text)) for t in texts), Counter())
     trial.counted = Counter(dict(client.totals()))
     trial.input_bytes = sum(map(len, texts))
-    lost = [(value, at) for value, at in ledger.records if not kept[value]]
-    late = [(value, min((k - at for k in ledger.kills if k >= at), default=None)) for value, at in lost]
-    trial.recovered(ledger.kills[-1])
+    lost = [(value, at, broker) for value, at, broker in ledger.records if not kept[value]]
+    # How long before the kill of the broker that acknowledged it (None: the last, never killed).
+    late = [
+        (value, max(0.0, stack.killed[broker] - at) if broker in stack.killed else None) for value, at, broker in lost
+    ]
+    trial.recovered(max(stack.killed.values()))
+    trial.notes += [line for line in stack.output.read_text().splitlines() if "restarting it" in line]
     trial.notes += [
         f"{len(ledger.acknowledged)} uploads acknowledged (each retried until it was), "
         f"{status['documents_counted']} documents counted",
@@ -201,6 +214,19 @@ def check(stack: Stack, ledger: Ledger, trial) -> None:
     assert trial.counted == trial.expected, "words lost or counted twice"
     assert all(t is not None and t <= LOSS_BOUND for _, t in late), f"records lost beyond the bound: {late[:5]}"
     client.close()
+
+
+def wait_counted(client: Client, timeout: float) -> dict:
+    """Until everything accepted is counted, through a restart of the results API: `up`
+    restarts a service that exits (its restarts are noted in the report)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.wait_counted(timeout=max(0.0, deadline - time.monotonic()))
+        except RequestFailed as exc:
+            if exc.code != "unreachable" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def topic_records(bootstrap: str) -> dict[int, list[bytes]]:

@@ -55,6 +55,7 @@ from pipeline.cluster import Resources, open_backend  # noqa: E402
 from pipeline.config import Connection, Settings  # noqa: E402
 from pipeline.kafka.broker import EmbeddedBroker  # noqa: E402
 from pipeline.observe.roster import Roster  # noqa: E402
+from tests.chaos.report import machine  # noqa: E402
 
 
 def trickle(connection: Connection, settings: Settings, stop: threading.Event) -> None:
@@ -285,7 +286,7 @@ def main() -> None:
     for r in results[1:]:
         print(f"{r['backend']} / {results[0]['backend']} median: {r['median_s'] / results[0]['median_s']:.2f}x")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    args.out.write_text(json.dumps({"run": machine(), "backends": results}, indent=2))
 
 
 if __name__ == "__main__":

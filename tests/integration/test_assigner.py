@@ -1,5 +1,6 @@
 """The assigner on a real broker: a worker just launched gets inputs before its first
-report, and loses them if it never reports."""
+report, and loses them if it never reports; a deleted source topic leaves the assignment,
+named in the log."""
 
 import time
 
@@ -40,6 +41,35 @@ def test_a_launched_worker_is_assigned_inputs_before_it_reports(broker):
         owners = owners_until(follower, lambda o: not o, timeout=10)
         assert owners == {}, "a launched worker that never reported kept its inputs"
         assert time.monotonic() - launched >= 3.0  # silent as long as a live worker may be
+    finally:
+        follower.close()
+        assigner.close()
+
+
+def test_a_deleted_source_topic_is_unassigned_and_named(broker, caplog):
+    """Someone deletes a source topic: its partitions leave the assignment, and the log says
+    which topic went (a worker reading it only exits: librdkafka crashes on it)."""
+    from kafka import KafkaAdminClient
+
+    from tests.helpers import create_topics
+
+    s = config.Settings(bootstrap=broker.bootstrap, chunk_partitions=2, sources="feed")
+    kafka.ensure_topics(broker.connection(), s.topics)
+    create_topics(broker.bootstrap, {"feed": 2})
+    assigner = Assigner(broker.connection(), s.topics, s.worker)
+    follower = Follower(broker.connection(), s.topics.assignments)
+    try:
+        assigner.expect(["launched"])
+        owners = owners_until(follower, lambda o: "feed:1" in o, timeout=5)
+        assert {"feed:0", "feed:1"} <= set(owners), owners
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        try:
+            admin.delete_topics(["feed"])
+        finally:
+            admin.close()
+        owners = owners_until(follower, lambda o: not {"feed:0", "feed:1"} & set(o), timeout=5)
+        assert not {"feed:0", "feed:1"} & set(owners), owners
+        assert "source topic feed is gone" in caplog.text
     finally:
         follower.close()
         assigner.close()

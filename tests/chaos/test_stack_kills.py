@@ -202,7 +202,12 @@ def check(stack: Stack, ledger: Ledger, trial) -> None:
         (value, max(0.0, stack.killed[broker] - at) if broker in stack.killed else None) for value, at, broker in lost
     ]
     trial.recovered(max(stack.killed.values()))
-    trial.notes += [line for line in stack.output.read_text().splitlines() if "restarting it" in line]
+    trial.notes += [  # a service of a stack that exited and was restarted by it
+        line
+        for out in sorted(stack.tmp_path.glob("up-*.log"))
+        for line in out.read_text().splitlines()
+        if "restarting it" in line
+    ]
     trial.notes += [
         f"{len(ledger.acknowledged)} uploads acknowledged (each retried until it was), "
         f"{status['documents_counted']} documents counted",

@@ -57,7 +57,6 @@ class Assigner:
         self.marked: dict[int, float] = {}  # retiring generation -> time.monotonic() we saw its marker
         self.next_retire = 0.0
         self.sources: tuple[float, list[str]] = (0.0, [])  # when to list them again, the source partitions
-        self.sources_seen: set[str] = set()  # the source topics the last listing found
         self.problem: str | None = None
         self.expected: dict[str, float] = {}  # worker -> when it was launched (monotonic)
         self._lock = threading.Lock()  # `expect` comes from the launching thread
@@ -111,24 +110,10 @@ class Assigner:
         out = [input_of(self.topics.chunks, p) for p in range(self.topics.chunk_partitions)]
         if self.topics.source_list and time.monotonic() >= self.sources[0]:
             partitions = kafka.describe_partitions(self.admin, 10)
-            self.say_gone({s.topic for s in self.topics.source_list if partitions.get(s.topic)})
             listed = [input_of(s.topic, p) for s in self.topics.source_list for p in range(partitions.get(s.topic, 0))]
+            say_changes({split_input(n)[0] for n in self.sources[1]}, {split_input(n)[0] for n in listed})
             self.sources = (time.monotonic() + SOURCES_SECONDS, listed)
         return out + self.sources[1]
-
-    def say_gone(self, found: set[str]) -> None:
-        """A source topic someone deleted is the user's doing, not a fault of ours: say so once,
-        by name, where the worker that read it only exits (librdkafka crashes on a deleted
-        topic, confluentinc/librdkafka#5093) and is relaunched."""
-        for topic in sorted(self.sources_seen - found):
-            log.warning(
-                "source topic %s is gone (deleted?): its partitions are no longer assigned; "
-                "a worker reading one when it went may exit and be relaunched",
-                topic,
-            )
-        for topic in sorted(found - self.sources_seen):
-            log.info("source topic %s: its partitions are assigned", topic)
-        self.sources_seen = found
 
     def step(self) -> None:
         workers = self.live()
@@ -290,3 +275,17 @@ def _summary(assignment: Assignment) -> str:
         by_worker.setdefault(worker, []).append(name)
     waiting = f"; waiting: {sorted(assignment.waiting)}" if assignment.waiting else ""
     return "; ".join(f"{w}: {len(inputs)} inputs" for w, inputs in sorted(by_worker.items())) + waiting
+
+
+def say_changes(before: set[str], found: set[str]) -> None:
+    """A source topic someone deleted is the user's doing, not a fault of ours: say so once,
+    by name, where the worker that read it only exits (librdkafka crashes on a deleted
+    topic, confluentinc/librdkafka#5093) and is relaunched."""
+    for topic in sorted(before - found):
+        log.warning(
+            "source topic %s is gone (deleted?): its partitions are no longer assigned; "
+            "a worker reading one when it went may exit and be relaunched",
+            topic,
+        )
+    for topic in sorted(found - before):
+        log.info("source topic %s: its partitions are assigned", topic)

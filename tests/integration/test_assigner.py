@@ -5,10 +5,12 @@ named in the log."""
 import time
 
 import pytest
+from kafka import KafkaAdminClient
 
 from pipeline import codec, config, kafka
 from pipeline.assigner import Assigner
 from pipeline.kafka.reading import Follower
+from tests.helpers import create_topics
 
 pytestmark = pytest.mark.e2e
 
@@ -49,10 +51,6 @@ def test_a_launched_worker_is_assigned_inputs_before_it_reports(broker):
 def test_a_deleted_source_topic_is_unassigned_and_named(broker, caplog):
     """Someone deletes a source topic: its partitions leave the assignment, and the log says
     which topic went (a worker reading it only exits: librdkafka crashes on it)."""
-    from kafka import KafkaAdminClient
-
-    from tests.helpers import create_topics
-
     s = config.Settings(bootstrap=broker.bootstrap, chunk_partitions=2, sources="feed")
     kafka.ensure_topics(broker.connection(), s.topics)
     create_topics(broker.bootstrap, {"feed": 2})

@@ -35,7 +35,7 @@ from faust.tables import TableManager
 from faust.transport.drivers import aiokafka as faust_kafka
 from prometheus_client import CollectorRegistry, Counter
 
-from pipeline import codec, faults, kafka
+from pipeline import codec, faults, generations, kafka
 from pipeline.aggregator import views
 from pipeline.aggregator.api import ResultsApi
 from pipeline.aggregator.changelog import Changelog, Superseded
@@ -80,7 +80,22 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
             return highwater(tp) if tp in consumer.assignment() else None  # None: not known, as before a fetch
 
         consumer.commit, consumer.highwater = commit_unless_rebalanced, highwater_if_assigned
+        self.partials = transport.partials
         return consumer
+
+    async def on_partitions_assigned(self, assigned: set[faust.types.TP], generation_id: int = 0) -> None:
+        """A partials partition the group has committed nothing for is read from offset 0, not
+        from the broker's "earliest": Tansu answers that with its batch written first, not
+        the one of lowest offset, and two workers writing at once made an instance that took
+        over a partition skip its first record (a run waited forever for its windows). Here,
+        in the rebalance listener, before anything is fetched; Kafka names this the place."""
+        consumer = self._ensure_consumer()
+        partials = [tp for tp in assigned if (found := generations.of(tp.topic)) and found[0] == self.partials]
+        committed = await asyncio.gather(*(consumer.committed(tp) for tp in partials))
+        for tp, offset in zip(partials, committed, strict=True):
+            if offset is None:
+                consumer.seek(tp, 0)
+        await super().on_partitions_assigned(assigned, generation_id)
 
 
 class _Consumer(faust_kafka.Consumer):
@@ -91,9 +106,10 @@ class _Consumer(faust_kafka.Consumer):
 class _Transport(faust_kafka.Transport):
     Consumer = _Consumer
 
-    def __init__(self, *args, fetch_max_wait_ms: int, **kwargs) -> None:
+    def __init__(self, *args, fetch_max_wait_ms: int, partials: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.partials = partials  # the partials topic's base name (its generations: partials.gN)
 
 
 class _TableManager(TableManager):
@@ -145,7 +161,9 @@ class Aggregator:
             stream_wait_empty=False,
             TableManager=_TableManager,
         )
-        self.app.transport = _Transport(self.app.conf.broker, self.app, fetch_max_wait_ms=connection.fetch_max_wait_ms)
+        self.app.transport = _Transport(
+            self.app.conf.broker, self.app, fetch_max_wait_ms=connection.fetch_max_wait_ms, partials=topics.partials
+        )
         # The partials generations consumed change as generations come and go (partials_topics.py).
         self.partials_topics = PartialsTopics(connection, topics, aggregator.id)
         self.partials = self.app.topic(

@@ -127,7 +127,11 @@ class ChunkPartitions:
         return generations.partials_of(topic, self.partials)
 
     def resume(self, positions: list[TopicPartition]) -> None:
-        pass  # a chunks partition starts at its beginning: its windows are the log's
+        # A chunks partition starts at its beginning: its windows are the log's. Offset 0, not
+        # the broker's "earliest": Tansu answers that with the batch it wrote first, which
+        # need not be the one of lowest offset (pipeline/aggregator/app.py).
+        for tp in positions:
+            tp.offset = max(tp.offset, 0)
 
     def forget(self, names: list[str]) -> None:
         self.windows.drop(names)
@@ -203,8 +207,9 @@ class SourcePartitions:
         window published past it, which our first window there must share."""
         fresh = [tp for tp in positions if tp.offset < 0]
         for tp in fresh:
-            low, high = self.consumer.get_watermark_offsets(tp, timeout=30)
-            tp.offset = low if self.start == "earliest" else high
+            # "earliest" is offset 0, as for chunks: below a cluster's log start it is out of
+            # range, and auto.offset.reset (earliest) finds the first record kept.
+            tp.offset = 0 if self.start == "earliest" else self.consumer.get_watermark_offsets(tp, timeout=30)[1]
         if fresh:
             self.consumer.commit(offsets=fresh, asynchronous=False)
         assert self.recorded_ends is not None

@@ -8,7 +8,7 @@ its own client). Every other module reaches Kafka through what this one exports.
     broker.py     the embedded Tansu broker, and start_kafka for `run` and `up`
 """
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from pipeline.kafka.clients import (
@@ -41,7 +41,6 @@ from pipeline.kafka.topics import (
 )
 
 __all__ = [
-    "OFFSET_BEGINNING",
     "PRODUCER_MAX_BYTES",
     "AdminClient",
     "AsyncProducer",

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from pipeline import codec, generations, kafka
 from pipeline.config import Connection, TopicSettings
-from pipeline.kafka import OFFSET_BEGINNING, TopicPartition
+from pipeline.kafka import TopicPartition
 from pipeline.observe.crash_reports import KEY_PREFIX, CrashMetrics
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,9 @@ class Roster:
         except kafka.KafkaUnavailable:
             return  # read on what we read
         gone = [TopicPartition(t, 0) for t in self.reading if t not in wanted]
-        new = [TopicPartition(t, 0, OFFSET_BEGINNING) for t in wanted if t not in self.reading]
+        # From offset 0, not the broker's "earliest": on Tansu that can skip a first report that
+        # workers wrote at once (README: Tansu, measured), a crash report copied once among them.
+        new = [TopicPartition(t, 0, 0) for t in wanted if t not in self.reading]
         if gone:
             self.consumer.incremental_unassign(gone)
             self.forget({generations.number(tp.topic) for tp in gone})

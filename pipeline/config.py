@@ -287,8 +287,9 @@ class AggregatorSettings:
 
     id: str = setting("wordpipe-aggregator", "aggregator_id")
     # Instances `wordpipe run` and `wordpipe up` start (one group: faust spreads the shards
-    # over them, and any of them answers for all: pipeline/aggregator/peers.py).
-    count: int = setting(1, "aggregators")
+    # over them, and any of them answers for all: pipeline/aggregator/peers.py). None: one,
+    # or as many as a large run wants (pipeline/aggregator/__init__.py: for_run).
+    count: int | None = setting(None, "aggregators")
     host: str = setting("127.0.0.1", "aggregator_host")
     port: int = setting(8081, "aggregator_port")
     # Where the other instances reach this one's results API (each asks the others for the
@@ -314,7 +315,8 @@ class AggregatorSettings:
 
     def __post_init__(self) -> None:
         _port("aggregator_port", self.port)
-        _at_least("aggregators", self.count, 1)
+        if self.count is not None:
+            _at_least("aggregators", self.count, 1)
         if self.url is not None and not re.fullmatch(r"https?://[^/\s]+", self.url):
             raise ConfigError(f"aggregator_url: expected http://host:port, got {self.url!r:.100}")
         _at_least("checkpoint_min_bytes", self.checkpoint_min_bytes, 1)

@@ -6,10 +6,12 @@ import argparse
 import gc
 import json
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 from pipeline import config
 from pipeline.cli import options
@@ -116,6 +118,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from pipeline import aggregator
     from pipeline.errors import UsageError
     from pipeline.ingest.sources import resolve
     from pipeline.run import Pipeline
@@ -141,6 +144,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     sources = resolve(args.paths) if args.paths else []  # bad paths fail before anything starts
     known = [size for s in sources if (size := s.size()) is not None]
     total = sum(known) if len(known) == len(sources) else None
+    count = aggregator.for_run(settings.aggregator, total, len(os.sched_getaffinity(0)))
+    settings = replace(settings, aggregator=replace(settings.aggregator, count=count))
     # A benchmark's steady state begins with every service ready; a user's input goes out at once.
     with Pipeline(settings).start(ready=args.stats_file is not None) as pipeline:
         started = time.monotonic()

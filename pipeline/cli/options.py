@@ -33,7 +33,7 @@ def aggregators(sp: argparse.ArgumentParser) -> None:
         "--aggregators",
         type=positive,
         metavar="N",
-        help="aggregator instances, each with its own results port; any of them answers for all (default 1)",
+        help="aggregator instances, each with its own results port; any of them answers for all (default 1; `run` starts 2 for 32 MiB or more)",
     )
 
 

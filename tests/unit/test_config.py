@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline import config
+from pipeline import aggregator, config
 
 
 def test_precedence_file_env_flags(tmp_path):
@@ -104,3 +104,12 @@ def test_a_state_dir_is_for_the_embedded_broker_only(tmp_path):
 
     with pytest.raises(config.ConfigError, match="state_dir: keeps the embedded broker's contents"):
         Stack(config.Settings(state_dir=str(tmp_path), bootstrap="kafka:9092"), tmp_path)
+
+
+def test_a_large_run_starts_two_aggregators_unless_told_how_many():
+    unset, three = config.load(env={}).aggregator, config.load(env={"WORDPIPE_AGGREGATORS": "3"}).aggregator
+    large = aggregator.LARGE_RUN_BYTES
+    assert [aggregator.for_run(unset, size, 2) for size in (None, 60_000, large - 1, large)] == [1, 1, 1, 2]
+    assert aggregator.for_run(unset, large, cores=1) == 1  # a second instance would only contend
+    assert aggregator.for_run(three, 60_000, 2) == 3
+    assert [name for name, _ in aggregator.instances(unset)] == ["aggregator"]  # `up`: one

@@ -173,6 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "chunks": report.chunks,
                 "documents": report.documents,
                 "workers": settings.worker.count,
+                "aggregators": count,
                 "wall_seconds": time.monotonic() - started,
                 "steady_seconds": pipeline.counted_at - report.first_produced_at
                 if pipeline.counted_at and report.first_produced_at

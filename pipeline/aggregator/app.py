@@ -88,7 +88,7 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
         from the broker's "earliest": Tansu answers that with its batch written first, not
         the one of lowest offset, and two workers writing at once made an instance that took
         over a partition skip its first record (a run waited forever for its windows). Here,
-        in the rebalance listener, before anything is fetched; Kafka names this the place."""
+        in the rebalance listener, before anything is fetched: where aiokafka says a seek belongs."""
         consumer = self._ensure_consumer()
         partials = [tp for tp in assigned if (found := generations.of(tp.topic)) and found[0] == self.partials]
         committed = await asyncio.gather(*(consumer.committed(tp) for tp in partials))

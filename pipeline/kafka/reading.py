@@ -4,14 +4,15 @@ and the newest record of a one-partition topic."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from pipeline.config import Connection
 from pipeline.kafka.clients import KafkaUnavailable, admin, consumer
 from pipeline.kafka.topics import describe_partitions
-from pipeline.source_topics import input_of
+from pipeline.source_topics import input_of, split_input
 
 
 def read_partition(
@@ -44,7 +45,11 @@ def topic_extents(connection: Connection, topics: list[str], timeout: float = 30
 
     The end is read, not asked for: Tansu reports the base offset of a partition's last
     record batch + 1 as its high watermark, so the last batch is fetched to see where it
-    ends. Raises KafkaUnavailable naming a topic that does not exist."""
+    ends. Where the broker says a partition starts past offset 0, or holds nothing, its
+    first record is read too, from offset 0: Tansu's "earliest" is the batch it stored
+    first, which two producers writing at once can put past the lowest offset, and even at
+    the end it reports (on a cluster whose retention dropped offset 0, the read starts at
+    the first record kept). Raises KafkaUnavailable naming a topic that does not exist."""
     partitions = describe_partitions(admin(connection), timeout)
     missing = [t for t in topics if t not in partitions]
     if missing:
@@ -52,19 +57,54 @@ def topic_extents(connection: Connection, topics: list[str], timeout: float = 30
     reader = consumer(connection, "wordpipe-reader", **{"enable.partition.eof": True})
     try:
         extents: dict[str, tuple[int, int]] = {}
-        tail = []
         for topic in topics:
             for p in range(partitions[topic]):
-                low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-                extents[input_of(topic, p)] = (low, high)
-                if high > low:
-                    tail.append(TopicPartition(topic, p, high - 1))
-        reader.assign(tail)
-        waiting = {input_of(tp.topic, tp.partition) for tp in tail}
-        deadline = time.monotonic() + timeout
+                extents[input_of(topic, p)] = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+        doubtful = [
+            TopicPartition(*split_input(name), 0) for name, (low, high) in extents.items() if low > 0 or high <= low
+        ]
+        for name, offset in _first_offsets(reader, doubtful, timeout).items():
+            extents[name] = (offset, max(extents[name][1], offset + 1))
+        tails = [TopicPartition(*split_input(name), high - 1) for name, (low, high) in extents.items() if high > low]
+        for name, offset in _last_offsets(reader, tails, timeout).items():
+            extents[name] = (extents[name][0], max(extents[name][1], offset + 1))
+        return extents
+    finally:
+        reader.close()
+
+
+def _first_offsets(reader: Consumer, start: list[TopicPartition], timeout: float) -> dict[str, int]:
+    """The offset of the first record read from each of `start` (none for an empty partition)."""
+    firsts: dict[str, int] = {}
+    _read_to_eof(reader, start, timeout, lambda name, offset: firsts.setdefault(name, offset), first_only=True)
+    return firsts
+
+
+def _last_offsets(reader: Consumer, start: list[TopicPartition], timeout: float) -> dict[str, int]:
+    """The offset of the last record read from each of `start` to its end."""
+    lasts: dict[str, int] = {}
+    _read_to_eof(reader, start, timeout, lambda name, offset: lasts.__setitem__(name, offset))
+    return lasts
+
+
+def _read_to_eof(
+    reader: Consumer,
+    start: list[TopicPartition],
+    timeout: float,
+    on_record: Callable[[str, int], object],
+    first_only: bool = False,
+) -> None:
+    """Read each of `start` to its end (or, `first_only`, to its first record), telling
+    `on_record` each record's partition and offset."""
+    if not start:
+        return
+    reader.assign(start)
+    waiting = {input_of(tp.topic, tp.partition) for tp in start}
+    deadline = time.monotonic() + timeout
+    try:
         while waiting:
             if time.monotonic() > deadline:
-                raise KafkaUnavailable(f"could not read the ends of {sorted(waiting)} within {timeout:.0f} s")
+                raise KafkaUnavailable(f"could not read {sorted(waiting)} within {timeout:.0f} s")
             msg = reader.poll(0.2)
             if msg is None:
                 continue
@@ -78,11 +118,11 @@ def topic_extents(connection: Connection, topics: list[str], timeout: float = 30
                     raise KafkaUnavailable(f"reading {name}: {error.str()}")
                 waiting.discard(name)
                 continue
-            low, end = extents[name]
-            extents[name] = (low, max(end, (msg.offset() or 0) + 1))
-        return extents
+            on_record(name, msg.offset() or 0)
+            if first_only:
+                waiting.discard(name)
     finally:
-        reader.close()
+        reader.unassign()
 
 
 class Follower:

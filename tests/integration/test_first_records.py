@@ -25,7 +25,7 @@ from tests.helpers import logged_errors, wait_for
 pytestmark = pytest.mark.e2e
 
 SHARDS = 32  # partials partitions: each is one more chance of the broker misplacing its first record
-TRIES = 40
+TRIES = 80
 
 
 def part(settings: config.Settings, shard: int, chunks_partition: int, words: int) -> bytes:
@@ -35,26 +35,24 @@ def part(settings: config.Settings, shard: int, chunks_partition: int, words: in
     return record
 
 
-def write_at_once(connection, settings: config.Settings) -> None:
-    """One partial to every partials partition from each of two producers, together, as two
-    workers write: the first large, the second small and a moment later."""
-    topic = f"{settings.topics.partials}.g1"
+def write_at_once(connection, topic: str, first: list[bytes], second: list[bytes]) -> None:
+    """`first[p]` and `second[p]` to each partition p from two producers together, as two
+    workers write: the first records large, the second small and a moment later."""
     producers = [kafka.producer(connection) for _ in range(2)]
     for producer in producers:
         producer.list_topics(timeout=10)  # connected, with its producer id: both start together
     start = threading.Barrier(2)
 
-    def write(producer, chunks_partition: int, words: int, after: float) -> None:
-        records = [part(settings, shard, chunks_partition, words) for shard in range(SHARDS)]
+    def write(producer, records: list[bytes], after: float) -> None:
         start.wait()
         time.sleep(after)
-        for shard, record in enumerate(records):
-            kafka.produce(producer, topic, record, shard)
+        for p, record in enumerate(records):
+            kafka.produce(producer, topic, record, p)
         assert producer.flush(30) == 0
 
     threads = [
-        threading.Thread(target=write, args=(producers[0], 0, 30_000, 0.0)),
-        threading.Thread(target=write, args=(producers[1], 1, 1, 0.0002)),
+        threading.Thread(target=write, args=(producers[0], first, 0.0)),
+        threading.Thread(target=write, args=(producers[1], second, 0.0002)),
     ]
     for thread in threads:
         thread.start()
@@ -62,20 +60,29 @@ def write_at_once(connection, settings: config.Settings) -> None:
         thread.join()
 
 
-def misplaced(connection, settings: config.Settings) -> list[int]:
-    """The partials partitions whose "earliest" offset, as the broker answers, is not 0."""
+def misplaced(connection, topic: str) -> list[int]:
+    """The partitions whose "earliest" offset, as the broker answers, is not 0."""
     consumer = kafka.consumer(connection, "first-records-test")
     try:
-        topic = f"{settings.topics.partials}.g1"
         return [p for p in range(SHARDS) if consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0]]
     finally:
         consumer.close()
 
 
+def until_misplaced(make_topic) -> tuple[int, list[int]]:
+    """Calls `make_topic(attempt)` (it creates a topic, writes it at once and returns its
+    name) until the broker misplaces a partition's first record: (attempt, partitions)."""
+    for attempt in range(TRIES):
+        if found := misplaced(*make_topic(attempt)):
+            return attempt, found
+    pytest.skip(f"the broker named offset 0 its earliest in all {SHARDS * TRIES} partitions: the case did not arise")
+
+
 def test_an_aggregator_taking_a_partition_reads_it_from_offset_0(broker, tmp_path):
     connection = broker.connection()
-    for attempt in range(TRIES):
-        s = config.Settings(
+
+    def settings(attempt: int) -> config.Settings:
+        return config.Settings(
             bootstrap=broker.bootstrap,
             chunks_topic=f"chunks{attempt}",
             partials_topic=f"partials{attempt}",
@@ -85,14 +92,17 @@ def test_an_aggregator_taking_a_partition_reads_it_from_offset_0(broker, tmp_pat
             aggregator_datadir=str(tmp_path / "faust"),
             auth="none",
         )
+
+    def make_topic(attempt: int) -> tuple:
+        s = settings(attempt)
         kafka.ensure_topics(connection, s.topics)
-        write_at_once(connection, s)
-        if skipped := misplaced(connection, s):
-            break
-    else:
-        pytest.skip(
-            f"the broker named offset 0 its earliest in all {SHARDS * TRIES} partitions: the case did not arise"
-        )
+        topic = f"{s.topics.partials}.g1"
+        big, small = ([part(s, shard, n, words) for shard in range(SHARDS)] for n, words in ((0, 30_000), (1, 1)))
+        write_at_once(connection, topic, big, small)
+        return connection, topic
+
+    attempt, skipped = until_misplaced(make_topic)
+    s = settings(attempt)
     log = (tmp_path / "aggregator.log").open("w")
     env = {**os.environ, **s.to_env(connection)}
     aggregator = subprocess.Popen([sys.executable, "-m", "pipeline.aggregator"], env=env, stdout=log, stderr=log)
@@ -118,6 +128,23 @@ def test_an_aggregator_taking_a_partition_reads_it_from_offset_0(broker, tmp_pat
         aggregator.kill()
         aggregator.wait()
         log.close()
+
+
+def test_a_partition_whose_first_record_the_broker_misplaces_has_its_whole_extent(broker):
+    """topic_extents (what `run --source` waits for, what says a generation is all counted
+    before it is deleted) reads the first record where the broker's answers are doubtful:
+    Tansu answered (1, 1) for a partition holding offsets 0 and 1."""
+    connection = broker.connection()
+
+    def make_topic(attempt: int) -> tuple:
+        topic = f"extents{attempt}"
+        kafka.create(kafka.admin(connection), [kafka.new_topic(topic, SHARDS, 1)])
+        write_at_once(connection, topic, [b"x" * 300_000] * SHARDS, [b"y"] * SHARDS)
+        return connection, topic
+
+    attempt, _ = until_misplaced(make_topic)
+    extents = kafka.topic_extents(connection, [f"extents{attempt}"])
+    assert extents == {f"extents{attempt}:{p}": (0, 2) for p in range(SHARDS)}
 
 
 def test_a_chunks_partition_nobody_committed_is_read_from_offset_0():

@@ -83,7 +83,7 @@ def _first_offsets(reader: Consumer, start: list[TopicPartition], timeout: float
 def _last_offsets(reader: Consumer, start: list[TopicPartition], timeout: float) -> dict[str, int]:
     """The offset of the last record read from each of `start` to its end."""
     lasts: dict[str, int] = {}
-    _read_to_eof(reader, start, timeout, lambda name, offset: lasts.__setitem__(name, offset))
+    _read_to_eof(reader, start, timeout, lambda name, offset: lasts.__setitem__(name, max(offset, lasts.get(name, 0))))
     return lasts
 
 

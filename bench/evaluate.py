@@ -584,7 +584,6 @@ def render(
         "![cost](evaluation/cost.png)",
         "",
         *ceiling_lines(ceiling),
-        "",
         "### Where it stops scaling, and why",
         "",
         f"**Cores.** On this {os.cpu_count()}-core machine throughput peaks at {best['workers']} local worker(s), "

@@ -193,6 +193,14 @@ class Client:
                 raise RequestFailed(0, "not_counted", f"not everything was counted within {timeout:.0f} s: {status}")
             time.sleep(poll)
 
+    def progress(self) -> dict | None:
+        """The results API's counted offsets per shard (`wordpipe run` waits on them); None
+        while no aggregator answers."""
+        try:
+            return self.http.get(self.results_url + "/v1/progress", timeout=5).json()
+        except (requests.RequestException, ValueError):
+            return None
+
     def autoscaler_status(self) -> dict:
         """The autoscaler's `GET /v1/status`: lag, rates, workers, decisions."""
         return self._get("/v1/status", base=self.autoscaler_url)

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline import tokenize
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -170,7 +169,9 @@ class TextSettings:
 class WorkerSettings:
     """The workers (pipeline/worker/worker.py): how many, their group, and how they batch."""
 
-    count: int = setting(2, "workers")
+    # Worker processes `wordpipe run` starts. None: 2, or one per chunk an input of fewer
+    # has (pipeline/worker/__init__.py: for_run).
+    count: int | None = setting(None, "workers")
     group: str = setting("wordpipe-workers", "worker_group")
     batch: int = setting(32, "worker_batch")  # records taken from the consumer at a time
     # Chunks counted and published as one unit (pipeline/worker/windows.py). Each window's partials
@@ -187,7 +188,8 @@ class WorkerSettings:
     id: str | None = setting(None, "worker_id")  # set by the backend for each worker it launches
 
     def __post_init__(self) -> None:
-        _at_least("workers", self.count, 0)
+        if self.count is not None:
+            _at_least("workers", self.count, 0)
         for name, value in (("worker_batch", self.batch), ("window_chunks", self.window_chunks)):
             _at_least(name, value, 1)
         _at_least("window_max_words", self.window_max_words, 1)
@@ -290,6 +292,9 @@ class AggregatorSettings:
     # over them, and any of them answers for all: pipeline/aggregator/peers.py). None: one,
     # or as many as a large run wants (pipeline/aggregator/__init__.py: for_run).
     count: int | None = setting(None, "aggregators")
+    # The only instance there will ever be on these topics (a one-shot run's): it reads every
+    # partials partition itself rather than joining a group, which Tansu holds a second.
+    alone: bool = setting(False, "aggregator_alone")
     host: str = setting("127.0.0.1", "aggregator_host")
     port: int = setting(8081, "aggregator_port")
     # Where the other instances reach this one's results API (each asks the others for the
@@ -317,6 +322,8 @@ class AggregatorSettings:
         _port("aggregator_port", self.port)
         if self.count is not None:
             _at_least("aggregators", self.count, 1)
+        if self.alone and (self.count or 1) > 1:
+            raise ConfigError(f"aggregator_alone: one instance reads every shard, but aggregators is {self.count}")
         if self.url is not None and not re.fullmatch(r"https?://[^/\s]+", self.url):
             raise ConfigError(f"aggregator_url: expected http://host:port, got {self.url!r:.100}")
         _at_least("checkpoint_min_bytes", self.checkpoint_min_bytes, 1)
@@ -478,6 +485,8 @@ class Settings:
         dictionary, whose file is the launcher's."""
         env = {k: v for k, v in self.to_env(connection).items() if k in WORKER_VARIABLES}
         if self.text.tokenizer_user_dict:
+            from pipeline import tokenize  # not at the top: every process reads settings, few tokenize
+
             env[ENV_PREFIX + "TOKENIZER_USER_DICT"] = tokenize.as_data_uri(self.text.tokenizer_user_dict)
         return env
 
@@ -532,11 +541,20 @@ def _port(name: str, port: int) -> None:
         raise ConfigError(f"{name}: {port} is not a TCP port")
 
 
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def _coerce(name: str, raw: Any, origin: str) -> Any:
     section, attr = FLAT[name]
     field = _FIELDS[section][attr]
     kind = field.type.split(" | ")[0] if isinstance(field.type, str) else field.type
     try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, str) and raw.lower() in _BOOLS:
+                return _BOOLS[raw.lower()]
+            raise ValueError
         if kind == "int":
             if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError

@@ -24,14 +24,11 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
-
-import requests
+from typing import TYPE_CHECKING, TypeVar
 
 from pipeline import codec, kafka, processes
 from pipeline.aggregator import instances as aggregator_instances
 from pipeline.assigner import Assigner
-from pipeline.client import Client, RequestFailed
 from pipeline.cluster import (
     Backend,
     BackendError,
@@ -48,6 +45,12 @@ from pipeline.observe.crash_reports import CrashReporter
 from pipeline.observe.roster import Roster
 from pipeline.progress import Extents, all_counted, chunks_counted, records_counted, sources_counted
 from pipeline.supervisor import Supervisor
+from pipeline.worker import RUN_WORKERS
+
+if TYPE_CHECKING:
+    import requests
+
+    from pipeline.client import Client
 
 log = logging.getLogger("wordpipe.run")
 T = TypeVar("T")
@@ -65,7 +68,9 @@ class Pipeline:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.run_id = f"run-{uuid.uuid4().hex[:8]}"
         settings = settings.resolved().replace(
-            aggregator_datadir=settings.aggregator.datadir or str(self.log_dir / "faust")
+            aggregator_datadir=settings.aggregator.datadir or str(self.log_dir / "faust"),
+            # Its topics and group are this run's, and a crashed instance is relaunched once gone.
+            aggregator_alone=(settings.aggregator.count or 1) == 1,
         )
         if settings.service.token_missing:  # this run's aggregator answers only to this run
             settings = settings.replace(tokens=secrets.token_urlsafe(24))
@@ -85,6 +90,7 @@ class Pipeline:
                 aggregator_port=broker_mod.free_port(settings.aggregator.host),
             )
         self.settings = settings
+        self.worker_count = RUN_WORKERS if settings.worker.count is None else settings.worker.count
         self.instances = aggregator_instances(settings.aggregator)
         self.broker: broker_mod.EmbeddedBroker | None = None
         self._connection: Connection | None = None  # once the broker is up
@@ -96,9 +102,8 @@ class Pipeline:
         self.supervisor = Supervisor(self.log_dir, RunError, one_shot=True)
         self._reporter: CrashReporter | None = None  # once the broker is up
         # "": no header, not the environment's token.
-        token = settings.service.token_list[0] if settings.service.auth == "token" else ""
-        self.results = Client(results_url=self.results_url, token=token)
-        self.http = self.results.http  # the results API's session, token included: progress and stats too
+        self._token = settings.service.token_list[0] if settings.service.auth == "token" else ""
+        self._results: Client | None = None
         self.counted_at: float | None = None
         self._awaited: IngestReport | None = None  # what wait_counted last saw counted ...
         self._counted_by: tuple[subprocess.Popen | None, ...] = ()  # ... and by which aggregator processes
@@ -107,6 +112,21 @@ class Pipeline:
     @property
     def results_url(self) -> str:
         return f"http://{self.settings.aggregator.host}:{self.settings.aggregator.port}"
+
+    @property
+    def results(self) -> Client:
+        """The results API's client, made when first asked for: requests takes ~0.1 s to
+        import, which a run spends once its aggregator, the process it waits on, is launched."""
+        if self._results is None:
+            from pipeline.client import Client
+
+            self._results = Client(results_url=self.results_url, token=self._token)
+        return self._results
+
+    @property
+    def http(self) -> requests.Session:
+        """The results API's session, token included: for the endpoints the client does not wrap."""
+        return self.results.http
 
     @property
     def connection(self) -> Connection:
@@ -141,16 +161,13 @@ class Pipeline:
         s = self.settings
         try:
             self.broker, self._connection = broker_mod.start_kafka(
-                s.kafka, s.topics, self.log_dir, reached=self._owns_topics
+                s.kafka, s.topics, self.log_dir, reached=self._reached
             )
-            self.env = s.to_env(self._connection)
             self.workers = open_backend(
                 s.cluster, s.mesos, s.worker_env(self._connection), self.run_id, self.log_dir, owner_pid=os.getpid()
             )
-            # The processes first: they import and join (the aggregator's group join takes a
-            # second on Tansu) while the rest is made here.
-            self.start_aggregators()
-            launched = self.launch_workers(s.worker.count)
+            # The processes first: they import (the aggregator for half a second) while the rest is made here.
+            launched = self.launch_workers(self.worker_count)
             self.roster = Roster(self._connection, s.topics)
             self.assigner = Assigner(self._connection, s.topics, s.worker)
             self.assigner.expect(launched)
@@ -169,8 +186,12 @@ class Pipeline:
             raise
         return self
 
-    def _owns_topics(self, connection: Connection) -> None:
+    def _reached(self, connection: Connection) -> None:
         self._created_topics = True  # from here on, a run on a shared cluster cleans up after itself
+        self.env = self.settings.to_env(connection)
+        # The run waits on the aggregator: it imports while the topics are made (it makes
+        # any it reads before they are, as they would be, and finds the others made).
+        self.start_aggregators()
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Until the aggregator owns every shard and the workers share every chunks partition."""
@@ -186,7 +207,7 @@ class Pipeline:
             balanced = all(assignments.values()) or len(assignments) > partitions
             progress = self.progress()
             aggregator_ready = progress is not None and len(progress["shards"]) == progress["partitions"]
-            if covered and balanced and len(assignments) == self.settings.worker.count and aggregator_ready:
+            if covered and balanced and len(assignments) == self.worker_count and aggregator_ready:
                 return
             time.sleep(0.05)
         raise RunError(f"the pipeline did not become ready within {timeout:.0f} s; logs in {self.log_dir}")
@@ -226,10 +247,11 @@ class Pipeline:
         self.supervisor.stop(grace=0)
         self._publisher = self._reporter = None  # their producers' connections closed: the broker stops at once
         if self.broker is not None:
-            self.broker.stop()
+            self.broker.stop(grace=0)  # it keeps nothing beyond the run
         elif self._created_topics:
             self._delete_run_topics()
-        self.results.close()
+        if self._results is not None:
+            self._results.close()
 
     def _delete_run_topics(self) -> None:
         s = self.settings
@@ -280,10 +302,7 @@ class Pipeline:
         self.supervisor.poll()
 
     def progress(self) -> dict | None:
-        try:
-            return self.http.get(self.results_url + "/v1/progress", timeout=5).json()
-        except (requests.RequestException, ValueError):
-            return None  # starting or restarting
+        return self.results.progress()  # None: starting or restarting
 
     def all_counted(self, report: IngestReport) -> bool:
         progress = self.progress()
@@ -387,7 +406,7 @@ class Pipeline:
                 continue
             try:
                 answer = ask()
-            except RequestFailed:
+            except UnavailableError:  # RequestFailed, the client's only error
                 if self._awaited is None:
                     raise
                 time.sleep(0.05)  # it died while answering: the next loop waits for its successor

@@ -34,7 +34,6 @@ import base64
 import binascii
 import gzip
 import hashlib
-import importlib.metadata
 import re
 import unicodedata
 import zlib
@@ -195,6 +194,8 @@ class Tokenizer:
     @cached_property
     def id(self) -> str:
         """`unicode/2/<digest>`: chunks counted by one id are never counted by another."""
+        import importlib.metadata  # here, as icu4py: what only the id needs, only the id imports
+
         import icu4py
 
         decides = "\n".join(

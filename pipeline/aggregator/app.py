@@ -23,15 +23,17 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 
 import faust
 from aiohttp import web
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka import TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from faust.assignor import PartitionAssignor
 from faust.stores.memory import Store as MemoryStore
 from faust.tables import TableManager
+from faust.transport.consumer import ensure_TPset
 from faust.transport.drivers import aiokafka as faust_kafka
 from prometheus_client import CollectorRegistry, Counter
 
@@ -62,7 +64,14 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
     faust's look at the assignment and its use of it: faust then crashed the aggregator
     (aiokafka's "Partition is not assigned" in the fetcher, "No partitions assigned" at a
     commit). Such a commit is skipped as one a rebalance overtook (the records are read
-    again and recognised as replays), and the fetcher's highwater, a metric, is unknown (None)."""
+    again and recognised as replays), and the fetcher's highwater, a metric, is unknown (None).
+
+    An instance alone (`AggregatorSettings.alone`) joins no group: it assigns itself every
+    partition of what it subscribes to, and hears of it as from a rebalance."""
+
+    alone = False
+    generation = 0  # of the assignments an instance alone gave itself
+    assigning: asyncio.Future | None = None
 
     def _create_worker_consumer(self, transport: faust_kafka.Transport):
         assert isinstance(transport, _Transport)  # only our _Transport's _Consumer makes this thread
@@ -80,8 +89,53 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
             return highwater(tp) if tp in consumer.assignment() else None  # None: not known, as before a fetch
 
         consumer.commit, consumer.highwater = commit_unless_rebalanced, highwater_if_assigned
-        self.partials = transport.partials
+        self.partials, self.alone = transport.partials, transport.alone
         return consumer
+
+    async def subscribe(self, topics: Iterable[str]) -> None:
+        if not self.alone:
+            return await super().subscribe(topics)
+
+        async def assign_next() -> None:  # after the one before, as a group's rebalances come
+            self.assigning = asyncio.ensure_future(self._assign_all(set(topics), self.assigning))
+
+        await self.call_thread(assign_next)
+
+    async def _assign_all(self, topics: set[str], before: asyncio.Future | None) -> None:
+        """Take every partition of `topics`, the way a rebalance hands them over: everything
+        held is revoked first, and a new generation makes faust drop what was fetched before."""
+        if before is not None:
+            await asyncio.gather(before, return_exceptions=True)  # it crashed the thread if it failed
+        try:
+            consumer = self._ensure_consumer()
+            partitions = await self._partitions(consumer, topics)
+            self.app.on_rebalance_start()
+            await self.on_partitions_revoked(ensure_TPset(consumer.assignment()))
+            consumer.assign([TopicPartition(tp.topic, tp.partition) for tp in partitions])
+            self.generation += 1
+            self.app.consumer_generation_id = self.generation
+            await self.on_partitions_assigned(partitions, self.generation)
+        except Exception as exc:  # nothing would be read any more: the process ends, to be relaunched
+            log.exception("could not assign the partials partitions to this instance")
+            await self.crash(exc)
+
+    async def _partitions(self, consumer, topics: set[str]) -> set[faust.types.TP]:
+        """Every partition of `topics`, once the broker knows them all (they are made before
+        they are subscribed to; a broker away is asked again)."""
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                cluster = await consumer._client.fetch_all_metadata()
+            except KafkaError as exc:
+                log.warning("cannot read the partials topics' partitions: %s", exc)
+                cluster = None
+            known = {topic: cluster.partitions_for_topic(topic) if cluster else None for topic in topics}
+            if all(known.values()):
+                return {faust.types.TP(topic, p) for topic, partitions in known.items() for p in partitions or ()}
+            if tries % 100 == 0:  # every ~10 s
+                log.warning("waiting for topics to subscribe to: %s", ", ".join(t for t, p in known.items() if not p))
+            await asyncio.sleep(0.1)
 
     async def on_partitions_assigned(self, assigned: set[faust.types.TP], generation_id: int = 0) -> None:
         """A partials partition the group has committed nothing for is read from offset 0, not
@@ -106,10 +160,11 @@ class _Consumer(faust_kafka.Consumer):
 class _Transport(faust_kafka.Transport):
     Consumer = _Consumer
 
-    def __init__(self, *args, fetch_max_wait_ms: int, partials: str, **kwargs) -> None:
+    def __init__(self, *args, fetch_max_wait_ms: int, partials: str, alone: bool, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.partials = partials  # the partials topic's base name (its generations: partials.gN)
+        self.alone = alone
 
 
 class _TableManager(TableManager):
@@ -162,10 +217,15 @@ class Aggregator:
             TableManager=_TableManager,
         )
         self.app.transport = _Transport(
-            self.app.conf.broker, self.app, fetch_max_wait_ms=connection.fetch_max_wait_ms, partials=topics.partials
+            self.app.conf.broker,
+            self.app,
+            fetch_max_wait_ms=connection.fetch_max_wait_ms,
+            partials=topics.partials,
+            alone=aggregator.alone,
         )
         # The partials generations consumed change as generations come and go (partials_topics.py).
-        self.partials_topics = PartialsTopics(connection, topics, aggregator.id)
+        self.admin = kafka.admin(connection)  # the partials generations' and the changelogs'
+        self.partials_topics = PartialsTopics(connection, self.admin, topics, aggregator.id)
         self.partials = self.app.topic(
             *self.partials_topics.start(),
             key_serializer="raw",
@@ -253,6 +313,7 @@ class Aggregator:
     def _load(self, shard: int) -> tuple[ShardState, Changelog]:
         changelog = Changelog(
             self.connection,
+            self.admin,
             self.config.id,
             shard,
             self.topics.replication_factor,

@@ -27,7 +27,7 @@ from pipeline import codec, faults, kafka
 from pipeline import generations as topic_generations
 from pipeline.aggregator.state import CHECKPOINT, unpack
 from pipeline.config import Connection
-from pipeline.kafka import KafkaError, KafkaException, Producer
+from pipeline.kafka import AdminClient, KafkaError, KafkaException, Producer
 
 log = logging.getLogger("wordpipe.aggregator")
 RETIRE_AFTER = 10.0  # seconds a superseded generation stays, for its readers to let go of it
@@ -78,6 +78,7 @@ class Changelog:
     def __init__(
         self,
         connection: Connection,
+        admin: AdminClient,
         prefix: str,
         shard: int,
         replication_factor: int,
@@ -89,7 +90,7 @@ class Changelog:
         self.shard = shard
         self.replication_factor = replication_factor
         self.producer = producer
-        self.admin = kafka.admin(connection)
+        self.admin = admin  # the aggregator's one: a fresh client's first request waits ~50 ms to connect
         self.generation = 0  # the one written now (0: none yet)
         self.batch = 0  # the next batch's id in it
         # A checkpoint once the deltas since the last one hold as many bytes as it did (or

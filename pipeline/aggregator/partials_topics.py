@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from pipeline import generations, kafka
 from pipeline.config import Connection, TopicSettings
-from pipeline.kafka import TopicPartition
+from pipeline.kafka import AdminClient, TopicPartition
 from pipeline.source_topics import input_of
 
 log = logging.getLogger("wordpipe.aggregator")
@@ -40,10 +40,10 @@ class Change:
 
 
 class PartialsTopics:
-    def __init__(self, connection: Connection, topics: TopicSettings, group: str) -> None:
+    def __init__(self, connection: Connection, admin: AdminClient, topics: TopicSettings, group: str) -> None:
         self.connection = connection
         self.topics = topics
-        self.admin = kafka.admin(connection)
+        self.admin = admin
         self.offsets = kafka.consumer(connection, group)  # committed offsets only
         self.subscribed: set[int] = set()
         self.newer_since: dict[int, float] = {}  # N -> time.monotonic() a generation newer than N was first seen

@@ -27,7 +27,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     _counting(run, paths="*")
     options.cluster(run)
     options.source(run, "count its records up to the end they have when the run starts, then exit (needs --bootstrap)")
-    run.add_argument("--workers", type=options.positive, metavar="N", help="worker processes (default 2)")
+    run.add_argument(
+        "--workers",
+        type=options.positive,
+        metavar="N",
+        help="worker processes (default 2, or one per chunk of a smaller input)",
+    )
     options.aggregators(run)
     run.add_argument("--chunk-size", type=options.positive, metavar="BYTES", help="chunk size in bytes (default 65536)")
     options.backend(run, "default local processes; docker containers or mesos tasks")
@@ -116,9 +121,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from pipeline import aggregator
+    from pipeline import aggregator, worker
     from pipeline.errors import UsageError
     from pipeline.ingest.sources import resolve
     from pipeline.run import Pipeline
@@ -145,9 +148,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     known = [size for s in sources if (size := s.size()) is not None]
     total = sum(known) if len(known) == len(sources) else None
     count = aggregator.for_run(settings.aggregator, total, len(os.sched_getaffinity(0)))
-    settings = replace(settings, aggregator=replace(settings.aggregator, count=count))
+    files = None if settings.topics.sources else total  # a topic's records are not known yet
+    workers = worker.for_run(settings.worker, files, len(sources), settings.text.chunk_size)
+    settings = replace(
+        settings,
+        aggregator=replace(settings.aggregator, count=count),
+        worker=replace(settings.worker, count=workers),
+    )
     # A benchmark's steady state begins with every service ready; a user's input goes out at once.
     with Pipeline(settings).start(ready=args.stats_file is not None) as pipeline:
+        from tqdm import tqdm  # while the aggregator starts: it is the one waited for
+
         started = time.monotonic()
         extents = pipeline.source_extents()  # source topics are counted up to where they end now
         with tqdm(

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from pipeline.config import Connection
 from pipeline.kafka.clients import KafkaUnavailable, admin, consumer
@@ -21,6 +21,13 @@ def read_partition(
     """The records of one partition, oldest first, up to its end now or the first `limit` (blocking)."""
     reader = consumer(connection, "wordpipe-reader", **{"enable.partition.eof": True})
     try:
+        # A partition that never held a record ends at 0 on any broker: no fetch to wait out
+        # (Tansu holds an empty one for all of fetch.wait.max.ms).
+        try:
+            if reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)[1] == 0:
+                return []
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"reading {topic}: {exc}") from None
         reader.assign([TopicPartition(topic, partition, 0)])
         out: list[Any] = []
         deadline = time.monotonic() + timeout

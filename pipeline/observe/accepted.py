@@ -31,7 +31,7 @@ class Accepted:
 
     def _follow(self) -> None:
         while not self._stop:
-            for msg in self.consumer.consume(500, 0.2):
+            for msg in self.consumer.consume(500, 0.05):  # short: `close` waits for it
                 if msg.error():
                     continue
                 self.position = (msg.offset() or 0) + 1

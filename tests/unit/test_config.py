@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline import aggregator, config
+from pipeline import aggregator, config, worker
 
 
 def test_precedence_file_env_flags(tmp_path):
@@ -79,6 +79,11 @@ def test_settings_come_in_sections_under_their_flat_names():
         ({"env": {"WORDPIPE_WORKER_CPUS": "0"}}, "worker_cpus: must be > 0"),
         ({"env": {"WORDPIPE_WORKER_MEM_MB": "32"}}, "worker_mem_mb: must be >= 64"),
         ({"env": {"WORDPIPE_SESSION_TIMEOUT_MS": "500"}}, "session_timeout_ms: must be >= 1000"),
+        ({"env": {"WORDPIPE_AGGREGATOR_ALONE": "maybe"}}, "aggregator_alone: expected bool, got 'maybe'"),
+        (
+            {"env": {"WORDPIPE_AGGREGATOR_ALONE": "true", "WORDPIPE_AGGREGATORS": "2"}},
+            "aggregator_alone: one instance reads every shard, but aggregators is 2",
+        ),
     ],
 )
 def test_bad_settings_name_the_field(kwargs, message):
@@ -113,3 +118,25 @@ def test_a_large_run_starts_two_aggregators_unless_told_how_many():
     assert aggregator.for_run(unset, large, cores=1) == 1  # a second instance would only contend
     assert aggregator.for_run(three, 60_000, 2) == 3
     assert [name for name, _ in aggregator.instances(unset)] == ["aggregator"]  # `up`: one
+
+
+def test_a_flag_setting_reads_true_and_false_from_a_file_or_the_environment(tmp_path):
+    f = tmp_path / "wp.toml"
+    f.write_text("aggregator_alone = true\n")
+    assert config.load(f, env={}).aggregator.alone
+    assert [config.load(env={"WORDPIPE_AGGREGATOR_ALONE": v}).aggregator.alone for v in ("1", "True", "no")] == [
+        True,
+        True,
+        False,
+    ]
+    alone = config.Settings(aggregator_alone=True)
+    assert config.load(env=alone.to_env()).aggregator.alone  # as a child process reads it
+    assert not config.load(env={}).aggregator.alone
+
+
+def test_a_run_starts_no_more_workers_than_its_input_has_chunks():
+    unset, three = config.load(env={}).worker, config.load(env={"WORDPIPE_WORKERS": "3"}).worker
+    chunk = 64 << 10
+    assert [worker.for_run(unset, size, 1, chunk) for size in (None, 0, 60_000, chunk + 1, 50 << 20)] == [2, 1, 1, 2, 2]
+    assert worker.for_run(unset, 60_000, 2, chunk) == 2  # each file starts a chunk
+    assert worker.for_run(three, 60_000, 1, chunk) == 3

@@ -106,9 +106,11 @@ class Stack:
             self.reporter = CrashReporter(self.connection, self.settings.topics)
             self.supervisor.report = self.reporter.publish
             self.roster = Roster(self.connection, self.settings.topics)
-            # The stack's own files stay together, in its log directory.
+            # The stack's own files stay together, in its log directory. One aggregator on the
+            # stack's own broker is the only one there can be: it joins no group.
             self.settings = self.settings.replace(
-                aggregator_datadir=self.settings.aggregator.datadir or str(self.log_dir / "faust")
+                aggregator_datadir=self.settings.aggregator.datadir or str(self.log_dir / "faust"),
+                aggregator_alone=self.broker is not None and len(self.instances) == 1,
             )
             self._spawn_services()
             self._wait_healthy(timeout)

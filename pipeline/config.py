@@ -292,8 +292,9 @@ class AggregatorSettings:
     # over them, and any of them answers for all: pipeline/aggregator/peers.py). None: one,
     # or as many as a large run wants (pipeline/aggregator/__init__.py: for_run).
     count: int | None = setting(None, "aggregators")
-    # The only instance there will ever be on these topics (a one-shot run's): it reads every
-    # partials partition itself rather than joining a group, which Tansu holds a second.
+    # The only instance there will ever be on these topics (a run's, or a stack's on its own
+    # broker): it reads every partials partition itself rather than join a group, which
+    # Tansu holds a second.
     alone: bool = setting(False, "aggregator_alone")
     host: str = setting("127.0.0.1", "aggregator_host")
     port: int = setting(8081, "aggregator_port")

@@ -115,7 +115,7 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
             self.generation += 1
             self.app.consumer_generation_id = self.generation
             await self.on_partitions_assigned(partitions, self.generation)
-        except Exception as exc:  # nothing would be read any more: the process ends, to be relaunched
+        except Exception as exc:  # nothing would be read any more: crash the consumer thread rather than idle
             log.exception("could not assign the partials partitions to this instance")
             await self.crash(exc)
 

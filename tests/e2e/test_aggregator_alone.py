@@ -2,8 +2,6 @@
 second): it assigns itself every partials partition, takes up new partials generations by
 assigning itself anew, commits what it counted in its group, and counts exactly."""
 
-import time
-
 import pytest
 
 from pipeline import config, generations, kafka
@@ -11,6 +9,7 @@ from pipeline.ingest.sources import resolve
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
 from pipeline.source_topics import input_of, split_input
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -29,10 +28,7 @@ def test_alone_it_counts_across_its_own_reassignments_and_commits(corpora, tmp_p
         p.wait_counted(p.ingest(resolve(paths)), timeout=240)
         assert p.totals() == expected
         log = p.log_dir / "aggregator.log"
-        deadline = time.monotonic() + 90
-        while "consuming " not in log.read_text():
-            assert time.monotonic() < deadline, "the aggregator never took up other generations"
-            time.sleep(0.5)
+        wait_for(lambda: "consuming " in log.read_text(), 90, "the aggregator to take up other generations")
         again = p.ingest(resolve(paths))  # after its reassignment
         p.wait_counted(again, timeout=240)
         assert p.totals() == {word: 2 * count for word, count in expected.items()}
@@ -49,14 +45,12 @@ def test_alone_it_counts_across_its_own_reassignments_and_commits(corpora, tmp_p
         assert ends, f"nothing was counted in {newest}"
         asked = [kafka.TopicPartition(*split_input(name)) for name in ends]
         reader = kafka.consumer(p.connection, group)
+
+        def short_of_the_ends() -> dict[str, tuple[int, int]]:
+            committed = {input_of(tp.topic, tp.partition): tp.offset for tp in reader.committed(asked, timeout=10)}
+            return {name: (committed[name], end) for name, end in ends.items() if committed[name] < end}
+
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                committed = {input_of(tp.topic, tp.partition): tp.offset for tp in reader.committed(asked, timeout=10)}
-                short = {name: (committed[name], end) for name, end in ends.items() if committed[name] < end}
-                if not short:
-                    break
-                assert time.monotonic() < deadline, f"committed short of the ends: {short}"
-                time.sleep(0.5)
+            wait_for(lambda: not short_of_the_ends(), 30, lambda: f"commits to reach the ends: {short_of_the_ends()}")
         finally:
             reader.close()

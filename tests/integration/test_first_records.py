@@ -152,3 +152,14 @@ def test_a_chunks_partition_nobody_committed_is_read_from_offset_0():
     positions = [TopicPartition("chunks.g1", 0, OFFSET_INVALID), TopicPartition("chunks.g1", 1, 42)]
     ChunkPartitions(config.Settings().topics, config.Settings().worker, "unicode").resume(positions)
     assert [tp.offset for tp in positions] == [0, 42]
+
+
+def test_reading_a_partition_that_never_held_a_record_or_is_not_there(broker):
+    """An empty partition is read as empty without a fetch; one that does not exist is an
+    error naming its topic, not an empty answer."""
+    connection = broker.connection()
+    kafka.create(kafka.admin(connection), [kafka.new_topic("never-written", 2, 1)])
+    assert kafka.read_partition(connection, "never-written", 1, timeout=5) == []
+    for topic, partition in (("no-such-topic", 0), ("never-written", 2)):
+        with pytest.raises(kafka.KafkaUnavailable, match=f"reading {topic}"):
+            kafka.read_partition(connection, topic, partition, timeout=5)

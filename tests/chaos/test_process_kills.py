@@ -190,8 +190,7 @@ def test_one_of_two_aggregators_sigkilled_then_the_other(tmp_path, trial):
 @pytest.mark.parametrize(
     "fault, restarted, replays",
     [
-        # The 6th commit: the first ones cover only start-up windows, which carry no words.
-        ("worker.before_commit=6", "workers", True),  # partials published, offsets not committed
+        ("worker.before_commit=2", "workers", True),  # partials published, offsets not committed
         # 8 generations start with the shards: the 12th checkpoint, and the first rotation after
         # them, come while shards hold words.
         ("aggregator.mid_checkpoint=12", "aggregator", False),  # a new generation without a whole checkpoint
@@ -217,7 +216,9 @@ def test_crash_at_the_worst_instant(tmp_path, fault, restarted, replays, monkeyp
         thread.join()
         p.wait_counted(result["report"], timeout=240)
         trial.counted = Counter(p.totals())
-        trial.fault(f"{fault}: every first {restarted.rstrip('s')} exits 137 the 2nd time it passes that point")
+        trial.fault(
+            f"{fault}: every first {restarted.rstrip('s')} exits 137 on pass {fault.split('=')[1]} of that point"
+        )
         assert trial.counted == trial.expected
         assert p.restarts[restarted] >= 1, "the fault never fired"
         replayed = stats(p)["words_replayed"]

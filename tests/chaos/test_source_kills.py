@@ -130,7 +130,7 @@ def test_source_worker_dies_at_its_worst_instant(tmp_path, fault, replays, monke
         feeder.start()
         feeder.join()
         counted_up_to_now(p, lines, trial, tmp_path)
-        trial.fault(f"{fault}: every first worker exits 137 the 3rd time it passes that point")
+        trial.fault(f"{fault}: every first worker exits 137 on pass 3 of that point")
         assert p.restarts["workers"] >= 1, "the fault never fired"
         replayed = ReplayedWords(p).total()
         trial.notes.append(f"{replayed} words were replayed and ignored as already counted")

@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 
 .PHONY: setup run test lint test-fast chaos soak bench evaluate clean
 
+# pip compiles what it installs, but not an editable install's own modules: where
+# PYTHONDONTWRITEBYTECODE is set, every process would compile them again (~0.1 s each).
 setup: $(VENV)/.installed
+	@$(BIN)/python -m compileall -q pipeline
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

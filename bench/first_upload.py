@@ -70,9 +70,9 @@ def one_round(n: int, work: Path) -> tuple[float, float]:
         )
         counted = until(
             lambda: (
-                requests.get(f"http://127.0.0.1:{ports['results']}/v1/words/{word}", headers=headers, timeout=5).json()[
-                    "count"
-                ]
+                requests.get(f"http://127.0.0.1:{ports['results']}/v1/words/{word}", headers=headers, timeout=5)
+                .json()
+                .get("count")  # an error's body has none: not ready yet
                 == 3
             )
         )

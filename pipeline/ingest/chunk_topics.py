@@ -67,9 +67,11 @@ class ChunkTopics:
         return self.written >= self.topics.generation_bytes
 
     def rotate(self) -> None:
-        """Create the next generation and write there (blocking)."""
-        kafka.create_generation(self.admin, self.topics, self.current + 1)
-        self.current += 1
+        """Create the next generation and write there (blocking). A tick in another thread
+        may follow it there first, and two uploads may rotate at once: both land on it."""
+        n = self.current + 1
+        kafka.create_generation(self.admin, self.topics, n)
+        self.current = max(self.current, n)
         self.written = 0
         log.info("chunks now go to %s", self.topic())
         self.renew()
@@ -119,7 +121,7 @@ class ChunkTopics:
         if live and live[-1] > self.current:
             self.current, self.written = live[-1], 0
         if lapsed:
-            gone = {n for n in self.open if n not in live}
+            gone = {n for n in list(self.open) if n not in live}  # list(): at once, as uploads change it
             if gone:
                 log.error("generations %s were retired while our lease had lapsed: their uploads fail", sorted(gone))
             self.lost |= gone

@@ -7,8 +7,9 @@ import time
 from confluent_kafka import Consumer, TopicPartition
 
 from pipeline import codec, config, kafka
-from pipeline.ingest.publisher import ChunkPublisher
+from pipeline.ingest.publisher import ChunkPublisher, IngestReport
 from pipeline.ingest.sources import Source
+from pipeline.offsets import OffsetRanges
 from pipeline.run import Pipeline
 from tests.chinese import mixed_bytes
 from tests.helpers import SAMPLE
@@ -33,14 +34,22 @@ def mixed_documents(directory, count: int, sample_copies: int, hostile_size: int
 
 
 def trickle(pipeline: Pipeline, sources, pause: float):
-    """Ingest one document at a time with pauses, in a thread; returns (thread, reports)."""
+    """Ingest one document at a time with pauses, in a thread; returns (thread, result), whose
+    "report" covers every document sent (a flush reports only what was sent since the last)."""
     result = {}
 
     def run():
         publisher = ChunkPublisher(pipeline.connection, pipeline.settings.topics, pipeline.settings.text)
+        whole = IngestReport()
         for source in sources:
             publisher.publish(source)
-            result["report"] = publisher.flush()
+            report = publisher.flush()
+            whole.documents += report.documents
+            whole.chunks += report.chunks
+            whole.bytes += report.bytes
+            for name, offsets in report.produced.items():
+                whole.produced.setdefault(name, OffsetRanges()).update(offsets)
+            result["report"] = whole
             time.sleep(pause)
 
     thread = threading.Thread(target=run)

@@ -41,7 +41,7 @@ from pipeline import codec, faults, generations, kafka
 from pipeline.aggregator import views
 from pipeline.aggregator.api import ResultsApi
 from pipeline.aggregator.changelog import Changelog, Superseded
-from pipeline.aggregator.partials_topics import AHEAD, AHEAD_ALONE, PartialsTopics, assigned_shards
+from pipeline.aggregator.partials_topics import PartialsTopics, assigned_shards
 from pipeline.aggregator.ranking import Ranking
 from pipeline.aggregator.state import OverlapError, ShardState, pack
 from pipeline.config import AggregatorSettings, Connection, Settings, TopicSettings
@@ -225,8 +225,7 @@ class Aggregator:
         )
         # The partials generations consumed change as generations come and go (partials_topics.py).
         self.admin = kafka.admin(connection)  # the partials generations' and the changelogs'
-        ahead = AHEAD_ALONE if aggregator.alone else AHEAD
-        self.partials_topics = PartialsTopics(connection, self.admin, topics, aggregator.id, ahead)
+        self.partials_topics = PartialsTopics(connection, self.admin, topics, aggregator.id)
         self.partials = self.app.topic(
             *self.partials_topics.start(),
             key_serializer="raw",

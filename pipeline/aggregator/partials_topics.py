@@ -2,9 +2,8 @@
 with (pipeline/generations.py, step 3).
 
 Changing a faust subscription is a consumer-group rebalance, so generations are
-subscribed AHEAD of the writers (created empty: nothing waits for them; an instance alone,
-whose new subscription is a round of assignments of its own, AHEAD_ALONE, the fewer topics
-to make, assign and fetch at its start), and those done with are dropped in batches, at most one resubscription every RESUBSCRIBE_EVERY seconds.
+subscribed AHEAD of the writers (created empty: nothing waits for them), and those done
+with are dropped in batches, at most one resubscription every RESUBSCRIBE_EVERY seconds.
 partials.gN is done with once chunks.gN is deleted (no window of it can come again), a
 newer generation has been there for QUIET_SECONDS (source windows go to the newest's
 partials, which workers look up every second), and the aggregator's group has committed
@@ -26,8 +25,7 @@ from pipeline.source_topics import input_of
 
 log = logging.getLogger("wordpipe.aggregator")
 
-AHEAD = 8  # generations subscribed ahead of the newest, by a member of a group
-AHEAD_ALONE = 2  # by an instance alone, whose new subscription stops nothing (app.py, _ConsumerThread)
+AHEAD = 8
 RESUBSCRIBE_EVERY = 20.0
 QUIET_SECONDS = 10.0
 DELETE_AFTER = 10.0
@@ -42,11 +40,8 @@ class Change:
 
 
 class PartialsTopics:
-    def __init__(
-        self, connection: Connection, admin: AdminClient, topics: TopicSettings, group: str, ahead: int
-    ) -> None:
+    def __init__(self, connection: Connection, admin: AdminClient, topics: TopicSettings, group: str) -> None:
         self.connection = connection
-        self.ahead_by = ahead
         self.topics = topics
         self.admin = admin
         self.offsets = kafka.consumer(connection, group)  # committed offsets only
@@ -68,7 +63,7 @@ class PartialsTopics:
         return self.names()
 
     def ahead(self, newest: int) -> set[int]:
-        return set(range(newest, newest + self.ahead_by + 1))
+        return set(range(newest, newest + AHEAD + 1))
 
     def create(self, names: set[str]) -> None:
         missing = [n for n in sorted(self.subscribed) if generations.topic(self.topics.partials, n) not in names]

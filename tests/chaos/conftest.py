@@ -58,6 +58,8 @@ def own_temp_dir(tmp_path_factory):
     else:
         os.environ["TMPDIR"] = saved
     tempfile.tempdir = None
+    for logs in Path(path).glob("wordpipe-run-*"):  # only a failed run keeps its logs: kept with pytest's
+        shutil.copytree(logs, tmp_path_factory.getbasetemp() / "failed-runs" / logs.name, dirs_exist_ok=True)
     shutil.rmtree(path, ignore_errors=True)
 
 

@@ -37,8 +37,11 @@ class Attack:
         self.answers: Counter[str] = Counter()
         self.bomb = gzip_bomb(b"bombword\n", 4 << 30)
         self.bomb_seconds: list[float] = []
-        self.threads = [threading.Thread(target=self.drip, args=(source,)) for source in SLOW_CLIENTS for _ in range(8)]
-        self.threads.append(threading.Thread(target=self.bombs))
+        # Daemons, and ended in a finally: a failed scenario left them attacking, and pytest never exited.
+        self.threads = [
+            threading.Thread(target=self.drip, args=(source,), daemon=True) for source in SLOW_CLIENTS for _ in range(8)
+        ]
+        self.threads.append(threading.Thread(target=self.bombs, daemon=True))
 
     def start(self) -> Attack:
         for thread in self.threads:
@@ -125,26 +128,28 @@ def run(ingest: IngestProcess, client: Client, trial) -> None:
     rss, accepted, counted, expected = [], [], [], Counter()
     deadline = time.monotonic() + scaled(60, 180)
     i = 0
-    while time.monotonic() < deadline:
-        body = f"normal producer upload{i} arrives whole\n".encode()
-        started = time.monotonic()
-        reply = requests.post(
-            ingest.url + "/v1/documents",
-            data=body,
-            timeout=30,
-            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/plain"},
-        )
-        assert reply.status_code == 202, reply.text
-        accepted.append(time.monotonic() - started)
-        expected += tokenize.count(body.decode())
-        while client.count(f"upload{i}") != 1:
-            assert time.monotonic() - started < 30, f"upload{i} not counted in 30 s"
-            time.sleep(0.1)
-        counted.append(time.monotonic() - started)
-        rss.append(ingest.rss_mb())
-        i += 1
-        time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
-    attack.end()
+    try:
+        while time.monotonic() < deadline:
+            body = f"normal producer upload{i} arrives whole\n".encode()
+            started = time.monotonic()
+            reply = requests.post(
+                ingest.url + "/v1/documents",
+                data=body,
+                timeout=30,
+                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/plain"},
+            )
+            assert reply.status_code == 202, reply.text
+            accepted.append(time.monotonic() - started)
+            expected += tokenize.count(body.decode())
+            while client.count(f"upload{i}") != 1:
+                assert time.monotonic() - started < 30, f"upload{i} not counted in 30 s"
+                time.sleep(0.1)
+            counted.append(time.monotonic() - started)
+            rss.append(ingest.rss_mb())
+            i += 1
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+    finally:
+        attack.end()
     client.wait_counted(120)
     trial.expected = expected + tokenize.count("warm up the service")
     trial.counted = grown(Counter(dict(client.totals())), before)

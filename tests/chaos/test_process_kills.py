@@ -115,7 +115,7 @@ def test_aggregator_sigkilled_twice(tmp_path, trial):
                 p.supervise()
                 time.sleep(0.1)
         thread.join()
-        p.wait_counted(result["report"], timeout=600)
+        p.wait_counted(result["sent"], timeout=600)
         trial.recovered(last_fault)
         trial.counted = Counter(p.totals())
         assert trial.counted == trial.expected
@@ -175,7 +175,7 @@ def test_one_of_two_aggregators_sigkilled_then_the_other(tmp_path, trial):
                 f"{again[0]:.1f} s and {again[1]:.1f} s after it"
             )
         thread.join()
-        p.wait_counted(result["report"], timeout=600)
+        p.wait_counted(result["sent"], timeout=600)
         trial.recovered(last_fault)
         trial.counted = Counter(p.totals())
         assert trial.counted == trial.expected
@@ -214,7 +214,7 @@ def test_crash_at_the_worst_instant(tmp_path, fault, restarted, replays, monkeyp
         # Pauses of 5 flush intervals, so that a loaded aggregator still flushes twice (the fault).
         thread, result = trickle(p, documents, pause=1.0)
         thread.join()
-        p.wait_counted(result["report"], timeout=240)
+        p.wait_counted(result["sent"], timeout=240)
         trial.counted = Counter(p.totals())
         trial.fault(
             f"{fault}: every first {restarted.rstrip('s')} exits 137 on pass {fault.split('=')[1]} of that point"

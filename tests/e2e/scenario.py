@@ -34,8 +34,10 @@ def mixed_documents(directory, count: int, sample_copies: int, hostile_size: int
 
 
 def trickle(pipeline: Pipeline, sources, pause: float):
-    """Ingest one document at a time with pauses, in a thread; returns (thread, result), whose
-    "report" covers every document sent (a flush reports only what was sent since the last)."""
+    """Ingest one document at a time with pauses, in a thread; returns (thread, result):
+    result["report"] is the last document's (a flush reports only what was sent since the
+    one before), result["sent"] every document's, for inputs within one chunks generation (the
+    aggregator forgets a deleted generation's offsets: waiting for them would never end)."""
     result = {}
 
     def run():
@@ -49,7 +51,7 @@ def trickle(pipeline: Pipeline, sources, pause: float):
             whole.bytes += report.bytes
             for name, offsets in report.produced.items():
                 whole.produced.setdefault(name, OffsetRanges()).update(offsets)
-            result["report"] = whole
+            result["report"], result["sent"] = report, whole
             time.sleep(pause)
 
     thread = threading.Thread(target=run)

@@ -281,20 +281,26 @@ class Aggregator:
 
     async def recover(self, shards: list[int]) -> None:
         """Load newly owned shards from their changelogs, each into a generation of its own;
-        take back parked shards whose changelog generation is still the newest."""
-        parked, self.parked = self.parked, {}
-        for shard, (state, changelog) in parked.items():
-            if shard in shards and await asyncio.to_thread(changelog.is_newest):
-                self.shards[shard], self.changelogs[shard] = state, changelog
-        self.forget_shards([shard for shard in parked if shard not in self.shards])
-        if back := sorted(set(parked) & set(self.shards)):
-            log.info("shards %s are ours again, as they were: no recovery", back)
-        shards = [shard for shard in shards if shard not in self.shards and shard not in self.recovering]
+        take back parked shards whose changelog generation is still the newest.
+
+        Every shard it will own is marked recovering before its first wait: an event for one
+        meanwhile waits for it (`shard`), where it once started a second recovery that
+        replaced the state taken back, and what was applied to that state in between was lost."""
         loop = asyncio.get_running_loop()
+        shards = [shard for shard in shards if shard not in self.shards and shard not in self.recovering]
         for shard in shards:
             self.recovering[shard] = loop.create_future()
+        parked, self.parked = self.parked, {}
         try:
-            loaded = await asyncio.gather(*(asyncio.to_thread(self._load, shard) for shard in shards))
+            for shard, (state, changelog) in parked.items():
+                if shard in shards and await asyncio.to_thread(changelog.is_newest):
+                    self.shards[shard], self.changelogs[shard] = state, changelog
+                    self.recovering.pop(shard).set_result(state)
+            self.forget_shards([shard for shard in parked if shard not in self.shards])
+            if back := sorted(set(parked) & set(self.shards)):
+                log.info("shards %s are ours again, as they were: no recovery", back)
+            missing = [shard for shard in shards if shard not in self.shards]
+            loaded = await asyncio.gather(*(asyncio.to_thread(self._load, shard) for shard in missing))
             await self.flush_producers()  # every new generation's checkpoint
             for state, changelog in loaded:
                 self.shards[state.shard], self.changelogs[state.shard] = state, changelog

@@ -5,7 +5,9 @@ SIGKILL would leave it, at the instant that matters; with "hang" it stops there 
 good, as a stuck process would. With "Ts" or "Ts:S" (`aggregator.start=12s:3`) it exits
 with status S (default 1) T seconds after it first passed the point, wherever it is then,
 as a process that fails on its own does; each service passes `<role>.start` as it starts
-(aggregator, worker, ingest, autoscaler). A tripwire, "reading=~POISON", aborts (SIGABRT,
+(aggregator, worker, ingest, autoscaler). A point asked with `fires` instead
+(`aggregator.drop_fetched=3`) is its caller's to act on, at the Nth pass, once: the process
+lives on. A tripwire, "reading=~POISON", aborts (SIGABRT,
 as a native crash would) whatever reads a record holding those bytes, every time (`trip`).
 Unset, a point costs one dict lookup.
 """
@@ -53,6 +55,18 @@ def point(name: str) -> None:
     if left <= 1:
         os._exit(137)
     _armed[name] = left - 1
+
+
+def fires(name: str) -> bool:
+    """True at the Nth pass of a point whose caller acts on it, once."""
+    left = _armed.get(name)
+    if not isinstance(left, int):
+        return False
+    if left <= 1:
+        del _armed[name]
+        return True
+    _armed[name] = left - 1
+    return False
 
 
 def trip(name: str, data: bytes | None) -> None:

@@ -68,6 +68,18 @@ class OffsetRanges:
                 j += 1
         return out
 
+    def difference(self, other: OffsetRanges) -> OffsetRanges:
+        out = OffsetRanges()
+        for start, end in self:
+            for lo, hi in other:
+                if hi <= start or lo >= end:
+                    continue
+                if lo > start:
+                    out.add_range(start, lo)
+                start = max(start, hi)
+            out.add_range(start, end)
+        return out
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return iter(zip(self._starts, self._ends, strict=False))
 

@@ -61,3 +61,17 @@ def sources_counted(progress: dict, extents: Extents) -> bool:
         for by_input in shards
         for name, (first, end) in extents.items()
     )
+
+
+def uncounted(progress: dict | None, produced: Produced) -> str:
+    """What `all_counted` still waits for, in words (for an error that says where it stopped)."""
+    if progress is None or _done_per_shard(progress) is None:
+        owned = sorted(progress.get("shards", {}), key=int) if progress is not None else []
+        return f"shards answering: {owned or 'none'}"
+    missing = []
+    for shard, by_input in sorted(progress["shards"].items(), key=lambda item: int(item[0])):
+        for name, offsets in sorted(produced.items()):
+            lacking = offsets.difference(OffsetRanges.from_list(by_input.get(name, [])))
+            if lacking:
+                missing.append(f"shard {shard} lacks {name} {list(lacking)[:3]}")
+    return "; ".join(missing[:8]) or "nothing"

@@ -43,7 +43,14 @@ from pipeline.ingest.sources import Source
 from pipeline.kafka import broker as broker_mod
 from pipeline.observe.crash_reports import CrashReporter
 from pipeline.observe.roster import Roster
-from pipeline.progress import Extents, all_counted, chunks_counted, records_counted, sources_counted
+from pipeline.progress import (
+    Extents,
+    all_counted,
+    chunks_counted,
+    records_counted,
+    sources_counted,
+    uncounted,
+)
 from pipeline.supervisor import Supervisor
 from pipeline.worker import RUN_WORKERS
 
@@ -331,7 +338,10 @@ class Pipeline:
                     self._awaited, self._counted_by = report, asked
                     return
             if deadline is not None and time.monotonic() > deadline:
-                raise RunError(f"not every chunk was counted within {timeout:.0f} s; logs in {self.log_dir}")
+                raise RunError(
+                    f"not every chunk was counted within {timeout:.0f} s ({uncounted(progress, report.produced)}); "
+                    f"logs in {self.log_dir}"
+                )
             time.sleep(0.05)
 
     def check_nothing_refused(self) -> None:

@@ -31,6 +31,7 @@ from aiohttp import web
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from faust.assignor import PartitionAssignor
+from faust.exceptions import ConsumerNotStarted
 from faust.stores.memory import Store as MemoryStore
 from faust.tables import TableManager
 from faust.transport.consumer import ensure_TPset
@@ -56,6 +57,7 @@ from pipeline.web.server import ServerLimits, serve
 
 log = logging.getLogger("wordpipe.aggregator")
 GENERATIONS_EVERY = 5.0  # seconds between looks at the partials generations (partials_topics.py)
+REWIND_AGAIN = 5.0  # seconds a partition sent back to a skipped record has to get there (`in_order`)
 
 
 class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
@@ -90,6 +92,7 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
 
         consumer.commit, consumer.highwater = commit_unless_rebalanced, highwater_if_assigned
         self.partials, self.alone = transport.partials, transport.alone
+        self.next_offsets = transport.next_offsets
         return consumer
 
     async def subscribe(self, topics: Iterable[str]) -> None:
@@ -149,6 +152,7 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
         for tp, offset in zip(partials, committed, strict=True):
             if offset is None:
                 consumer.seek(tp, 0)
+            self.next_offsets[tp] = offset or 0  # where reading starts (Aggregator.in_order)
         await super().on_partitions_assigned(assigned, generation_id)
 
 
@@ -156,15 +160,30 @@ class _Consumer(faust_kafka.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def _add_gap(self, tp: faust.types.TP, offset_from: int, offset_to: int) -> None:
+        """faust takes offsets it did not read for a compacted topic's and acks them. A partials
+        topic has a record at every offset: offsets skipped are records faust dropped (at a
+        rebalance), and acking them would commit past records never applied. They are read
+        again (Aggregator.in_order)."""
+
 
 class _Transport(faust_kafka.Transport):
     Consumer = _Consumer
 
-    def __init__(self, *args, fetch_max_wait_ms: int, partials: str, alone: bool, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        fetch_max_wait_ms: int,
+        partials: str,
+        alone: bool,
+        next_offsets: dict[faust.types.TP, int],
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.partials = partials  # the partials topic's base name (its generations: partials.gN)
         self.alone = alone
+        self.next_offsets = next_offsets  # the Aggregator's: set at each assignment
 
 
 class _TableManager(TableManager):
@@ -196,6 +215,12 @@ class Aggregator:
         # The workers' session: Tansu holds a join for half of it, so the cluster's 6 s took
         # 3 s of every start on the embedded broker.
         session_ms = connection.session_timeout_ms
+        # By partials partition: the offset of the record to read next (`in_order`), from the
+        # group's committed one at each assignment; until when one sent back to a record faust
+        # skipped ignores the records past it (fetched before the seek).
+        self.next_offsets: dict[faust.types.TP, int] = {}
+        self.rewinding: dict[faust.types.TP, float] = {}
+        self.stalled: dict[faust.types.TP, int] = {}  # next offsets the consumer stood past at the last look
         self.app = faust.App(
             aggregator.id,
             broker=f"kafka://{connection.bootstrap}",
@@ -222,6 +247,7 @@ class Aggregator:
             fetch_max_wait_ms=connection.fetch_max_wait_ms,
             partials=topics.partials,
             alone=aggregator.alone,
+            next_offsets=self.next_offsets,
         )
         # The partials generations consumed change as generations come and go (partials_topics.py).
         self.admin = kafka.admin(connection)  # the partials generations' and the changelogs'
@@ -424,6 +450,11 @@ class Aggregator:
 
     async def on_event(self, event: faust.EventT) -> None:
         message = event.message
+        if faults.fires("aggregator.drop_fetched"):  # as faust drops what it fetched at a rebalance
+            await self.app.consumer.seek_wait({message.tp: message.offset + 1})
+            return
+        if not await self.in_order(message):
+            return  # read again, in order
         try:
             parts = self.parts_of(message, event)
         except Exception as exc:  # anything a record can make a decoder raise: its reason, then on
@@ -437,6 +468,70 @@ class Aggregator:
                 self.apply(state, message, part)
             self.touched.add(message.partition)
         self.pending.append(event)
+
+    async def in_order(self, message) -> bool:
+        """Whether a record is its partition's next one (or one read again), so that no ack goes
+        past a record never applied. faust drops what it fetched when a rebalance stops the
+        flow, and reads on from where its consumer stood: an instance that took its shards
+        back once never counted a document's windows there, and acked past them. A record
+        past one never read sends the partition back to it (`read_again`)."""
+        tp, offset = message.tp, message.offset
+        expected = self.next_offsets.get(tp, offset)
+        if offset <= expected:
+            self.next_offsets[tp] = max(expected, offset + 1)
+            return True
+        if time.monotonic() < self.rewinding.get(tp, 0.0):
+            return False  # fetched before the seek back: it comes again
+        if await self.read_again(tp, expected, offset):
+            return False
+        self.next_offsets[tp] = offset + 1
+        return True
+
+    async def find_skipped(self) -> None:
+        """Records faust dropped with none after them show no gap to `in_order`: a partials
+        partition whose consumer stands past the next record to read, with nothing read there
+        since the last look, is sent back to it."""
+        stalled, self.stalled = self.stalled, {}
+        consumer = self.app.consumer
+        try:
+            assigned = consumer.assignment()
+        except ConsumerNotStarted:
+            return
+        for tp in assigned:
+            expected = self.next_offsets.get(tp)
+            if expected is None or time.monotonic() < self.rewinding.get(tp, 0.0):
+                continue
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), timeout=5)
+            except (KafkaError, IllegalStateError, TimeoutError):  # taken away, or not yet placed
+                continue
+            if position is None or position <= expected:
+                continue
+            if stalled.get(tp) != expected:
+                self.stalled[tp] = expected  # records in flight, maybe: the next look tells
+            elif not await self.read_again(tp, expected, position):
+                self.next_offsets[tp] = max(self.next_offsets[tp], position)
+
+    async def read_again(self, tp: faust.types.TP, expected: int, until: int) -> bool:
+        """Send `tp` back to `expected` if the broker holds a record there before `until`;
+        False if it holds none (retention or compaction took them: reading goes on)."""
+        first = await asyncio.to_thread(kafka.first_offset_from, self.connection, tp.topic, tp.partition, expected)
+        if first is None or first >= until:
+            log.warning("%s:%d has no record at %d..%d; reading on", tp.topic, tp.partition, expected, until - 1)
+            return False
+        if tp in self.app.consumer.assignment():
+            log.warning(
+                "%s:%d: records from %d were skipped at a rebalance; reading them again",
+                tp.topic,
+                tp.partition,
+                expected,
+            )
+            self.rewinding[tp] = time.monotonic() + REWIND_AGAIN
+            try:
+                await self.app.consumer.seek_wait({tp: expected})
+            except (KafkaError, IllegalStateError, TimeoutError) as exc:  # taken away meanwhile: the next look retries
+                log.warning("could not seek %s:%d back to %d: %s", tp.topic, tp.partition, expected, exc)
+        return True
 
     def parts_of(self, message, event: faust.EventT) -> list[codec.PartialMessage] | None:
         """A record's parts; None for a fragment that does not yet complete its part (its
@@ -634,6 +729,7 @@ class Aggregator:
         @app.timer(GENERATIONS_EVERY, name="partials-generations")
         async def generations_timer() -> None:
             await self.follow_generations()
+            await self.find_skipped()
 
         if self.config.totals_interval:
 

@@ -3,7 +3,8 @@ its own client). Every other module reaches Kafka through what this one exports.
 
     clients.py    configs from the one `Connection`; producer(), consumer(), admin() build them
     producing.py  try_produce (the one place a full queue is met), produce, AsyncProducer
-    reading.py    a partition to its end, partitions' extents, a topic's newest record
+    reading.py    a partition to its end, partitions' extents, the first record from an offset,
+                  a topic's newest record
     topics.py     wordpipe's topic specs, creation and deletion, reachability
     broker.py     the embedded Tansu broker, and start_kafka for `run` and `up`
 """
@@ -24,7 +25,7 @@ from pipeline.kafka.clients import (
     security_config,
 )
 from pipeline.kafka.producing import AsyncProducer, DeliveryTracker, Saturated, produce, try_produce
-from pipeline.kafka.reading import Follower, read_partition, topic_extents
+from pipeline.kafka.reading import Follower, first_offset_from, read_partition, topic_extents
 from pipeline.kafka.topics import (
     BrokerWatch,
     create,
@@ -66,6 +67,7 @@ __all__ = [
     "describe_partitions",
     "ensure_topics",
     "faust_credentials",
+    "first_offset_from",
     "generation_specs",
     "new_topic",
     "producer",

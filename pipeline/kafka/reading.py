@@ -1,5 +1,5 @@
 """Reading Kafka without joining a group: a partition to its end, every partition's extent,
-and the newest record of a one-partition topic."""
+the first record from an offset, and the newest record of a one-partition topic."""
 
 from __future__ import annotations
 
@@ -76,6 +76,19 @@ def topic_extents(connection: Connection, topics: list[str], timeout: float = 30
         for name, offset in _last_offsets(reader, tails, timeout).items():
             extents[name] = (extents[name][0], max(extents[name][1], offset + 1))
         return extents
+    finally:
+        reader.close()
+
+
+def first_offset_from(
+    connection: Connection, topic: str, partition: int, offset: int, timeout: float = 30.0
+) -> int | None:
+    """The offset of the first record at or after `offset` in one partition; None if there is
+    none now (blocking)."""
+    reader = consumer(connection, "wordpipe-reader", **{"enable.partition.eof": True})
+    try:
+        found = _first_offsets(reader, [TopicPartition(topic, partition, offset)], timeout)
+        return found.get(input_of(topic, partition))
     finally:
         reader.close()
 

@@ -21,3 +21,9 @@ def test_a_timed_fault_exits_with_its_status_while_the_process_goes_on():
 def test_a_timed_fault_waits_for_its_point():
     passes_another = PASS_AND_WAIT.format("other.start").replace("60", "1")
     assert run(passes_another, "svc.start=0.1s:7").returncode == 0
+
+
+def test_a_point_its_caller_acts_on_fires_once_at_its_nth_pass():
+    passes = "from pipeline import faults; print([faults.fires('svc.skip') for _ in range(4)])"
+    assert run(passes, "svc.skip=2").stdout.strip() == b"[False, True, False, False]"
+    assert run(passes, "").stdout.strip() == b"[False, False, False, False]"

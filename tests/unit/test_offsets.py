@@ -33,5 +33,6 @@ def test_matches_a_set(rs, singles):
 def test_intersection_and_covers(a, b):
     ra, rb = OffsetRanges(a), OffsetRanges(b)
     assert as_set(ra.intersection(rb)) == as_set(ra) & as_set(rb)
+    assert as_set(ra.difference(rb)) == as_set(ra) - as_set(rb)
     assert ra.covers(rb) == (as_set(rb) <= as_set(ra))
     assert len(ra) == len(as_set(ra))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from pipeline import generations
 from pipeline.offsets import OffsetRanges
+from pipeline.source_topics import split_input
 
 Produced = dict[str, OffsetRanges]  # chunks input ("chunks.g1:3") -> acknowledged offsets
 
@@ -12,6 +14,22 @@ def _done_per_shard(progress: dict) -> list[dict[str, list]] | None:
     if len(shards) != progress.get("partitions"):
         return None  # some shard is unowned or still recovering
     return list(shards.values())
+
+
+def in_deleted_generations(produced: Produced, topics: set[str], chunks: str, partials: str) -> list[str]:
+    """The inputs of `produced` whose chunks generation is deleted, and its partials
+    generation too: the aggregator deletes partials.gN only once it acknowledged all of it,
+    after chunks.gN went (pipeline/generations.py), so every shard counted them. It forgets
+    their windows then: their offsets are never in its progress again."""
+    gone = []
+    for name in produced:
+        topic = split_input(name)[0]
+        found = generations.of(topic)
+        if found is None or found[0] != chunks or topic in topics:
+            continue
+        if generations.topic(partials, found[1]) not in topics:
+            gone.append(name)
+    return gone
 
 
 def chunks_counted(progress: dict, produced: Produced) -> int:

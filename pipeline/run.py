@@ -45,8 +45,10 @@ from pipeline.observe.crash_reports import CrashReporter
 from pipeline.observe.roster import Roster
 from pipeline.progress import (
     Extents,
+    Produced,
     all_counted,
     chunks_counted,
+    in_deleted_generations,
     records_counted,
     sources_counted,
     uncounted,
@@ -115,6 +117,7 @@ class Pipeline:
         self._awaited: IngestReport | None = None  # what wait_counted last saw counted ...
         self._counted_by: tuple[subprocess.Popen | None, ...] = ()  # ... and by which aggregator processes
         self._created_topics = False
+        self._admin: kafka.AdminClient | None = None  # once asked which generations are deleted
 
     @property
     def results_url(self) -> str:
@@ -323,26 +326,42 @@ class Pipeline:
         extents: Extents | None = None,
     ) -> None:
         """Until every chunk of `report`, and every source record within `extents`, is counted;
-        `on_counted` hears how many (chunks and records) are, as it goes."""
+        `on_counted` hears how many (chunks and records) are, as it goes. Chunks in generations
+        deleted since are counted (`in_deleted_generations`): a run longer than a generation
+        once waited for them for ever."""
         deadline = None if timeout is None else time.monotonic() + timeout
         extents = extents or {}
+        waiting, gone, looked = dict(report.produced), 0, 0.0
         while True:
             self.supervise()
             asked = self.aggregators
             progress = self.progress()
             if progress is not None:
                 if on_counted:
-                    on_counted(chunks_counted(progress, report.produced) + records_counted(progress, extents))
-                if all_counted(progress, report.produced) and sources_counted(progress, extents):
+                    on_counted(gone + chunks_counted(progress, waiting) + records_counted(progress, extents))
+                if all_counted(progress, waiting) and sources_counted(progress, extents):
                     self.counted_at = time.monotonic()
                     self._awaited, self._counted_by = report, asked
                     return
+                if time.monotonic() - looked >= 1.0:
+                    looked = time.monotonic()
+                    gone += sum(len(waiting.pop(name)) for name in self.in_deleted_generations(waiting))
             if deadline is not None and time.monotonic() > deadline:
                 raise RunError(
-                    f"not every chunk was counted within {timeout:.0f} s ({uncounted(progress, report.produced)}); "
+                    f"not every chunk was counted within {timeout:.0f} s ({uncounted(progress, waiting)}); "
                     f"logs in {self.log_dir}"
                 )
             time.sleep(0.05)
+
+    def in_deleted_generations(self, produced: Produced) -> list[str]:
+        if self._admin is None:
+            self._admin = kafka.admin(self.connection)
+        try:
+            names = kafka.topic_names(self._admin)
+        except kafka.KafkaUnavailable:  # the broker away a while: the next look asks again
+            return []
+        topics = self.settings.topics
+        return in_deleted_generations(produced, names, topics.chunks, topics.partials)
 
     def check_nothing_refused(self) -> None:
         """Raise if a worker or the aggregator dead-lettered a chunk or partial of this run: its

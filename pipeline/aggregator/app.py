@@ -492,25 +492,27 @@ class Aggregator:
         partition whose consumer stands past the next record to read, with nothing read there
         since the last look, is sent back to it."""
         stalled, self.stalled = self.stalled, {}
-        consumer = self.app.consumer
         try:
-            assigned = consumer.assignment()
+            assigned = self.app.consumer.assignment()
         except ConsumerNotStarted:
             return
-        for tp in assigned:
-            expected = self.next_offsets.get(tp)
-            if expected is None or time.monotonic() < self.rewinding.get(tp, 0.0):
-                continue
-            try:
-                position = await asyncio.wait_for(consumer.position(tp), timeout=5)
-            except (KafkaError, IllegalStateError, TimeoutError):  # taken away, or not yet placed
-                continue
-            if position is None or position <= expected:
+        partitions = [tp for tp in assigned if tp in self.next_offsets]
+        positions = await asyncio.gather(*(self.position(tp) for tp in partitions))
+        for tp, position in zip(partitions, positions, strict=True):
+            expected = self.next_offsets[tp]
+            if position is None or position <= expected or time.monotonic() < self.rewinding.get(tp, 0.0):
                 continue
             if stalled.get(tp) != expected:
                 self.stalled[tp] = expected  # records in flight, maybe: the next look tells
             elif not await self.read_again(tp, expected, position):
                 self.next_offsets[tp] = max(self.next_offsets[tp], position)
+
+    async def position(self, tp: faust.types.TP) -> int | None:
+        """Where the consumer reads `tp` next; None if it is not placed yet, or taken away."""
+        try:
+            return await asyncio.wait_for(self.app.consumer.position(tp), timeout=2)
+        except (KafkaError, IllegalStateError, AssertionError, TimeoutError):  # aiokafka asserts the assignment
+            return None
 
     async def read_again(self, tp: faust.types.TP, expected: int, until: int) -> bool:
         """Send `tp` back to `expected` if the broker holds a record there before `until`;

@@ -9,7 +9,7 @@ from pipeline.ingest.sources import resolve
 from pipeline.reference import count_sources
 from pipeline.run import Pipeline
 from pipeline.source_topics import input_of, split_input
-from tests.helpers import wait_for
+from tests.helpers import SAMPLE, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -54,3 +54,21 @@ def test_alone_it_counts_across_its_own_reassignments_and_commits(corpora, tmp_p
             wait_for(lambda: not short_of_the_ends(), 30, lambda: f"commits to reach the ends: {short_of_the_ends()}")
         finally:
             reader.close()
+
+
+def test_a_run_does_not_wait_for_generations_counted_and_deleted_since(tmp_path):
+    # 1 MiB generations, 3 of them: once the first is counted the aggregator drops it (its
+    # windows' offsets go from its progress) and deletes it. A run that waits after that
+    # (a long one: the first generation is gone before the last is written) once waited for ever.
+    text = SAMPLE.read_bytes() * 20
+    for i in range(3):
+        (tmp_path / f"part-{i}.txt").write_bytes(text)
+    sources = resolve([str(tmp_path)])
+    with Pipeline(config.Settings(workers=2, generation_bytes=1 << 20)) as p:
+        report = p.ingest(sources)
+        first = min({split_input(name)[0] for name in report.produced})
+        partials = generations.topic(p.settings.topics.partials, generations.number(first))
+        admin = kafka.admin(p.connection)
+        wait_for(lambda: not {first, partials} & kafka.topic_names(admin), 150, f"{first} and {partials} to go")
+        p.wait_counted(report, timeout=60)
+        assert p.totals() == count_sources(sources)

@@ -331,7 +331,7 @@ class Pipeline:
         once waited for them for ever."""
         deadline = None if timeout is None else time.monotonic() + timeout
         extents = extents or {}
-        waiting, gone, looked = dict(report.produced), 0, 0.0
+        waiting, gone, looked = dict(report.produced), 0, time.monotonic()  # a short run never asks
         while True:
             self.supervise()
             asked = self.aggregators

@@ -36,8 +36,7 @@ def mixed_documents(directory, count: int, sample_copies: int, hostile_size: int
 def trickle(pipeline: Pipeline, sources, pause: float):
     """Ingest one document at a time with pauses, in a thread; returns (thread, result):
     result["report"] is the last document's (a flush reports only what was sent since the
-    one before), result["sent"] every document's, for inputs within one chunks generation (the
-    aggregator forgets a deleted generation's offsets: waiting for them would never end)."""
+    one before), result["sent"] every document's."""
     result = {}
 
     def run():

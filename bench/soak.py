@@ -15,11 +15,14 @@ on any failure.
     python bench/soak.py --mb 600 --state-dir                                # also the state directory's size
 
 In `--source` mode the broker holds the user's topic, which wordpipe never touches, so its
-raw RSS must grow. Once the run is over, a broker of the script's own takes the very same
-records again, batch for batch, and nothing else, and is sampled at each sample's MB sent:
-`source-topic` is what the topic costs a broker, and `broker-source` (the stack's broker
-minus that) is what is checked instead. Two cross-checks are printed: what deleting the topic
-from the stack's broker gave back, and the bytes each of wordpipe's own topics holds then.
+raw RSS must grow. A broker of the script's own, the twin, takes the very same records at
+the same moments, batch for batch, and nothing else: `source-topic` is what the topic costs
+a broker (the twin's growth, sampled with the stack), and `broker-source` (the stack's
+broker minus that) is what is checked instead. The same moments matter: the same records
+written flat out cost Tansu 4% less than at 2-4 MB/s (400 MB: 627 MB of RSS against 652 and
+655), so a calibration replayed after the run would charge wordpipe ~0.07 MB per MB sent.
+Two cross-checks are printed: what deleting the topic gave back, from the stack's broker and
+from the twin, and the bytes each of wordpipe's own topics holds then.
 With `--state-dir`, the directory's size on disk (du) is sampled beside the broker and
 checked the same way.
 """
@@ -267,7 +270,7 @@ def records(bootstrap: str, text: bytes, lines: int) -> tuple[list[list[bytes]],
             blocks.append([])
         blocks[-1].append(value)
     # Round-robin partitions and batches cut only when full or at the block's flush: the
-    # calibration stores the same batches (Tansu's cost is per batch).
+    # twin stores the same batches (Tansu's cost is per batch).
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=60_000, acks="all")
     partitions = len(producer.partitions_for(SOURCE))
     futures: list = []  # of the block being sent
@@ -289,13 +292,25 @@ def records(bootstrap: str, text: bytes, lines: int) -> tuple[list[list[bytes]],
 # -- a run ---------------------------------------------------------------------------------
 
 
-def sample(stack: Stack, feed: Feed, started: float, source: bool, state: Path | None) -> dict:
-    """One row: seconds, MB sent, each process's RSS (MB), and the state directory's size."""
+def both(first: Callable, second: Callable) -> Callable:
+    def call(*args: bytes) -> None:
+        first(*args)
+        second(*args)
+
+    return call
+
+
+def sample(stack: Stack, feed: Feed, started: float, twin: Twin | None, state: Path | None) -> dict:
+    """One row: seconds, MB sent, each process's RSS (MB), the twin's growth, and the state
+    directory's size."""
     row: dict = {"seconds": round(time.monotonic() - started), "mb": round(feed.sent / 1e6, 1)}
     row |= stack.census.rss()
+    if twin is not None and "broker" in row:
+        row["source-topic"] = twin.growth()
+        row["broker-source"] = round(row["broker"] - row["source-topic"], 1)
     if state is not None and state.exists():
         row["state-dir"] = round(du_mb(state), 1)
-        if source:  # the journal keeps the source topic too, in a file of its own
+        if twin is not None:  # the journal keeps the source topic too, in a file of its own
             row["state-dir-source"] = round(du_mb(state, leave_out=state / "journal" / f"{SOURCE}.log"), 1)
     return row
 
@@ -346,58 +361,60 @@ def source_partitions(bootstrap: str) -> int:
         admin.close()
 
 
-def delete_source(stack: Stack) -> float:
-    """Deletes the source topic from the stack's broker, as its owner would: the MB it gave back."""
+def delete_source(bootstrap: str, rss: Callable[[], float]) -> float:
+    """Deletes the source topic, as its owner would: the MB of `rss` it gave back."""
     from kafka.admin import KafkaAdminClient
 
-    before = stack.census.rss()["broker"]
-    admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    before = rss()
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     admin.delete_topics([SOURCE])
     admin.close()
     time.sleep(5)
-    return before - stack.census.rss()["broker"]
+    return before - rss()
 
 
-def calibrate(args: argparse.Namespace, text: bytes, partitions: int, rows: list[dict], work: Path) -> None:
-    """The same records again, batch for batch, to a broker that holds nothing else: its growth
-    at each row's MB sent is that row's `source-topic`."""
-    from kafka.admin import KafkaAdminClient, NewTopic
+class Twin:
+    """A broker that takes the source records the stack's broker takes, at the same moments,
+    and holds nothing else: its growth is what the source topic costs a broker."""
 
-    broker = EmbeddedBroker(log_file=work / "calibration-broker.log").start()
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
-        admin.create_topics([NewTopic(SOURCE, partitions, 1)])
-        admin.close()
-        assert broker.proc is not None
-        empty = rss_mb(broker.proc.pid) or 0.0
-        blocks, send, flush = records(broker.bootstrap, text, args.lines)
-        sent, block = 0, itertools.cycle(blocks)
-        for row in rows:
-            while round(sent / 1e6, 1) < row["mb"]:
-                for value in (piece := next(block)):
-                    send(value)
-                flush()
-                sent += sum(map(len, piece))
-            row["source-topic"] = round((rss_mb(broker.proc.pid) or 0.0) - empty, 1)
-            row["broker-source"] = round(row["broker"] - row["source-topic"], 1)
-    finally:
-        broker.stop()
+    def __init__(self, work: Path, partitions: int) -> None:
+        from kafka.admin import KafkaAdminClient, NewTopic
+
+        self.broker = EmbeddedBroker(log_file=work / "twin-broker.log").start()
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.broker.bootstrap)
+            admin.create_topics([NewTopic(SOURCE, partitions, 1)])
+            admin.close()
+        except BaseException:
+            self.broker.stop()
+            raise
+        self.empty = self.rss()
+
+    def rss(self) -> float:
+        assert self.broker.proc is not None
+        return rss_mb(self.broker.proc.pid) or 0.0
+
+    def growth(self) -> float:
+        return round(self.rss() - self.empty, 1)
 
 
 def soak(args: argparse.Namespace, work: Path) -> tuple[list[dict], bool, Feed]:
     """The stack fed and sampled until everything sent is counted; its totals checked."""
     text = CORPUS.read_bytes() if CORPUS.exists() else (ROOT / "samples" / "sample.txt").read_bytes()
-    stack = Stack(args, work)
+    stack, twin = Stack(args, work), None
     try:
         if args.source:
-            feed = Feed(args, *records(stack.bootstrap, text, args.lines))
+            twin = Twin(work, source_partitions(stack.bootstrap))
+            blocks, send, flush = records(stack.bootstrap, text, args.lines)
+            _, twin_send, twin_flush = records(twin.broker.bootstrap, text, args.lines)
+            feed = Feed(args, blocks, both(send, twin_send), both(flush, twin_flush))
         else:
             feed = Feed(args, *uploads(stack, text))
         started, state = time.monotonic(), work / "state" if args.state_dir else None
         rows: list[dict] = []
 
         def take(note: str = "") -> None:
-            rows.append(row := sample(stack, feed, started, args.source, state))
+            rows.append(row := sample(stack, feed, started, twin, state))
             print(f"{row['seconds']:>5} s {row['mb']:>8,.1f} MB  {rss_line(row)}{note}", flush=True)
 
         take(" (before anything is sent)")
@@ -414,15 +431,16 @@ def soak(args: argparse.Namespace, work: Path) -> tuple[list[dict], bool, Feed]:
             differ = sorted(w for w in got.keys() | want.keys() if got[w] != want[w])
             print(f"totals DIFFER from the reference for {len(differ)} words, e.g. {differ[:5]}: "
                   f"{sum(got.values()):,} words counted, {sum(want.values()):,} sent")  # fmt: skip
-        if args.source:
+        if twin is not None:
             held = holdings(stack.bootstrap)
             print("wordpipe's own topics at the end (records, MB):", held, flush=True)
-            partitions = source_partitions(stack.bootstrap)
-            args.gave_back, args.held = delete_source(stack), sum(mb for _, mb in held.values())
+            args.held = sum(mb for _, mb in held.values())
+            args.gave_back = delete_source(stack.bootstrap, lambda: stack.census.rss()["broker"])
+            args.twin_gave_back = delete_source(twin.broker.bootstrap, twin.rss)
     finally:
         stack.stop()
-    if args.source:
-        calibrate(args, text, partitions, rows, work)
+        if twin is not None:
+            twin.broker.stop()
     return rows, got == want, feed
 
 
@@ -489,12 +507,12 @@ def report(args: argparse.Namespace, rows: list[dict], exact: bool, feed: Feed) 
         f"**{'PASS' if ok else 'FAIL'}**.",
     ]
     if args.source:
-        summary += ["", "`source-topic`: what the same records, batch for batch, grew a Tansu broker that held "
-                    "nothing else (sampled at each row's MB sent, after the run). `broker-source`: the stack's broker "
-                    "minus that, what wordpipe keeps there. Cross-checks at the end: deleting the source topic from "
-                    f"the stack's broker gave back {args.gave_back:,.1f} MB (the calibration: "
-                    f"{end['source-topic']:,.1f} MB); wordpipe's own topics then held {args.held:,.1f} MB of keys "
-                    "and values."]  # fmt: skip
+        summary += ["", "`source-topic`: what the same records, batch for batch and at the same moments, grew a "
+                    "Tansu broker that held nothing else (the twin, sampled with the stack). `broker-source`: the "
+                    "stack's broker minus that, what wordpipe keeps there. Cross-checks at the end: deleting the "
+                    f"source topic gave back {args.gave_back:,.1f} MB from the stack's broker and "
+                    f"{args.twin_gave_back:,.1f} MB from the twin; wordpipe's own topics then held "
+                    f"{args.held:,.1f} MB of keys and values."]  # fmt: skip
     if args.state_dir:
         summary += ["", "`state-dir`: the state directory's size on disk (du), in MB, checked like RSS"
                     + ("; `state-dir-source`: without the source topic's journal." if args.source else ".")]  # fmt: skip
